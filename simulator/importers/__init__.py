@@ -1,0 +1,1 @@
+"""Importers: real venue recordings -> validated sessions under the data directory."""

@@ -1,0 +1,1 @@
+"""Recorded-data access: contract checks (schema) and streaming sources (recorded)."""

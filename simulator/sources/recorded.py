@@ -1,0 +1,436 @@
+"""Streaming sources over recorded sessions: Parquet files and DuckDB queries.
+
+A source yields `EventBatch`es: columnar slices of at most `batch_rows` events whose columns
+are exposed as zero-copy memoryviews over numpy arrays, the fastest thing CPython can walk
+event by event (no per-event allocation, no numpy scalar boxing). Every batch has passed the
+data-contract checks of `schema`; a file is never read whole unless the caller asks for the
+`sort` repair, so memory stays bounded whatever the session length.
+
+`merge` interleaves several sources in the one deterministic order of the project:
+(ts_recv, source priority, seq), seq being the row's `seq` column or else its row number.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, Literal, Protocol
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from simulator.errors import DataError
+from simulator.sources.schema import CheckReport, RowChecker, conform, required_columns
+from simulator.types import KINDS, book_levels
+
+Repair = Literal["drop", "sort"]
+DEFAULT_BATCH_ROWS: Final = 65_536
+IntArray = npt.NDArray[np.int64]
+
+
+@dataclass(slots=True)
+class EventBatch:
+    """Up to `batch_rows` consecutive events of one source, columnar.
+
+    `columns` maps a column name to a memoryview over a numpy array (float64 for prices and
+    sizes, int64 for times and ids, int8 for side): index it or zip it in the hot loop.
+    `ts_event` falls back to `ts_recv` where the venue sent no time. `record` is the same
+    data as Arrow for vectorised work.
+    """
+
+    source: int
+    kind: str
+    first_row: int
+    record: pa.RecordBatch
+    columns: dict[str, memoryview]
+    ts_recv: IntArray
+    seq: IntArray
+
+    def __len__(self) -> int:
+        return len(self.ts_recv)
+
+
+class BatchSource(Protocol):
+    """What `merge` and the engine consume."""
+
+    name: str
+    kind: str
+    priority: int
+
+    def batches(self) -> Iterator[EventBatch]: ...
+
+
+def infer_kind(column_names: Sequence[str]) -> str:
+    """Guess the kind of a table from its columns: book > quotes > trades."""
+    names = set(column_names)
+    if book_levels(list(column_names)) > 0:
+        return "book"
+    if set(required_columns("quotes", 0)) <= names:
+        return "quotes"
+    if {"px", "sz", "side"} <= names:
+        return "trades"
+    raise DataError(
+        f"cannot tell the data kind from columns {sorted(names)}: quotes need bid_px, bid_sz, "
+        "ask_px, ask_sz; trades need px, sz, side; a book needs bid_px_0, ... per level"
+    )
+
+
+def _view(column: pa.Array, dtype: type[np.generic], fill: object) -> npt.NDArray[np.generic]:
+    if column.null_count:
+        column = pc.fill_null(column, fill)
+    return np.ascontiguousarray(column.to_numpy(zero_copy_only=False), dtype=dtype)
+
+
+@dataclass(slots=True)
+class _Checked:
+    """Conform + check + (optionally) drop, batch by batch, then wrap as EventBatch."""
+
+    kind: str
+    where: str
+    priority: int
+    repair: tuple[Repair, ...]
+    checker: RowChecker | None = None
+    rows_out: int = 0
+    levels: int = 0
+
+    def wrap(self, raw: pa.RecordBatch) -> EventBatch | None:
+        table = conform(pa.Table.from_batches([raw]), self.kind, self.where)
+        if self.checker is None:
+            self.levels = book_levels(table.column_names) if self.kind == "book" else 0
+            self.checker = RowChecker(self.kind, self.where, self.levels)
+        first_row = self.checker.report.rows
+        bad = self.checker.check(table)
+        if bad.any():
+            if "drop" not in self.repair:
+                self.checker.report.raise_if_bad()
+            table = table.filter(pa.array(~bad))
+            self.checker.report.repaired["dropped"] += int(bad.sum())
+        if table.num_rows == 0:
+            return None
+        record = table.combine_chunks().to_batches()[0]
+        return self._event_batch(record, first_row)
+
+    def _event_batch(self, record: pa.RecordBatch, first_row: int) -> EventBatch:
+        ts_recv = _view(record.column("ts_recv"), np.int64, 0).astype(np.int64, copy=False)
+        columns: dict[str, memoryview] = {"ts_recv": ts_recv.data}
+        ts_event = record.column("ts_event")
+        if ts_event.null_count:
+            ts_event = pc.if_else(ts_event.is_null(), record.column("ts_recv"), ts_event)
+        columns["ts_event"] = _view(ts_event, np.int64, 0).data
+        for name in record.column_names:
+            if name in columns:
+                continue
+            dtype = record.schema.field(name).type
+            if pa.types.is_floating(dtype):
+                columns[name] = _view(record.column(name), np.float64, np.nan).data
+            elif pa.types.is_integer(dtype):
+                columns[name] = _view(record.column(name), np.int64, 0).data
+        if "seq" in record.column_names:
+            seq = np.asarray(columns["seq"], dtype=np.int64)
+        else:
+            seq = np.arange(first_row, first_row + record.num_rows, dtype=np.int64)
+        self.rows_out += record.num_rows
+        return EventBatch(
+            source=self.priority,
+            kind=self.kind,
+            first_row=first_row,
+            record=record,
+            columns=columns,
+            ts_recv=ts_recv,
+            seq=seq,
+        )
+
+    @property
+    def report(self) -> CheckReport:
+        if self.checker is None:
+            return CheckReport(where=self.where, kind=self.kind)
+        return self.checker.report
+
+
+def _sorted_by_time(table: pa.Table, report_repaired: dict[str, int]) -> pa.Table:
+    """The `sort` repair: stable sort by (ts_recv, seq); counts the rows it moved."""
+    ts = np.asarray(table.column("ts_recv").to_numpy(), dtype=np.int64)
+    late = int(np.count_nonzero(ts[1:] < np.maximum.accumulate(ts)[:-1]))
+    if late:
+        keys = [("ts_recv", "ascending")]
+        if "seq" in table.column_names:
+            keys.append(("seq", "ascending"))
+        table = table.take(pc.sort_indices(table, sort_keys=keys))
+        report_repaired["sorted"] = report_repaired.get("sorted", 0) + late
+    return table
+
+
+class ParquetSource:
+    """Stream one Parquet file of one kind, checked batch by batch."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        kind: str | None = None,
+        priority: int = 0,
+        batch_rows: int = DEFAULT_BATCH_ROWS,
+        repair: Sequence[Repair] = (),
+        columns: Sequence[str] | None = None,
+    ) -> None:
+        self.path = path
+        self.name = str(path)
+        self.priority = priority
+        self._batch_rows = batch_rows
+        self._columns = list(columns) if columns is not None else None
+        self._file = open_parquet(path)
+        self.kind = kind or infer_kind(self._file.schema_arrow.names)
+        if self.kind not in KINDS:
+            raise DataError(f"{path}: unknown data kind '{self.kind}'; expected one of {KINDS}")
+        if self._file.metadata.num_rows == 0:
+            raise DataError(f"{path}: no rows (empty file)")
+        self._state = _Checked(self.kind, str(path), priority, tuple(repair))
+
+    @property
+    def report(self) -> CheckReport:
+        """Problems found and repairs made so far (complete once batches() is exhausted)."""
+        return self._state.report
+
+    def batches(self) -> Iterator[EventBatch]:
+        if "sort" in self._state.repair:
+            yield from self._sorted_batches()
+            return
+        try:
+            for raw in self._file.iter_batches(self._batch_rows, columns=self._columns):
+                batch = self._state.wrap(raw)
+                if batch is not None:
+                    yield batch
+        except (OSError, pa.ArrowException) as e:
+            raise DataError(
+                f"{self.path}: cannot read ({_one_line(e)}); the file is truncated or corrupt"
+            ) from e
+
+    def _sorted_batches(self) -> Iterator[EventBatch]:
+        # Sorting needs the whole file in memory: the one repair that is not streamed.
+        try:
+            table = self._file.read(columns=self._columns)
+        except (OSError, pa.ArrowException) as e:
+            raise DataError(
+                f"{self.path}: cannot read ({_one_line(e)}); the file is truncated or corrupt"
+            ) from e
+        table = conform(table, self.kind, str(self.path))
+        repaired: dict[str, int] = {}
+        table = _sorted_by_time(table, repaired)
+        for raw in table.to_batches(self._batch_rows):
+            batch = self._state.wrap(raw)
+            if batch is not None:
+                yield batch
+        self.report.repaired.update(repaired)
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
+
+
+def open_parquet(path: Path) -> pq.ParquetFile:
+    """Open a Parquet file, turning every way it can be unreadable into one DataError."""
+    if not path.exists():
+        raise DataError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: empty file (0 bytes)")
+    try:
+        return pq.ParquetFile(path)
+    except (OSError, pa.ArrowException) as e:
+        raise DataError(
+            f"{path}: not a readable Parquet file ({_one_line(e)}); "
+            "it is truncated, corrupt or another format"
+        ) from e
+
+
+class DuckDBSource:
+    """Stream the result of any SQL query (over the catalog's views) as checked batches."""
+
+    def __init__(
+        self,
+        connection: object,
+        sql: str,
+        *,
+        kind: str | None = None,
+        priority: int = 0,
+        batch_rows: int = DEFAULT_BATCH_ROWS,
+        repair: Sequence[Repair] = (),
+    ) -> None:
+        import duckdb  # local: only this source needs it at import time of the module
+
+        if not isinstance(connection, duckdb.DuckDBPyConnection):
+            raise TypeError("connection must be a duckdb connection (see Catalog.connect())")
+        if "sort" in repair:
+            raise DataError(
+                "the sort repair is not available for SQL sources; add ORDER BY ts_recv"
+            )
+        self.name = f"sql: {' '.join(sql.split())[:80]}"
+        self.priority = priority
+        try:
+            reader = connection.sql(sql).to_arrow_reader(batch_rows)
+        except duckdb.Error as e:
+            raise DataError(f"SQL query failed: {e}") from e
+        if reader is None:
+            raise DataError(f"SQL query returned no result set: {sql}")
+        self._reader: pa.RecordBatchReader = reader
+        self.kind = kind or infer_kind(self._reader.schema.names)
+        self._state = _Checked(self.kind, self.name, priority, tuple(repair))
+
+    @property
+    def report(self) -> CheckReport:
+        return self._state.report
+
+    def batches(self) -> Iterator[EventBatch]:
+        for raw in self._reader:
+            batch = self._state.wrap(raw)
+            if batch is not None:
+                yield batch
+
+
+@dataclass(slots=True)
+class MergedBatch:
+    """Events of several sources in merge order.
+
+    Event k is row `order_row[k]` of `parts[order_part[k]]`; both are memoryviews of int64.
+    """
+
+    parts: list[EventBatch]
+    order_part: memoryview
+    order_row: memoryview
+
+    def __len__(self) -> int:
+        return len(self.order_part)
+
+
+def merge(sources: Sequence[BatchSource]) -> Iterator[MergedBatch]:
+    """Interleave sources by (ts_recv, priority, seq) with bounded look-ahead.
+
+    Each round emits every buffered event strictly before the watermark (the smallest
+    last-buffered ts_recv among unfinished sources), so an event of a later batch can never
+    need to go before one already emitted.
+    """
+    iterators = [s.batches() for s in sorted(sources, key=lambda s: s.priority)]
+    buffers: list[list[EventBatch]] = [[] for _ in iterators]
+    done = [False] * len(iterators)
+    while True:
+        for i, it in enumerate(iterators):
+            if not done[i] and not buffers[i]:
+                done[i] = not _pull(it, buffers[i])
+        open_ends = [int(b[-1].ts_recv[-1]) for b, d in zip(buffers, done, strict=True) if not d]
+        if not open_ends and not any(buffers):
+            return
+        watermark = min(open_ends) if open_ends else None
+        cuts = [_cut(b, watermark) for b in buffers]
+        if sum(len(c) for c in cuts) == 0:
+            for i, it in enumerate(iterators):  # every unfinished source ends at the watermark
+                if not done[i] and int(buffers[i][-1].ts_recv[-1]) == watermark:
+                    done[i] = not _pull(it, buffers[i])
+            continue
+        yield _interleave(cuts)
+
+
+def _pull(iterator: Iterator[EventBatch], buffer: list[EventBatch]) -> bool:
+    batch = next(iterator, None)
+    if batch is None:
+        return False
+    buffer.append(batch)
+    return True
+
+
+def _cut(buffer: list[EventBatch], watermark: int | None) -> list[EventBatch]:
+    """Remove and return the buffered events with ts_recv < watermark (all when None)."""
+    taken: list[EventBatch] = []
+    while buffer:
+        head = buffer[0]
+        n = len(head) if watermark is None else int(np.searchsorted(head.ts_recv, watermark))
+        if n == len(head):
+            taken.append(buffer.pop(0))
+            continue
+        if n > 0:
+            taken.append(_slice(head, 0, n))
+            buffer[0] = _slice(head, n, len(head))
+        break
+    return taken
+
+
+def _slice(batch: EventBatch, start: int, stop: int) -> EventBatch:
+    return EventBatch(
+        source=batch.source,
+        kind=batch.kind,
+        first_row=batch.first_row + start,
+        record=batch.record.slice(start, stop - start),
+        columns={k: v[start:stop] for k, v in batch.columns.items()},
+        ts_recv=batch.ts_recv[start:stop],
+        seq=batch.seq[start:stop],
+    )
+
+
+def _interleave(cuts: list[list[EventBatch]]) -> MergedBatch:
+    parts = [p for cut in cuts for p in cut]
+    ts = np.concatenate([p.ts_recv for p in parts])
+    priority = np.concatenate([np.full(len(p), p.source, dtype=np.int64) for p in parts])
+    seq = np.concatenate([p.seq for p in parts])
+    part = np.concatenate([np.full(len(p), k, dtype=np.int64) for k, p in enumerate(parts)])
+    row = np.concatenate([np.arange(len(p), dtype=np.int64) for p in parts])
+    order = np.lexsort((seq, priority, ts))
+    return MergedBatch(
+        parts=parts,
+        order_part=np.ascontiguousarray(part[order]).data,
+        order_row=np.ascontiguousarray(row[order]).data,
+    )
+
+
+def check_file(
+    path: Path, *, kind: str | None = None, batch_rows: int = DEFAULT_BATCH_ROWS
+) -> CheckReport:
+    """Full validation report of one Parquet file: every problem counted, nothing raised
+    for row problems (structural problems — columns, dtypes, unreadable file — still raise)."""
+    parquet = open_parquet(path)
+    kind = kind or infer_kind(parquet.schema_arrow.names)
+    if parquet.metadata.num_rows == 0:
+        raise DataError(f"{path}: no rows (empty file)")
+    checker: RowChecker | None = None
+    try:
+        for raw in parquet.iter_batches(batch_rows):
+            table = conform(pa.Table.from_batches([raw]), kind, str(path))
+            if checker is None:
+                levels = book_levels(table.column_names) if kind == "book" else 0
+                checker = RowChecker(kind, str(path), levels)
+            checker.check(table)
+    except (OSError, pa.ArrowException) as e:
+        raise DataError(
+            f"{path}: cannot read ({_one_line(e)}); the file is truncated or corrupt"
+        ) from e
+    if checker is None:
+        raise DataError(f"{path}: no rows (empty file)")
+    return checker.report
+
+
+def write_repaired(source: ParquetSource, out: Path) -> CheckReport:
+    """Stream `source` (opened with a repair policy) into `out`; return what was repaired."""
+    writer: pq.ParquetWriter | None = None
+    try:
+        for batch in source.batches():
+            if writer is None:
+                writer = pq.ParquetWriter(out, batch.record.schema, compression="zstd")
+            writer.write_batch(batch.record)
+    finally:
+        if writer is not None:
+            writer.close()
+    return source.report
+
+
+__all__ = [
+    "DuckDBSource",
+    "EventBatch",
+    "MergedBatch",
+    "ParquetSource",
+    "check_file",
+    "infer_kind",
+    "merge",
+    "open_parquet",
+    "write_repaired",
+]

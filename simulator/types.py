@@ -1,0 +1,62 @@
+"""Plain values shared by every layer: time units, data kinds and their column contracts."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Final, NewType
+
+from simulator.errors import DataError
+
+Nanos = NewType("Nanos", int)
+"""Nanoseconds since the Unix epoch, UTC."""
+
+NS_PER_SECOND: Final = 1_000_000_000
+
+KINDS: Final = ("quotes", "trades", "book")
+"""Market-data kinds a session may hold, one Parquet file each."""
+
+TIME_COLUMNS: Final = ("ts_event", "ts_recv")
+QUOTE_COLUMNS: Final = ("bid_px", "bid_sz", "ask_px", "ask_sz")
+TRADE_COLUMNS: Final = ("px", "sz", "side")
+OPTIONAL_INT_COLUMNS: Final = ("seq", "update_id", "trade_id")
+"""Optional int64 columns: `seq` is the row's position in the original recording (the
+tie-breaker of the merge order), `update_id`/`trade_id` are the venue's own ids."""
+
+
+def book_columns(levels: int) -> tuple[str, ...]:
+    """Price and size columns of an N-level book, level 0 being the best."""
+    return tuple(f"{name}_{i}" for i in range(levels) for name in QUOTE_COLUMNS)
+
+
+def book_levels(column_names: list[str] | tuple[str, ...]) -> int:
+    """Number of complete levels named in a book table's columns (0 when none)."""
+    present = set(column_names)
+    levels = 0
+    while all(f"{name}_{levels}" in present for name in QUOTE_COLUMNS):
+        levels += 1
+    return levels
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class SessionKey:
+    """A recorded session: one venue, one symbol, one (UTC start) date."""
+
+    venue: str
+    symbol: str
+    date: str  # YYYY-MM-DD
+
+    _PATTERN = re.compile(r"^([A-Za-z0-9_.-]+)/([A-Za-z0-9_.-]+)/(\d{4}-\d{2}-\d{2})$")
+
+    @classmethod
+    def parse(cls, text: str) -> SessionKey:
+        match = cls._PATTERN.match(text.strip().strip("/"))
+        if match is None:
+            raise DataError(
+                f"'{text}' is not a session name; expected venue/symbol/date, "
+                "e.g. nasdaq/GOOG/2012-06-21 (see `ticktape data ls`)"
+            )
+        return cls(match.group(1), match.group(2), match.group(3))
+
+    def __str__(self) -> str:
+        return f"{self.venue}/{self.symbol}/{self.date}"
