@@ -65,5 +65,5 @@ def with_value(table: pa.Table, column: str, row: int, value: object) -> pa.Tabl
 
 
 def write(table: pa.Table, path: Path, **kwargs: object) -> Path:
-    pq.write_table(table, path, **kwargs)  # type: ignore[arg-type]
+    pq.write_table(table, path, **kwargs)
     return path

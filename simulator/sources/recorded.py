@@ -12,10 +12,12 @@ data-contract checks of `schema`; a file is never read whole unless the caller a
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Literal, Protocol
+from typing import Final, Literal, Protocol, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -199,8 +201,9 @@ class ParquetSource:
         if "sort" in self._state.repair:
             yield from self._sorted_batches()
             return
+        raw_batches = self._file.iter_batches(self._batch_rows, columns=self._columns)
         try:
-            for raw in self._file.iter_batches(self._batch_rows, columns=self._columns):
+            for raw in read_ahead(raw_batches):
                 batch = self._state.wrap(raw)
                 if batch is not None:
                     yield batch
@@ -225,6 +228,48 @@ class ParquetSource:
             if batch is not None:
                 yield batch
         self.report.repaired.update(repaired)
+
+
+_END: Final = object()
+
+
+def read_ahead(batches: Iterator[pa.RecordBatch], depth: int = 2) -> Iterator[pa.RecordBatch]:
+    """Decode the next batches in a background thread while the caller walks this one.
+
+    Arrow releases the GIL while it decompresses, so reading overlaps the Python event walk.
+    Order is unchanged and at most `depth` batches wait, so memory stays bounded; an error
+    in the reader is raised here, in the caller's thread.
+    """
+    pending: queue.Queue[object] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for batch in batches:
+                while not stop.is_set():
+                    try:
+                        pending.put(batch, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            pending.put(_END)
+        except BaseException as e:  # handed to the consumer, which raises it
+            pending.put(e)
+
+    thread = threading.Thread(target=produce, name="ticktape-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = pending.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield cast(pa.RecordBatch, item)
+    finally:
+        stop.set()
 
 
 def _one_line(error: BaseException) -> str:

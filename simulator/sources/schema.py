@@ -166,8 +166,19 @@ def _cast_columns(table: pa.Table, kind: str, levels: int, where: str) -> pa.Tab
 
 
 def _floats(table: pa.Table | pa.RecordBatch, name: str) -> FloatArray:
-    """A float column as numpy, nulls as NaN."""
-    return np.asarray(pc.fill_null(table.column(name), np.nan).to_numpy(), dtype=np.float64)
+    """A float column as numpy, nulls as NaN (zero-copy when there are none)."""
+    column = table.column(name)
+    if column.null_count:
+        column = pc.fill_null(column, np.nan)
+    return np.asarray(column.to_numpy(), dtype=np.float64)
+
+
+def _ints(table: pa.Table | pa.RecordBatch, name: str) -> npt.NDArray[np.int64]:
+    """An integer column as int64 numpy, nulls as 0 (zero-copy when there are none)."""
+    column = table.column(name)
+    if column.null_count:
+        column = pc.fill_null(column, 0)
+    return np.asarray(column.to_numpy(), dtype=np.int64)
 
 
 class RowChecker:
@@ -205,7 +216,7 @@ class RowChecker:
     def _time_masks(self, batch: pa.Table | pa.RecordBatch) -> dict[str, BoolArray]:
         column = batch.column("ts_recv")
         null = np.asarray(column.is_null().to_numpy(zero_copy_only=False), dtype=np.bool_)
-        ts = np.asarray(pc.fill_null(column, 0).to_numpy(), dtype=np.int64)
+        ts = _ints(batch, "ts_recv")
         previous_max = np.maximum.accumulate(ts)
         if self._max_ts is not None:
             previous_max = np.maximum(previous_max, self._max_ts)
@@ -216,19 +227,22 @@ class RowChecker:
         return {"null_time": null, "unsorted": (ts < before) & ~null}
 
     def _duplicate_mask(self, batch: pa.Table | pa.RecordBatch) -> BoolArray:
+        """Rows equal to the row before them in every column (compared only where ts_recv is)."""
         n = batch.num_rows
-        same = np.ones(n, dtype=np.bool_)
+        ts = _ints(batch, "ts_recv")
+        same = np.zeros(n, dtype=np.bool_)
+        same[1:] = ts[1:] == ts[:-1]
+        prev = self._prev_row
+        self._prev_row = {name: batch.column(name)[n - 1].as_py() for name in batch.column_names}
+        if prev is not None:
+            first = {name: batch.column(name)[0].as_py() for name in batch.column_names}
+            same[0] = first == prev
+        candidates = np.flatnonzero(same[1:]) + 1
+        if candidates.size == 0:
+            return same
         for name in batch.column_names:
             values = batch.column(name).to_numpy(zero_copy_only=False)
-            shifted = np.empty_like(values)
-            shifted[1:] = values[:-1]
-            first = None if self._prev_row is None else self._prev_row.get(name)
-            if first is None:
-                same[0] = False
-            else:
-                shifted[0] = first
-            same &= values == shifted
-        self._prev_row = {name: batch.column(name)[n - 1].as_py() for name in batch.column_names}
+            same[candidates] &= values[candidates] == values[candidates - 1]
         return same
 
     def _value_masks(self, batch: pa.Table | pa.RecordBatch) -> dict[str, BoolArray]:

@@ -21,7 +21,7 @@ from tests.factories import T0, quotes, trades, with_value, write
 
 def _walk(source):
     """Every event as (ts_recv, bid_px) through the memoryview columns."""
-    out = []
+    out: list[tuple[int, float]] = []
     for batch in source.batches():
         out.extend(zip(batch.columns["ts_recv"], batch.columns["bid_px"], strict=True))
     return out

@@ -1,0 +1,327 @@
+"""ticktape command line: parse, call the simulator library, print. No logic of its own.
+
+Every SimulatorError becomes one red line and exit code 1 (a traceback only with --debug);
+usage errors exit 2 (click).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+from zoneinfo import ZoneInfo
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from simulator.errors import SimulatorError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from simulator.importers.common import ImportResult
+    from simulator.session import SessionRef
+    from simulator.sources.recorded import Repair
+    from simulator.sources.schema import CheckReport
+
+console = Console(highlight=False, soft_wrap=True)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+DATA_DIR_OPTION = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="TICKTAPE_DATA",
+    default=Path("data"),
+    show_default=True,
+    help="Root of the recorded sessions (also $TICKTAPE_DATA).",
+)
+
+
+class _ErrorMappingGroup(click.Group):
+    """Maps library errors to one red line and exit code 1; --debug shows the traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:  # noqa: ANN401 - click's own signature
+        try:
+            return super().invoke(ctx)
+        except SimulatorError as e:
+            if ctx.meta.get("ticktape.debug"):
+                raise
+            err_console.print(f"[red]{type(e).__name__}[/red]: {escape(str(e))}")
+            ctx.exit(1)
+
+
+@click.group(cls=_ErrorMappingGroup)
+@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+@click.version_option(package_name="ticktape")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
+    """ticktape: replay recorded ticks through an ML trading pipeline and see it in time."""
+    ctx.meta["ticktape.debug"] = debug
+
+
+@main.group()
+def data() -> None:
+    """Import, list, inspect and validate recorded sessions."""
+
+
+@data.group(name="import")
+def import_() -> None:
+    """Import real venue recordings into the data directory (atomic, idempotent)."""
+
+
+@contextmanager
+def _progress(label: str) -> Iterator[Callable[[int, int], None]]:
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        task = bar.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def _print_imports(results: Sequence[ImportResult], data_dir: Path) -> None:
+    from simulator.catalog import Catalog
+
+    for result in results:
+        rows = ", ".join(f"{kind} {n:,}" for kind, n in result.rows.items())
+        console.print(f"[green]imported[/green] {result.key} ({rows}) -> {result.path}")
+        for name, value in result.facts.items():
+            console.print(f"  [dim]{name}[/dim] = {value}")
+    Catalog(data_dir).close()  # refresh the catalog now rather than at the next read
+
+
+@import_.command(name="lobster")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@DATA_DIR_OPTION
+def import_lobster_command(paths: tuple[Path, ...], data_dir: Path) -> None:
+    """LOBSTER zips or message + orderbook CSV pairs (any level count)."""
+    from simulator.importers.lobster import import_lobster
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with _progress("importing LOBSTER") as progress:
+        results = import_lobster(list(paths), data_dir, progress=progress)
+    _print_imports(results, data_dir)
+
+
+@import_.command(name="binance")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--levels", default=20, show_default=True, help="Book levels kept per side.")
+@DATA_DIR_OPTION
+def import_binance_command(paths: tuple[Path, ...], levels: int, data_dir: Path) -> None:
+    """Binance combined-stream recordings (`<recv ns> <json>` lines; gzip, zstd or plain)."""
+    from simulator.importers.binance import import_binance
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with _progress("importing Binance") as progress:
+        results = import_binance(list(paths), data_dir, levels=levels, progress=progress)
+    _print_imports(results, data_dir)
+
+
+@import_.command(name="coinbase")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--levels", default=20, show_default=True, help="Book levels kept per side.")
+@DATA_DIR_OPTION
+def import_coinbase_command(paths: tuple[Path, ...], levels: int, data_dir: Path) -> None:
+    """Coinbase Advanced Trade recordings (JSON lines, zstd or plain)."""
+    from simulator.importers.coinbase import import_coinbase
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with _progress("importing Coinbase") as progress:
+        results = import_coinbase(list(paths), data_dir, levels=levels, progress=progress)
+    _print_imports(results, data_dir)
+
+
+def _utc(ts: int) -> str:
+    return datetime.fromtimestamp(ts / 1e9, tz=UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
+def _span(start: int, end: int) -> str:
+    first, last = _utc(start), _utc(end)
+    if first[:10] == last[:10]:
+        return f"{first[11:]} ->\n{last[11:]}"
+    return f"{first} ->\n{last}"
+
+
+def _local(ts: int, zone: str) -> str:
+    return datetime.fromtimestamp(ts / 1e9, tz=ZoneInfo(zone)).strftime("%H:%M:%S %Z")
+
+
+@data.command(name="ls")
+@DATA_DIR_OPTION
+@click.option("--json", "as_json", is_flag=True, help="One JSON array, for scripts.")
+def data_ls(data_dir: Path, as_json: bool) -> None:
+    """List the sessions in the data directory."""
+    from simulator.catalog import Catalog
+
+    catalog = Catalog(data_dir)
+    sessions = catalog.sessions()
+    catalog.close()
+    if as_json:
+        click.echo(json.dumps([s.as_json() for s in sessions], indent=2))
+        return
+    table = Table(title=f"sessions in {data_dir}")
+    for name in ("session", "rows", "span (UTC)", "levels"):
+        table.add_column(name, justify="right" if name in ("rows", "levels") else "left")
+    for s in sessions:
+        rows = "\n".join(f"{kind} {n:,}" for kind, n in s.rows.items())
+        table.add_row(str(s.key), rows, _span(s.ts_start, s.ts_end), str(s.levels or "-"))
+    console.print(table)
+    if not sessions:
+        console.print("no sessions yet: import one with `ticktape data import lobster|binance ...`")
+
+
+@data.command(name="show")
+@click.argument("session")
+@DATA_DIR_OPTION
+@click.option("--rows", "n_rows", default=5, show_default=True, help="First rows shown per kind.")
+def data_show(session: str, data_dir: Path, n_rows: int) -> None:
+    """Summary statistics and first rows of SESSION (venue/symbol/date or a Parquet path)."""
+    from simulator.inspect import summarize
+    from simulator.session import resolve_session
+
+    ref = resolve_session(session, data_dir)
+    console.print(f"[bold]{ref.name}[/bold]  (exchange time zone {ref.time_zone})")
+    for kind, path in ref.files.items():
+        summary = summarize(path, kind, first_rows=n_rows)
+        span = f"{_utc(summary.ts_start)} -> {_utc(summary.ts_end)} UTC"
+        local = (
+            f"{_local(summary.ts_start, ref.time_zone)} -> {_local(summary.ts_end, ref.time_zone)}"
+        )
+        console.print(f"\n[bold]{kind}[/bold]: {summary.rows:,} rows, {span} ({local})")
+        for name, value in summary.stats.items():
+            console.print(f"  {name}: {value}")
+        console.print(_arrow_table(summary.head))
+
+
+def _arrow_table(head: pa.Table, *, max_columns: int = 8) -> Table:
+    """A rich table of the rows; ts_* columns shown as UTC times, wide tables cut."""
+    names = head.column_names[:max_columns]
+    table = Table(show_edge=False)
+    for name in names:
+        table.add_column(name, justify="right")
+    for row in head.select(names).to_pylist():
+        table.add_row(*(_fmt(name, value) for name, value in row.items()))
+    if len(head.column_names) > max_columns:
+        table.caption = f"{len(head.column_names) - max_columns} more column(s) not shown"
+    return table
+
+
+def _fmt(name: str, value: object) -> str:
+    if value is None:
+        return ""
+    if name.startswith("ts_") and isinstance(value, int):
+        return datetime.fromtimestamp(value // 10**9, tz=UTC).strftime("%H:%M:%S.") + (
+            f"{value % 10**9:09d}"
+        )
+    if isinstance(value, float):
+        return f"{value:.10g}"
+    return str(value)
+
+
+@data.command(name="check")
+@click.argument("session")
+@DATA_DIR_OPTION
+@click.option(
+    "--repair",
+    type=click.Choice(["drop", "sort"]),
+    multiple=True,
+    help="Repair instead of only reporting: drop bad rows and/or sort by ts_recv (counted).",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="With --repair: write repaired files here (a file for a Parquet path, else a dir).",
+)
+def data_check(session: str, data_dir: Path, repair: tuple[str, ...], out: Path | None) -> None:
+    """Validate every file of SESSION; exit 1 when a problem is found (or left unrepaired)."""
+    from simulator.session import resolve_session
+    from simulator.sources.recorded import check_file
+
+    ref = resolve_session(session, data_dir)
+    if out is not None and not repair:
+        raise click.UsageError("--out needs --repair drop and/or --repair sort")
+    failed = False
+    for kind, path in ref.files.items():
+        report = check_file(path, kind=kind)
+        _print_report(kind, path, report)
+        if report.ok:
+            continue
+        if not repair:
+            failed = True
+            continue
+        failed |= not _repair(ref, kind, cast("tuple[Repair, ...]", repair), out, len(ref.files))
+    if failed:
+        sys.exit(1)
+
+
+def _print_report(kind: str, path: Path, report: CheckReport) -> None:
+    verdict = "[green]OK[/green]" if report.ok else f"[red]{report.summary()}[/red]"
+    console.print(f"[bold]{kind}[/bold] {path}: {report.rows:,} rows checked: {verdict}")
+    for problem in sorted(report.examples, key=lambda p: p.row):
+        console.print(f"  row {problem.row}: {escape(problem.message)}")
+
+
+def _repair(
+    ref: SessionRef, kind: str, repair: tuple[Repair, ...], out: Path | None, n_files: int
+) -> bool:
+    """Apply a repair; True when the repaired data passes (written when --out is given)."""
+    from simulator.sources.recorded import write_repaired
+
+    source = ref.source(kind, repair=repair)
+    try:
+        if out is None:
+            for _ in source.batches():
+                pass
+        else:
+            target = out if n_files == 1 and out.suffix == ".parquet" else out / f"{kind}.parquet"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_repaired(source, target)
+    except SimulatorError as e:
+        console.print(f"  [red]repair not enough[/red]: {escape(str(e))}")
+        return False
+    repaired = ", ".join(f"{n:,} rows {what}" for what, n in sorted(source.report.repaired.items()))
+    where = "" if out is None else f" -> written to {out}"
+    console.print(f"  [yellow]repaired[/yellow]: {repaired}{where}")
+    return True
+
+
+@data.command(name="sql")
+@click.argument("query")
+@DATA_DIR_OPTION
+@click.option("--limit", default=20, show_default=True, help="Rows printed.")
+def data_sql(query: str, data_dir: Path, limit: int) -> None:
+    """Run SQL over the catalog (views: sessions, quotes, trades, book)."""
+    import duckdb
+
+    from simulator.catalog import Catalog
+    from simulator.errors import DataError
+
+    catalog = Catalog(data_dir)
+    try:
+        result = catalog.connection.sql(query).to_arrow_table()
+    except duckdb.Error as e:
+        raise DataError(f"SQL query failed: {e}") from e
+    finally:
+        catalog.close()
+    if result is None:
+        raise DataError(f"SQL statement returned no rows to show: {query}")
+    console.print(_arrow_table(result.slice(0, limit)))
+    console.print(f"[dim]{result.num_rows:,} row(s)[/dim]")
+
+
+if __name__ == "__main__":
+    main()

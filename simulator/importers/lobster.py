@@ -1,0 +1,473 @@
+"""LOBSTER importer: NASDAQ message + order book CSV pairs -> book, quotes and trades sessions.
+
+A LOBSTER pair is ``TICKER_DATE_START_END_message_N.csv`` (one row per event: seconds after
+midnight, type, order id, size, price x 10000, direction) and ``..._orderbook_N.csv`` (the
+book after each event: ask px, ask sz, bid px, bid sz per level; empty levels hold the
+sentinel +-9999999999). Pairs come zipped (as LOBSTER ships them) or as loose CSVs.
+
+Each pair becomes one session ``nasdaq/TICKER/DATE``: ``book`` (one row per message, halts
+too), ``quotes`` (L1, a row whenever it changes) and ``trades`` (executions and crosses).
+LOBSTER only gives venue time, so ``ts_recv`` equals ``ts_event``. Everything is vectorised;
+only the error path that locates a malformed line walks lines one by one.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import re
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path, PurePosixPath
+from typing import Final
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from simulator.errors import DataError
+from simulator.importers.common import ImportResult, ProgressFn, no_progress
+from simulator.store import write_session
+from simulator.types import NS_PER_SECOND, SessionKey, book_columns
+
+VENUE: Final = "nasdaq"
+TIME_ZONE: Final = "America/New_York"
+EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+PRICE_SCALE: Final = 10_000
+EMPTY_LEVEL: Final = 9_999_999_999
+"""LOBSTER's dummy price of an unoccupied level (negative on the bid side)."""
+HALT: Final = 7
+CROSS_TRADE: Final = 6
+TRADE_TYPES: Final = (4, 5, CROSS_TRADE)
+STAGES: Final = 3
+"""Progress units per pair: parsed, derived, written."""
+
+NAME_PATTERN: Final = re.compile(
+    r"^(?P<ticker>[A-Za-z0-9_.-]+?)_(?P<date>\d{4}-\d{2}-\d{2})_(?P<start>\d+)_(?P<end>\d+)"
+    r"_(?P<kind>message|orderbook)_(?P<levels>[1-9]\d*)\.csv$"
+)
+EXPECTED_NAME: Final = "TICKER_YYYY-MM-DD_START_END_message_N.csv (or _orderbook_N.csv)"
+TIME_PATTERN: Final = r"\d{1,6}(\.\d{1,9})?"
+INT_PATTERN: Final = r"-?\d{1,18}"
+MESSAGE_COLUMNS: Final = ("time", "type", "order_id", "size", "price", "direction")
+
+Int64Array = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
+
+
+@dataclass(frozen=True, slots=True)
+class _Member:
+    """One CSV of a pair: the name errors show, the name meta records, how to get its bytes."""
+
+    name: str  # as the caller spelled it, for error messages
+    label: str  # without directories, so meta.json does not depend on where the input was
+    read: Callable[[], bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class _Pair:
+    key: SessionKey
+    levels: int
+    message: _Member
+    orderbook: _Member
+
+
+@dataclass(frozen=True, slots=True)
+class _Messages:
+    ts: Int64Array  # UTC ns
+    event_type: npt.NDArray[np.int8]
+    order_id: Int64Array
+    size: Int64Array
+    price: Int64Array
+    direction: Int64Array
+
+
+def import_lobster(
+    paths: Sequence[Path], data_dir: Path, *, progress: ProgressFn = no_progress
+) -> list[ImportResult]:
+    """Import LOBSTER zips or message/orderbook CSVs; one session per pair found.
+
+    A CSV may be given alone: its partner is looked up beside it by name. Re-importing the
+    same files replaces the session (store.write_session is atomic). Raises DataError naming
+    the file, the 1-based line and the problem for any malformed input.
+    """
+    pairs = _collect_pairs(paths)
+    total = len(pairs) * STAGES
+    results = []
+    for number, pair in enumerate(pairs):
+        report = functools.partial(_report_stage, progress, number * STAGES, total)
+        report(0)
+        results.append(_import_pair(pair, data_dir, report))
+    progress(total, total)
+    return results
+
+
+def _report_stage(progress: ProgressFn, offset: int, total: int, stage: int) -> None:
+    progress(offset + stage, total)
+
+
+def _import_pair(pair: _Pair, data_dir: Path, report: Callable[[int], None]) -> ImportResult:
+    sources = (pair.message.read(), pair.orderbook.read())
+    messages = _parse_messages(pair.message, sources[0], date.fromisoformat(pair.key.date))
+    book = _parse_orderbook(pair.orderbook, sources[1], pair.levels)
+    if len(book["bid_px_0"]) != len(messages.ts):
+        raise DataError(
+            f"{pair.message.name} has {len(messages.ts):,} rows but {pair.orderbook.name} has "
+            f"{len(book['bid_px_0']):,}; expected one order book row per message"
+        )
+    report(1)
+    tables = {
+        "book": _book_table(messages, book),
+        "quotes": _quotes_table(messages, book, _quote_rows(book, messages.event_type)),
+        "trades": _trades_table(
+            messages, np.flatnonzero(np.isin(messages.event_type, TRADE_TYPES))
+        ),
+    }
+    counts = {kind: table.num_rows for kind, table in tables.items()}
+    facts = _facts(messages, book, pair.levels, counts)
+    report(2)
+    # write_session rejects an empty table; a pair without executions has no trades file.
+    written = {kind: table for kind, table in tables.items() if table.num_rows > 0}
+    path = write_session(data_dir, pair.key, written, meta=_meta(pair, sources, facts))
+    return ImportResult(key=pair.key, path=path, rows=counts, facts=facts)
+
+
+def _meta(pair: _Pair, sources: tuple[bytes, bytes], facts: dict[str, object]) -> dict[str, object]:
+    labels = [pair.message.label, pair.orderbook.label]
+    return {
+        "importer": "lobster",
+        "time_zone": TIME_ZONE,
+        "levels": pair.levels,
+        "source_files": labels,
+        "source_sha256": {
+            label: hashlib.sha256(data).hexdigest()
+            for label, data in zip(labels, sources, strict=True)
+        },
+        "event_mix": facts["event_mix"],
+        "rows": facts["rows"],
+    }
+
+
+# --- finding pairs -------------------------------------------------------------------------
+
+
+def _collect_pairs(paths: Sequence[Path]) -> list[_Pair]:
+    """Resolve inputs to distinct pairs; a CSV pair given as both its files counts once."""
+    pairs: dict[str, _Pair] = {}
+    for path in paths:
+        if not path.is_file():
+            raise DataError(f"{path}: no such file")
+        found = _zip_pairs(path) if zipfile.is_zipfile(path) else [_csv_pair(path)]
+        for pair in found:
+            pairs.setdefault(str(Path(pair.message.name).resolve()), pair)
+    sessions: dict[SessionKey, str] = {}
+    for pair in pairs.values():
+        if pair.key in sessions:
+            raise DataError(
+                f"{pair.message.name} and {sessions[pair.key]} are both session {pair.key}; "
+                "import them separately"
+            )
+        sessions[pair.key] = pair.message.name
+    return list(pairs.values())
+
+
+def _match_name(name: str, where: str) -> re.Match[str]:
+    match = NAME_PATTERN.match(name)
+    if match is None:
+        raise DataError(
+            f"{where}: unknown file name pattern '{name}'; expected {EXPECTED_NAME} or a zip "
+            "holding such a pair"
+        )
+    try:
+        date.fromisoformat(match["date"])
+    except ValueError as e:
+        raise DataError(f"{where}: '{match['date']}' in the file name is not a date ({e})") from e
+    return match
+
+
+def _partner_name(match: re.Match[str]) -> str:
+    other = "orderbook" if match["kind"] == "message" else "message"
+    return match.string[: match.start("kind")] + other + match.string[match.end("kind") :]
+
+
+def _make_pair(match: re.Match[str], message: _Member, orderbook: _Member) -> _Pair:
+    key = SessionKey(VENUE, match["ticker"], match["date"])
+    return _Pair(key=key, levels=int(match["levels"]), message=message, orderbook=orderbook)
+
+
+def _csv_pair(path: Path) -> _Pair:
+    match = _match_name(path.name, str(path))
+    partner = path.with_name(_partner_name(match))
+    if not partner.is_file():
+        raise DataError(
+            f"{path}: its partner {partner.name} is not beside it; LOBSTER data comes as a "
+            "message file and an orderbook file with the same name stem"
+        )
+    first, second = (_file_member(path), _file_member(partner))
+    return _make_pair(match, *((first, second) if match["kind"] == "message" else (second, first)))
+
+
+def _file_member(path: Path) -> _Member:
+    return _Member(name=str(path), label=path.name, read=path.read_bytes)
+
+
+def _zip_pairs(path: Path) -> list[_Pair]:
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+    members = {PurePosixPath(n).name: n for n in names if NAME_PATTERN.match(PurePosixPath(n).name)}
+    if not members:
+        raise DataError(
+            f"{path}: no LOBSTER message/orderbook CSV inside; expected {EXPECTED_NAME}, "
+            f"members found: {names}"
+        )
+    pairs = []
+    for base, member in sorted(members.items()):
+        match = _match_name(base, f"{path}/{member}")
+        partner = _partner_name(match)
+        if partner not in members:
+            raise DataError(f"{path}: holds {member} but not its partner {partner}")
+        if match["kind"] == "message":
+            message, orderbook = _zip_member(path, member), _zip_member(path, members[partner])
+            pairs.append(_make_pair(match, message, orderbook))
+    return pairs
+
+
+def _zip_member(path: Path, member: str) -> _Member:
+    def read() -> bytes:
+        with zipfile.ZipFile(path) as archive:
+            return archive.read(member)
+
+    return _Member(name=f"{path}/{member}", label=f"{path.name}/{member}", read=read)
+
+
+# --- parsing -------------------------------------------------------------------------------
+
+
+def _read_csv(member: _Member, data: bytes, types: dict[str, pa.DataType]) -> pa.Table:
+    """Strict typed CSV read: no header, no nulls, no skipped lines, so row i is line i + 1."""
+    if not data.strip():
+        raise DataError(f"{member.name}: empty file; expected one CSV row per LOBSTER event")
+    try:
+        return pacsv.read_csv(
+            io.BytesIO(data),
+            read_options=pacsv.ReadOptions(column_names=list(types)),
+            parse_options=pacsv.ParseOptions(ignore_empty_lines=False),
+            convert_options=pacsv.ConvertOptions(
+                column_types=types, null_values=[], strings_can_be_null=False
+            ),
+        )
+    except pa.ArrowInvalid as e:
+        raise _bad_line_error(member.name, data, list(types), e) from e
+
+
+def _bad_line_error(name: str, data: bytes, columns: list[str], cause: Exception) -> DataError:
+    """Find the first malformed line (error path only, so a plain loop is fine)."""
+    patterns = [re.compile(TIME_PATTERN if c == "time" else INT_PATTERN) for c in columns]
+    for number, raw in enumerate(data.splitlines(), start=1):
+        line = raw.decode("utf-8", errors="replace")
+        fields = line.split(",")
+        if len(fields) != len(columns):
+            return DataError(
+                f"{name} line {number}: expected {len(columns)} comma-separated fields, "
+                f"found {len(fields)}: {line[:80]!r}"
+            )
+        for column, pattern, field in zip(columns, patterns, fields, strict=True):
+            if pattern.fullmatch(field) is None:
+                kind = "seconds after midnight" if column == "time" else "an integer"
+                return DataError(f"{name} line {number}: {column} is {field!r}; expected {kind}")
+    return DataError(f"{name}: cannot parse as LOBSTER CSV ({cause})")
+
+
+def _require(
+    name: str, ok: BoolArray, column: str, found: npt.NDArray[np.generic], expected: str
+) -> None:
+    """Raise DataError for the first row where `ok` is False, naming its 1-based line."""
+    bad = np.flatnonzero(~ok)
+    if bad.size:
+        row = int(bad[0])
+        value = found[row : row + 1].tolist()[0]  # a plain Python value prints without np.int64()
+        raise DataError(f"{name} line {row + 1}: {column} is {value!r}; expected {expected}")
+
+
+def _parse_messages(member: _Member, data: bytes, day: date) -> _Messages:
+    types = {c: pa.int64() for c in MESSAGE_COLUMNS} | {"time": pa.string()}
+    table = _read_csv(member, data, types)
+    text = np.asarray(table.column("time").to_numpy(), dtype=object)
+    ints = {c: np.asarray(table.column(c).to_numpy(), dtype=np.int64) for c in MESSAGE_COLUMNS[1:]}
+    event_type, direction, size = ints["type"], ints["direction"], ints["size"]
+    name = member.name
+    _require(name, (event_type >= 1) & (event_type <= HALT), "type", event_type, "1 to 7")
+    # Halts carry direction -1 by the ReadMe; crosses have no side, so neither is checked.
+    sided = np.isin(direction, (-1, 1)) | (event_type >= CROSS_TRADE)
+    _require(name, sided, "direction", direction, "-1 (sell order) or 1 (buy order)")
+    _require(name, size >= 0, "size", size, "a share count >= 0")
+    local_ns = _seconds_to_ns(name, text)
+    _require(
+        name,
+        np.diff(local_ns, prepend=local_ns[0]) >= 0,
+        "time",
+        text,
+        "non-decreasing time (it is earlier than the line before)",
+    )
+    return _Messages(
+        ts=_local_to_utc_ns(day, local_ns),
+        event_type=event_type.astype(np.int8),
+        order_id=ints["order_id"],
+        size=size,
+        price=ints["price"],
+        direction=direction,
+    )
+
+
+def _seconds_to_ns(name: str, text: npt.NDArray[np.object_]) -> Int64Array:
+    """'34200.004241176' -> 34200004241176 exactly: whole and fraction parsed as integers."""
+    series = pl.Series("time", text, dtype=pl.String)
+    well_formed = series.str.contains(f"^{TIME_PATTERN}$").to_numpy()
+    _require(name, well_formed, "time", text, "seconds after midnight with up to 9 decimals")
+    parts = series.str.split_exact(".", 1).struct.unnest()
+    whole = parts.get_column("field_0").cast(pl.Int64)
+    fraction = parts.get_column("field_1").fill_null("").str.pad_end(9, "0").cast(pl.Int64)
+    return np.asarray((whole * NS_PER_SECOND + fraction).to_numpy(), dtype=np.int64)
+
+
+def _local_to_utc_ns(day: date, local_ns: Int64Array) -> Int64Array:
+    """Wall time after local midnight -> UTC ns.
+
+    The UTC offset is looked up per distinct minute, not once per file, because a DST switch
+    moves it within a day; an ambiguous wall time takes its first occurrence (fold=0).
+    Datetime arithmetic stays in integer microseconds, so nothing is rounded.
+    """
+    minute_ns = 60 * NS_PER_SECOND
+    minutes, inverse = np.unique(local_ns // minute_ns, return_inverse=True)
+    midnight = datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(TIME_ZONE))
+    minute_utc_ns = np.array(
+        [_utc_ns(midnight + timedelta(minutes=int(m))) for m in minutes], dtype=np.int64
+    )
+    inverse = inverse.ravel()
+    return minute_utc_ns[inverse] + (local_ns - minutes[inverse] * minute_ns)
+
+
+def _utc_ns(moment: datetime) -> int:
+    return ((moment - EPOCH) // timedelta(microseconds=1)) * 1_000
+
+
+def _parse_orderbook(member: _Member, data: bytes, levels: int) -> dict[str, FloatArray]:
+    """The book in types.book_columns order, float64 dollars/shares, NaN for an empty level."""
+    names = [
+        f"{f}_{i}" for i in range(1, levels + 1) for f in ("ask_px", "ask_sz", "bid_px", "bid_sz")
+    ]
+    table = _read_csv(member, data, {n: pa.int64() for n in names})
+    book: dict[str, FloatArray] = {}
+    for level in range(levels):
+        for side in ("bid", "ask"):
+            raw_px, raw_sz = (
+                np.asarray(table.column(f"{side}_{f}_{level + 1}").to_numpy(), dtype=np.int64)
+                for f in ("px", "sz")
+            )
+            empty = np.abs(raw_px) >= EMPTY_LEVEL
+            column, expected = f"{side}_px_{level + 1}", f"a positive price or +-{EMPTY_LEVEL}"
+            _require(member.name, empty | (raw_px > 0), column, raw_px, expected)
+            book[f"{side}_px_{level}"] = np.where(empty, np.nan, _dollars(raw_px))
+            book[f"{side}_sz_{level}"] = np.where(empty, np.nan, raw_sz.astype(np.float64))
+    return {name: book[name] for name in book_columns(levels)}
+
+
+def _dollars(raw: Int64Array) -> FloatArray:
+    return np.round(raw / PRICE_SCALE, 4)
+
+
+# --- derived tables ------------------------------------------------------------------------
+
+
+def _arrow(values: FloatArray) -> pa.Array:
+    """Float column with NaN (an empty level) stored as null, as the data contract wants."""
+    return pa.array(values, mask=np.isnan(values))
+
+
+def _times(messages: _Messages, rows: npt.NDArray[np.intp] | slice) -> dict[str, pa.Array]:
+    ts = pa.array(messages.ts[rows])
+    return {"ts_event": ts, "ts_recv": ts}
+
+
+def _book_table(messages: _Messages, book: dict[str, FloatArray]) -> pa.Table:
+    columns = _times(messages, slice(None))
+    columns |= {name: _arrow(values) for name, values in book.items()}
+    columns["seq"] = pa.array(np.arange(len(messages.ts), dtype=np.int64))
+    columns["event_type"] = pa.array(messages.event_type)
+    return pa.table(columns)
+
+
+def _l1(book: dict[str, FloatArray]) -> list[FloatArray]:
+    return [book[f"{name}_0"] for name in ("bid_px", "bid_sz", "ask_px", "ask_sz")]
+
+
+def _quote_rows(
+    book: dict[str, FloatArray], event_type: npt.NDArray[np.int8]
+) -> npt.NDArray[np.intp]:
+    """Rows whose L1 differs from the previous non-halt row's (the first row always counts)."""
+    kept = np.flatnonzero(event_type != HALT)
+    top = np.column_stack(_l1(book))[kept]
+    if len(kept) == 0:
+        return kept
+    same = (top[1:] == top[:-1]) | (np.isnan(top[1:]) & np.isnan(top[:-1]))
+    changed = np.concatenate(([True], ~same.all(axis=1)))
+    return kept[changed]
+
+
+def _quotes_table(
+    messages: _Messages, book: dict[str, FloatArray], rows: npt.NDArray[np.intp]
+) -> pa.Table:
+    columns = _times(messages, rows)
+    for name, values in zip(("bid_px", "bid_sz", "ask_px", "ask_sz"), _l1(book), strict=True):
+        columns[name] = _arrow(values[rows])
+    columns["seq"] = pa.array(rows.astype(np.int64))
+    return pa.table(columns)
+
+
+def _trades_table(messages: _Messages, rows: npt.NDArray[np.intp]) -> pa.Table:
+    event_type = messages.event_type[rows]
+    # Executing a resting sell order (-1) is a buy by the aggressor; crosses have no aggressor.
+    side = np.where(event_type == CROSS_TRADE, 0, -messages.direction[rows]).astype(np.int8)
+    columns = _times(messages, rows)
+    columns |= {
+        "px": pa.array(_dollars(messages.price[rows])),
+        "sz": pa.array(messages.size[rows].astype(np.float64)),
+        "side": pa.array(side),
+        "seq": pa.array(rows.astype(np.int64)),
+        "order_id": pa.array(messages.order_id[rows]),
+        "event_type": pa.array(event_type),
+    }
+    return pa.table(columns)
+
+
+def _facts(
+    messages: _Messages, book: dict[str, FloatArray], levels: int, counts: dict[str, int]
+) -> dict[str, object]:
+    """Figures to compare with PROVENANCE.md, over every message row with both L1 sides."""
+    kinds, numbers = np.unique(messages.event_type, return_counts=True)
+    bid, ask = book["bid_px_0"], book["ask_px_0"]
+    both = ~np.isnan(bid) & ~np.isnan(ask)
+    mid, spread = ((bid + ask) / 2)[both], (ask - bid)[both]
+    return {
+        "event_mix": {str(k): int(n) for k, n in zip(kinds, numbers, strict=True)},
+        "rows": {"messages": len(messages.ts), **counts},
+        "levels": levels,
+        "mid_min": _rounded(mid, np.min),
+        "mid_max": _rounded(mid, np.max),
+        "spread_min": _rounded(spread, np.min),
+        "spread_median": _rounded(spread, np.median),
+        "spread_max": _rounded(spread, np.max),
+        "crossed_or_locked": int(np.count_nonzero(spread <= 0)),
+        "empty_l1_rows": int(np.count_nonzero(~both)),
+    }
+
+
+def _rounded(values: FloatArray, statistic: Callable[[FloatArray], np.floating]) -> float | None:
+    return None if values.size == 0 else round(float(statistic(values)), 4)

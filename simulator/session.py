@@ -1,0 +1,68 @@
+"""Turn what a user types for SESSION into files: a catalog name, a directory or a Parquet file.
+
+SESSION is `venue/symbol/date` (looked up under the data directory), a session directory
+holding `<kind>.parquet` files, or a single Parquet file whose kind is told by its columns
+(a plain file with bid_px, bid_sz, ask_px, ask_sz and a timestamp is a quote stream).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from simulator.errors import DataError
+from simulator.sources.recorded import ParquetSource, Repair, infer_kind, open_parquet
+from simulator.store import read_meta, session_dir
+from simulator.types import KINDS, SessionKey
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRef:
+    """A resolved session: a display name, its files by kind and its import metadata."""
+
+    name: str
+    files: dict[str, Path]
+    meta: dict[str, object]
+
+    @property
+    def time_zone(self) -> str:
+        return str(self.meta.get("time_zone", "UTC"))
+
+    def source(
+        self, kind: str, *, priority: int = 0, repair: tuple[Repair, ...] = ()
+    ) -> ParquetSource:
+        if kind not in self.files:
+            raise DataError(
+                f"session {self.name} has no {kind} (it has: {', '.join(sorted(self.files))})"
+            )
+        return ParquetSource(self.files[kind], kind=kind, priority=priority, repair=repair)
+
+
+def _looks_like_path(spec: str) -> bool:
+    return spec.endswith(".parquet") or spec.startswith((".", "/", "~")) or Path(spec).exists()
+
+
+def resolve_session(spec: str, data_dir: Path) -> SessionRef:
+    """Resolve SESSION as typed on the command line; DataError names what was not found."""
+    if _looks_like_path(spec):
+        path = Path(spec).expanduser()
+        if path.is_dir():
+            return _from_directory(path, spec)
+        if not path.exists():
+            raise DataError(f"{path}: no such file or directory")
+        kind = infer_kind(open_parquet(path).schema_arrow.names)
+        return SessionRef(name=str(path), files={kind: path}, meta={})
+    key = SessionKey.parse(spec)
+    directory = session_dir(data_dir, key)
+    if not directory.is_dir():
+        raise DataError(
+            f"no session {key} under {data_dir}; `ticktape data ls` lists the sessions there"
+        )
+    return _from_directory(directory, str(key))
+
+
+def _from_directory(directory: Path, name: str) -> SessionRef:
+    files = {k: directory / f"{k}.parquet" for k in KINDS if (directory / f"{k}.parquet").exists()}
+    if not files:
+        raise DataError(f"{directory}: holds no quotes/trades/book Parquet files")
+    return SessionRef(name=name, files=files, meta=read_meta(directory))
