@@ -1,0 +1,545 @@
+"""Coinbase Advanced Trade recordings (cryptofeed format 2) -> one session per product.
+
+Input: JSON lines ``{"t": "header"|"http"|"connect"|"send"|"recv", "ts": seconds, "conn": ...,
+"data": "<raw message>"}``, zstd/gzip/plain. ``recv`` records hold the websocket envelopes
+``{"channel", "timestamp", "sequence_num", "events"}``; several files are read as one recording.
+
+Output per product (kinds with no rows are left out):
+
+- ``quotes`` from ``ticker`` events (snapshot and update: both are the current best bid/ask);
+  events with a missing, empty or zero best bid/ask field are skipped and counted.
+- ``trades`` from ``market_trades`` *update* events, oldest first (Coinbase batches them newest
+  first). Snapshot trades are excluded and counted: they happened before the recording began,
+  and a burst of old trades at one receive time would feed stale prints to the pipeline.
+  Coinbase's ``side`` is the maker's, so BUY (a resting bid was hit) is -1, SELL is +1.
+- ``book``: the L2 book rebuilt from ``l2_data`` snapshot + updates (``new_quantity`` is
+  absolute, 0 removes); one row per message touching the product, top `levels` levels.
+
+Times: ``ts_recv`` is the record's ``ts`` converted exactly from its decimal text; ``ts_event``
+is the envelope ``timestamp`` (trades: the trade's ``time``), parsed exactly from RFC 3339.
+``seq`` is the 0-based line index in the recording (files joined in the order given).
+
+Checks that raise DataError naming file and 1-based line: non-JSON lines, unknown record types,
+missing or mistyped fields, a header from another exchange or format, ``ts`` going backwards, a
+``sequence_num`` jump on a connection (the book cannot be trusted after one), an l2 update
+before its product's snapshot, and a rebuilt book that is crossed or locked after a message (the
+data contract forbids such rows). Heartbeat counter gaps, trade-id gaps and ticker/book
+agreement are counted in the facts, not raised.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from bisect import bisect_left, insort
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Final, TypeVar
+
+import orjson
+import pyarrow as pa
+
+from simulator.errors import ConfigError, DataError
+from simulator.importers.common import ImportResult, ProgressFn, no_progress, numbered_lines
+from simulator.store import write_session
+from simulator.types import NS_PER_SECOND, Nanos, SessionKey, book_columns
+
+VENUE: Final = "coinbase"
+RECORD_TYPES: Final = frozenset({"header", "http", "connect", "send", "recv"})
+FORMAT_VERSION: Final = 2
+MAKER_SIDE_TO_AGGRESSOR: Final = {"BUY": -1, "SELL": 1}
+"""Coinbase reports the maker side; the contract wants the aggressor (+1 buyer-initiated)."""
+
+_RFC3339: Final = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})"
+)
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_SECOND: Final = timedelta(seconds=1)
+
+Json = dict[str, object]
+Column = list[float | int | None]
+T = TypeVar("T")
+
+
+class _LineError(Exception):
+    """A problem in the current line; the reader adds file and line number."""
+
+
+def parse_rfc3339_ns(text: str) -> Nanos:
+    """RFC 3339 time (any fraction up to ns, Z or ±HH:MM) -> exact int ns since the epoch."""
+    match = _RFC3339.fullmatch(text)
+    if match is None:
+        raise DataError(f"'{text}' is not an RFC 3339 time such as 2026-08-09T21:05:48.228568Z")
+    year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
+    try:
+        moment = datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+    except ValueError as e:
+        raise DataError(f"'{text}' is not a valid time ({e})") from None
+    fraction = int((match.group(7) or "").ljust(9, "0"))
+    offset = match.group(8)
+    offset_s = 0
+    if offset not in ("Z", "z"):
+        sign = -1 if offset[0] == "-" else 1
+        offset_s = sign * (int(offset[1:3]) * 3600 + int(offset[4:6]) * 60)
+    whole_s = (moment - _EPOCH) // _SECOND - offset_s
+    return Nanos(whole_s * NS_PER_SECOND + fraction)
+
+
+def seconds_to_ns(value: object) -> Nanos:
+    """Seconds since the epoch, as parsed with ``parse_float=Decimal``, -> int ns (half-even)."""
+    if isinstance(value, bool) or not isinstance(value, int | Decimal):
+        raise DataError(f"expected a number of seconds, found {value!r:.60}")
+    if isinstance(value, Decimal) and not value.is_finite():
+        raise DataError(f"{value} is not a finite number of seconds")
+    return Nanos(int((Decimal(value) * NS_PER_SECOND).to_integral_value()))
+
+
+def _field(obj: Json, key: str, kind: type[T]) -> T:
+    value = obj.get(key)
+    if isinstance(value, bool) or not isinstance(value, kind):
+        found = "nothing" if key not in obj else f"{type(value).__name__} {value!r:.60}"
+        raise _LineError(f"field '{key}' should be {kind.__name__}, found {found}")
+    return value
+
+
+def _objects(obj: Json, key: str) -> list[Json]:
+    items = _field(obj, key, list)
+    if not all(isinstance(item, dict) for item in items):
+        raise _LineError(f"field '{key}' should be a list of JSON objects")
+    return items
+
+
+def _number(obj: Json, key: str) -> float:
+    """A decimal string field (Coinbase sends prices and sizes as text) as a finite float."""
+    text = _field(obj, key, str)
+    try:
+        value = float(text)
+    except ValueError:
+        raise _LineError(f"field '{key}' is not a number: {text!r:.60}") from None
+    if not math.isfinite(value) or value < 0:
+        raise _LineError(f"field '{key}' is not a finite non-negative number: {text!r:.60}")
+    return value
+
+
+def _time(obj: Json, key: str) -> Nanos:
+    try:
+        return parse_rfc3339_ns(_field(obj, key, str))
+    except DataError as e:
+        raise _LineError(f"field '{key}': {e}") from None
+
+
+class _L2Book:
+    """Price -> size per side, with prices kept sorted best-first for cheap top-N reads."""
+
+    __slots__ = ("asks", "bids", "keys")
+
+    def __init__(self, levels: Sequence[tuple[bool, float, float]] = ()) -> None:
+        self.bids = {price: size for is_bid, price, size in levels if is_bid and size > 0}
+        self.asks = {price: size for is_bid, price, size in levels if not is_bid and size > 0}
+        # bids are keyed by negated price, so both lists run best-first in ascending order
+        self.keys = (sorted(-p for p in self.bids), sorted(self.asks))
+
+    def set(self, is_bid: bool, price: float, size: float) -> bool:
+        """Set a level's absolute size (0 removes it); False when removing an absent level."""
+        side, keys, key = (
+            (self.bids, self.keys[0], -price) if is_bid else (self.asks, self.keys[1], price)
+        )
+        if size == 0:
+            if side.pop(price, None) is None:
+                return False
+            del keys[bisect_left(keys, key)]
+        else:
+            if price not in side:
+                insort(keys, key)
+            side[price] = size
+        return True
+
+    def best(self) -> tuple[float | None, float | None]:
+        bids, asks = self.keys
+        return (-bids[0] if bids else None), (asks[0] if asks else None)
+
+    def top(self, levels: int) -> list[float | None]:
+        """Values in types.book_columns order; None past the last level of a side."""
+        row: list[float | None] = []
+        bids, asks = self.keys
+        for i in range(levels):
+            bid = -bids[i] if i < len(bids) else None
+            ask = asks[i] if i < len(asks) else None
+            row += (bid, None if bid is None else self.bids[bid])
+            row += (ask, None if ask is None else self.asks[ask])
+        return row
+
+
+@dataclass(slots=True)
+class _Product:
+    """Rows and counters of one product, built in recording order."""
+
+    levels: int
+    quotes: dict[str, Column] = field(default_factory=dict)
+    trades: dict[str, Column] = field(default_factory=dict)
+    book_rows: dict[str, Column] = field(default_factory=dict)
+    book: _L2Book | None = None
+    book_conn: str = ""
+    last_trade_id: int | None = None
+    counts: Counter[str] = field(default_factory=Counter)
+
+    def __post_init__(self) -> None:
+        times = ("ts_event", "ts_recv")
+        self.quotes = {c: [] for c in (*times, "bid_px", "bid_sz", "ask_px", "ask_sz", "seq")}
+        self.trades = {c: [] for c in (*times, "px", "sz", "side", "trade_id", "seq")}
+        self.book_rows = {c: [] for c in (*times, *book_columns(self.levels), "seq")}
+
+
+def _append(columns: dict[str, Column], values: Sequence[float | int | None]) -> None:
+    for column, value in zip(columns.values(), values, strict=True):
+        column.append(value)
+
+
+class _Recording:
+    """Reads recv records in order, keeping books, sequence and heartbeat state."""
+
+    def __init__(self, levels: int) -> None:
+        self.levels = levels
+        self.products: dict[str, _Product] = {}
+        self.counts: Counter[str] = Counter()
+        self.next_seq: dict[str, int | None] = {}
+        self.last_heartbeat: dict[str, tuple[int, int]] = {}  # conn -> (counter, ts_recv)
+        self.max_heartbeat_interval_ns = 0
+        self.first_ts_recv = 0
+        self.last_ts: tuple[int, int] | None = None  # (ts_recv, line number) of the last recv
+        self.line_index = -1  # 0-based across all files: the rows' `seq`
+        self.line_number = 0  # 1-based within the current file, for messages
+        self.handlers: dict[str, Callable[[list[Json], int, int, str], None]] = {
+            "l2_data": self._on_l2,
+            "ticker": self._on_ticker,
+            "market_trades": self._on_trades,
+            "heartbeats": self._on_heartbeats,
+        }
+
+    def feed(self, path: Path) -> None:
+        for number, line in numbered_lines(path):
+            self.line_index += 1
+            self.line_number = number
+            try:
+                self._on_line(line)
+            except _LineError as e:
+                raise DataError(f"{path} line {number}: {e}") from None
+
+    def product(self, product_id: str) -> _Product:
+        found = self.products.get(product_id)
+        if found is None:
+            found = self.products[product_id] = _Product(levels=self.levels)
+        return found
+
+    def _on_line(self, line: str) -> None:
+        if not line.strip():
+            self.counts["blank_lines"] += 1
+            return
+        try:
+            record = json.loads(line, parse_float=Decimal)
+        except (json.JSONDecodeError, InvalidOperation) as e:
+            raise _LineError(f"not JSON ({e}); expected a cryptofeed format-2 record") from None
+        if not isinstance(record, dict):
+            raise _LineError(f"expected a JSON object record, found {type(record).__name__}")
+        kind = _field(record, "t", str)
+        if kind not in RECORD_TYPES:
+            raise _LineError(
+                f"unknown record type '{kind}'; expected one of {sorted(RECORD_TYPES)}"
+            )
+        self.counts[f"records.{kind}"] += 1
+        if kind == "header":
+            _check_header(record)
+        elif kind == "connect":
+            self.next_seq[_field(record, "conn", str)] = None  # a new connection counts anew
+        elif kind == "recv":
+            self._on_recv(record)
+
+    def _on_recv(self, record: Json) -> None:
+        try:
+            ts_recv = seconds_to_ns(record.get("ts"))
+        except DataError as e:
+            raise _LineError(f"field 'ts': {e}") from None
+        if self.last_ts is not None and ts_recv < self.last_ts[0]:
+            raise _LineError(
+                f"receive time went backwards: ts is {ts_recv} ns, the recv at line "
+                f"{self.last_ts[1]} had {self.last_ts[0]} ns; records must be in receive order"
+            )
+        if self.last_ts is None:
+            self.first_ts_recv = ts_recv
+        self.last_ts = (ts_recv, self.line_number)
+        conn = _field(record, "conn", str)
+        try:
+            message = orjson.loads(_field(record, "data", str))
+        except orjson.JSONDecodeError as e:
+            raise _LineError(f"message data is not JSON ({e})") from None
+        if not isinstance(message, dict):
+            raise _LineError(f"message should be a JSON object, found {type(message).__name__}")
+        self._on_message(message, ts_recv, conn)
+
+    def _on_message(self, message: Json, ts_recv: int, conn: str) -> None:
+        if message.get("type") == "error":  # a venue error message has no envelope
+            self.counts["messages.error"] += 1
+            return
+        channel = _field(message, "channel", str)
+        self._check_sequence(conn, _field(message, "sequence_num", int))
+        ts_event = _time(message, "timestamp")
+        events = _objects(message, "events")
+        self.counts[f"messages.{channel}"] += 1
+        for event in events:
+            self.counts[f"events.{channel}.{event.get('type', '-')}"] += 1
+        handler = self.handlers.get(channel)
+        if handler is not None:
+            handler(events, ts_event, ts_recv, conn)
+
+    def _check_sequence(self, conn: str, found: int) -> None:
+        expected = self.next_seq.get(conn)
+        if expected is not None and found != expected:
+            raise _LineError(
+                f"sequence_num gap on connection {conn}: expected {expected}, found {found}; "
+                "messages were lost or repeated and the book cannot be trusted — re-record"
+            )
+        self.next_seq[conn] = found + 1
+
+    def _on_l2(self, events: list[Json], ts_event: int, ts_recv: int, conn: str) -> None:
+        touched: dict[str, _Product] = {}
+        for event in events:
+            product_id = _field(event, "product_id", str)
+            product = touched[product_id] = self.product(product_id)
+            _apply_l2(product, event, conn)
+        for product_id, product in touched.items():
+            if product.book is None:  # _apply_l2 raised otherwise; kept for the type checker
+                continue
+            bid, ask = product.book.best()
+            if bid is not None and ask is not None and bid >= ask:
+                # the contract forbids crossed/locked rows; fail here, where the line is known
+                raise _LineError(
+                    f"the {product_id} book rebuilt after this l2_data message is crossed or "
+                    f"locked (best bid {bid} >= best ask {ask}); the feed or recording is broken"
+                )
+            top = product.book.top(self.levels)
+            _append(product.book_rows, (ts_event, ts_recv, *top, self.line_index))
+
+    def _on_ticker(self, events: list[Json], ts_event: int, ts_recv: int, conn: str) -> None:
+        for event in events:
+            for ticker in _objects(event, "tickers"):
+                product = self.product(_field(ticker, "product_id", str))
+                product.counts["ticker_events"] += 1
+                bbo = _ticker_bbo(ticker)
+                if bbo is None:
+                    product.counts["ticker_without_bbo_skipped"] += 1
+                    continue
+                _compare_with_book(product, bbo)
+                _append(product.quotes, (ts_event, ts_recv, *bbo, self.line_index))
+
+    def _on_trades(self, events: list[Json], ts_event: int, ts_recv: int, conn: str) -> None:
+        for event in events:
+            snapshot = _field(event, "type", str) == "snapshot"
+            rows = [_trade_row(trade) for trade in _objects(event, "trades")]
+            for product_id, trade_id, row in sorted(rows, key=lambda r: (r[0], r[1])):
+                product = self.product(product_id)
+                if product.last_trade_id is not None and trade_id != product.last_trade_id + 1:
+                    product.counts["trade_id_gaps"] += 1
+                product.last_trade_id = trade_id
+                if snapshot:
+                    product.counts["trades_in_snapshot_excluded"] += 1
+                    continue
+                _append(product.trades, (row[0], ts_recv, *row[1:], trade_id, self.line_index))
+
+    def _on_heartbeats(self, events: list[Json], ts_event: int, ts_recv: int, conn: str) -> None:
+        for event in events:
+            counter = _field(event, "heartbeat_counter", int)
+            self.counts["heartbeats"] += 1
+            last = self.last_heartbeat.get(conn)
+            if last is not None:
+                if counter != last[0] + 1:
+                    self.counts["heartbeat_gaps"] += 1
+                    self.counts["heartbeats_missed"] += max(counter - last[0] - 1, 0)
+                interval = ts_recv - last[1]
+                self.max_heartbeat_interval_ns = max(self.max_heartbeat_interval_ns, interval)
+            self.last_heartbeat[conn] = (counter, ts_recv)
+
+
+def _check_header(record: Json) -> None:
+    exchange = record.get("exchange")
+    if exchange != "COINBASE":
+        raise _LineError(f"header of a {exchange!r} recording; this importer reads COINBASE")
+    version = record.get("format")
+    if version != FORMAT_VERSION:
+        raise _LineError(f"cryptofeed format {version!r}; this importer reads format 2")
+
+
+def _apply_l2(product: _Product, event: Json, conn: str) -> None:
+    kind = _field(event, "type", str)
+    levels = [_l2_level(level) for level in _objects(event, "updates")]
+    if kind == "snapshot":  # a snapshot replaces the whole book (also after a resubscribe)
+        product.book, product.book_conn = _L2Book(levels), conn
+        product.counts["l2_snapshots"] += 1
+        product.counts["l2_snapshot_levels"] += len(levels)
+        return
+    if kind != "update":
+        raise _LineError(f"l2_data event type '{kind}'; expected snapshot or update")
+    if product.book is None or product.book_conn != conn:
+        raise _LineError(
+            f"l2_data update for {_field(event, 'product_id', str)} before its snapshot on "
+            f"connection {conn}; the book cannot be rebuilt"
+        )
+    product.counts["l2_updates_applied"] += len(levels)
+    for is_bid, price, size in levels:
+        if not product.book.set(is_bid, price, size):
+            product.counts["l2_removals_of_absent_levels"] += 1
+
+
+def _l2_level(level: Json) -> tuple[bool, float, float]:
+    side = _field(level, "side", str)
+    if side not in ("bid", "offer"):
+        raise _LineError(f"l2_data level side {side!r}; expected bid or offer")
+    price = _number(level, "price_level")
+    if price <= 0:
+        raise _LineError(f"l2_data level price {price}; expected a positive price")
+    return side == "bid", price, _number(level, "new_quantity")
+
+
+def _ticker_bbo(ticker: Json) -> tuple[float, float, float, float] | None:
+    keys = ("best_bid", "best_bid_quantity", "best_ask", "best_ask_quantity")
+    if any(not ticker.get(key) for key in keys):
+        return None
+    bid_px, bid_sz, ask_px, ask_sz = (_number(ticker, key) for key in keys)
+    if min(bid_px, bid_sz, ask_px, ask_sz) <= 0:
+        return None
+    return bid_px, bid_sz, ask_px, ask_sz
+
+
+def _compare_with_book(product: _Product, bbo: tuple[float, float, float, float]) -> None:
+    """Count whether the ticker's best prices equal the rebuilt book's at this moment."""
+    book = product.book
+    if book is None:
+        product.counts["ticker_before_book"] += 1
+        return
+    if book.best() != (bbo[0], bbo[2]):
+        product.counts["ticker_bbo_differs_from_book"] += 1
+        return
+    product.counts["ticker_bbo_equals_book"] += 1
+    if (book.bids[bbo[0]], book.asks[bbo[2]]) == (bbo[1], bbo[3]):
+        product.counts["ticker_bbo_and_sizes_equal_book"] += 1
+
+
+def _trade_row(trade: Json) -> tuple[str, int, tuple[int, float, float, int]]:
+    """(product, trade_id, (ts_event, px, sz, aggressor side)) of one market_trades trade."""
+    maker_side = _field(trade, "side", str)
+    side = MAKER_SIDE_TO_AGGRESSOR.get(maker_side)
+    if side is None:
+        raise _LineError(f"trade side {maker_side!r}; expected BUY or SELL")
+    trade_id = _field(trade, "trade_id", str)
+    if not trade_id.isdigit():
+        raise _LineError(f"trade_id {trade_id!r} is not an integer")
+    row = (_time(trade, "time"), _number(trade, "price"), _number(trade, "size"), side)
+    return _field(trade, "product_id", str), int(trade_id), row
+
+
+PRODUCT_FACTS: Final = (
+    "l2_snapshots", "l2_snapshot_levels", "l2_updates_applied", "l2_removals_of_absent_levels",
+    "ticker_events", "ticker_without_bbo_skipped",
+    "ticker_before_book", "ticker_bbo_equals_book", "ticker_bbo_and_sizes_equal_book",
+    "ticker_bbo_differs_from_book", "trades_in_snapshot_excluded", "trade_id_gaps",
+)  # fmt: skip
+"""Per-product counters, always reported (0 when nothing happened)."""
+_INT_COLUMNS: Final = ("ts_event", "ts_recv", "trade_id", "seq")
+
+
+def import_coinbase(
+    paths: Sequence[Path], data_dir: Path, *, levels: int = 20, progress: ProgressFn = no_progress
+) -> list[ImportResult]:
+    """Import one recording (its files in order) as one session per product, sorted by key.
+
+    `progress` is called with input bytes read, file by file.
+    """
+    if not paths:
+        raise ConfigError("no Coinbase recording given; pass at least one file")
+    if levels < 1:
+        raise ConfigError(f"levels must be at least 1, found {levels}")
+    recording = _Recording(levels)
+    total = sum(path.stat().st_size for path in paths if path.is_file())
+    done = 0
+    progress(done, total)
+    for path in paths:
+        recording.feed(path)
+        done += path.stat().st_size
+        progress(done, total)
+    shared = _recording_facts(recording, paths)
+    results = [
+        _write_product(data_dir, product_id, product, shared)
+        for product_id, product in sorted(recording.products.items())
+        if any(table["ts_recv"] for table in _kinds(product).values())
+    ]
+    if not results:
+        names = ", ".join(str(path) for path in paths)
+        raise DataError(f"{names}: no ticker, market_trades or l2_data rows; nothing to import")
+    return results
+
+
+def _kinds(product: _Product) -> dict[str, dict[str, Column]]:
+    return {"quotes": product.quotes, "trades": product.trades, "book": product.book_rows}
+
+
+def _recording_facts(recording: _Recording, paths: Sequence[Path]) -> dict[str, object]:
+    counts = recording.counts
+
+    def group(prefix: str) -> dict[str, int]:
+        return {
+            k.removeprefix(prefix): n for k, n in sorted(counts.items()) if k.startswith(prefix)
+        }
+
+    return {
+        "source_files": [path.name for path in paths],
+        "records": group("records."),
+        "messages": group("messages."),
+        "events": group("events."),
+        "connections": len(recording.next_seq),
+        "blank_lines": counts["blank_lines"],
+        "heartbeats": counts["heartbeats"],
+        "heartbeat_gaps": counts["heartbeat_gaps"],
+        "heartbeats_missed": counts["heartbeats_missed"],
+        "heartbeat_max_interval_ns": recording.max_heartbeat_interval_ns,
+        "recording_first_ts_recv": recording.first_ts_recv,
+        "recording_last_ts_recv": None if recording.last_ts is None else recording.last_ts[0],
+    }
+
+
+def _write_product(
+    data_dir: Path, product_id: str, product: _Product, shared: dict[str, object]
+) -> ImportResult:
+    tables = {kind: _table(cols) for kind, cols in _kinds(product).items() if cols["ts_recv"]}
+    ts_recv = [ts for cols in _kinds(product).values() for ts in cols["ts_recv"] if ts is not None]
+    ts_event = [
+        ts for cols in _kinds(product).values() for ts in cols["ts_event"] if ts is not None
+    ]
+    first_ns = int(min(ts_recv))
+    key = SessionKey(
+        VENUE, product_id, (_EPOCH + timedelta(microseconds=first_ns // 1000)).date().isoformat()
+    )
+    facts: dict[str, object] = {
+        **shared,
+        **{name: product.counts[name] for name in PRODUCT_FACTS},
+        "first_ts_recv": first_ns,
+        "last_ts_recv": max(ts_recv),
+        "first_ts_event": min(ts_event),
+        "last_ts_event": max(ts_event),
+    }
+    meta = {"venue": VENUE, "symbol": product_id, "importer": "coinbase", "facts": facts}
+    path = write_session(data_dir, key, tables, meta=meta)
+    rows = {kind: table.num_rows for kind, table in tables.items()}
+    return ImportResult(key=key, path=path, rows=rows, facts=facts)
+
+
+def _table(columns: dict[str, Column]) -> pa.Table:
+    def dtype(name: str) -> pa.DataType:
+        if name == "side":
+            return pa.int8()
+        return pa.int64() if name in _INT_COLUMNS else pa.float64()
+
+    return pa.table({name: pa.array(values, type=dtype(name)) for name, values in columns.items()})
