@@ -120,14 +120,21 @@ def import_lobster_command(paths: tuple[Path, ...], data_dir: Path) -> None:
 @import_.command(name="binance")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--levels", default=20, show_default=True, help="Book levels kept per side.")
+@click.option(
+    "--raw-level", default=9, show_default=True, help="zstd level of the kept raw messages."
+)
 @DATA_DIR_OPTION
-def import_binance_command(paths: tuple[Path, ...], levels: int, data_dir: Path) -> None:
+def import_binance_command(
+    paths: tuple[Path, ...], levels: int, raw_level: int, data_dir: Path
+) -> None:
     """Binance combined-stream recordings (`<recv ns> <json>` lines; gzip, zstd or plain)."""
     from simulator.importers.binance import import_binance
 
     data_dir.mkdir(parents=True, exist_ok=True)
     with _progress("importing Binance") as progress:
-        results = import_binance(list(paths), data_dir, levels=levels, progress=progress)
+        results = import_binance(
+            list(paths), data_dir, levels=levels, raw_level=raw_level, progress=progress
+        )
     _print_imports(results, data_dir)
 
 
@@ -174,8 +181,10 @@ def data_ls(data_dir: Path, as_json: bool) -> None:
         click.echo(json.dumps([s.as_json() for s in sessions], indent=2))
         return
     table = Table(title=f"sessions in {data_dir}")
-    for name in ("session", "rows", "span (UTC)", "levels"):
-        table.add_column(name, justify="right" if name in ("rows", "levels") else "left")
+    table.add_column("session", no_wrap=True)
+    table.add_column("rows", justify="right", no_wrap=True)
+    table.add_column("span (UTC)")
+    table.add_column("levels", justify="right")
     for s in sessions:
         rows = "\n".join(f"{kind} {n:,}" for kind, n in s.rows.items())
         table.add_row(str(s.key), rows, _span(s.ts_start, s.ts_end), str(s.levels or "-"))
