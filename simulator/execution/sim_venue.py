@@ -1,0 +1,318 @@
+"""The simulated venue: orders arrive after the entry latency and fill against the market.
+
+Time: the venue runs on the engine's timeline (receive time). An order decided at
+`ts_decision` reaches the venue at `ts_decision + entry_ns`; fill reports reach the pipeline
+`response_ns` after the match (`Fill.ts_event` = match time, `Fill.ts_recv` = + response).
+The venue reads no clock: every time comes in as an argument or a market field.
+
+Order of processing (deterministic): pending orders sit in a heap keyed (arrival, order_id),
+so two orders arriving at the same nanosecond are handled in order_id order. The engine calls
+`process_due(ts, market, out)` before applying a market event at `ts` >= arrival (the order
+meets the market as it was when it arrived) and, with zero latency, right after the decision.
+
+Matching model (simple, documented; no queue position and no market impact yet):
+- Market orders are immediate-or-cancel. "l1": take the opposite best up to its displayed
+  size. "l2": walk `market.depth(side)` level by level. One Fill per level touched, like a
+  venue's execution reports (the order's VWAP is sum(px x qty) / sum(qty) over its fills).
+  An unfilled rest is cancelled by the venue and recorded as a `VenueNote`.
+- Limit orders: the marketable part fills as taker exactly like a market order capped at the
+  limit price; the rest rests (good till cancelled). `on_market` fills a resting buy when the
+  best ask <= limit (a sell when the best bid >= limit), at the LIMIT price, as maker, capped
+  at the displayed size at the touch; resting orders share that size in arrival order. A
+  resting order is matched at most once per market state (keyed by `market.ts_recv`), so a
+  quote repeated across trade events, or the quote its taker part already consumed, is not
+  used twice; the cost is that a second quote with the very same ts_recv is skipped.
+- Fees: notional x bps / 1e4, taker or maker bps (a negative maker bps is a rebate).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Final
+
+from simulator.errors import ConfigError, VenueError
+from simulator.execution.latency import LatencyModel
+from simulator.market import MAX_TS, MarketState
+from simulator.types import Fill, Nanos, OrderRequest, OrderType, Side
+
+DEPTHS: Final = ("l1", "l2")
+
+
+class NoteKind(IntEnum):
+    """How an order ended other than fully filled (stored as int8 in run tables)."""
+
+    PARTIAL = 1  # market order partly filled; the venue cancelled the rest
+    NO_LIQUIDITY = 2  # market order found nothing to take (empty or NaN opposite side)
+    CANCELLED = 3  # cancelled by the pipeline (may have been partly filled before)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VenueNote:
+    """A record of an order that did not fill completely."""
+
+    ts: Nanos  # venue time of the outcome
+    order_id: int
+    kind: NoteKind
+    filled_qty: float
+    unfilled_qty: float
+
+
+class _Resting:
+    """The working rest of a limit order."""
+
+    __slots__ = ("limit_px", "order_id", "qty", "remaining", "seen_ts", "side", "ts_arrival")
+
+    def __init__(self, order: OrderRequest, limit_px: float, remaining: float, ts: int) -> None:
+        self.order_id = order.order_id
+        self.side = order.side
+        self.qty = order.qty
+        self.limit_px = limit_px
+        self.remaining = remaining
+        self.ts_arrival = ts
+        self.seen_ts = ts  # last market ts_recv it was matched against
+
+
+class SimVenue:
+    """Simulated matching for one instrument; see the module docstring for the model.
+
+    Counters (every received order ends in exactly one, or is still open):
+    received == filled + partially_filled + unfilled + cancelled + open_orders.
+    """
+
+    __slots__ = (
+        "_l2",
+        "_latency",
+        "_maker_bps",
+        "_pending",
+        "_resting",
+        "_seen_ids",
+        "_taker_bps",
+        "_venue_ts",
+        "cancelled",
+        "due_ts",
+        "filled",
+        "n_resting",
+        "notes",
+        "partially_filled",
+        "received",
+        "unfilled",
+    )
+
+    def __init__(
+        self,
+        *,
+        latency: LatencyModel,
+        taker_fee_bps: float = 0.0,
+        maker_fee_bps: float = 0.0,
+        depth: str = "l1",
+    ) -> None:
+        if depth not in DEPTHS:
+            raise ConfigError(
+                f"SimVenue: 'depth' must be 'l1' (opposite best) or 'l2' (walk the book); "
+                f"found {depth!r}"
+            )
+        for name, bps in (("taker_fee_bps", taker_fee_bps), ("maker_fee_bps", maker_fee_bps)):
+            if not math.isfinite(bps):
+                raise ConfigError(f"SimVenue: '{name}' must be a finite number; found {bps!r}")
+        self._latency = latency
+        self._taker_bps = taker_fee_bps
+        self._maker_bps = maker_fee_bps
+        self._l2 = depth == "l2"
+        self._pending: list[tuple[int, int, OrderRequest]] = []  # heap (arrival, id, order)
+        self._resting: list[_Resting] = []  # in arrival order
+        # read by the engine on every event instead of calling next_due() / on_market()
+        self.due_ts = MAX_TS  # arrival time of the earliest pending order
+        self.n_resting = 0  # resting limit orders
+        self._seen_ids: set[int] = set()
+        self._venue_ts = 0  # latest match time handled; stamps cancel notes
+        self.notes: list[VenueNote] = []
+        self.received = 0
+        self.filled = 0
+        self.partially_filled = 0
+        self.unfilled = 0
+        self.cancelled = 0
+
+    @property
+    def open_orders(self) -> int:
+        """Orders in flight to the venue plus resting limit orders."""
+        return len(self._pending) + len(self._resting)
+
+    def submit(self, order: OrderRequest) -> None:
+        """Send `order`; it reaches the venue at ts_decision + entry latency."""
+        _validate(order)
+        if order.order_id in self._seen_ids:
+            raise VenueError(f"order_id {order.order_id} was already submitted; ids must be unique")
+        self._seen_ids.add(order.order_id)
+        arrival = order.ts_decision + self._latency.entry_ns(order.ts_decision)
+        heapq.heappush(self._pending, (arrival, order.order_id, order))
+        self._sync()
+        self.received += 1
+
+    def next_due(self) -> int:
+        """Arrival time of the earliest pending order, or MAX_TS when none."""
+        return self.due_ts
+
+    def _sync(self) -> None:
+        self.due_ts = self._pending[0][0] if self._pending else MAX_TS
+        self.n_resting = len(self._resting)
+
+    def process_due(self, ts: int, market: MarketState, out: list[Fill]) -> int:
+        """Match every pending order with arrival <= ts against `market` as it is now.
+
+        Appends fills to `out` and returns how many were appended.
+        """
+        pending = self._pending
+        if not pending or pending[0][0] > ts:
+            return 0
+        start = len(out)
+        while pending and pending[0][0] <= ts:
+            arrival, _, order = heapq.heappop(pending)
+            self._arrive(order, arrival, market, out)
+        self._sync()
+        return len(out) - start
+
+    def on_market(self, market: MarketState, out: list[Fill]) -> int:
+        """Fill resting limit orders the current market crosses; return the fills appended."""
+        resting = self._resting
+        if not resting:
+            return 0
+        start = len(out)
+        quote_ts = market.ts_recv
+        bid_left, ask_left = market.bid_sz, market.ask_sz
+        for rest in resting:
+            if rest.seen_ts >= quote_ts:  # this market state was already offered to it
+                continue
+            rest.seen_ts = quote_ts
+            if rest.side > 0:
+                if market.ask_px <= rest.limit_px and ask_left > 0.0:
+                    ask_left -= self._fill_resting(rest, ask_left, quote_ts, out)
+            elif market.bid_px >= rest.limit_px and bid_left > 0.0:
+                bid_left -= self._fill_resting(rest, bid_left, quote_ts, out)
+        if len(out) > start:
+            self._resting = [rest for rest in resting if rest.remaining > 0.0]
+            self._sync()
+        return len(out) - start
+
+    def cancel(self, order_id: int) -> bool:
+        """Cancel a pending or resting order at once (no cancel latency modelled yet).
+
+        Returns False when the order is not open (already filled, ended or unknown): a
+        normal race, not an error.
+        """
+        for i, (_, pending_id, order) in enumerate(self._pending):
+            if pending_id == order_id:
+                self._pending.pop(i)
+                heapq.heapify(self._pending)
+                self._sync()
+                self._note(self._venue_ts, order_id, NoteKind.CANCELLED, 0.0, order.qty)
+                self.cancelled += 1
+                return True
+        for i, rest in enumerate(self._resting):
+            if rest.order_id == order_id:
+                del self._resting[i]
+                self._sync()
+                filled = rest.qty - rest.remaining
+                self._note(self._venue_ts, order_id, NoteKind.CANCELLED, filled, rest.remaining)
+                self.cancelled += 1
+                return True
+        return False
+
+    def counters(self) -> dict[str, int]:
+        """Order outcome counts for run summaries (cold)."""
+        return {
+            "received": self.received,
+            "filled": self.filled,
+            "partially_filled": self.partially_filled,
+            "unfilled": self.unfilled,
+            "cancelled": self.cancelled,
+            "open": self.open_orders,
+        }
+
+    # -- matching (per order: cold, may allocate) ------------------------------------------
+
+    def _arrive(self, order: OrderRequest, ts: int, market: MarketState, out: list[Fill]) -> None:
+        self._venue_ts = max(self._venue_ts, ts)
+        remaining = self._take(order, ts, market, out)
+        if remaining <= 0.0:
+            self.filled += 1
+        elif order.limit_px is not None:
+            self._resting.append(_Resting(order, order.limit_px, remaining, market.ts_recv))
+        elif remaining < order.qty:
+            self.partially_filled += 1
+            self._note(ts, order.order_id, NoteKind.PARTIAL, order.qty - remaining, remaining)
+        else:
+            self.unfilled += 1
+            self._note(ts, order.order_id, NoteKind.NO_LIQUIDITY, 0.0, remaining)
+
+    def _take(self, order: OrderRequest, ts: int, market: MarketState, out: list[Fill]) -> float:
+        """Take liquidity as taker (capped at the limit price, if any); return the unfilled qty."""
+        side, limit = order.side, order.limit_px
+        if self._l2:
+            levels = market.depth(side)
+        elif side > 0:
+            levels = [(market.ask_px, market.ask_sz)]
+        else:
+            levels = [(market.bid_px, market.bid_sz)]
+        remaining = order.qty
+        for px, size in levels:
+            if not (px == px and size > 0.0):  # NaN price or empty level: nothing to take
+                continue
+            if limit is not None and (px > limit if side > 0 else px < limit):
+                break
+            qty = size if size < remaining else remaining  # == remaining leaves exactly 0.0
+            remaining -= qty
+            out.append(self._fill(order.order_id, side, px, qty, False, ts))
+            if remaining <= 0.0:
+                break
+        return remaining
+
+    def _fill_resting(self, rest: _Resting, available: float, ts: int, out: list[Fill]) -> float:
+        qty = rest.remaining if rest.remaining <= available else available
+        rest.remaining -= qty
+        ts = max(ts, rest.ts_arrival)  # a fill never precedes its order's arrival
+        self._venue_ts = max(self._venue_ts, ts)
+        out.append(self._fill(rest.order_id, rest.side, rest.limit_px, qty, True, ts))
+        if rest.remaining <= 0.0:
+            self.filled += 1
+        return qty
+
+    def _fill(self, order_id: int, side: Side, px: float, qty: float, maker: bool, ts: int) -> Fill:
+        bps = self._maker_bps if maker else self._taker_bps
+        return Fill(
+            order_id=order_id,
+            side=side,
+            px=px,
+            qty=qty,
+            fee=px * qty * bps / 1e4,
+            liquidity="maker" if maker else "taker",
+            ts_event=Nanos(ts),
+            ts_recv=Nanos(ts + self._latency.response_ns(ts)),
+        )
+
+    def _note(self, ts: int, order_id: int, kind: NoteKind, filled: float, unfilled: float) -> None:
+        self.notes.append(
+            VenueNote(
+                ts=Nanos(ts), order_id=order_id, kind=kind, filled_qty=filled, unfilled_qty=unfilled
+            )
+        )
+
+
+def _validate(order: OrderRequest) -> None:
+    """Orders come from the engine: a malformed one is a bug, raised as VenueError."""
+    where = f"order {order.order_id}"
+    if not 0.0 < order.qty < math.inf:
+        raise VenueError(f"{where}: qty must be a finite number > 0; found {order.qty!r}")
+    if order.side not in (Side.BUY, Side.SELL):
+        raise VenueError(f"{where}: side must be Side.BUY or Side.SELL; found {order.side!r}")
+    if order.order_type == OrderType.LIMIT:
+        px = order.limit_px
+        if px is None or not 0.0 < px < math.inf:
+            raise VenueError(f"{where}: a limit order needs a finite limit_px > 0; found {px!r}")
+    elif order.limit_px is not None:
+        raise VenueError(
+            f"{where}: a market order must not carry limit_px (found {order.limit_px!r}); "
+            "send order_type=OrderType.LIMIT to cap the price"
+        )

@@ -1,0 +1,98 @@
+"""Decision stage: from a model probability to the position the strategy wants.
+
+Target-position semantics: a sizer returns the position it wants to hold after seeing `p`
+(returning `position` unchanged means hold); the engine sends `target - position` when that
+difference is worth at least a lot. Sizers read no clock and keep no per-call state, so the same
+objects run in replay and live, and `target` allocates nothing but its float result (STYLE B0).
+"""
+
+from __future__ import annotations
+
+import math
+
+from simulator.errors import ConfigError
+
+# Absorbs binary rounding before the floor, so 0.3 / 0.1 (= 2.9999999999999996) counts as 3 lots.
+_LOT_EPSILON = 1e-9
+
+
+def _require(ok: bool, owner: str, name: str, value: float, expected: str) -> None:
+    """Raise ConfigError naming the field unless `ok` (comparisons are False for NaN)."""
+    if not ok:
+        raise ConfigError(f"{owner}: '{name}' must be {expected}; found {value!r}")
+
+
+class ThresholdSizer:
+    """Symmetric threshold filter plus confidence-scaled size.
+
+    |p - 0.5| <= threshold: hold (return `position`). Otherwise the confidence
+    c = (|p - 0.5| - threshold) / (0.5 - threshold), in (0, 1], gives
+    size = max_position * c**exponent, rounded DOWN to a multiple of `lot`, with the sign of
+    p - 0.5. Just past the threshold the size rounds to 0, i.e. a flat target: a weak signal
+    closes the position rather than holding it. p outside [0, 1] counts as full confidence;
+    a NaN p holds.
+    """
+
+    __slots__ = ("_inv_span", "exponent", "lot", "max_position", "threshold")
+
+    def __init__(
+        self, threshold: float, max_position: float, lot: float, exponent: float = 1.0
+    ) -> None:
+        owner = "ThresholdSizer"
+        _require(0.0 <= threshold < 0.5, owner, "threshold", threshold, "in [0, 0.5)")
+        _require(0.0 < max_position < math.inf, owner, "max_position", max_position, "> 0")
+        _require(0.0 < lot < math.inf, owner, "lot", lot, "> 0")
+        _require(0.0 < exponent < math.inf, owner, "exponent", exponent, "> 0")
+        if lot > max_position:
+            raise ConfigError(
+                f"ThresholdSizer: 'lot' ({lot}) is larger than 'max_position' ({max_position}); "
+                "every target would round to 0 — lower lot or raise max_position"
+            )
+        self.threshold = threshold
+        self.max_position = max_position
+        self.lot = lot
+        self.exponent = exponent
+        self._inv_span = 1.0 / (0.5 - threshold)  # precomputed: one multiply per call
+
+    def target(self, p: float, position: float) -> float:
+        edge = p - 0.5
+        distance = edge if edge >= 0.0 else -edge
+        if not distance > self.threshold:  # `not >` so that a NaN p also holds
+            return position
+        confidence = (distance - self.threshold) * self._inv_span
+        if confidence > 1.0:
+            confidence = 1.0
+        scaled: float = confidence**self.exponent  # float ** float is typed Any (may be complex)
+        lots = math.floor(self.max_position * scaled / self.lot + _LOT_EPSILON)
+        size = lots * self.lot
+        return size if edge > 0.0 else -size
+
+
+class LongOnlyRuleSizer:
+    """The order-book-imbalance rule as a sizer: buy `size` when flat, sell to flat when long.
+
+    The rule runner reports p = (1 + obi) / 2, so this sizer reads obi = 2p - 1 back
+    (obi > threshold <=> p > 0.5 + threshold / 2, up to one rounding step at the boundary):
+    obi > threshold and flat -> target `size`; obi < -threshold and long -> target 0;
+    otherwise hold. "Long" means position > size * 1e-9, so float residue from fills does not
+    count as a position; a (never expected) short position is treated as flat and bought back.
+    """
+
+    __slots__ = ("_long_above", "size", "threshold")
+
+    def __init__(self, threshold: float, size: float) -> None:
+        owner = "LongOnlyRuleSizer"
+        _require(0.0 <= threshold < 1.0, owner, "threshold", threshold, "in [0, 1)")
+        _require(0.0 < size < math.inf, owner, "size", size, "> 0")
+        self.threshold = threshold
+        self.size = size
+        self._long_above = size * _LOT_EPSILON
+
+    def target(self, p: float, position: float) -> float:
+        obi = 2.0 * p - 1.0
+        is_long = position > self._long_above
+        if obi > self.threshold and not is_long:
+            return self.size
+        if obi < -self.threshold and is_long:
+            return 0.0
+        return position

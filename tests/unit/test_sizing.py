@@ -1,0 +1,101 @@
+"""Decision stage: hold band, confidence curve, lot rounding, and the long-only OBI rule."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from simulator.errors import ConfigError
+from simulator.sizing import LongOnlyRuleSizer, ThresholdSizer
+
+
+@pytest.fixture
+def sizer() -> ThresholdSizer:
+    return ThresholdSizer(threshold=0.1, max_position=10.0, lot=1.0)
+
+
+@pytest.mark.parametrize("p", [0.5, 0.55, 0.45, 0.6, 0.4])  # 0.6 - 0.5 == 0.0999...8 in floats
+def test_threshold_sizer_holds_inside_the_band(sizer, p):
+    assert sizer.target(p, 3.0) == 3.0
+    assert sizer.target(p, -2.0) == -2.0
+
+
+@pytest.mark.parametrize(
+    ("p", "expected"),
+    [
+        (1.0, 10.0),  # c = 1
+        (0.9, 7.0),  # c = (0.4 - 0.1) / 0.4 = 0.75 -> 7.5 -> rounded down to 7
+        (0.8, 5.0),  # c = 0.5 -> 5
+        (0.7, 2.0),  # c = 0.25 -> 2.5 -> 2
+        (0.3, -2.0),  # symmetric
+        (0.0, -10.0),
+        (0.62, 0.0),  # c = 0.05 -> 0.5 -> 0 lots: a flat target, not a hold
+        (0.38, 0.0),
+    ],
+)
+def test_threshold_sizer_size_grows_with_confidence(sizer, p, expected):
+    assert sizer.target(p, 4.0) == pytest.approx(expected)
+
+
+def test_threshold_sizer_exponent_shapes_the_curve():
+    sizer = ThresholdSizer(threshold=0.1, max_position=10.0, lot=1.0, exponent=2.0)
+    assert sizer.target(0.9, 0.0) == 5.0  # 10 x 0.75**2 = 5.625 -> 5
+
+
+def test_threshold_sizer_rounds_down_to_lots_despite_binary_rounding():
+    sizer = ThresholdSizer(threshold=0.0, max_position=0.3, lot=0.1)
+    assert sizer.target(1.0, 0.0) == pytest.approx(0.3)  # 0.3 / 0.1 = 2.9999999999999996
+    assert sizer.target(0.9, 0.0) == pytest.approx(0.2)  # 0.3 x 0.8 = 0.24 -> 2 lots
+
+
+def test_threshold_sizer_clamps_out_of_range_p_and_holds_on_nan(sizer):
+    assert sizer.target(1.5, 0.0) == 10.0
+    assert sizer.target(-0.5, 0.0) == -10.0
+    assert sizer.target(math.nan, 2.0) == 2.0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"threshold": 0.5}, r"'threshold' must be in \[0, 0.5\); found 0.5"),
+        ({"threshold": -0.1}, r"'threshold'"),
+        ({"max_position": math.nan}, r"'max_position' must be > 0; found nan"),
+        ({"lot": 0.0}, r"'lot' must be > 0; found 0.0"),
+        ({"exponent": -1.0}, r"'exponent'"),
+        ({"lot": 20.0}, r"'lot' \(20.0\) is larger than 'max_position' \(10.0\)"),
+    ],
+)
+def test_threshold_sizer_rejects_bad_config_naming_the_field(kwargs, message):
+    config = {"threshold": 0.1, "max_position": 10.0, "lot": 1.0} | kwargs
+    with pytest.raises(ConfigError, match=rf"^ThresholdSizer: {message}"):
+        ThresholdSizer(**config)
+
+
+def test_rule_sizer_buys_when_flat_and_sells_to_flat_when_long():
+    rule = LongOnlyRuleSizer(threshold=0.5, size=2.0)
+    assert rule.target(0.9, 0.0) == 2.0  # obi 0.8 > 0.5, flat -> buy
+    assert rule.target(0.9, 2.0) == 2.0  # already long: hold
+    assert rule.target(0.1, 2.0) == 0.0  # obi -0.8 < -0.5, long -> flat
+    assert rule.target(0.1, 0.0) == 0.0  # flat stays flat (long only)
+    assert rule.target(0.6, 2.0) == 2.0  # obi 0.2: hold
+    assert rule.target(0.6, 0.0) == 0.0
+
+
+def test_rule_sizer_threshold_is_strict():
+    rule = LongOnlyRuleSizer(threshold=0.5, size=1.0)
+    assert rule.target(0.75, 0.0) == 0.0  # obi == 0.5 exactly: not above
+    assert rule.target(0.25, 1.0) == 1.0  # obi == -0.5 exactly: not below
+
+
+def test_rule_sizer_treats_float_residue_as_flat():
+    rule = LongOnlyRuleSizer(threshold=0.5, size=1.0)
+    assert rule.target(0.9, 5e-17) == 1.0
+    assert rule.target(0.1, 5e-17) == 5e-17  # not long: nothing to sell
+
+
+def test_rule_sizer_rejects_bad_config():
+    with pytest.raises(ConfigError, match=r"^LongOnlyRuleSizer: 'size' must be > 0; found 0.0"):
+        LongOnlyRuleSizer(threshold=0.5, size=0.0)
+    with pytest.raises(ConfigError, match=r"'threshold' must be in \[0, 1\)"):
+        LongOnlyRuleSizer(threshold=1.0, size=1.0)
