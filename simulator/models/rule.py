@@ -1,0 +1,41 @@
+"""A rule as a runner: order-book imbalance mapped to a probability. The default fallback."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import numpy.typing as npt
+
+from simulator.errors import ModelError
+
+
+class RuleRunner:
+    """p = (1 + clip(features[feature_index] * scale, -1, 1)) / 2.
+
+    With the L1 order-book imbalance (in [-1, 1]) as the feature and scale 1, p runs from 0
+    (all size on the ask) to 1 (all size on the bid). A NaN feature gives 0.5: no view.
+    """
+
+    __slots__ = ("feature_index", "name", "scale")
+
+    def __init__(self, feature_index: int, scale: float = 1.0) -> None:
+        if feature_index < 0:
+            raise ModelError(f"rule: feature_index is {feature_index}; expected >= 0")
+        if not math.isfinite(scale) or scale == 0.0:
+            raise ModelError(f"rule: scale is {scale}; expected a finite, non-zero number")
+        self.feature_index = feature_index
+        self.scale = scale
+        self.name = f"rule:feature[{feature_index}]*{scale:g}"
+
+    def warm_up(self) -> None:
+        """Nothing to warm."""
+
+    def predict(self, features: npt.NDArray[np.float32], event_index: int) -> float:
+        x = float(features[self.feature_index]) * self.scale
+        if x != x:  # NaN, without a function call
+            return 0.5
+        return (1.0 + min(1.0, max(-1.0, x))) * 0.5
+
+    def reset(self) -> None:
+        """Stateless."""
