@@ -15,8 +15,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/ticktape data check nasdaq/GOOG/2012-06-21
 	$(BIN)/ticktape data ls
+	$(BIN)/ticktape replay nasdaq/GOOG/2012-06-21 --strategy obi_mlp
 
 lint: $(STAMP)
 	$(BIN)/ruff format --check .
@@ -31,6 +31,7 @@ test: lint typecheck
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/source_bench.py
+	$(BIN)/ticktape bench
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

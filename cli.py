@@ -332,5 +332,167 @@ def data_sql(query: str, data_dir: Path, limit: int) -> None:
     console.print(f"[dim]{result.num_rows:,} row(s)[/dim]")
 
 
+def _load_config(strategy: str, config_file: Path | None, sets: tuple[str, ...]) -> dict[str, Any]:
+    from simulator.config import apply_overrides, load_strategy
+
+    return apply_overrides(load_strategy(strategy), file=config_file, sets=sets)
+
+
+STRATEGY_OPTIONS = (
+    click.option("--strategy", required=True, help="A strategy in strategies/ or a TOML file."),
+    click.option("--config", "config_file", type=click.Path(exists=True, path_type=Path),
+                 help="TOML file overriding the strategy's defaults."),
+    click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+                 help="Override one setting, e.g. --set sizing.threshold=0.3 (repeatable)."),
+)  # fmt: skip
+
+
+def _strategy_options(command: Callable[..., None]) -> Callable[..., None]:
+    for option in reversed(STRATEGY_OPTIONS):
+        command = option(command)
+    return command
+
+
+@main.command()
+@click.argument("session")
+@_strategy_options
+@click.option("--seed", default=0, show_default=True, help="Seed of every random generator.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Run directory (default: reports/<run-id>/).")  # fmt: skip
+@DATA_DIR_OPTION
+def replay(
+    session: str,
+    strategy: str,
+    config_file: Path | None,
+    sets: tuple[str, ...],
+    seed: int,
+    out: Path | None,
+    data_dir: Path,
+) -> None:
+    """Replay SESSION (venue/symbol/date or a Parquet path) through a strategy's pipeline."""
+    from simulator import runtime
+    from simulator.session import resolve_session
+
+    ref = resolve_session(session, data_dir)
+    config = _load_config(strategy, config_file, sets)
+    out_dir = out or runtime.unique_dir(Path("reports"), runtime.run_id(config, ref, seed))
+    with _progress(f"replaying {ref.name}") as progress:
+        result = runtime.replay(ref, config, out_dir=out_dir, seed=seed, progress=progress)
+    _print_run(result.manifest, out_dir)
+
+
+def _print_run(manifest: dict[str, Any], out_dir: Path) -> None:
+    s = manifest["summary"]
+    timings = manifest["timings"]
+    console.print(
+        f"[bold]{manifest['strategy']}[/bold] on {manifest['session']}: "
+        f"{s['n_events']:,} events in {timings['run_s']:.2f} s "
+        f"({timings['events_per_s']:,.0f} events/s)"
+    )
+    console.print(
+        f"  PnL {s['realized_pnl'] + s['unrealized_pnl']:.4f} (realised {s['realized_pnl']:.4f}, "
+        f"fees {s['fees']:.4f})  orders {s['n_orders']:,}  fills {s['n_fills']:,}  "
+        f"rejections {s['n_rejections']:,}  position {s['final_position']:g}  "
+        f"max drawdown {s['max_drawdown']:.4f}"
+    )
+    table = Table(title="stage latency (µs)", show_edge=False)
+    for name in ("stage", "count", "p50", "p99", "p99.9", "max"):
+        table.add_column(name, justify="right")
+    for stage, h in manifest["latency_us"].items():
+        table.add_row(
+            stage, f"{h['count']:,.0f}", f"{h['p50_us']:.2f}", f"{h['p99_us']:.2f}",
+            f"{h['p99.9_us']:.2f}", f"{h['max_us']:.2f}",
+        )  # fmt: skip
+    console.print(table)
+    console.print(f"  digest {s['digest']}\n  run written to {out_dir}")
+
+
+@main.command()
+@click.argument("session")
+@_strategy_options
+@DATA_DIR_OPTION
+def train(
+    session: str, strategy: str, config_file: Path | None, sets: tuple[str, ...], data_dir: Path
+) -> None:
+    """Train a strategy's model on SESSION (seeded: same data => same weights) and export
+    ONNX + TorchScript next to the strategy."""
+    from simulator.session import resolve_session
+    from simulator.trainer import train_strategy
+
+    ref = resolve_session(session, data_dir)
+    config = _load_config(strategy, config_file, sets)
+    with console.status("training") as status:
+        report = train_strategy(ref, config, progress=lambda text: status.update(text))
+    console.print(
+        f"[bold]{report.strategy}[/bold] trained on {report.session}: {report.n_samples:,} "
+        f"samples of {report.n_events:,} events ({report.n_unlabelled:,} without a label), "
+        f"horizon {report.horizon} mid updates, seed {report.seed}"
+    )
+    for name, split in (("train", report.train), ("validation", report.val)):
+        console.print(
+            f"  {name:>10}: n {split.n:,}  base rate {split.base_rate:.3f}  loss {split.loss:.4f}"
+            f"  accuracy {split.accuracy:.3f}  AUC {split.auc:.3f}"
+        )
+    console.print(f"  wrote {', '.join(report.files)} in {Path(config['strategy']['dir'])}")
+
+
+@main.command()
+@click.option("--data", "datasets", multiple=True,
+              help="SESSION or Parquet path (repeatable). Default: the GOOG day and a "
+                   "generated L1 file of --size quotes.")  # fmt: skip
+@click.option(
+    "--strategy",
+    "strategies",
+    multiple=True,
+    help="Strategy of the pipeline cases (repeatable). Default: obi_rule, obi_mlp.",
+)
+@click.option("--size", default=1_000_000, show_default=True, help="Quotes in the generated file.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per case.")
+@DATA_DIR_OPTION
+def bench(
+    datasets: tuple[str, ...], strategies: tuple[str, ...], size: int, as_json: bool, data_dir: Path
+) -> None:
+    """Measure events/s and per-stage latency: data only, +features, full pipelines."""
+    import tempfile
+
+    from simulator import bench as benchmark
+    from simulator.config import strategy_names
+    from simulator.sources.synthetic import write_synthetic_quotes
+
+    chosen = list(strategies) or [s for s in ("obi_rule", "obi_mlp") if s in strategy_names()]
+    with tempfile.TemporaryDirectory() as tmp:
+        data = list(datasets)
+        if not data:
+            synthetic = write_synthetic_quotes(Path(tmp) / "quotes.parquet", size)
+            data = ["nasdaq/GOOG/2012-06-21", str(synthetic)]
+        with _progress("benchmarking"):
+            results = benchmark.run_all(data, chosen, data_dir)
+    if as_json:
+        for result in results:
+            click.echo(json.dumps(result))
+        return
+    _print_bench(results)
+
+
+def _print_bench(results: list[dict[str, Any]]) -> None:
+    table = Table(title="ticktape bench (run phase; load apart)", show_edge=False)
+    for name in ("case", "strategy", "data", "events", "events/s", "load s", "peak RSS MB"):
+        table.add_column(name, justify="left" if name in ("case", "strategy", "data") else "right")
+    for r in results:
+        table.add_row(
+            r["case"], r["strategy"], Path(r["data"]).name if "/" in r["data"] else r["data"],
+            f"{r['n_events']:,}", f"{r['events_per_s']:,.0f}", f"{r['load_s']:.2f}",
+            f"{r['peak_rss_mb']:.0f}",
+        )  # fmt: skip
+    console.print(table)
+    for r in results:
+        for stage, h in r["stages"].items():
+            if h["count"]:
+                console.print(
+                    f"  {r['strategy']:>10} {Path(r['data']).name:>24} {stage:>13}: "
+                    f"p50 {h['p50_us']:.2f} µs  p99 {h['p99_us']:.2f} µs  max {h['max_us']:.1f} µs"
+                )
+
+
 if __name__ == "__main__":
     main()

@@ -19,30 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
-
-CHUNK = 1_000_000
-
-
-def write_synthetic(path: Path, n: int, seed: int = 0) -> None:
-    rng = np.random.default_rng(seed)
-    schema = pa.schema(
-        [(name, pa.int64()) for name in ("ts_event", "ts_recv")]
-        + [(name, pa.float64()) for name in ("bid_px", "bid_sz", "ask_px", "ask_sz")]
-    )
-    ts, mid = 1_700_000_000_000_000_000, 100.0
-    with pq.ParquetWriter(path, schema, compression="zstd") as writer:
-        for start in range(0, n, CHUNK):
-            m = min(CHUNK, n - start)
-            times = ts + np.cumsum(rng.integers(1, 2_000_000, m))
-            mids = mid + np.cumsum(rng.integers(-1, 2, m)) * 0.005
-            half = rng.integers(1, 4, m) * 0.005
-            columns = [times, times, mids - half, rng.integers(1, 500, m) * 1.0,
-                       mids + half, rng.integers(1, 500, m) * 1.0]  # fmt: skip
-            writer.write_table(pa.Table.from_arrays(columns, schema=schema), row_group_size=65_536)
-            ts, mid = int(times[-1]), float(mids[-1])
+from simulator.sources.synthetic import write_synthetic_quotes
 
 
 def measure(path: Path, batch_rows: int) -> dict[str, float]:
@@ -89,7 +66,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for n in (int(s) for s in args.sizes.split(",")):
             path = Path(tmp) / f"quotes_{n}.parquet"
-            write_synthetic(path, n)
+            write_synthetic_quotes(path, n)
             child = [
                 sys.executable,
                 __file__,

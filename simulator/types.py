@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from enum import IntEnum
 from typing import Final, NewType
 
 from simulator.errors import DataError
@@ -60,3 +61,51 @@ class SessionKey:
 
     def __str__(self) -> str:
         return f"{self.venue}/{self.symbol}/{self.date}"
+
+
+class Side(IntEnum):
+    BUY = 1
+    SELL = -1
+
+
+class OrderType(IntEnum):
+    MARKET = 0
+    LIMIT = 1
+
+
+class RejectReason(IntEnum):
+    """Why a risk check refused an order (0 = approved). Stored as int8 in run tables."""
+
+    APPROVED = 0
+    MAX_ORDER_SIZE = 1
+    MAX_POSITION = 2
+    MAX_NOTIONAL = 3
+    PRICE_COLLAR = 4
+    ORDER_RATE = 5
+    STALE_DATA = 6
+    KILL_SWITCH = 7
+    MODEL_HEALTH = 8
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderRequest:
+    """An order the pipeline decided to send (one per trade decision, not per event)."""
+
+    order_id: int
+    ts_decision: Nanos  # when the pipeline decided (receive time of the triggering event)
+    side: Side
+    qty: float
+    order_type: OrderType = OrderType.MARKET
+    limit_px: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Fill:
+    order_id: int
+    side: Side
+    px: float
+    qty: float
+    fee: float
+    liquidity: str  # "taker" or "maker"
+    ts_event: Nanos  # venue time of the match
+    ts_recv: Nanos  # when the fill report reaches the pipeline

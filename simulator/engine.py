@@ -1,0 +1,277 @@
+"""The one event loop. It knows the stage order and the protocols, nothing concrete.
+
+Per event, in this fixed order (the same in replay and live):
+  1. clock.advance_to(ts_recv)
+  2. venue: orders that reached the venue before this event are matched against the market
+     as it was (so an order latency visibly changes fills)
+  3. market state + features update                                        [stage: features]
+  4. venue: resting limit orders are checked against the new market state
+  5. on quote/book events, once the features are ready:
+       inference -> target position -> (if it differs) risk -> order
+                                      [stages: inference, decision, risk, order, tick_to_trade]
+  6. venue: orders due now (zero latency) are matched against the current market
+  7. fills reach the portfolio; equity is marked to mid; the event's row is recorded
+Ties between sources are broken by the merge order (ts_recv, source priority, seq).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from time import perf_counter_ns
+from typing import Any, Final
+
+from simulator.market import MAX_TS, MarketState
+from simulator.protocols import (
+    Clock,
+    FeatureStage,
+    ModelRunner,
+    PortfolioLike,
+    RiskGate,
+    Sizer,
+    Venue,
+)
+from simulator.recording import Rejection, RunRecorder
+from simulator.sources.recorded import BatchSource, EventBatch, merge
+from simulator.types import Fill, OrderRequest, OrderType, RejectReason, Side
+
+QUOTE: Final = 0
+TRADE: Final = 1
+BOOK: Final = 2
+KIND_CODES: Final = {"quotes": QUOTE, "trades": TRADE, "book": BOOK}
+
+
+@dataclass(slots=True)
+class Pipeline:
+    """The strategy's stages, in the order the engine calls them."""
+
+    features: FeatureStage
+    runner: ModelRunner
+    sizer: Sizer
+    risk: RiskGate
+    lot: float
+
+
+@dataclass(slots=True)
+class EngineState:
+    """Mutable run state shared with risk checks (they read it, never write it)."""
+
+    now: int = 0
+    position: float = 0.0
+    mid: float = math.nan
+    equity: float = 0.0
+    peak_equity: float = 0.0
+    day_start_equity: float = 0.0
+    last_market_ts: int = 0
+    max_drawdown: float = 0.0
+    model_healthy: bool = True
+    n_events: int = 0
+    next_order_id: int = 1
+    fills: list[Fill] = field(default_factory=list)
+
+
+class Engine:
+    """Replays sources through a pipeline into a recorder. Build one with runtime.py."""
+
+    def __init__(
+        self,
+        *,
+        clock: Clock,
+        sources: Sequence[BatchSource],
+        market: MarketState,
+        pipeline: Pipeline,
+        venue: Venue,
+        portfolio: PortfolioLike,
+        recorder: RunRecorder,
+        model_healthy: Callable[[], bool] = lambda: True,
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
+        self._clock = clock
+        self._sources = sources
+        self._market = market
+        self._pipeline = pipeline
+        self._venue = venue
+        self._portfolio = portfolio
+        self._recorder = recorder
+        self._model_healthy = model_healthy
+        self._progress = progress
+        self.state = EngineState()
+
+    def run(self) -> EngineState:
+        """Replay every event of the sources (see the module docstring for the step order)."""
+        self._pipeline.runner.reset()
+        self._pipeline.features.reset()
+        self._pipeline.runner.warm_up()
+        slot = 0
+        for merged in merge(self._sources):
+            parts = [self._prepare(part) for part in merged.parts]
+            slot = self._walk(parts, merged.order_part, merged.order_row, slot)
+            if self._progress is not None:
+                self._progress(self.state.n_events)
+        self._recorder.flush(slot)
+        self._portfolio.mark(self.state.mid)
+        return self.state
+
+    def _prepare(self, batch: EventBatch) -> tuple[Any, ...]:
+        """Per-batch column handles, so the per-event path does no lookups by name."""
+        kind = KIND_CODES[batch.kind]
+        c = batch.columns
+        if kind == TRADE:
+            return (kind, c["ts_recv"], c["px"], c["sz"], c["side"], None, None, None)
+        if kind == QUOTE:
+            top = (c["bid_px"], c["bid_sz"], c["ask_px"], c["ask_sz"])
+            return (kind, c["ts_recv"], *top, (), None)
+        levels = tuple(
+            (c[f"bid_px_{i}"], c[f"bid_sz_{i}"], c[f"ask_px_{i}"], c[f"ask_sz_{i}"])
+            for i in range(self._market.levels)
+            if f"bid_px_{i}" in c
+        )
+        bundle = self._pipeline.features.book_columns(batch)
+        top = (c["bid_px_0"], c["bid_sz_0"], c["ask_px_0"], c["ask_sz_0"])
+        return (kind, c["ts_recv"], *top, levels, bundle)
+
+    def _walk(  # noqa: C901 - the hot loop: one frame on purpose (STYLE B0)
+        self, parts: list[tuple[Any, ...]], order_part: memoryview, order_row: memoryview, slot: int
+    ) -> int:
+        """Run steps 1-7 for each event of one merged batch; return the next record slot.
+
+        Every name used per event is bound to a local first: attribute and dict lookups
+        are what a CPython hot loop spends its time on.
+        """
+        state, market, venue, pipeline = self.state, self._market, self._venue, self._pipeline
+        recorder = self._recorder
+        views, chunk = recorder.views, recorder.chunk_rows
+        v_ts, v_kind, v_p, v_target = views["ts_recv"], views["kind"], views["p"], views["target"]
+        v_position, v_equity = views["position"], views["equity"]
+        v_features, v_inference = views["features_ns"], views["inference_ns"]
+        v_decision = views["decision_ns"]
+        advance_to = self._clock.advance_to
+        features = pipeline.features
+        on_quote, on_trade, on_book = features.on_quote, features.on_trade, features.on_book
+        compute, predict = features.compute, pipeline.runner.predict
+        target_of = pipeline.sizer.target
+        process_due, on_market = venue.process_due, venue.on_market
+        portfolio, fills, half_lot, nan = self._portfolio, state.fills, pipeline.lot * 0.5, math.nan
+        clock = perf_counter_ns
+        position, equity, i = state.position, state.equity, state.n_events
+        cash, peak, max_drawdown = portfolio.cash, state.peak_equity, state.max_drawdown
+        for part_index, row in zip(order_part, order_row, strict=True):
+            kind, ts_col, a, b, c, d, levels, bundle = parts[part_index]
+            ts = ts_col[row]
+            advance_to(ts)  # 1.
+            due = venue.due_ts
+            if due < ts:  # 2. in-flight orders meet the market they arrive at
+                process_due(ts - 1, market, fills)
+                due = venue.due_ts
+            t0 = clock()
+            if kind == TRADE:  # 3.
+                market.last_trade_px = px = a[row]
+                market.last_trade_ts = ts
+                on_trade(ts, px, b[row], c[row])
+            else:
+                market.bid_px = bid_px = a[row]
+                market.bid_sz = bid_sz = b[row]
+                market.ask_px = ask_px = c[row]
+                market.ask_sz = ask_sz = d[row]
+                market.ts_recv = state.last_market_ts = ts
+                state.mid = (bid_px + ask_px) * 0.5
+                if bundle is None:
+                    on_quote(ts, bid_px, bid_sz, ask_px, ask_sz)
+                else:
+                    market.book_columns = levels
+                    market.book_row = row
+                    on_book(ts, bundle, row)
+            t1 = clock()
+            v_features[slot] = t1 - t0
+            if venue.n_resting:  # 4.
+                on_market(market, fills)
+            p, target, sent = nan, position, False
+            if kind != TRADE and features.ready:  # 5.
+                p = predict(compute(), i)
+                t2 = clock()
+                target = target_of(p, position)
+                t3 = clock()
+                v_inference[slot] = t2 - t1
+                v_decision[slot] = t3 - t2
+                delta = target - position
+                if (delta >= half_lot or -delta >= half_lot) and due == MAX_TS:
+                    state.n_events, state.max_drawdown = i, max_drawdown
+                    sent = self._send(ts, delta, p, t0, t3, slot)
+            if sent or due <= ts:  # 6.
+                process_due(ts, market, fills)
+            if fills:  # 7.
+                position = self._settle(fills)
+                cash = portfolio.cash
+            mid = state.mid
+            if mid == mid:  # marked to mid once there is a two-sided market (NaN before)
+                equity = cash + position * mid
+                if equity > peak:
+                    peak = state.peak_equity = equity
+                elif peak - equity > max_drawdown:
+                    max_drawdown = peak - equity
+                state.equity = equity
+            v_ts[slot] = ts
+            v_kind[slot] = kind
+            v_p[slot] = p
+            v_target[slot] = target
+            v_position[slot] = position
+            v_equity[slot] = equity
+            i += 1
+            slot += 1
+            if slot == chunk:
+                recorder.flush(slot)
+                slot = 0
+        state.position, state.equity, state.n_events = position, equity, i
+        state.max_drawdown = max_drawdown
+        return slot
+
+    def _settle(self, fills: list[Fill]) -> float:
+        """Fills reach the portfolio and the run tables; return the new position."""
+        for fill in fills:
+            self._portfolio.on_fill(fill)
+            self._recorder.tables.fills.append(fill)
+        fills.clear()
+        self.state.position = self._portfolio.position
+        return self.state.position
+
+    def _send(self, ts: int, delta: float, p: float, t0: int, t3: int, slot: int) -> bool:
+        """Risk-check and submit one order (rare: cold enough to allocate)."""
+        state, market, pipeline = self.state, self._market, self._pipeline
+        side = Side.BUY if delta > 0 else Side.SELL
+        order = OrderRequest(
+            order_id=state.next_order_id,
+            ts_decision=ts,  # type: ignore[arg-type]
+            side=side,
+            qty=abs(delta),
+            order_type=OrderType.MARKET,
+        )
+        state.now = ts
+        state.model_healthy = self._model_healthy()
+        price = market.ask_px if side > 0 else market.bid_px
+        reason = pipeline.risk.check(order, price, state)
+        t4 = perf_counter_ns()
+        views = self._recorder.views
+        views["risk_ns"][slot] = t4 - t3
+        if reason != RejectReason.APPROVED:
+            self._recorder.tables.rejections.append(
+                Rejection(
+                    event_index=state.n_events,
+                    ts=ts,
+                    side=int(side),
+                    qty=order.qty,
+                    reason=int(reason),
+                )
+            )
+            views["reject"][slot] = int(reason)
+            return False
+        pipeline.risk.on_sent(ts)
+        self._venue.submit(order)
+        t5 = perf_counter_ns()
+        views["order_ns"][slot] = t5 - t4
+        views["tick_to_trade_ns"][slot] = t5 - t0
+        self._recorder.tables.orders.append(order)
+        self._recorder.tables.order_p.append(p)
+        views["order_id"][slot] = order.order_id
+        state.next_order_id += 1
+        return True

@@ -1,0 +1,207 @@
+"""What a run leaves behind: per-event decisions (chunked Parquet), orders, fills, equity,
+risk rejections, stage-latency histograms, the digest and manifest.json.
+
+Per-event values go into preallocated numpy columns exposed to the engine as memoryviews;
+a full chunk is flushed to Parquet, hashed into the digest and binned into the latency
+histograms at once, so memory stays bounded and the hot loop only writes array slots.
+
+The digest is sha256 over the deterministic columns of decisions (never the measured
+timings), then orders and fills, in a fixed canonical byte form: equal digests mean the same
+decisions, orders and fills, bit for bit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from simulator.metrics import LatencyHistogram, bucket_upper
+from simulator.types import Fill, OrderRequest
+
+CHUNK_ROWS: Final = 65_536
+EQUITY_STRIDE: Final = 100
+STAGES: Final = ("features", "inference", "decision", "risk", "order", "tick_to_trade")
+DECISION_COLUMNS: Final = (
+    ("event_index", np.int64),
+    ("ts_recv", np.int64),
+    ("kind", np.int8),
+    ("p", np.float64),
+    ("target", np.float64),
+    ("position", np.float64),
+    ("equity", np.float64),
+    ("order_id", np.int64),
+    ("reject", np.int8),
+)
+DIGEST_COLUMNS: Final = tuple(name for name, _ in DECISION_COLUMNS)
+TIMING_COLUMNS: Final = tuple(f"{stage}_ns" for stage in STAGES)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Rejection:
+    event_index: int
+    ts: int
+    side: int
+    qty: float
+    reason: int
+
+
+@dataclass(slots=True)
+class RunTables:
+    """The rare records (orders, fills, rejections): a handful per thousand events."""
+
+    orders: list[OrderRequest] = field(default_factory=list)
+    order_p: list[float] = field(default_factory=list)
+    fills: list[Fill] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+
+
+class RunRecorder:
+    """Chunked per-event columns plus the rare tables, written under `out_dir`."""
+
+    def __init__(self, out_dir: Path, *, chunk_rows: int = CHUNK_ROWS) -> None:
+        self.out_dir = out_dir
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.chunk_rows = chunk_rows
+        self.arrays = {name: np.zeros(chunk_rows, dtype=dt) for name, dt in DECISION_COLUMNS}
+        self.arrays.update({name: np.full(chunk_rows, -1, np.int64) for name in TIMING_COLUMNS})
+        self.arrays["order_id"][:] = -1  # written by the engine only on events that send one
+        # memoryviews typed Any: typeshed's memoryview only admits int items, these hold floats too
+        self.views: dict[str, Any] = {name: array.data for name, array in self.arrays.items()}
+        self.histograms = {stage: LatencyHistogram(stage) for stage in STAGES}
+        self.tables = RunTables()
+        self.rows_written = 0
+        self._digest = hashlib.sha256()
+        self._decisions: pq.ParquetWriter | None = None
+        self._equity: pq.ParquetWriter | None = None
+
+    def flush(self, n: int) -> None:
+        """Write the first `n` rows of the chunk, then reset its sparse columns.
+
+        The engine writes every row's ts_recv, kind, p, target, position and equity; the
+        sparse columns (timings of stages that did not run, order_id, reject) keep their
+        "did not happen" value unless written; event_index is filled here.
+        """
+        if n == 0:
+            return
+        self.arrays["event_index"][:n] = np.arange(self.rows_written, self.rows_written + n)
+        columns = {name: array[:n] for name, array in self.arrays.items()}
+        table = pa.table(columns)  # zero-copy views: consumed below before the chunk is reused
+        for name in DIGEST_COLUMNS:
+            self._digest.update(
+                np.ascontiguousarray(columns[name])
+                .astype(columns[name].dtype.newbyteorder("<"))
+                .tobytes()
+            )
+        for stage in STAGES:
+            samples = np.asarray(self.arrays[f"{stage}_ns"][:n], dtype=np.int64)
+            self.histograms[stage].add_samples(samples)
+        if self._decisions is None:
+            self._decisions = pq.ParquetWriter(
+                self.out_dir / "decisions.parquet", table.schema, compression="zstd"
+            )
+        self._decisions.write_table(table)
+        self._write_equity(table)
+        self.rows_written += n
+        for name in (*TIMING_COLUMNS, "order_id"):  # sparse columns: back to "did not happen"
+            self.arrays[name][:n] = -1
+        self.arrays["reject"][:n] = 0
+
+    def _write_equity(self, table: pa.Table) -> None:
+        index = table.column("event_index").to_numpy()
+        keep = (index % EQUITY_STRIDE == 0) | (table.column("order_id").to_numpy() >= 0)
+        keep[-1] = True
+        sample = table.select(["event_index", "ts_recv", "position", "equity"]).filter(
+            pa.array(keep)
+        )
+        if self._equity is None:
+            self._equity = pq.ParquetWriter(
+                self.out_dir / "equity.parquet", sample.schema, compression="zstd"
+            )
+        self._equity.write_table(sample)
+
+    def close(self) -> str:
+        """Write the rare tables and histograms; return the run digest (hex)."""
+        for writer in (self._decisions, self._equity):
+            if writer is not None:
+                writer.close()
+        orders = _orders_table(self.tables)
+        fills = _fills_table(self.tables.fills)
+        rejections = pa.Table.from_pylist(
+            [asdict(r) for r in self.tables.rejections], schema=_REJECTION_SCHEMA
+        )
+        for name, table in (("orders", orders), ("fills", fills), ("risk_rejections", rejections)):
+            pq.write_table(table, self.out_dir / f"{name}.parquet", compression="zstd")
+            for column in table.columns:
+                self._digest.update(name.encode())
+                self._digest.update(_canonical_bytes(column))
+        pq.write_table(self._histogram_table(), self.out_dir / "latency_histograms.parquet")
+        return self._digest.hexdigest()
+
+    def _histogram_table(self) -> pa.Table:
+        rows: dict[str, list[object]] = {"stage": [], "bucket": [], "upper_ns": [], "count": []}
+        for stage, histogram in self.histograms.items():
+            buckets = np.flatnonzero(histogram.counts)
+            rows["stage"].extend([stage] * len(buckets))
+            rows["bucket"].extend(buckets.tolist())
+            rows["upper_ns"].extend(bucket_upper(buckets).tolist())
+            rows["count"].extend(histogram.counts[buckets].tolist())
+        return pa.table(rows)
+
+
+_REJECTION_SCHEMA: Final = pa.schema(
+    [("event_index", pa.int64()), ("ts", pa.int64()), ("side", pa.int8()),
+     ("qty", pa.float64()), ("reason", pa.int8())]
+)  # fmt: skip
+
+
+def _orders_table(tables: RunTables) -> pa.Table:
+    orders = tables.orders
+    return pa.table(
+        {
+            "order_id": pa.array([o.order_id for o in orders], pa.int64()),
+            "ts_decision": pa.array([o.ts_decision for o in orders], pa.int64()),
+            "side": pa.array([int(o.side) for o in orders], pa.int8()),
+            "qty": pa.array([o.qty for o in orders], pa.float64()),
+            "order_type": pa.array([int(o.order_type) for o in orders], pa.int8()),
+            "limit_px": pa.array([o.limit_px for o in orders], pa.float64()),
+            "p": pa.array(tables.order_p, pa.float64()),
+        }
+    )
+
+
+def _fills_table(fills: list[Fill]) -> pa.Table:
+    return pa.table(
+        {
+            "order_id": pa.array([f.order_id for f in fills], pa.int64()),
+            "side": pa.array([int(f.side) for f in fills], pa.int8()),
+            "px": pa.array([f.px for f in fills], pa.float64()),
+            "qty": pa.array([f.qty for f in fills], pa.float64()),
+            "fee": pa.array([f.fee for f in fills], pa.float64()),
+            "liquidity": pa.array([f.liquidity for f in fills], pa.string()),
+            "ts_event": pa.array([f.ts_event for f in fills], pa.int64()),
+            "ts_recv": pa.array([f.ts_recv for f in fills], pa.int64()),
+        }
+    )
+
+
+def _canonical_bytes(column: pa.ChunkedArray) -> bytes:
+    """Little-endian values with nulls as a fixed marker: the same table gives the same bytes."""
+    if pa.types.is_string(column.type):
+        return "\x1f".join("" if v is None else str(v) for v in column.to_pylist()).encode()
+    values = column.to_numpy(zero_copy_only=False)
+    if values.dtype == object:
+        values = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+    return np.ascontiguousarray(values).astype(values.dtype.newbyteorder("<")).tobytes()
+
+
+def write_manifest(out_dir: Path, manifest: dict[str, object]) -> Path:
+    path = out_dir / "manifest.json"
+    path.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
+    return path

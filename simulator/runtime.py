@@ -1,0 +1,274 @@
+"""The only place that picks concrete implementations: Clock + Source + Venue, and the
+strategy's stages from its configuration. Replay is built here; live mode will add its
+WallClock and live source here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import platform
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from time import perf_counter
+
+from simulator.clock import SimClock
+from simulator.config import Config
+from simulator.engine import Engine, EngineState, Pipeline
+from simulator.errors import ConfigError, DataError
+from simulator.execution import FixedLatency, SimVenue, ZeroLatency
+from simulator.features import FeatureBuffer, FeatureConfig
+from simulator.market import MarketState
+from simulator.models import (
+    CircuitBreaker,
+    OnnxRunner,
+    PrecomputedRunner,
+    RuleRunner,
+    StatefulTorchRunner,
+    TorchRunner,
+)
+from simulator.portfolio import Portfolio
+from simulator.protocols import ModelRunner, Sizer
+from simulator.recording import STAGES, RunRecorder, write_manifest
+from simulator.risk import (
+    KillSwitch,
+    MaxNotional,
+    MaxOrderSize,
+    MaxPosition,
+    ModelHealth,
+    OrderRateLimit,
+    PriceCollar,
+    RiskChain,
+    StaleData,
+)
+from simulator.session import SessionRef
+from simulator.sizing import LongOnlyRuleSizer, ThresholdSizer
+from simulator.sources.recorded import ParquetSource, open_parquet
+from simulator.store import file_sha256
+from simulator.types import book_levels
+
+PACKAGES = ("ticktape", "numpy", "pyarrow", "polars", "duckdb", "onnxruntime", "torch")
+MS: int = 1_000_000
+US: int = 1_000
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    out_dir: Path
+    manifest: dict[str, object]
+
+    @property
+    def summary(self) -> dict[str, object]:
+        summary = self.manifest["summary"]
+        assert isinstance(summary, dict)
+        return summary
+
+
+def session_sources(session: SessionRef, config: Config) -> tuple[list[ParquetSource], int]:
+    """The strategy's kinds that the session has, in priority order, and the book depth."""
+    wanted = list(config["strategy"]["kinds"])
+    if "book" in wanted and "book" not in session.files and "quotes" in session.files:
+        wanted[wanted.index("book")] = "quotes"  # an L1 session: quotes stand in for the book
+    if "quotes" in wanted and "quotes" not in session.files and "book" in session.files:
+        wanted[wanted.index("quotes")] = "book"
+    kinds = [k for k in wanted if k in session.files]
+    if not any(k in ("quotes", "book") for k in kinds):
+        raise DataError(
+            f"session {session.name} has {sorted(session.files)}; strategy "
+            f"'{config['strategy']['name']}' needs quotes or a book"
+        )
+    levels = 1
+    if "book" in kinds:
+        levels = book_levels(open_parquet(session.files["book"]).schema_arrow.names)
+    sources = [session.source(kind, priority=i) for i, kind in enumerate(kinds)]
+    return sources, levels
+
+
+def build_features(config: Config, levels: int) -> FeatureBuffer:
+    names = tuple(config["features"]["names"]) or None
+    return FeatureBuffer(FeatureConfig(levels=levels, features=names))
+
+
+def build_runner(section: Config, features: FeatureBuffer, strategy_dir: Path) -> ModelRunner:
+    kind = section["kind"]
+    n = len(features.names)
+    path = strategy_dir / section["path"] if section.get("path") else None
+    if kind == "rule":
+        name = section["feature"]
+        if name not in features.names:
+            raise ConfigError(f"model.feature '{name}' is not computed; features: {features.names}")
+        return RuleRunner(features.names.index(name))
+    if path is None or not path.exists():
+        raise ConfigError(f"model.path '{section.get('path')}' not found under {strategy_dir}")
+    if kind == "onnx":
+        return OnnxRunner(path, n)
+    if kind == "torch":
+        return TorchRunner(path, n)
+    if kind == "gru":
+        return StatefulTorchRunner(path, n, int(section["hidden_size"]))
+    if kind == "precomputed":
+        return PrecomputedRunner.from_file(path)
+    raise ConfigError(
+        f"model.kind '{kind}' unknown; expected rule, onnx, torch, gru or precomputed"
+    )
+
+
+def build_sizer(section: Config) -> Sizer:
+    if section["kind"] == "rule":
+        return LongOnlyRuleSizer(threshold=section["threshold"], size=section["size"])
+    if section["kind"] == "threshold":
+        return ThresholdSizer(
+            threshold=section["threshold"],
+            max_position=section["max_position"],
+            lot=section["lot"],
+            exponent=section["exponent"],
+        )
+    raise ConfigError(f"sizing.kind '{section['kind']}' unknown; expected rule or threshold")
+
+
+def build_risk(section: Config) -> RiskChain:
+    return RiskChain(
+        [
+            MaxOrderSize(section["max_order_size"]),
+            MaxPosition(section["max_position"]),
+            MaxNotional(section["max_notional"]),
+            PriceCollar(section["price_collar_bps"]),
+            OrderRateLimit(section["max_orders"], int(section["rate_window_ms"] * MS)),
+            StaleData(int(section["stale_after_ms"] * MS)),
+            KillSwitch(max_drawdown=section["max_drawdown"], daily_loss=section["daily_loss"]),
+            ModelHealth(),
+        ]
+    )
+
+
+def build_venue(section: Config) -> SimVenue:
+    if section["latency"] == "zero":
+        latency: ZeroLatency | FixedLatency = ZeroLatency()
+    elif section["latency"] == "fixed":
+        latency = FixedLatency(int(section["entry_us"] * US), int(section["response_us"] * US))
+    else:
+        raise ConfigError(f"venue.latency '{section['latency']}' unknown; expected zero or fixed")
+    return SimVenue(
+        latency=latency,
+        taker_fee_bps=section["taker_fee_bps"],
+        maker_fee_bps=section["maker_fee_bps"],
+        depth=section["depth"],
+    )
+
+
+def run_id(config: Config, session: SessionRef, seed: int) -> str:
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", session.name.strip("/"))[-60:]
+    return f"{config['strategy']['name']}--{slug}--seed{seed}"
+
+
+def unique_dir(root: Path, name: str) -> Path:
+    candidate, n = root / name, 1
+    while candidate.exists():
+        n += 1
+        candidate = root / f"{name}-{n}"
+    return candidate
+
+
+def replay(
+    session: SessionRef,
+    config: Config,
+    *,
+    out_dir: Path,
+    seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+) -> RunResult:
+    """Replay `session` through the configured pipeline; write the run into `out_dir`."""
+    started = perf_counter()
+    sources, levels = session_sources(session, config)
+    total = sum(open_parquet(s.path).metadata.num_rows for s in sources)
+    clock = SimClock()
+    features = build_features(config, levels)
+    strategy_dir = Path(config["strategy"]["dir"])
+    runner = build_runner(config["model"], features, strategy_dir)
+    health: Callable[[], bool] = lambda: True  # noqa: E731
+    if config["breaker"]["enabled"]:
+        fallback = RuleRunner(features.names.index("l1_imbalance"))
+        breaker = CircuitBreaker(
+            runner,
+            fallback,
+            clock=clock,
+            latency_budget_ns=int(config["breaker"]["latency_budget_us"] * US) or None,
+            max_violations=config["breaker"]["max_violations"],
+            cooldown_ns=int(config["breaker"]["cooldown_ms"] * MS),
+        )
+        runner, health = breaker, lambda: not breaker.is_open
+    pipeline = Pipeline(
+        features=features,
+        runner=runner,
+        sizer=build_sizer(config["sizing"]),
+        risk=build_risk(config["risk"]),
+        lot=config["sizing"]["lot"],
+    )
+    recorder = RunRecorder(out_dir)
+    portfolio = Portfolio()
+    engine = Engine(
+        clock=clock,
+        sources=sources,
+        market=MarketState(levels),
+        pipeline=pipeline,
+        venue=build_venue(config["venue"]),
+        portfolio=portfolio,
+        recorder=recorder,
+        model_healthy=health,
+        progress=None if progress is None else (lambda n: progress(n, total)),
+    )
+    loaded = perf_counter()
+    state = engine.run()
+    ran = perf_counter()
+    digest = recorder.close()
+    summary = _summary(state, recorder, portfolio, digest)
+    manifest: dict[str, object] = {
+        "session": session.name,
+        "strategy": config["strategy"]["name"],
+        "config": config,
+        "seed": seed,
+        "data_files": {str(s.path): file_sha256(s.path) for s in sources},
+        "time_zone": session.time_zone,
+        "versions": _versions(),
+        "timings": {
+            "load_s": loaded - started,
+            "run_s": ran - loaded,
+            "events_per_s": state.n_events / max(ran - loaded, 1e-9),
+        },
+        "latency_us": {stage: recorder.histograms[stage].summary() for stage in STAGES},
+        "source_checks": {s.name: dict(s.report.counts) for s in sources},
+        "summary": summary,
+        "digest": digest,
+    }
+    write_manifest(out_dir, manifest)
+    return RunResult(out_dir=out_dir, manifest=manifest)
+
+
+def _summary(
+    state: EngineState, recorder: RunRecorder, portfolio: Portfolio, digest: str
+) -> dict[str, object]:
+    tables = recorder.tables
+    return {
+        "n_events": state.n_events,
+        "n_orders": len(tables.orders),
+        "n_fills": len(tables.fills),
+        "n_rejections": len(tables.rejections),
+        "realized_pnl": portfolio.realized_pnl,
+        "unrealized_pnl": portfolio.unrealized_pnl,
+        "fees": portfolio.fees,
+        "final_position": portfolio.position,
+        "final_equity": portfolio.equity,
+        "max_drawdown": state.max_drawdown,
+        "digest": digest,
+    }
+
+
+def _versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions

@@ -1,0 +1,153 @@
+"""`ticktape train`: fit a strategy's model on a recorded session, deterministically.
+
+Samples are the mid updates (quote/book events) where the strategy's features are ready; the
+label is the sign of the mid move over the next `horizon` mid updates (moves of exactly zero
+and the last `horizon` updates carry no label and are left out, counted). A stateful model
+(gru) sees the stream as it will in replay, every mid update in order: there an unchanged mid
+counts as "not up" instead of being left out. Features come from
+the vectorised twin of the feature buffer, so training sees exactly what replay computes.
+The split is chronological (the validation part is the end of the session).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from simulator.config import Config
+from simulator.errors import ConfigError, DataError
+from simulator.features import features_frame, session_events, warmup
+from simulator.models import export_gru, export_mlp, train_gru, train_mlp
+from simulator.models.train import SplitMetrics
+from simulator.runtime import build_features, session_sources
+from simulator.session import SessionRef
+
+
+@dataclass(frozen=True, slots=True)
+class TrainReport:
+    strategy: str
+    session: str
+    n_events: int
+    n_samples: int
+    n_unlabelled: int
+    features: tuple[str, ...]
+    horizon: int
+    seed: int
+    train: SplitMetrics
+    val: SplitMetrics
+    files: tuple[str, ...]
+
+
+def make_labels(mid: npt.NDArray[np.float64], horizon: int) -> npt.NDArray[np.int8]:
+    """+1 up / 0 down over the next `horizon` mids; -1 where unknown or unchanged."""
+    labels = np.full(len(mid), -1, dtype=np.int8)
+    if len(mid) > horizon:
+        move = mid[horizon:] - mid[:-horizon]
+        labels[:-horizon] = np.where(move > 0, 1, np.where(move < 0, 0, -1))
+    return labels
+
+
+def training_set(
+    session: SessionRef, config: Config, horizon: int, *, ties_down: bool = False
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], int, int, tuple[str, ...]]:
+    """(X, y, events, unlabelled, feature names) over the mid updates with ready features."""
+    sources, levels = session_sources(session, config)
+    feature_config = build_features(config, levels).config
+    kinds = tuple(s.kind for s in sources)
+    events = session_events(session, kinds=kinds, levels=levels)
+    x = features_frame(events, feature_config)
+    kind = events["kind"].to_numpy()
+    is_mid = kind != 1
+    mid = ((events["bid_px"] + events["ask_px"]) / 2).to_numpy()[is_mid]
+    labels = make_labels(mid, horizon)
+    if ties_down:
+        unchanged = np.zeros(len(mid), dtype=bool)
+        unchanged[: max(len(mid) - horizon, 0)] = True
+        labels[(labels < 0) & unchanged] = 0
+    mid_updates_needed, trades_needed = warmup(feature_config)
+    ready = (np.cumsum(is_mid) >= mid_updates_needed) & (np.cumsum(kind == 1) >= trades_needed)
+    ready_mid = ready[is_mid] & np.isfinite(x[is_mid]).all(axis=1)
+    keep = ready_mid & (labels >= 0)
+    return (
+        x[is_mid][keep],
+        labels[keep].astype(np.float32),
+        events.height,
+        int(np.count_nonzero(ready_mid & (labels < 0))),
+        feature_config.names,
+    )
+
+
+def train_strategy(
+    session: SessionRef,
+    config: Config,
+    *,
+    progress: Callable[[str], None] = lambda _: None,
+) -> TrainReport:
+    """Train, export next to the strategy's TOML and write `<model>.train.json`."""
+    section = config["train"]
+    model = config["model"]
+    if model["kind"] not in ("onnx", "torch", "gru"):
+        raise ConfigError(f"strategy '{config['strategy']['name']}' has no model to train")
+    progress("computing features")
+    ties_down = model["kind"] == "gru"
+    x, y, n_events, unlabelled, names = training_set(
+        session, config, section["horizon"], ties_down=ties_down
+    )
+    if len(y) < 100:
+        raise DataError(f"session {session.name}: only {len(y)} labelled samples; need >= 100")
+    progress(f"training on {len(y):,} samples")
+    directory = Path(config["strategy"]["dir"])
+    stem = directory / Path(model["path"]).with_suffix("")
+    fitted = _fit_and_export(x, y, config, stem)
+    return _report(config, session, n_events, len(y), unlabelled, names, fitted)
+
+
+def _fit_and_export(
+    x: npt.NDArray[np.float32], y: npt.NDArray[np.float32], config: Config, stem: Path
+) -> tuple[tuple[str, ...], SplitMetrics, SplitMetrics]:
+    section = config["train"]
+    common = {"epochs": section["epochs"], "lr": section["lr"], "seed": section["seed"]}
+    n = x.shape[1]
+    onnx_path, ts_path = stem.with_suffix(".onnx"), stem.with_suffix(".pt")
+    files = (onnx_path.name, ts_path.name)
+    if config["model"]["kind"] == "gru":
+        hidden = int(config["model"]["hidden_size"])
+        gru = train_gru(x, y, hidden_size=hidden, seq_len=section["seq_len"], **common)
+        export_gru(gru.model, n, ts_path, onnx_path)
+        return files, gru.train, gru.val
+    mlp = train_mlp(x, y, hidden=tuple(section["hidden"]), **common)
+    export_mlp(mlp.model, n, onnx_path, ts_path)
+    return files, mlp.train, mlp.val
+
+
+def _report(
+    config: Config,
+    session: SessionRef,
+    n_events: int,
+    n_samples: int,
+    unlabelled: int,
+    names: tuple[str, ...],
+    fitted: tuple[tuple[str, ...], SplitMetrics, SplitMetrics],
+) -> TrainReport:
+    files, train, val = fitted
+    report = TrainReport(
+        strategy=config["strategy"]["name"],
+        session=session.name,
+        n_events=n_events,
+        n_samples=n_samples,
+        n_unlabelled=unlabelled,
+        features=names,
+        horizon=config["train"]["horizon"],
+        seed=config["train"]["seed"],
+        train=train,
+        val=val,
+        files=files,
+    )
+    path = Path(config["strategy"]["dir"]) / f"{config['strategy']['name']}.train.json"
+    path.write_text(json.dumps(asdict(report), indent=2, sort_keys=True) + "\n")
+    return report

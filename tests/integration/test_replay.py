@@ -1,0 +1,173 @@
+"""The replay engine end to end: hand-computed scripted sessions, an independent vectorised
+check of obi_rule on the bundled GOOG day, and determinism across runs and processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from simulator.config import apply_overrides, load_strategy
+from simulator.runtime import replay
+from simulator.session import resolve_session
+from tests.conftest import BUNDLED_DATA, REPO
+from tests.factories import T0, write
+
+GOOG = "nasdaq/GOOG/2012-06-21"
+
+
+def _quotes(rows):
+    """A quote table from (bid_px, bid_sz, ask_px, ask_sz) rows, 1 µs apart."""
+    ts = pa.array([T0 + i * 1_000 for i in range(len(rows))], pa.int64())
+    columns = dict(
+        zip(("bid_px", "bid_sz", "ask_px", "ask_sz"), zip(*rows, strict=True), strict=True)
+    )
+    return pa.table(
+        {
+            "ts_event": ts,
+            "ts_recv": ts,
+            **{k: pa.array(v, pa.float64()) for k, v in columns.items()},
+        }
+    )
+
+
+def _run(tmp_path, session, strategy="obi_rule", sets=(), name="run"):
+    config = apply_overrides(load_strategy(strategy), sets=sets)
+    return replay(session, config, out_dir=tmp_path / name)
+
+
+def test_scripted_session_fills_fees_and_pnl_by_hand(tmp_path):
+    rows = [
+        (100.00, 1, 100.02, 1),  # obi 0: nothing
+        (100.00, 18, 100.02, 2),  # obi +0.8 > 0.6, flat: buy 2 at the ask 100.02
+        (100.01, 5, 100.03, 5),  # obi 0: hold
+        (100.05, 2, 100.07, 18),  # obi -0.8, long: sell 2 at the bid 100.05
+        (100.05, 2, 100.07, 18),  # obi -0.8, flat: nothing (long-only)
+    ]
+    path = write(_quotes(rows), tmp_path / "scripted.parquet")
+    sets = ("sizing.size=2.0", "sizing.lot=1.0", "venue.taker_fee_bps=10.0")
+    result = _run(tmp_path, resolve_session(str(path), tmp_path), sets=sets)
+    fills = pq.read_table(result.out_dir / "fills.parquet").to_pylist()
+    assert [(f["side"], f["px"], f["qty"]) for f in fills] == [(1, 100.02, 2.0), (-1, 100.05, 2.0)]
+    fee_buy, fee_sell = 100.02 * 2 * 10 / 1e4, 100.05 * 2 * 10 / 1e4
+    assert [f["fee"] for f in fills] == pytest.approx([fee_buy, fee_sell])
+    summary = result.summary
+    assert summary["realized_pnl"] == pytest.approx((100.05 - 100.02) * 2)
+    assert summary["fees"] == pytest.approx(fee_buy + fee_sell)
+    assert summary["final_position"] == 0.0
+    assert summary["n_events"] == 5
+    assert summary["n_orders"] == 2
+    decisions = pq.read_table(result.out_dir / "decisions.parquet")
+    assert decisions.column("position").to_pylist() == [0.0, 2.0, 2.0, 0.0, 0.0]
+    assert decisions.column("order_id").to_pylist() == [-1, 1, -1, 2, -1]
+
+
+def test_fixed_order_latency_fills_against_the_quote_at_arrival(tmp_path):
+    rows = [
+        (100.00, 9, 100.02, 1),  # buy decided here...
+        (
+            100.00,
+            9,
+            100.04,
+            1,
+        ),  # ...1 µs later the ask moved: with 1.5 µs latency it is not yet here
+        (
+            100.00,
+            9,
+            100.06,
+            1,
+        ),  # arrival at +1.5 µs: the venue sees the market as of this quote's predecessor
+    ]
+    path = write(_quotes(rows), tmp_path / "late.parquet")
+    sets = ("venue.latency='fixed'", "venue.entry_us=1.5")
+    result = _run(tmp_path, resolve_session(str(path), tmp_path), sets=sets)
+    fills = pq.read_table(result.out_dir / "fills.parquet").to_pylist()
+    assert [(f["px"], f["ts_event"]) for f in fills] == [(100.04, T0 + 1_500)]
+
+
+def _obi_rule_reference(quotes: pa.Table, threshold: float, size: float):
+    """obi_rule written independently, vectorised: alternating signals fill at the touch."""
+    bid_sz, ask_sz = quotes.column("bid_sz").to_numpy(), quotes.column("ask_sz").to_numpy()
+    # the pipeline's feature vector is float32 by contract: compare the same rounded value
+    obi = np.float32((bid_sz - ask_sz) / (bid_sz + ask_sz)).astype(np.float64)
+    signal = np.where(obi > threshold, 1, np.where(obi < -threshold, -1, 0))
+    idx = np.flatnonzero(signal)
+    sig = signal[idx]
+    keep = np.ones(len(sig), dtype=bool)
+    keep[1:] = sig[1:] != sig[:-1]  # only state changes trade: flat->long, long->flat
+    idx, sig = idx[keep], sig[keep]
+    if len(sig) and sig[0] == -1:  # long-only: a sell before any buy does nothing
+        idx, sig = idx[1:], sig[1:]
+    px = np.where(
+        sig > 0, quotes.column("ask_px").to_numpy()[idx], quotes.column("bid_px").to_numpy()[idx]
+    )
+    cash = float(np.sum(-sig * px * size))
+    position = float(np.sum(sig) * size)
+    return idx, sig, px, cash, position
+
+
+def test_obi_rule_on_goog_equals_an_independent_vectorised_computation(tmp_path):
+    session = resolve_session(GOOG, BUNDLED_DATA)
+    result = _run(tmp_path, session)
+    quotes = pq.read_table(session.files["quotes"])
+    idx, sig, px, cash, position = _obi_rule_reference(quotes, 0.6, 1.0)
+    fills = pq.read_table(result.out_dir / "fills.parquet")
+    assert fills.num_rows == len(idx) > 1000
+    assert fills.column("side").to_pylist() == sig.tolist()
+    assert fills.column("px").to_pylist() == px.tolist()
+    assert fills.column("ts_event").to_pylist() == quotes.column("ts_recv").to_numpy()[idx].tolist()
+    last_mid = (quotes.column("bid_px")[-1].as_py() + quotes.column("ask_px")[-1].as_py()) / 2
+    summary = result.summary
+    assert summary["final_position"] == position
+    assert summary["realized_pnl"] + summary["unrealized_pnl"] == pytest.approx(
+        cash + position * last_mid
+    )
+
+
+def test_manifest_carries_summary_config_and_data_hashes(tmp_path):
+    result = _run(tmp_path, resolve_session(GOOG, BUNDLED_DATA))
+    manifest = json.loads((result.out_dir / "manifest.json").read_text())
+    for key in (
+        "n_events",
+        "n_orders",
+        "n_fills",
+        "realized_pnl",
+        "fees",
+        "final_position",
+        "max_drawdown",
+        "digest",
+    ):
+        assert key in manifest["summary"]
+    assert manifest["summary"]["n_events"] == 45_569
+    assert manifest["digest"] == manifest["summary"]["digest"]
+    assert manifest["config"]["sizing"]["threshold"] == 0.6
+    assert len(next(iter(manifest["data_files"].values()))) == 64
+    for name in ("decisions", "orders", "fills", "equity", "risk_rejections", "latency_histograms"):
+        assert (result.out_dir / f"{name}.parquet").exists()
+
+
+def test_digest_is_identical_in_process_and_in_a_subprocess_with_another_hash_seed(tmp_path):
+    session = resolve_session(GOOG, BUNDLED_DATA)
+    first = _run(tmp_path, session, name="a").summary["digest"]
+    second = _run(tmp_path, session, name="b").summary["digest"]
+    assert first == second
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    out = tmp_path / "c"
+    command = [sys.executable, "-m", "cli", "replay", GOOG, "--strategy", "obi_rule",
+               "--out", str(out), "--data-dir", str(BUNDLED_DATA)]  # fmt: skip
+    subprocess.run(command, check=True, cwd=REPO, env=env, capture_output=True)
+    third = json.loads((out / "manifest.json").read_text())["summary"]["digest"]
+    assert third == first
+
+
+def test_a_different_threshold_changes_the_digest(tmp_path):
+    session = resolve_session(GOOG, BUNDLED_DATA)
+    base = _run(tmp_path, session, name="a").summary["digest"]
+    other = _run(tmp_path, session, sets=("sizing.threshold=0.5",), name="b").summary["digest"]
+    assert base != other
