@@ -439,7 +439,7 @@ def train(
 @main.command()
 @click.option("--data", "datasets", multiple=True,
               help="SESSION or Parquet path (repeatable). Default: the GOOG day and a "
-                   "generated L1 file of --size quotes.")  # fmt: skip
+                   "generated L1 session of --size quotes (and a trade per ~10).")  # fmt: skip
 @click.option(
     "--strategy",
     "strategies",
@@ -457,13 +457,13 @@ def bench(
 
     from simulator import bench as benchmark
     from simulator.config import strategy_names
-    from simulator.sources.synthetic import write_synthetic_quotes
+    from simulator.sources.synthetic import write_synthetic_session
 
     chosen = list(strategies) or [s for s in ("obi_rule", "obi_mlp") if s in strategy_names()]
     with tempfile.TemporaryDirectory() as tmp:
         data = list(datasets)
         if not data:
-            synthetic = write_synthetic_quotes(Path(tmp) / "quotes.parquet", size)
+            synthetic = write_synthetic_session(Path(tmp) / "synthetic", size)
             data = ["nasdaq/GOOG/2012-06-21", str(synthetic)]
         with _progress("benchmarking"):
             results = benchmark.run_all(data, chosen, data_dir)

@@ -155,6 +155,7 @@ class Engine:
         portfolio, fills, half_lot, nan = self._portfolio, state.fills, pipeline.lot * 0.5, math.nan
         clock = perf_counter_ns
         position, equity, i = state.position, state.equity, state.n_events
+        ready = features.ready  # once ready, a buffer stays ready until reset
         cash, peak, max_drawdown = portfolio.cash, state.peak_equity, state.max_drawdown
         for part_index, row in zip(order_part, order_row, strict=True):
             kind, ts_col, a, b, c, d, levels, bundle = parts[part_index]
@@ -187,7 +188,9 @@ class Engine:
             if venue.n_resting:  # 4.
                 on_market(market, fills)
             p, target, sent = nan, position, False
-            if kind != TRADE and features.ready:  # 5.
+            if not ready:
+                ready = features.ready
+            if kind != TRADE and ready:  # 5.
                 p = predict(compute(), i)
                 t2 = clock()
                 target = target_of(p, position)

@@ -29,7 +29,8 @@ class FeatureStage(Protocol):
     vector: npt.NDArray[np.float32]
 
     @property
-    def ready(self) -> bool: ...
+    def ready(self) -> bool:
+        """Once True, stays True until reset() (the engine relies on it)."""
     def on_quote(
         self, ts_recv: int, bid_px: float, bid_sz: float, ask_px: float, ask_sz: float
     ) -> None: ...

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import queue
+import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -78,8 +80,7 @@ class RunRecorder:
         self.tables = RunTables()
         self.rows_written = 0
         self._digest = hashlib.sha256()
-        self._decisions: pq.ParquetWriter | None = None
-        self._equity: pq.ParquetWriter | None = None
+        self._writer = _TableWriter(out_dir)
 
     def flush(self, n: int) -> None:
         """Write the first `n` rows of the chunk, then reset its sparse columns.
@@ -91,8 +92,8 @@ class RunRecorder:
         if n == 0:
             return
         self.arrays["event_index"][:n] = np.arange(self.rows_written, self.rows_written + n)
-        columns = {name: array[:n] for name, array in self.arrays.items()}
-        table = pa.table(columns)  # zero-copy views: consumed below before the chunk is reused
+        # a copy: the Parquet encoding runs in the writer thread while the chunk is reused
+        columns = {name: array[:n].copy() for name, array in self.arrays.items()}
         for name in DIGEST_COLUMNS:
             self._digest.update(
                 np.ascontiguousarray(columns[name])
@@ -102,35 +103,15 @@ class RunRecorder:
         for stage in STAGES:
             samples = np.asarray(self.arrays[f"{stage}_ns"][:n], dtype=np.int64)
             self.histograms[stage].add_samples(samples)
-        if self._decisions is None:
-            self._decisions = pq.ParquetWriter(
-                self.out_dir / "decisions.parquet", table.schema, compression="zstd"
-            )
-        self._decisions.write_table(table)
-        self._write_equity(table)
+        self._writer.put(pa.table(columns))
         self.rows_written += n
         for name in (*TIMING_COLUMNS, "order_id"):  # sparse columns: back to "did not happen"
             self.arrays[name][:n] = -1
         self.arrays["reject"][:n] = 0
 
-    def _write_equity(self, table: pa.Table) -> None:
-        index = table.column("event_index").to_numpy()
-        keep = (index % EQUITY_STRIDE == 0) | (table.column("order_id").to_numpy() >= 0)
-        keep[-1] = True
-        sample = table.select(["event_index", "ts_recv", "position", "equity"]).filter(
-            pa.array(keep)
-        )
-        if self._equity is None:
-            self._equity = pq.ParquetWriter(
-                self.out_dir / "equity.parquet", sample.schema, compression="zstd"
-            )
-        self._equity.write_table(sample)
-
     def close(self) -> str:
         """Write the rare tables and histograms; return the run digest (hex)."""
-        for writer in (self._decisions, self._equity):
-            if writer is not None:
-                writer.close()
+        self._writer.close()
         orders = _orders_table(self.tables)
         fills = _fills_table(self.tables.fills)
         rejections = pa.Table.from_pylist(
@@ -153,6 +134,67 @@ class RunRecorder:
             rows["upper_ns"].extend(bucket_upper(buckets).tolist())
             rows["count"].extend(histogram.counts[buckets].tolist())
         return pa.table(rows)
+
+
+class _TableWriter:
+    """Writes decision chunks (and the equity samples taken from them) in a background thread.
+
+    Arrow releases the GIL while it encodes and compresses, so writing overlaps the event
+    loop. At most two chunks wait; a write error is raised by the next put() or by close().
+    """
+
+    def __init__(self, out_dir: Path) -> None:
+        self._out_dir = out_dir
+        self._queue: queue.Queue[pa.Table | None] = queue.Queue(maxsize=2)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="ticktape-recorder", daemon=True)
+        self._thread.start()
+
+    def put(self, table: pa.Table) -> None:
+        self._raise_if_failed()
+        self._queue.put(table)
+
+    def close(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        self._raise_if_failed()
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        decisions: pq.ParquetWriter | None = None
+        equity: pq.ParquetWriter | None = None
+        try:
+            while (table := self._queue.get()) is not None:
+                sample = _equity_sample(table)
+                if decisions is None or equity is None:
+                    decisions = pq.ParquetWriter(
+                        self._out_dir / "decisions.parquet", table.schema, compression="zstd"
+                    )
+                    equity = pq.ParquetWriter(
+                        self._out_dir / "equity.parquet", sample.schema, compression="zstd"
+                    )
+                decisions.write_table(table)
+                equity.write_table(sample)
+        except BaseException as e:  # handed to the engine thread by put()/close()
+            self._error = e
+            while self._queue.get() is not None:  # drain so put() never blocks forever
+                pass
+        finally:
+            for writer in (decisions, equity):
+                if writer is not None:
+                    writer.close()
+
+
+def _equity_sample(table: pa.Table) -> pa.Table:
+    """Every EQUITY_STRIDE-th event, every event that sent an order, and the chunk's last."""
+    index = table.column("event_index").to_numpy()
+    keep = (index % EQUITY_STRIDE == 0) | (table.column("order_id").to_numpy() >= 0)
+    keep[-1] = True
+    columns = ["event_index", "ts_recv", "position", "equity"]
+    return table.select(columns).filter(pa.array(keep))
 
 
 _REJECTION_SCHEMA: Final = pa.schema(

@@ -13,12 +13,15 @@ from importlib import metadata
 from pathlib import Path
 from time import perf_counter
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from simulator.clock import SimClock
 from simulator.config import Config
 from simulator.engine import Engine, EngineState, Pipeline
 from simulator.errors import ConfigError, DataError
 from simulator.execution import FixedLatency, SimVenue, ZeroLatency
-from simulator.features import FeatureBuffer, FeatureConfig
+from simulator.features import FeatureBuffer, FeatureConfig, warmup
 from simulator.market import MarketState
 from simulator.models import (
     CircuitBreaker,
@@ -88,6 +91,18 @@ def session_sources(session: SessionRef, config: Config) -> tuple[list[ParquetSo
 def build_features(config: Config, levels: int) -> FeatureBuffer:
     names = tuple(config["features"]["names"]) or None
     return FeatureBuffer(FeatureConfig(levels=levels, features=names))
+
+
+def _require_trades_if_needed(
+    features: FeatureBuffer, sources: list[ParquetSource], session: SessionRef
+) -> None:
+    """Trade features never become ready without trades: say so instead of never trading."""
+    if warmup(features.config)[1] > 0 and not any(s.kind == "trades" for s in sources):
+        raise DataError(
+            f"the strategy's features include trade features (trade_flow, time_since_trade) but "
+            f"session {session.name} has no trades (it has {', '.join(sorted(session.files))}); "
+            "replay a session with trades or set features.names without them"
+        )
 
 
 def build_runner(section: Config, features: FeatureBuffer, strategy_dir: Path) -> ModelRunner:
@@ -184,9 +199,11 @@ def replay(
     total = sum(open_parquet(s.path).metadata.num_rows for s in sources)
     clock = SimClock()
     features = build_features(config, levels)
+    _require_trades_if_needed(features, sources, session)
     strategy_dir = Path(config["strategy"]["dir"])
     runner = build_runner(config["model"], features, strategy_dir)
     health: Callable[[], bool] = lambda: True  # noqa: E731
+    breaker: CircuitBreaker | None = None
     if config["breaker"]["enabled"]:
         fallback = RuleRunner(features.names.index("l1_imbalance"))
         breaker = CircuitBreaker(
@@ -223,6 +240,7 @@ def replay(
     ran = perf_counter()
     digest = recorder.close()
     summary = _summary(state, recorder, portfolio, digest)
+    summary["breaker_trips"] = _write_breaker(breaker, out_dir)
     manifest: dict[str, object] = {
         "session": session.name,
         "strategy": config["strategy"]["name"],
@@ -262,6 +280,21 @@ def _summary(
         "max_drawdown": state.max_drawdown,
         "digest": digest,
     }
+
+
+def _write_breaker(breaker: CircuitBreaker | None, out_dir: Path) -> int:
+    """Every breaker switch of the run as `breaker_switches.parquet`; returns the trips."""
+    switches = [] if breaker is None else breaker.switches
+    table = pa.table(
+        {
+            "ts": pa.array([s.ts for s in switches], pa.int64()),
+            "event_index": pa.array([s.event_index for s in switches], pa.int64()),
+            "state": pa.array([str(s.state) for s in switches], pa.string()),
+            "reason": pa.array([s.reason for s in switches], pa.string()),
+        }
+    )
+    pq.write_table(table, out_dir / "breaker_switches.parquet")
+    return 0 if breaker is None else breaker.counts.trips
 
 
 def _versions() -> dict[str, str]:

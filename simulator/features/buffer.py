@@ -13,10 +13,8 @@ Inputs must obey the data contract (finite positive prices and level-0 sizes, wh
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Callable
-from math import log, sqrt
-from typing import Final, NamedTuple, Protocol, cast
+from typing import Final, NamedTuple, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -29,13 +27,12 @@ from simulator.features.config import (
     Smoothing,
     warmup,
 )
+from simulator.features.history import PACKED_RETURNS, QuoteHandler, history_on_quote
 from simulator.sources.recorded import EventBatch
 from simulator.types import book_levels
 
 NAN: Final = float("nan")
 _BOOK_IMBALANCE: Final = MID_FEATURES.index("book_imbalance")
-_PACKED_RETURNS: Final = 3
-"""Returns written by the one struct call per mid update (the rest, if any, one by one)."""
 FloatArray = npt.NDArray[np.float64]
 
 
@@ -89,35 +86,32 @@ def depth(sizes: list[FloatArray]) -> FloatArray:
     return total
 
 
-class QuoteHandler(Protocol):
-    def __call__(
-        self, ts_recv: int, bid_px: float, bid_sz: float, ask_px: float, ask_sz: float
-    ) -> None: ...
-
-
 class FeatureBuffer:
-    """Incremental features of one instrument (see the module docstring for each feature).
+    """Incremental features of one instrument (each feature is defined in `config`).
 
     `on_quote`/`on_trade`/`on_book` update the state, `compute()` writes `vector` (the same
     array for the buffer's lifetime, in `names` order) and returns it. Two modes, picked once:
     a selection of only top-of-book and trade features keeps no history and computes its few
     values on demand; any other selection keeps every running statistic and writes what a mid
     update changes eagerly. `on_quote` and `compute` are per-instance functions picked for
-    the mode (in history mode, a closure holding the running state): see `_history_on_quote`
-    for why.
+    the mode (in history mode, a closure holding the running state): see `history` for why.
     """
 
     __slots__ = (
         "_ask", "_ask_sz", "_bid", "_bid_sz", "_depth_ask", "_depth_bid", "_flow_a", "_flow_at",
         "_flow_s", "_flow_v", "_full", "_full_head", "_full_view", "_gather", "_getters",
-        "_history", "_last_trade_ts", "_n_mid", "_n_trade", "_need", "_out", "_out_head",
-        "_reset_history", "_since_at", "_ts", "compute", "config", "names", "on_quote", "vector",
+        "_history", "_last_trade_ts", "_need", "_out", "_out_head", "_reset_history", "_since_at",
+        "compute", "config", "n_mid_updates", "n_trades", "names", "on_quote", "ts_recv", "vector",
     )  # fmt: skip
 
     on_quote: QuoteHandler
     """A quote: (ts_recv, bid_px, bid_sz, ask_px, ask_sz) -> None."""
     compute: Callable[[], npt.NDArray[np.float32]]
     """Write the current values into `vector` (in place) and return it."""
+    ts_recv: int
+    """Receive time of the latest event seen (read-only, like the two counts below)."""
+    n_mid_updates: int
+    n_trades: int
 
     def __init__(self, config: FeatureConfig | None = None) -> None:
         self.config = FeatureConfig() if config is None else config
@@ -131,8 +125,8 @@ class FeatureBuffer:
         self._reset_history: Callable[[], None] = _nothing
         self._getters: tuple[tuple[int, Callable[[], float]], ...] = ()
         if self._history:
-            self.on_quote, self._reset_history = _history_on_quote(self)
-            self.compute = self._compute_history
+            self.on_quote, self._reset_history = history_on_quote(self, self._full)
+            self.compute = _history_compute(self)
         else:
             self._getters = tuple(
                 (j, getattr(self, f"_get_{name}")) for j, name in enumerate(self.names)
@@ -143,11 +137,11 @@ class FeatureBuffer:
 
     def _lay_out(self) -> None:
         """Where history mode keeps values: `_full` holds the mid features and the returns in
-        `all_names` order (plus padding: the struct call always packs _PACKED_RETURNS returns);
+        `all_names` order (plus padding: the struct call always packs PACKED_RETURNS returns);
         compute() copies them over (one memcpy when `names` starts with all of them, in order)
         and writes the trade features straight to their place in the vector."""
         mid_names = self.config.all_names[: -len(TRADE_FEATURES)]
-        size = len(MID_FEATURES) + max(len(self.config.horizons), _PACKED_RETURNS)
+        size = len(MID_FEATURES) + max(len(self.config.horizons), PACKED_RETURNS)
         self._full = np.full(size, NAN, dtype=np.float32)
         self._full_view = cast("memoryview[float]", self._full.data)
         head = 4 * len(mid_names)  # float32 bytes; the views are sliced once, here
@@ -164,10 +158,10 @@ class FeatureBuffer:
 
     def reset(self) -> None:
         """Forget everything (a new session): every value back to NaN, every window empty."""
-        self._ts = self._last_trade_ts = 0
+        self.ts_recv = self._last_trade_ts = 0
         self._bid = self._bid_sz = self._ask = self._ask_sz = NAN
         self._depth_bid = self._depth_ask = NAN
-        self._n_mid = self._n_trade = 0
+        self.n_mid_updates = self.n_trades = 0
         self._flow_s = self._flow_v = 0.0
         self._full.fill(NAN)
         self.vector.fill(NAN)
@@ -176,7 +170,7 @@ class FeatureBuffer:
     @property
     def ready(self) -> bool:
         """True once every selected feature has seen its warm-up (then nothing is NaN)."""
-        return self._n_mid >= self._need[0] and self._n_trade >= self._need[1]
+        return self.n_mid_updates >= self._need[0] and self.n_trades >= self._need[1]
 
     def book_columns(self, batch: EventBatch) -> BookColumns:
         """The per-batch bundle `on_book` takes (the engine builds it once per book batch)."""
@@ -198,11 +192,11 @@ class FeatureBuffer:
 
     def on_trade(self, ts_recv: int, px: float, sz: float, side: int) -> None:
         """A trade: `px` is not used (trade features are about flow and time)."""
-        self._ts = ts_recv
+        self.ts_recv = ts_recv
         self._last_trade_ts = ts_recv
-        self._n_trade += 1
+        self.n_trades += 1
         signed = side * sz
-        if self._n_trade > 1:
+        if self.n_trades > 1:
             a = self._flow_a
             self._flow_s += a * (signed - self._flow_s)
             self._flow_v += a * (sz - self._flow_v)
@@ -210,36 +204,18 @@ class FeatureBuffer:
             self._flow_s = signed
             self._flow_v = sz
 
-    def _compute_history(self) -> npt.NDArray[np.float32]:
-        out = self._out
-        if self._n_trade:  # trade features go straight to their place in the vector
-            at = self._flow_at
-            if at >= 0:
-                out[at] = self._flow_s / self._flow_v
-            at = self._since_at
-            if at >= 0:
-                out[at] = (self._ts - self._last_trade_ts) / 1e9
-        gather = self._gather
-        if gather is None:  # every feature in canonical order: one memcpy
-            self._out_head[:] = self._full_head
-        else:
-            full = self._full_view
-            for j, i in gather:
-                out[j] = full[i]
-        return self.vector
-
     def _light_quote(
         self, ts_recv: int, bid_px: float, bid_sz: float, ask_px: float, ask_sz: float
     ) -> None:
         """on_quote without history: keep the top of book for the getters below."""
-        self._ts = ts_recv
+        self.ts_recv = ts_recv
         self._bid = bid_px
         self._bid_sz = bid_sz
         self._ask = ask_px
         self._ask_sz = ask_sz
         self._depth_bid = bid_sz
         self._depth_ask = ask_sz
-        self._n_mid += 1
+        self.n_mid_updates += 1
 
     # Top-of-book and trade features on demand, for selections that keep no history. The
     # history mode computes the same expressions; a test checks the two modes agree.
@@ -260,14 +236,37 @@ class FeatureBuffer:
         return (self._depth_bid - self._depth_ask) / (self._depth_bid + self._depth_ask)
 
     def _get_trade_flow(self) -> float:
-        return self._flow_s / self._flow_v if self._n_trade else NAN
+        return self._flow_s / self._flow_v if self.n_trades else NAN
 
     def _get_time_since_trade(self) -> float:
-        return (self._ts - self._last_trade_ts) / 1e9 if self._n_trade else NAN
+        return (self.ts_recv - self._last_trade_ts) / 1e9 if self.n_trades else NAN
 
 
 def _nothing() -> None:
     pass
+
+
+def _history_compute(buffer: FeatureBuffer) -> Callable[[], npt.NDArray[np.float32]]:
+    """compute() with history: the mid features were written by on_quote; copy them over
+    (one memcpy when `names` starts with all of them in order), add the trade features."""
+    out, vector, gather = buffer._out, buffer.vector, buffer._gather
+    out_head, full_head, full = buffer._out_head, buffer._full_head, buffer._full_view
+    flow_at, since_at = buffer._flow_at, buffer._since_at
+
+    def compute() -> npt.NDArray[np.float32]:
+        if buffer.n_trades:
+            if flow_at >= 0:
+                out[flow_at] = buffer._flow_s / buffer._flow_v
+            if since_at >= 0:
+                out[since_at] = (buffer.ts_recv - buffer._last_trade_ts) / 1e9
+        if gather is None:
+            out_head[:] = full_head
+        else:
+            for j, i in gather:
+                out[j] = full[i]
+        return vector
+
+    return compute
 
 
 def _light_compute(buffer: FeatureBuffer) -> Callable[[], npt.NDArray[np.float32]]:
@@ -291,134 +290,4 @@ def _light_compute(buffer: FeatureBuffer) -> Callable[[], npt.NDArray[np.float32
     return compute
 
 
-def _history_on_quote(  # noqa: C901 - see on_quote
-    buffer: FeatureBuffer,
-) -> tuple[QuoteHandler, Callable[[], None]]:
-    """The history mode's (on_quote, reset): on_quote updates every running statistic, then
-    packs the twelve values a mid update changes and the first returns in one struct call.
-
-    Its state lives in this closure's cells rather than in slots: a cell read or write is
-    about half the cost of an attribute access, and this runs once per market event (it
-    took on_quote + compute from ~3.5 to ~2.5 us here). One long frame on purpose: a call
-    costs as much as a dozen lines of arithmetic. EWMAs start at their first input (mid
-    EWMAs on the 1st mid update, return EWMAs on the 2nd) by setting them so that the
-    steady update yields exactly that input.
-    """
-    config = buffer.config
-    a = Smoothing.of(config)
-    a_vol, a_rsi, a_norm, a_fast, a_slow, a_signal = a.vol, a.rsi, a.norm, a.fast, a.slow, a.signal
-    window = config.bollinger_window
-    k2 = 2.0 * config.bollinger_k
-    size = max(max(config.horizons), window) + 1
-    logs = [NAN] * size  # rings of log-mid and mid; NaN until written
-    mids = [NAN] * size
-    # Always three returns in the struct call (fixed arity, no loop); fewer horizons are
-    # padded with the first one, written past the end of what compute() copies.
-    h1, h2, h3 = (*config.horizons, *(config.horizons[0],) * _PACKED_RETURNS)[:_PACKED_RETURNS]
-    more_returns = tuple(
-        (len(MID_FEATURES) + k, h) for k, h in enumerate(config.horizons) if k >= _PACKED_RETURNS
-    )
-    pack = struct.Struct(f"<{len(MID_FEATURES) + _PACKED_RETURNS}f").pack_into
-    full_view, full_bytes = buffer._full_view, buffer._full.data.cast("B")
-    pos = run = 0  # the state, (re)set by reset() below
-    fast = slow = signal = spread_m = spread_v = var = gain = loss = vol_m = vol_v = 0.0
-    bb_ref = bb_s = bb_q = 0.0
-
-    def reset() -> None:
-        nonlocal pos, run, fast, slow, signal, spread_m, spread_v
-        nonlocal var, gain, loss, vol_m, vol_v, bb_ref, bb_s, bb_q
-        logs[:] = mids[:] = [NAN] * size
-        pos = -1
-        run = 0
-        fast = slow = signal = spread_m = spread_v = var = gain = loss = vol_m = vol_v = 0.0
-        bb_ref = bb_s = bb_q = 0.0
-
-    def on_quote(  # noqa: C901 - the hot path, kept in one frame on purpose
-        ts_recv: int, bid_px: float, bid_sz: float, ask_px: float, ask_sz: float
-    ) -> None:
-        nonlocal pos, run, fast, slow, signal, spread_m, spread_v
-        nonlocal var, gain, loss, vol_m, vol_v, bb_ref, bb_s, bb_q
-        buffer._ts = ts_recv
-        buffer._n_mid = n = buffer._n_mid + 1
-        mid = (bid_px + ask_px) * 0.5
-        spread = ask_px - bid_px
-        log_mid = log(mid)
-        pos += 1
-        if pos == size:
-            pos = 0
-        logs[pos] = log_mid
-        mids[pos] = mid
-        prev = mids[pos - 1]  # NaN on the first update
-        r = log_mid - logs[pos - 1]
-        d = mid - prev
-        if n < 3:  # start the EWMAs (cold)
-            if n == 1:
-                fast = slow = mid
-                spread_m = spread
-            else:
-                var = r * r
-                gain = d if d > 0.0 else 0.0
-                loss = -d if d < 0.0 else 0.0
-                vol_m = sqrt(r * r)
-        # EWMAs over mid updates: MACD and the spread's online normalisation.
-        fast += a_fast * (mid - fast)
-        slow += a_slow * (mid - slow)
-        macd = fast - slow
-        signal += a_signal * (macd - signal)
-        spread_m += a_norm * (spread - spread_m)
-        dev = spread - spread_m
-        spread_v += a_norm * (dev * dev - spread_v)
-        spread_z = dev / sqrt(spread_v) if spread_v > 0.0 else 0.0
-        # EWMAs over 1-update returns: volatility, RSI, volatility's online normalisation.
-        if n > 1:
-            var += a_vol * (r * r - var)
-            gain += a_rsi * ((d if d > 0.0 else 0.0) - gain)
-            loss += a_rsi * ((-d if d < 0.0 else 0.0) - loss)
-            rsi = 100.0 * gain / (gain + loss) if gain + loss > 0.0 else 50.0
-            vol = sqrt(var)
-            vol_m += a_norm * (vol - vol_m)
-            dev = vol - vol_m
-            vol_v += a_norm * (dev * dev - vol_v)
-            vol_z = dev / sqrt(vol_v) if vol_v > 0.0 else 0.0
-        else:
-            vol = rsi = vol_z = NAN
-        # Bollinger %b from running sums of (mid - bb_ref) over the window.
-        d = mid - bb_ref
-        bb_s += d
-        bb_q += d * d
-        if n > window:  # the mid leaving the window
-            d = mids[pos - window] - bb_ref
-            bb_s -= d
-            bb_q -= d * d
-        run = run + 1 if mid == prev else 1
-        if pos == 0:  # once a turn of the ring: exact sums around mid, no rounding drift
-            bb_ref = mid
-            bb_s = bb_q = 0.0
-            for i in range(1, min(n, window)):
-                d = mids[-i] - mid  # pos is 0: the window is the ring's tail
-                bb_s += d
-                bb_q += d * d
-        if n < window:
-            pct_b = NAN
-        elif run >= window:  # a flat window has zero width, exactly
-            pct_b = 0.5
-        else:
-            mean = bb_s / window
-            var_w = bb_q / window - mean * mean
-            pct_b = 0.5 + (mid - bb_ref - mean) / (k2 * sqrt(var_w)) if var_w > 0.0 else 0.5
-        l1 = (bid_sz - ask_sz) / (bid_sz + ask_sz)
-        # book_imbalance is l1 here (on_book overwrites it); a return is NaN until h updates
-        # back exist, as the ring starts NaN.
-        pack(
-            full_bytes, 0,
-            mid, spread, (bid_px * ask_sz + ask_px * bid_sz) / (bid_sz + ask_sz) - mid, l1, l1,
-            vol, rsi, macd, macd - signal, pct_b, spread_z, vol_z,
-            log_mid - logs[pos - h1], log_mid - logs[pos - h2], log_mid - logs[pos - h3],
-        )  # fmt: skip
-        for i, h in more_returns:
-            full_view[i] = log_mid - logs[pos - h]
-
-    return on_quote, reset
-
-
-__all__ = ["BookColumns", "FeatureBuffer", "FeatureConfig", "QuoteHandler", "depth"]
+__all__ = ["BookColumns", "FeatureBuffer", "FeatureConfig", "depth"]

@@ -17,7 +17,7 @@ class RuleRunner:
     (all size on the ask) to 1 (all size on the bid). A NaN feature gives 0.5: no view.
     """
 
-    __slots__ = ("feature_index", "name", "scale")
+    __slots__ = ("_array", "_view", "feature_index", "name", "scale")
 
     def __init__(self, feature_index: int, scale: float = 1.0) -> None:
         if feature_index < 0:
@@ -27,15 +27,25 @@ class RuleRunner:
         self.feature_index = feature_index
         self.scale = scale
         self.name = f"rule:feature[{feature_index}]*{scale:g}"
+        # a memoryview of the (reused) feature vector reads a Python float ~3x faster than
+        # indexing the numpy array; rebuilt only if a different array is passed
+        self._array: npt.NDArray[np.float32] | None = None
+        self._view: memoryview = memoryview(b"")
 
     def warm_up(self) -> None:
         """Nothing to warm."""
 
     def predict(self, features: npt.NDArray[np.float32], event_index: int) -> float:
-        x = float(features[self.feature_index]) * self.scale
+        if features is not self._array:
+            self._array, self._view = features, features.data
+        x = self._view[self.feature_index] * self.scale
         if x != x:  # NaN, without a function call
             return 0.5
-        return (1.0 + min(1.0, max(-1.0, x))) * 0.5
+        if x >= 1.0:
+            return 1.0
+        if x <= -1.0:
+            return 0.0
+        return (1.0 + x) * 0.5
 
     def reset(self) -> None:
         """Stateless."""

@@ -69,3 +69,11 @@ def test_bench_json_reports_each_case(tmp_path):
         for key in ("strategy", "data", "load_s", "peak_rss_mb", "stages"):
             assert key in case
     assert cases[2]["stages"]["inference"]["count"] > 0
+
+
+def test_a_model_needing_trades_on_a_quotes_only_file_is_a_clear_error(tmp_path):
+    path = BUNDLED_DATA / "nasdaq" / "AAPL" / "2012-06-21" / "quotes.parquet"
+    result = _invoke("replay", str(path), "--strategy", "obi_mlp", "--out", str(tmp_path / "r"))
+    assert result.exit_code == 1
+    assert "features include trade features" in result.output
+    assert "has no trades (it has quotes)" in result.output

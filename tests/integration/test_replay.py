@@ -171,3 +171,19 @@ def test_a_different_threshold_changes_the_digest(tmp_path):
     base = _run(tmp_path, session, name="a").summary["digest"]
     other = _run(tmp_path, session, sets=("sizing.threshold=0.5",), name="b").summary["digest"]
     assert base != other
+
+
+def test_failing_model_trips_the_breaker_to_the_rule_and_every_switch_is_recorded(tmp_path):
+    signals = tmp_path / "signals.npy"
+    np.save(signals, np.full(2_000, 0.5))  # serves 2,000 events, then raises for every later one
+    sets = ("model.kind='precomputed'", f"model.path='{signals}'", "breaker.cooldown_ms=60000.0")
+    session = resolve_session("nasdaq/AAPL/2012-06-21", BUNDLED_DATA)
+    result = _run(tmp_path, session, strategy="obi_mlp", sets=sets)
+    switches = pq.read_table(result.out_dir / "breaker_switches.parquet").to_pylist()
+    assert switches[0]["state"] == "open"
+    assert switches[0]["reason"].startswith("exception: ModelError")
+    assert switches[0]["event_index"] >= 2_000
+    assert {s["state"] for s in switches} == {"open", "half_open"}
+    assert result.summary["breaker_trips"] == sum(s["state"] == "open" for s in switches) > 1
+    decisions = pq.read_table(result.out_dir / "decisions.parquet")
+    assert decisions.num_rows == result.summary["n_events"] == 118_497 + 34_990  # book + trades
