@@ -103,7 +103,7 @@ def test_exported_onnx_has_the_contracted_signature(mlp_files):
     dims = [[d.dim_value for d in v.type.tensor_type.shape.dim] for v in (inp, out)]
     assert (inp.name, out.name, dims) == ("features", "p", [[1, N_FEATURES], [1, 1]])
     assert inp.type.tensor_type.elem_type == TensorProto.FLOAT
-    assert model.graph.node[0].op_type == "Sub"  # standardisation is the first op
+    assert model.graph.node[0].op_type == "Gemm"  # standardisation folded into the first layer
 
 
 def test_training_metrics_describe_both_chronological_splits(mlp_files):
