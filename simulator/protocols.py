@@ -31,6 +31,7 @@ class FeatureStage(Protocol):
     @property
     def ready(self) -> bool:
         """Once True, stays True until reset() (the engine relies on it)."""
+
     def on_quote(
         self, ts_recv: int, bid_px: float, bid_sz: float, ask_px: float, ask_sz: float
     ) -> None: ...
