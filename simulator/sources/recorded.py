@@ -283,7 +283,9 @@ def open_parquet(path: Path) -> pq.ParquetFile:
     if path.stat().st_size == 0:
         raise DataError(f"{path}: empty file (0 bytes)")
     try:
-        return pq.ParquetFile(path)
+        # pre_buffer keeps every row group read so far cached until the file is closed:
+        # memory would grow with the session instead of staying bounded
+        return pq.ParquetFile(path, pre_buffer=False)
     except (OSError, pa.ArrowException) as e:
         raise DataError(
             f"{path}: not a readable Parquet file ({_one_line(e)}); "
