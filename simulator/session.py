@@ -11,7 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from simulator.errors import DataError
-from simulator.sources.recorded import ParquetSource, Repair, infer_kind, open_parquet
+from simulator.sources.recorded import (
+    BatchTransform,
+    ParquetSource,
+    Repair,
+    infer_kind,
+    open_parquet,
+)
 from simulator.store import read_meta, session_dir
 from simulator.types import KINDS, SessionKey
 
@@ -29,13 +35,20 @@ class SessionRef:
         return str(self.meta.get("time_zone", "UTC"))
 
     def source(
-        self, kind: str, *, priority: int = 0, repair: tuple[Repair, ...] = ()
+        self,
+        kind: str,
+        *,
+        priority: int = 0,
+        repair: tuple[Repair, ...] = (),
+        transform: BatchTransform | None = None,
     ) -> ParquetSource:
         if kind not in self.files:
             raise DataError(
                 f"session {self.name} has no {kind} (it has: {', '.join(sorted(self.files))})"
             )
-        return ParquetSource(self.files[kind], kind=kind, priority=priority, repair=repair)
+        return ParquetSource(
+            self.files[kind], kind=kind, priority=priority, repair=repair, transform=transform
+        )
 
 
 def _looks_like_path(spec: str) -> bool:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal, Protocol, cast
@@ -30,6 +30,8 @@ from simulator.sources.schema import CheckReport, RowChecker, conform, required_
 from simulator.types import KINDS, book_levels
 
 Repair = Literal["drop", "sort"]
+BatchTransform = Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]
+"""Rewrites a file's raw record batches before they are checked (stress injection)."""
 DEFAULT_BATCH_ROWS: Final = 65_536
 IntArray = npt.NDArray[np.int64]
 
@@ -178,8 +180,10 @@ class ParquetSource:
         batch_rows: int = DEFAULT_BATCH_ROWS,
         repair: Sequence[Repair] = (),
         columns: Sequence[str] | None = None,
+        transform: BatchTransform | None = None,
     ) -> None:
         self.path = path
+        self._transform = transform
         self.name = str(path)
         self.priority = priority
         self._batch_rows = batch_rows
@@ -201,7 +205,11 @@ class ParquetSource:
         if "sort" in self._state.repair:
             yield from self._sorted_batches()
             return
-        raw_batches = self._file.iter_batches(self._batch_rows, columns=self._columns)
+        raw_batches: Iterator[pa.RecordBatch] = self._file.iter_batches(
+            self._batch_rows, columns=self._columns
+        )
+        if self._transform is not None:  # before the checks: injected faults must be caught
+            raw_batches = self._transform(raw_batches)
         try:
             for raw in read_ahead(raw_batches):
                 batch = self._state.wrap(raw)
@@ -471,6 +479,7 @@ def write_repaired(source: ParquetSource, out: Path) -> CheckReport:
 
 
 __all__ = [
+    "BatchTransform",
     "DuckDBSource",
     "EventBatch",
     "MergedBatch",
