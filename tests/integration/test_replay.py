@@ -187,3 +187,11 @@ def test_failing_model_trips_the_breaker_to_the_rule_and_every_switch_is_recorde
     assert result.summary["breaker_trips"] == sum(s["state"] == "open" for s in switches) > 1
     decisions = pq.read_table(result.out_dir / "decisions.parquet")
     assert decisions.num_rows == result.summary["n_events"] == 118_497 + 34_990  # book + trades
+
+
+def test_model_strategy_digest_is_identical_across_runs(tmp_path):
+    session = resolve_session("nasdaq/AAPL/2012-06-21", BUNDLED_DATA)
+    first = _run(tmp_path, session, strategy="obi_mlp", name="a").summary
+    second = _run(tmp_path, session, strategy="obi_mlp", name="b").summary
+    assert first["digest"] == second["digest"]
+    assert first["n_orders"] == second["n_orders"] > 0
