@@ -23,14 +23,9 @@ from simulator.errors import ConfigError, DataError
 from simulator.execution import FixedLatency, SimVenue, ZeroLatency
 from simulator.features import FeatureBuffer, FeatureConfig, warmup
 from simulator.market import MarketState
-from simulator.models import (
-    CircuitBreaker,
-    OnnxRunner,
-    PrecomputedRunner,
-    RuleRunner,
-    StatefulTorchRunner,
-    TorchRunner,
-)
+from simulator.models.breaker import CircuitBreaker
+from simulator.models.precomputed import PrecomputedRunner
+from simulator.models.rule import RuleRunner
 from simulator.portfolio import Portfolio
 from simulator.protocols import ModelRunner, Sizer
 from simulator.recording import STAGES, RunRecorder, write_manifest
@@ -116,11 +111,18 @@ def build_runner(section: Config, features: FeatureBuffer, strategy_dir: Path) -
         return RuleRunner(features.names.index(name))
     if path is None or not path.exists():
         raise ConfigError(f"model.path '{section.get('path')}' not found under {strategy_dir}")
+    # imported here: onnxruntime and torch load only for the strategies that use them
     if kind == "onnx":
+        from simulator.models.onnx_runner import OnnxRunner
+
         return OnnxRunner(path, n)
     if kind == "torch":
+        from simulator.models.torch_runner import TorchRunner
+
         return TorchRunner(path, n)
     if kind == "gru":
+        from simulator.models.torch_runner import StatefulTorchRunner
+
         return StatefulTorchRunner(path, n, int(section["hidden_size"]))
     if kind == "precomputed":
         return PrecomputedRunner.from_file(path)

@@ -90,3 +90,20 @@ def test_errors_module_documents_the_whole_hierarchy():
     doc = errors.__doc__ or ""
     classes = [c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, Exception)]
     assert {c.__name__ for c in classes} <= {word.strip("├└─│ ") for word in doc.split()}
+
+
+def test_models_package_exports_resolve_lazily_and_completely():
+    import simulator.models as models
+
+    assert set(models.__all__) == set(models._MODULE_OF)
+    for name in models.__all__:
+        assert getattr(models, name) is not None
+
+
+def test_replaying_a_rule_never_imports_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, simulator.runtime, cli; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert out.stdout.strip() == "False"

@@ -241,8 +241,13 @@ class RowChecker:
         if candidates.size == 0:
             return same
         for name in batch.column_names:
-            values = batch.column(name).to_numpy(zero_copy_only=False)
-            same[candidates] &= values[candidates] == values[candidates - 1]
+            column = batch.column(name)
+            values = column.to_numpy(zero_copy_only=False)
+            equal = values[candidates] == values[candidates - 1]
+            if column.null_count:  # two nulls are the same value here (NaN != NaN in numpy)
+                null = np.asarray(column.is_null().to_numpy(zero_copy_only=False), dtype=np.bool_)
+                equal |= null[candidates] & null[candidates - 1]
+            same[candidates] &= equal
         return same
 
     def _value_masks(self, batch: pa.Table | pa.RecordBatch) -> dict[str, BoolArray]:

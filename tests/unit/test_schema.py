@@ -145,3 +145,10 @@ def test_report_counts_every_problem_and_keeps_a_few_examples():
     _, report = check_table(table, "quotes", "q")
     assert report.counts == {"bad_size": 20}
     assert [p.row for p in report.examples] == [5, 7, 9, 11, 13]
+
+
+def test_duplicate_with_null_exchange_time_is_still_a_duplicate():
+    table = quotes().set_column(0, "ts_event", pa.nulls(10, pa.int64()))
+    doubled = pa.concat_tables([table.slice(0, 4), table.slice(3, 7)])
+    with pytest.raises(DataError, match=r"^q row 4: duplicate of the previous row"):
+        require_valid(doubled, "quotes", where="q")
