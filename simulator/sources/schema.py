@@ -201,7 +201,8 @@ class RowChecker:
         if n == 0:
             return np.zeros(0, dtype=np.bool_)
         masks = self._time_masks(batch)
-        masks["duplicate"] = self._duplicate_mask(batch)
+        ordered = ~(masks["unsorted"] | masks["null_time"])
+        masks["duplicate"] = self._duplicate_mask(batch, ordered)
         masks.update(self._value_masks(batch))
         bad = np.zeros(n, dtype=np.bool_)
         for code, mask in masks.items():
@@ -226,27 +227,36 @@ class RowChecker:
         self._max_ts = int(previous_max[-1])
         return {"null_time": null, "unsorted": (ts < before) & ~null}
 
-    def _duplicate_mask(self, batch: pa.Table | pa.RecordBatch) -> BoolArray:
-        """Rows equal to the row before them in every column (compared only where ts_recv is)."""
+    def _duplicate_mask(self, batch: pa.Table | pa.RecordBatch, ordered: BoolArray) -> BoolArray:
+        """Rows equal in every column to the last in-order row before them.
+
+        Comparing with the last *in-order* row (not simply the row before) means a late row
+        between two copies, dropped by the drop repair, cannot hide the second copy.
+        """
         n = batch.num_rows
         ts = _ints(batch, "ts_recv")
+        positions = np.where(ordered, np.arange(n), -1)
+        before = np.empty(n, dtype=np.int64)
+        before[0] = -1
+        before[1:] = np.maximum.accumulate(positions)[:-1]
         same = np.zeros(n, dtype=np.bool_)
-        same[1:] = ts[1:] == ts[:-1]
+        inside = np.flatnonzero(before >= 0)
+        same[inside] = ts[inside] == ts[before[inside]]
         prev = self._prev_row
-        self._prev_row = {name: batch.column(name)[n - 1].as_py() for name in batch.column_names}
-        if prev is not None:
-            first = {name: batch.column(name)[0].as_py() for name in batch.column_names}
-            same[0] = first == prev
-        candidates = np.flatnonzero(same[1:]) + 1
-        if candidates.size == 0:
-            return same
-        for name in batch.column_names:
+        if prev is not None:  # rows with no in-order row before them in this batch
+            for i in np.flatnonzero(before < 0):
+                same[i] = {name: batch.column(name)[int(i)].as_py() for name in prev} == prev
+        if ordered.any():
+            last = int(np.flatnonzero(ordered)[-1])
+            self._prev_row = {name: batch.column(name)[last].as_py() for name in batch.column_names}
+        candidates = inside[same[inside]]
+        for name in batch.column_names if candidates.size else ():
             column = batch.column(name)
             values = column.to_numpy(zero_copy_only=False)
-            equal = values[candidates] == values[candidates - 1]
+            equal = values[candidates] == values[before[candidates]]
             if column.null_count:  # two nulls are the same value here (NaN != NaN in numpy)
                 null = np.asarray(column.is_null().to_numpy(zero_copy_only=False), dtype=np.bool_)
-                equal |= null[candidates] & null[candidates - 1]
+                equal |= null[candidates] & null[before[candidates]]
             same[candidates] &= equal
         return same
 

@@ -152,3 +152,12 @@ def test_duplicate_with_null_exchange_time_is_still_a_duplicate():
     doubled = pa.concat_tables([table.slice(0, 4), table.slice(3, 7)])
     with pytest.raises(DataError, match=r"^q row 4: duplicate of the previous row"):
         require_valid(doubled, "quotes", where="q")
+
+
+def test_a_late_row_between_two_copies_cannot_hide_the_second_copy():
+    table = quotes(6)
+    late = with_value(table.slice(1, 1), "ts_recv", 0, 5)  # far in the past
+    rows = pa.concat_tables([table.slice(0, 3), late, table.slice(2, 4)])  # row 4 repeats row 2
+    _, report = check_table(rows, "quotes", "q")
+    assert report.counts == {"unsorted": 1, "duplicate": 1}
+    assert [p.row for p in report.examples] == [3, 4]

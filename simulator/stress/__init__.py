@@ -1,0 +1,75 @@
+"""Stress scenarios: load them (`scenario`), run their stream transforms over a session
+(`inject`) and wrap a model in their faults (`faults`)."""
+
+from simulator.stress.faults import (
+    CpuContention,
+    ExceptionFault,
+    FaultChain,
+    FaultCounts,
+    IndexedUniform,
+    LatencySpike,
+    apply_faults,
+)
+from simulator.stress.inject import (
+    StressedSource,
+    apply_scenario,
+    compose,
+    injection_summary,
+    make_transform,
+    scenario_transform,
+    session_origin,
+)
+from simulator.stress.scenario import SCENARIO_DIR, load_scenario, load_scenarios, scenario_names
+from simulator.stress.spec import (
+    AmplifySpec,
+    BurstSpec,
+    CorruptSpec,
+    CpuContentionSpec,
+    DuplicateSpec,
+    FaultSpec,
+    GapSpec,
+    LatencyOverrides,
+    LatencySpikeSpec,
+    ModelExceptionSpec,
+    OutOfOrderSpec,
+    PriceShockSpec,
+    Scenario,
+    TransformSpec,
+)
+from simulator.stress.transforms import InjectCounts
+
+__all__ = [
+    "SCENARIO_DIR",
+    "AmplifySpec",
+    "BurstSpec",
+    "CorruptSpec",
+    "CpuContention",
+    "CpuContentionSpec",
+    "DuplicateSpec",
+    "ExceptionFault",
+    "FaultChain",
+    "FaultCounts",
+    "FaultSpec",
+    "GapSpec",
+    "IndexedUniform",
+    "InjectCounts",
+    "LatencyOverrides",
+    "LatencySpike",
+    "LatencySpikeSpec",
+    "ModelExceptionSpec",
+    "OutOfOrderSpec",
+    "PriceShockSpec",
+    "Scenario",
+    "StressedSource",
+    "TransformSpec",
+    "apply_faults",
+    "apply_scenario",
+    "compose",
+    "injection_summary",
+    "load_scenario",
+    "load_scenarios",
+    "make_transform",
+    "scenario_names",
+    "scenario_transform",
+    "session_origin",
+]
