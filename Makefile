@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench clean
+.PHONY: demo test lint typecheck bench clean browser
 
 # torch is pinned and installed first: a plain `torch` requirement would pull a CUDA build.
 $(STAMP): pyproject.toml
@@ -25,7 +25,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: lint typecheck
+# Debian's Chromium for the report's browser tests; playwright drives it (never `playwright install`).
+browser:
+	@test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)
+
+test: lint typecheck browser
 	$(BIN)/pytest -q
 	$(BIN)/pytest -q -m "property"
 

@@ -359,6 +359,8 @@ def _strategy_options(command: Callable[..., None]) -> Callable[..., None]:
 @click.option("--seed", default=0, show_default=True, help="Seed of every random generator.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Run directory (default: reports/<run-id>/).")  # fmt: skip
+@click.option("--report/--no-report", "with_report", default=True, show_default=True,
+              help="Write the run's HTML report (report.html) into the run directory.")  # fmt: skip
 @DATA_DIR_OPTION
 def replay(
     session: str,
@@ -367,6 +369,7 @@ def replay(
     sets: tuple[str, ...],
     seed: int,
     out: Path | None,
+    with_report: bool,
     data_dir: Path,
 ) -> None:
     """Replay SESSION (venue/symbol/date or a Parquet path) through a strategy's pipeline."""
@@ -379,6 +382,22 @@ def replay(
     with _progress(f"replaying {ref.name}") as progress:
         result = runtime.replay(ref, config, out_dir=out_dir, seed=seed, progress=progress)
     _print_run(result.manifest, out_dir)
+    if with_report:
+        from simulator.report import write_report
+
+        console.print(f"  report {write_report(out_dir)}")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="HTML file to write (default: RUN_DIR/report.html).")  # fmt: skip
+def report(run_dir: Path, out: Path | None) -> None:
+    """Write the self-contained HTML report of RUN_DIR (a `ticktape replay` output)."""
+    from simulator.report import write_report
+
+    path = write_report(run_dir, out)
+    console.print(f"report written to {path} ({path.stat().st_size / 1e6:.1f} MB)")
 
 
 def _print_run(manifest: dict[str, Any], out_dir: Path) -> None:

@@ -77,3 +77,24 @@ def test_a_model_needing_trades_on_a_quotes_only_file_is_a_clear_error(tmp_path)
     assert result.exit_code == 1
     assert "features include trade features" in result.output
     assert "has no trades (it has quotes)" in result.output
+
+
+def test_replay_writes_the_report_unless_told_not_to(tmp_path):
+    args = ("replay", AAPL, "--strategy", "obi_rule")
+    with_report = _invoke(*args, "--out", str(tmp_path / "a"))
+    assert with_report.exit_code == 0, with_report.output
+    assert (tmp_path / "a" / "report.html").stat().st_size > 100_000
+    without = _invoke(*args, "--out", str(tmp_path / "b"), "--no-report")
+    assert without.exit_code == 0
+    assert not (tmp_path / "b" / "report.html").exists()
+    rewritten = CliRunner().invoke(
+        main, ["report", str(tmp_path / "b"), "-o", str(tmp_path / "r.html")]
+    )
+    assert rewritten.exit_code == 0, rewritten.output
+    assert f"report written to {tmp_path / 'r.html'} (" in rewritten.output
+
+
+def test_report_of_an_empty_directory_names_what_is_missing(tmp_path):
+    result = CliRunner().invoke(main, ["report", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "missing manifest.json" in result.output
