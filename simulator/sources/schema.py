@@ -97,7 +97,7 @@ def _conform_time(table: pa.Table, name: str, where: str) -> pa.Array | pa.Chunk
             f"{where}: column '{name}' has dtype {kind}; expected int64 nanoseconds since the "
             "Unix epoch (or timestamp[ns])"
         )
-    return pc.cast(column, pa.int64())
+    return column if kind == pa.int64() else pc.cast(column, pa.int64())
 
 
 def required_columns(kind: str, levels: int) -> tuple[str, ...]:
@@ -154,14 +154,21 @@ def _cast_columns(table: pa.Table, kind: str, levels: int, where: str) -> pa.Tab
         dtype = table.column(name).type
         if not _is_numeric(dtype):
             raise DataError(f"{where}: column '{name}' has dtype {dtype}; expected float64")
-        casts[name] = pc.cast(table.column(name), pa.float64())
+        casts[name] = (
+            table.column(name)
+            if dtype == pa.float64()
+            else pc.cast(table.column(name), pa.float64())
+        )
     if kind == "trades":
         dtype = table.column("side").type
         if not _is_integer(dtype):
             raise DataError(f"{where}: column 'side' has dtype {dtype}; expected int8 (-1, 0, +1)")
-        casts["side"] = pc.cast(table.column("side"), pa.int8())
+        casts["side"] = (
+            table.column("side") if dtype == pa.int8() else pc.cast(table.column("side"), pa.int8())
+        )
     for name, values in casts.items():
-        table = table.set_column(table.column_names.index(name), name, values)
+        if values.type != table.schema.field(name).type:  # canonical columns are left as they are
+            table = table.set_column(table.column_names.index(name), name, values)
     return table
 
 
@@ -235,13 +242,15 @@ class RowChecker:
         """
         n = batch.num_rows
         ts = _ints(batch, "ts_recv")
-        positions = np.where(ordered, np.arange(n), -1)
-        before = np.empty(n, dtype=np.int64)
-        before[0] = -1
-        before[1:] = np.maximum.accumulate(positions)[:-1]
+        before = np.arange(-1, n - 1, dtype=np.int64)
         same = np.zeros(n, dtype=np.bool_)
-        inside = np.flatnonzero(before >= 0)
-        same[inside] = ts[inside] == ts[before[inside]]
+        if ordered.all():  # the usual case: compare neighbours with plain slices
+            same[1:] = ts[1:] == ts[:-1]
+        else:
+            positions = np.where(ordered, np.arange(n), -1)
+            before[1:] = np.maximum.accumulate(positions)[:-1]
+            same[1:] = (ts[1:] == ts[before[1:]]) & (before[1:] >= 0)
+        candidates = np.flatnonzero(same)
         prev = self._prev_row
         if prev is not None:  # rows with no in-order row before them in this batch
             for i in np.flatnonzero(before < 0):
@@ -249,7 +258,6 @@ class RowChecker:
         if ordered.any():
             last = int(np.flatnonzero(ordered)[-1])
             self._prev_row = {name: batch.column(name)[last].as_py() for name in batch.column_names}
-        candidates = inside[same[inside]]
         for name in batch.column_names if candidates.size else ():
             column = batch.column(name)
             values = column.to_numpy(zero_copy_only=False)
