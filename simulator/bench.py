@@ -19,6 +19,7 @@ from time import perf_counter
 
 from simulator.config import apply_overrides, load_strategy
 from simulator.engine import BOOK, KIND_CODES, QUOTE
+from simulator.errors import InvariantViolation
 from simulator.features import FeatureBuffer
 from simulator.runtime import build_features, replay, session_sources
 from simulator.session import resolve_session
@@ -46,7 +47,8 @@ def run_case(case: str, data: str, data_dir: Path, strategy: str) -> dict[str, o
         with tempfile.TemporaryDirectory() as tmp:
             run = replay(session, apply_overrides(config), out_dir=Path(tmp) / "run")
         timings = run.manifest["timings"]
-        assert isinstance(timings, dict)
+        if not isinstance(timings, dict):
+            raise InvariantViolation("a run manifest's timings must be a dict")
         result.update(
             n_events=run.summary["n_events"],
             events_per_s=timings["events_per_s"],

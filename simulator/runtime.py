@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from simulator.clock import SimClock
 from simulator.config import Config
 from simulator.engine import Engine, EngineState, Pipeline
-from simulator.errors import ConfigError, DataError
+from simulator.errors import ConfigError, DataError, InvariantViolation
 from simulator.execution import FixedLatency, SimVenue, ZeroLatency
 from simulator.features import FeatureBuffer, FeatureConfig, warmup
 from simulator.market import MarketState
@@ -59,7 +59,8 @@ class RunResult:
     @property
     def summary(self) -> dict[str, object]:
         summary = self.manifest["summary"]
-        assert isinstance(summary, dict)
+        if not isinstance(summary, dict):
+            raise InvariantViolation("a run manifest's summary must be a dict")
         return summary
 
 
