@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import Final
 
 import duckdb
-import pyarrow.parquet as pq
 
 from simulator.errors import DataError
-from simulator.sources.recorded import open_parquet
+from simulator.sources.recorded import file_time_span, open_parquet
 from simulator.store import read_meta, session_dir
 from simulator.types import KINDS, SessionKey, book_levels
 
@@ -79,27 +78,11 @@ def _signature(files: dict[SessionKey, dict[str, Path]]) -> str:
     return digest.hexdigest()
 
 
-def _time_span(path: Path) -> tuple[int, int, int]:
-    """(rows, min ts_recv, max ts_recv) of a file, from row-group statistics when present."""
-    meta = open_parquet(path).metadata
-    index = meta.schema.to_arrow_schema().get_field_index("ts_recv")
-    lows, highs = [], []
-    for g in range(meta.num_row_groups):
-        stats = meta.row_group(g).column(index).statistics if index >= 0 else None
-        if stats is None or not stats.has_min_max:
-            table = pq.read_table(path, columns=["ts_recv"])
-            column = table.column("ts_recv").to_numpy()
-            return meta.num_rows, int(column.min()), int(column.max())
-        lows.append(int(stats.min))
-        highs.append(int(stats.max))
-    return meta.num_rows, min(lows), max(highs)
-
-
 def describe_session(key: SessionKey, files: dict[str, Path]) -> SessionInfo:
     rows: dict[str, int] = {}
     starts, ends = [], []
     for kind, path in sorted(files.items()):
-        rows[kind], start, end = _time_span(path)
+        rows[kind], start, end = file_time_span(path)
         starts.append(start)
         ends.append(end)
     levels = 0

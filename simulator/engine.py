@@ -4,9 +4,9 @@ Per event, in this fixed order (the same in replay and live):
   1. clock.advance_to(ts_recv)
   2. venue: orders that reached the venue before this event are matched against the market
      as it was (so an order latency visibly changes fills)
-  3. market state + features update                                        [stage: features]
+  3. market state + features update (a timer tick changes neither)        [stage: features]
   4. venue: resting limit orders are checked against the new market state
-  5. on quote/book events, once the features are ready:
+  5. on quote/book events and timer ticks, once the features are ready:
        inference -> target position -> (if it differs) risk -> order
                                       [stages: inference, decision, risk, order, tick_to_trade]
   6. venue: orders due now (zero latency) are matched against the current market
@@ -39,7 +39,8 @@ from simulator.types import Fill, OrderRequest, OrderType, RejectReason, Side
 QUOTE: Final = 0
 TRADE: Final = 1
 BOOK: Final = 2
-KIND_CODES: Final = {"quotes": QUOTE, "trades": TRADE, "book": BOOK}
+TIMER: Final = 3
+KIND_CODES: Final = {"quotes": QUOTE, "trades": TRADE, "book": BOOK, "timer": TIMER}
 
 
 @dataclass(slots=True)
@@ -119,6 +120,8 @@ class Engine:
         c = batch.columns
         if kind == TRADE:
             return (kind, c["ts_recv"], c["px"], c["sz"], c["side"], None, None, None)
+        if kind == TIMER:
+            return (kind, c["ts_recv"], None, None, None, None, None, None)
         if kind == QUOTE:
             top = (c["bid_px"], c["bid_sz"], c["ask_px"], c["ask_sz"])
             return (kind, c["ts_recv"], *top, (), None)
@@ -170,7 +173,7 @@ class Engine:
                 market.last_trade_px = px = a[row]
                 market.last_trade_ts = ts
                 on_trade(ts, px, b[row], c[row])
-            else:
+            elif kind != TIMER:
                 market.bid_px = bid_px = a[row]
                 market.bid_sz = bid_sz = b[row]
                 market.ask_px = ask_px = c[row]

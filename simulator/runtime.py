@@ -42,7 +42,8 @@ from simulator.risk import (
 )
 from simulator.session import SessionRef
 from simulator.sizing import LongOnlyRuleSizer, ThresholdSizer
-from simulator.sources.recorded import ParquetSource, open_parquet
+from simulator.sources.recorded import ParquetSource, file_time_span, open_parquet
+from simulator.sources.timer import TimerSource
 from simulator.store import file_sha256
 from simulator.types import book_levels
 
@@ -82,6 +83,16 @@ def session_sources(session: SessionRef, config: Config) -> tuple[list[ParquetSo
         levels = book_levels(open_parquet(session.files["book"]).schema_arrow.names)
     sources = [session.source(kind, priority=i) for i, kind in enumerate(kinds)]
     return sources, levels
+
+
+def timer_source(sources: list[ParquetSource], interval_ms: float) -> TimerSource | None:
+    """Ticks over the session's span every `interval_ms` (None when 0), after its data sources
+    in the merge order (at the same ts_recv, market data goes first)."""
+    if interval_ms <= 0:
+        return None
+    spans = [file_time_span(s.path) for s in sources]
+    start, end = min(span[1] for span in spans), max(span[2] for span in spans)
+    return TimerSource(start, end, int(interval_ms * MS), priority=len(sources))
 
 
 def build_features(config: Config, levels: int) -> FeatureBuffer:
@@ -147,15 +158,15 @@ def build_sizer(section: Config) -> Sizer:
 
 def build_risk(section: Config) -> RiskChain:
     return RiskChain(
-        [
+        [  # the state of the world first (data, kill switch, model), then the order's limits
+            StaleData(int(section["stale_after_ms"] * MS)),
+            KillSwitch(max_drawdown=section["max_drawdown"], daily_loss=section["daily_loss"]),
+            ModelHealth(),
             MaxOrderSize(section["max_order_size"]),
             MaxPosition(section["max_position"]),
             MaxNotional(section["max_notional"]),
             PriceCollar(section["price_collar_bps"]),
             OrderRateLimit(section["max_orders"], int(section["rate_window_ms"] * MS)),
-            StaleData(int(section["stale_after_ms"] * MS)),
-            KillSwitch(max_drawdown=section["max_drawdown"], daily_loss=section["daily_loss"]),
-            ModelHealth(),
         ]
     )
 
@@ -199,7 +210,8 @@ def replay(
     """Replay `session` through the configured pipeline; write the run into `out_dir`."""
     started = perf_counter()
     sources, levels = session_sources(session, config)
-    total = sum(open_parquet(s.path).metadata.num_rows for s in sources)
+    timers = timer_source(sources, config["strategy"]["timer_ms"])
+    total = sum(open_parquet(s.path).metadata.num_rows for s in sources) + len(timers or ())
     clock = SimClock()
     features = build_features(config, levels)
     _require_trades_if_needed(features, sources, session)
@@ -229,7 +241,7 @@ def replay(
     portfolio = Portfolio()
     engine = Engine(
         clock=clock,
-        sources=sources,
+        sources=[*sources, timers] if timers is not None else sources,
         market=MarketState(levels),
         pipeline=pipeline,
         venue=build_venue(config["venue"]),

@@ -438,6 +438,24 @@ def _interleave(cuts: list[list[EventBatch]]) -> MergedBatch:
     )
 
 
+def file_time_span(path: Path) -> tuple[int, int, int]:
+    """(rows, min ts_recv, max ts_recv) of a file, from row-group statistics when present."""
+    meta = open_parquet(path).metadata
+    names = meta.schema.to_arrow_schema().names
+    name = "ts_recv" if "ts_recv" in names else "ts_ns"  # a plain file's single timestamp
+    index = names.index(name) if name in names else -1
+    lows, highs = [], []
+    for g in range(meta.num_row_groups):
+        stats = meta.row_group(g).column(index).statistics if index >= 0 else None
+        if stats is None or not stats.has_min_max:
+            column = conform(pq.read_table(path), infer_kind(names), str(path)).column("ts_recv")
+            values = column.to_numpy()
+            return meta.num_rows, int(values.min()), int(values.max())
+        lows.append(int(stats.min))
+        highs.append(int(stats.max))
+    return meta.num_rows, min(lows), max(highs)
+
+
 def check_file(
     path: Path, *, kind: str | None = None, batch_rows: int = DEFAULT_BATCH_ROWS
 ) -> CheckReport:
@@ -485,6 +503,7 @@ __all__ = [
     "MergedBatch",
     "ParquetSource",
     "check_file",
+    "file_time_span",
     "infer_kind",
     "merge",
     "open_parquet",

@@ -195,3 +195,25 @@ def test_model_strategy_digest_is_identical_across_runs(tmp_path):
     second = _run(tmp_path, session, strategy="obi_mlp", name="b").summary
     assert first["digest"] == second["digest"]
     assert first["n_orders"] == second["n_orders"] > 0
+
+
+def test_timer_ticks_let_the_stale_data_check_reject_during_a_gap_and_recover(tmp_path):
+    rows = [(100.00, 18, 100.02, 2)] * 2  # obi +0.8: obi_rule wants to buy...
+    table = _quotes(rows)
+    late = _quotes([(100.00, 18, 100.04, 2)])  # ...and after a 10 s outage still does
+    late = late.set_column(1, "ts_recv", pa.array([T0 + 10_000_000_000], pa.int64()))
+    late = late.set_column(0, "ts_event", pa.array([T0 + 10_000_000_000], pa.int64()))
+    path = write(pa.concat_tables([table, late]), tmp_path / "gap.parquet")
+    sets = ("strategy.timer_ms=1000.0", "risk.stale_after_ms=2000.0", "risk.max_position=0.5")
+    result = _run(tmp_path, resolve_session(str(path), tmp_path), sets=sets)
+    decisions = pq.read_table(result.out_dir / "decisions.parquet").to_pylist()
+    seconds = [round((d["ts_recv"] - T0) / 1e9, 3) for d in decisions]
+    reasons = [d["reject"] for d in decisions]
+    kinds = [d["kind"] for d in decisions]
+    assert kinds == [0, 3, 0] + [3] * 9 + [0, 3]  # quotes and ticks, quote first on a tie
+    assert seconds == [0.0, 0.0, 0.0, *range(1, 10), 10.0, 10.0]
+    max_position, stale = 2, 6  # RejectReason values
+    # fresh data: only the position limit refuses; 3-9 s into the gap the data is stale
+    assert reasons == [max_position] * 5 + [stale] * 7 + [max_position] * 2
+    assert result.summary["n_rejections"] == 14
+    assert result.summary["n_orders"] == 0
