@@ -429,6 +429,65 @@ def _print_run(manifest: dict[str, Any], out_dir: Path) -> None:
 @main.command()
 @click.argument("session")
 @_strategy_options
+@click.option("--scenario", "scenarios", multiple=True, required=True, metavar="FILE|NAME",
+              help="A scenario TOML file or a name in scenarios/ (repeatable).")  # fmt: skip
+@click.option("--workers", type=int, help="Worker processes (default: one per core).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Output directory (default: reports/stress--<run>/).")  # fmt: skip
+@DATA_DIR_OPTION
+def stress(
+    session: str,
+    strategy: str,
+    config_file: Path | None,
+    sets: tuple[str, ...],
+    scenarios: tuple[str, ...],
+    workers: int | None,
+    out: Path | None,
+    data_dir: Path,
+) -> None:
+    """Run the baseline (calm) and each scenario on SESSION; print and save the comparison."""
+    from simulator import runtime
+    from simulator.session import resolve_session
+    from simulator.stress.run import run_stress
+
+    ref = resolve_session(session, data_dir)
+    config = _load_config(strategy, config_file, sets)
+    name = f"stress--{runtime.run_id(config, ref, 0).removesuffix('--seed0')}"
+    out_dir = out or runtime.unique_dir(Path("reports"), name)
+    with console.status("running the baseline and the scenarios") as status:
+        table = run_stress(
+            session, data_dir, config, list(scenarios), out_dir,
+            workers=workers, on_done=lambda done: status.update(f"done: {done}"),
+        )  # fmt: skip
+    _print_comparison(table.to_pylist())
+    console.print(f"  comparison written to {out_dir / 'comparison.parquet'}")
+
+
+def _print_comparison(rows: list[dict[str, Any]]) -> None:
+    table = Table(title="stress comparison (p99 latency in µs)", show_edge=False)
+    heads = ("scenario", "fills", "PnL", "Δ PnL", "rejected", "trips", "inference", "tick-to-trade")
+    for head in heads:
+        table.add_column(head, justify="left" if head == "scenario" else "right")
+    notes = []
+    for r in rows:
+        if r.get("status") != "ok":
+            notes.append(f"  {r['scenario']}: {r['status']}")
+            continue
+        delta = r.get("pnl_vs_baseline")
+        table.add_row(
+            r["scenario"], f"{r['n_fills']:,}", f"{r['pnl']:,.2f}",
+            "" if delta is None else f"{delta:+,.2f}", f"{r['n_rejections']:,}",
+            str(r["breaker_trips"]), f"{r['inference_p99_us']:.1f}",
+            f"{r['tick_to_trade_p99_us']:.1f}",
+        )  # fmt: skip
+    console.print(table)
+    for note in notes:
+        console.print(note)
+
+
+@main.command()
+@click.argument("session")
+@_strategy_options
 @DATA_DIR_OPTION
 def train(
     session: str, strategy: str, config_file: Path | None, sets: tuple[str, ...], data_dir: Path

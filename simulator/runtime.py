@@ -199,6 +199,16 @@ def unique_dir(root: Path, name: str) -> Path:
     return candidate
 
 
+@dataclass(frozen=True, slots=True)
+class ReplayHooks:
+    """What a stress run changes, and nothing else: the sources the session is read through,
+    a wrapper around the primary model (inside the circuit breaker), extra summary figures."""
+
+    open_sources: Callable[[SessionRef, list[str]], list[ParquetSource]] | None = None
+    wrap_model: Callable[[ModelRunner], ModelRunner] | None = None
+    summary: Callable[[], dict[str, object]] | None = None
+
+
 def replay(
     session: SessionRef,
     config: Config,
@@ -206,10 +216,14 @@ def replay(
     out_dir: Path,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    hooks: ReplayHooks | None = None,
 ) -> RunResult:
     """Replay `session` through the configured pipeline; write the run into `out_dir`."""
     started = perf_counter()
+    hooks = hooks or ReplayHooks()
     sources, levels = session_sources(session, config)
+    if hooks.open_sources is not None:
+        sources = hooks.open_sources(session, [s.kind for s in sources])
     timers = timer_source(sources, config["strategy"]["timer_ms"])
     total = sum(open_parquet(s.path).metadata.num_rows for s in sources) + len(timers or ())
     clock = SimClock()
@@ -217,6 +231,8 @@ def replay(
     _require_trades_if_needed(features, sources, session)
     strategy_dir = Path(config["strategy"]["dir"])
     runner = build_runner(config["model"], features, strategy_dir)
+    if hooks.wrap_model is not None:
+        runner = hooks.wrap_model(runner)
     health: Callable[[], bool] = lambda: True  # noqa: E731
     breaker: CircuitBreaker | None = None
     if config["breaker"]["enabled"]:
@@ -256,6 +272,8 @@ def replay(
     digest = recorder.close()
     summary = _summary(state, recorder, portfolio, digest)
     summary["breaker_trips"] = _write_breaker(breaker, out_dir)
+    if hooks.summary is not None:
+        summary.update(hooks.summary())
     manifest: dict[str, object] = {
         "session": session.name,
         "strategy": config["strategy"]["name"],

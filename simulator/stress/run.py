@@ -1,0 +1,193 @@
+"""`ticktape stress`: the baseline and each scenario as separate, seeded replays, side by side.
+
+Each scenario replays the session through its stream transforms (bad ticks caught and dropped
+by the contract checks, counted) and its model faults (inside the circuit breaker), in its own
+worker process where cores allow, into `<out>/<scenario>/`. The comparison table
+(`<out>/comparison.parquet`) puts every run's latency, rejections, breaker trips, fills and PnL
+next to the baseline's. Scenarios that need the simulated-time latency model (stage or feed
+latencies, conflation, queue bounds) are listed as not run rather than run half-way.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import re
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from simulator.config import Config
+from simulator.errors import SimulatorError
+from simulator.protocols import ModelRunner
+from simulator.runtime import ReplayHooks, replay
+from simulator.session import SessionRef, resolve_session
+from simulator.sources.recorded import ParquetSource
+from simulator.stress.faults import FaultChain, apply_faults
+from simulator.stress.inject import StressedSource, apply_scenario, injection_summary
+from simulator.stress.scenario import load_scenario
+from simulator.stress.spec import Scenario
+from simulator.types import RejectReason
+
+BASELINE: Final = "calm"
+STAGES_SHOWN: Final = ("features", "inference", "tick_to_trade")
+NEEDS_TIME_MODEL: Final = ("stage_us", "feed_us", "conflation", "queue_bound", "model")
+
+
+@dataclass(frozen=True, slots=True)
+class StressJob:
+    """Everything a worker process needs to run one scenario (plain, picklable values)."""
+
+    session: str
+    data_dir: str
+    config: Config
+    scenario_path: str
+    out_dir: str
+
+
+def unsupported(scenario: Scenario) -> list[str]:
+    """The scenario's latency settings the engine cannot honour yet."""
+    settings = scenario.latency.as_dict()
+    return [key for key in NEEDS_TIME_MODEL if key in settings]
+
+
+def run_one(job: StressJob) -> dict[str, object]:
+    """Replay one scenario; return its row of the comparison table."""
+    scenario = load_scenario(job.scenario_path)
+    row: dict[str, object] = {"scenario": scenario.name, "seed": scenario.seed}
+    missing = unsupported(scenario)
+    if missing:
+        return {**row, "status": f"not run: needs simulated-time latency ({', '.join(missing)})"}
+    config = _with_order_latency(job.config, scenario)
+    sources: list[StressedSource] = []
+    chains: list[FaultChain] = []
+
+    def open_sources(session: SessionRef, kinds: list[str]) -> list[ParquetSource]:
+        sources.extend(apply_scenario(session, kinds, scenario))
+        return list(sources)
+
+    def wrap_model(primary: ModelRunner) -> ModelRunner:
+        chains.append(apply_faults(primary, scenario.faults, seed=scenario.seed, measured=False))
+        return chains[0].runner
+
+    def extra() -> dict[str, object]:
+        faults = {f"{c.name}.injected": c.injected for chain in chains for c in chain.counts()}
+        skipped = [s for chain in chains for s in chain.skipped]
+        return {"scenario": scenario.name, "injected": injection_summary(sources),
+                "faults": faults, "faults_skipped": skipped}  # fmt: skip
+
+    hooks = ReplayHooks(open_sources=open_sources, wrap_model=wrap_model, summary=extra)
+    session = resolve_session(job.session, Path(job.data_dir))
+    try:
+        result = replay(session, config, out_dir=Path(job.out_dir), hooks=hooks)
+    except SimulatorError as e:
+        return {**row, "status": f"failed: {type(e).__name__}: {' '.join(str(e).split())}"}
+    return {**row, "status": "ok", **_row(result.manifest)}
+
+
+def _with_order_latency(config: Config, scenario: Scenario) -> Config:
+    """A copy of `config` with the scenario's order latency on the venue (fixed)."""
+    order_us = scenario.latency.as_dict().get("order_us")
+    if not isinstance(order_us, int | float):
+        return config
+    venue = {**config["venue"], "latency": "fixed", "entry_us": float(order_us)}
+    return {**config, "venue": venue}
+
+
+def _row(manifest: dict[str, object]) -> dict[str, object]:
+    summary = manifest["summary"]
+    latency = manifest["latency_us"]
+    if not isinstance(summary, dict) or not isinstance(latency, dict):
+        raise SimulatorError("a run manifest lacks its summary or latency")
+    pnl = summary["realized_pnl"] + summary["unrealized_pnl"] - summary["fees"]
+    row: dict[str, object] = {
+        "n_events": summary["n_events"],
+        "n_orders": summary["n_orders"],
+        "n_fills": summary["n_fills"],
+        "n_rejections": summary["n_rejections"],
+        "breaker_trips": summary["breaker_trips"],
+        "pnl": pnl,
+        "fees": summary["fees"],
+        "max_drawdown": summary["max_drawdown"],
+        "digest": summary["digest"],
+        "injected": json.dumps(summary.get("injected", {}), sort_keys=True),
+        "faults": json.dumps(summary.get("faults", {}), sort_keys=True),
+    }
+    for stage in STAGES_SHOWN:
+        for q in ("p50", "p99", "p99.9", "max"):
+            row[f"{stage}_{q}_us"] = latency[stage][f"{q}_us"]
+    return row
+
+
+def _rejections_by_reason(run_dir: Path) -> dict[str, int]:
+    path = run_dir / "risk_rejections.parquet"
+    if not path.exists():
+        return {}
+    reasons = pq.read_table(path).column("reason").to_pylist()
+    return {RejectReason(r).name.lower(): reasons.count(r) for r in sorted(set(reasons))}
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "scenario"
+
+
+def run_stress(
+    session: str,
+    data_dir: Path,
+    config: Config,
+    scenario_paths: Sequence[str],
+    out_root: Path,
+    *,
+    workers: int | None = None,
+    on_done: Callable[[str], None] = lambda _: None,
+) -> pa.Table:
+    """Run the baseline and every scenario; write and return the comparison table."""
+    resolve_session(session, data_dir)  # a clear error before any worker starts
+    paths = [BASELINE, *[p for p in scenario_paths if load_scenario(p).name != BASELINE]]
+    scenarios = [load_scenario(p) for p in paths]
+    jobs = [
+        StressJob(session, str(data_dir), config, str(s.path), str(out_root / slug(s.name)))
+        for s in scenarios
+    ]
+    out_root.mkdir(parents=True, exist_ok=True)
+    count = workers or min(len(jobs), os.cpu_count() or 1)
+    rows: list[dict[str, object]] = []
+    if count <= 1:
+        for job in jobs:
+            rows.append(run_one(job))
+            on_done(str(rows[-1]["scenario"]))
+    else:  # spawn: workers start clean, whatever the parent imported
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=count, mp_context=context) as pool:
+            for row in pool.map(run_one, jobs):
+                rows.append(row)
+                on_done(str(row["scenario"]))
+    for job, row in zip(jobs, rows, strict=True):
+        row["rejections"] = json.dumps(_rejections_by_reason(Path(job.out_dir)), sort_keys=True)
+    return _comparison(rows, out_root)
+
+
+def _comparison(rows: list[dict[str, object]], out_root: Path) -> pa.Table:
+    baseline = rows[0].get("pnl")
+    for row in rows:
+        pnl = row.get("pnl")
+        row["pnl_vs_baseline"] = (
+            pnl - baseline if isinstance(pnl, float) and isinstance(baseline, float) else None
+        )
+    columns = sorted({key for row in rows for key in row}, key=_column_order)
+    table = pa.table({key: [row.get(key) for row in rows] for key in columns})
+    pq.write_table(table, out_root / "comparison.parquet")
+    return table
+
+
+def _column_order(name: str) -> tuple[int, str]:
+    first = ("scenario", "status", "seed", "n_events", "n_orders", "n_fills", "pnl",
+             "pnl_vs_baseline", "fees", "max_drawdown", "n_rejections", "rejections",
+             "breaker_trips")  # fmt: skip
+    return (first.index(name), name) if name in first else (len(first), name)
