@@ -432,6 +432,8 @@ def _print_run(manifest: dict[str, Any], out_dir: Path) -> None:
 @click.option("--scenario", "scenarios", multiple=True, required=True, metavar="FILE|NAME",
               help="A scenario TOML file or a name in scenarios/ (repeatable).")  # fmt: skip
 @click.option("--workers", type=int, help="Worker processes (default: one per core).")
+@click.option("--report/--no-report", "with_report", default=True, show_default=True,
+              help="Write each run's report.html (the baseline's: the comparison).")  # fmt: skip
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Output directory (default: reports/stress--<run>/).")  # fmt: skip
 @DATA_DIR_OPTION
@@ -442,6 +444,7 @@ def stress(
     sets: tuple[str, ...],
     scenarios: tuple[str, ...],
     workers: int | None,
+    with_report: bool,
     out: Path | None,
     data_dir: Path,
 ) -> None:
@@ -461,6 +464,13 @@ def stress(
         )  # fmt: skip
     _print_comparison(table.to_pylist())
     console.print(f"  comparison written to {out_dir / 'comparison.parquet'}")
+    if with_report:
+        from simulator.report import write_report
+
+        runs = sorted(p.parent for p in out_dir.glob("*/manifest.json"))
+        for run in runs:
+            write_report(run)
+        console.print(f"  reports written in {len(runs)} run directories under {out_dir}")
 
 
 def _print_comparison(rows: list[dict[str, Any]]) -> None:

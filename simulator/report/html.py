@@ -11,7 +11,7 @@ from functools import cache
 from html import escape
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 from zoneinfo import ZoneInfo
 
 from simulator.report import figures
@@ -203,12 +203,48 @@ def _risk_section(data: ReportData) -> str:
     )
 
 
+COMPARISON_COLUMNS: Final = (
+    "scenario", "status", "n_events", "n_fills", "pnl", "pnl_vs_baseline", "fees",
+    "max_drawdown", "n_rejections", "breaker_trips", "features_p99_us", "inference_p99_us",
+    "tick_to_trade_p99_us",
+)  # fmt: skip
+SCENARIO_DETAILS: Final = (
+    "description",
+    "definition",
+    "rejections",
+    "injected",
+    "faults",
+    "digest",
+)
+
+
 def _stress_section(data: ReportData) -> str:
-    if data.comparison is None:
+    """The comparison's headline columns as a table, then each scenario's definition and
+    counts (JSON columns) in a collapsible block, so wide text never stretches the table."""
+    frame = data.comparison
+    if frame is None:
         return ""
+    shown = frame.select([c for c in COMPARISON_COLUMNS if c in frame.columns])
+    details = "".join(_scenario_details(row) for row in frame.iter_rows(named=True))
     return (
         '<section id="stress"><h2>Stress scenarios</h2><div class="card">'
-        f"{frame_table(data.comparison, 'comparison-table')}</div></section>"
+        f"{frame_table(shown, 'comparison-table')}</div>"
+        f'<div class="card"><h3>Scenario definitions and counts</h3>{details}</div></section>'
+    )
+
+
+def _scenario_details(row: dict[str, Any]) -> str:
+    items = []
+    for key in SCENARIO_DETAILS:
+        text = row.get(key)
+        if text in (None, "", "[]", "{}"):
+            continue
+        if key in ("definition", "rejections", "injected", "faults"):
+            text = json.dumps(json.loads(str(text)), indent=1)
+        items.append(f"<dt>{escape(key)}</dt><dd><pre>{escape(str(text))}</pre></dd>")
+    return (
+        f"<details><summary>{escape(str(row.get('scenario')))} "
+        f"({escape(str(row.get('status')))})</summary><dl>{''.join(items)}</dl></details>"
     )
 
 

@@ -10,6 +10,7 @@ latencies, conflation, queue bounds) are listed as not run rather than run half-
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -60,7 +61,12 @@ def unsupported(scenario: Scenario) -> list[str]:
 def run_one(job: StressJob) -> dict[str, object]:
     """Replay one scenario; return its row of the comparison table."""
     scenario = load_scenario(job.scenario_path)
-    row: dict[str, object] = {"scenario": scenario.name, "seed": scenario.seed}
+    row: dict[str, object] = {
+        "scenario": scenario.name,
+        "seed": scenario.seed,
+        "description": scenario.description,
+        "definition": definition(scenario),
+    }
     missing = unsupported(scenario)
     if missing:
         return {**row, "status": f"not run: needs simulated-time latency ({', '.join(missing)})"}
@@ -89,6 +95,20 @@ def run_one(job: StressJob) -> dict[str, object]:
     except SimulatorError as e:
         return {**row, "status": f"failed: {type(e).__name__}: {' '.join(str(e).split())}"}
     return {**row, "status": "ok", **_row(result.manifest)}
+
+
+def definition(scenario: Scenario) -> str:
+    """The scenario's transforms, faults and latency settings as one compact JSON line."""
+    parts = [{"transform": t.kind, **_fields(t)} for t in scenario.transforms]
+    parts += [{"fault": f.kind, **_fields(f)} for f in scenario.faults]
+    latency = scenario.latency.as_dict()
+    if latency:
+        parts.append({"latency": latency})
+    return json.dumps(parts, default=str)
+
+
+def _fields(spec: object) -> dict[str, object]:
+    return {k: v for k, v in dataclasses.asdict(spec).items() if k != "kind"}  # type: ignore[call-overload]
 
 
 def _with_order_latency(config: Config, scenario: Scenario) -> Config:
@@ -170,7 +190,11 @@ def run_stress(
                 on_done(str(row["scenario"]))
     for job, row in zip(jobs, rows, strict=True):
         row["rejections"] = json.dumps(_rejections_by_reason(Path(job.out_dir)), sort_keys=True)
-    return _comparison(rows, out_root)
+    table = _comparison(rows, out_root)
+    baseline_dir = Path(jobs[0].out_dir)
+    if baseline_dir.is_dir():  # the baseline's report then shows the whole comparison
+        pq.write_table(table, baseline_dir / "comparison.parquet")
+    return table
 
 
 def _comparison(rows: list[dict[str, object]], out_root: Path) -> pa.Table:
@@ -187,7 +211,7 @@ def _comparison(rows: list[dict[str, object]], out_root: Path) -> pa.Table:
 
 
 def _column_order(name: str) -> tuple[int, str]:
-    first = ("scenario", "status", "seed", "n_events", "n_orders", "n_fills", "pnl",
+    first = ("scenario", "status", "description", "seed", "n_events", "n_orders", "n_fills", "pnl",
              "pnl_vs_baseline", "fees", "max_drawdown", "n_rejections", "rejections",
              "breaker_trips")  # fmt: skip
     return (first.index(name), name) if name in first else (len(first), name)

@@ -82,3 +82,7 @@ def test_stress_cli_prints_the_comparison(session, tmp_path):
     assert "stress comparison" in result.output
     assert "dirty feed" in result.output
     assert f"comparison written to {out / 'comparison.parquet'}" in result.output
+    page = (out / "calm" / "report.html").read_text()  # the baseline's report compares them
+    assert "Stress scenarios" in page
+    assert "<summary>dirty feed (ok)</summary>" in page
+    assert (out / "dirty_feed" / "report.html").exists()
