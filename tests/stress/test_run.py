@@ -73,6 +73,14 @@ def test_stress_rows_count_what_each_scenario_did(session, tmp_path):
     assert rows["slow network"]["status"].startswith("not run: needs simulated-time latency")
 
 
+def test_latency_spikes_are_not_run_without_the_time_model():
+    from simulator.stress.run import unsupported
+    from simulator.stress.scenario import load_scenario
+
+    assert unsupported(load_scenario("slow_model")) == ["inference_latency"]
+    assert unsupported(load_scenario("dirty_feed")) == []
+
+
 def test_stress_cli_prints_the_comparison(session, tmp_path):
     out = tmp_path / "cli"
     args = ["stress", str(session), "--strategy", "obi_rule", "--scenario", "dirty_feed",
