@@ -338,6 +338,19 @@ def _load_config(strategy: str, config_file: Path | None, sets: tuple[str, ...])
     return apply_overrides(load_strategy(strategy), file=config_file, sets=sets)
 
 
+LATENCY_OPTION = click.option(
+    "--latency", metavar="MODEL",
+    help="Pipeline service times: zero | fixed:STAGE=US,... | measured | calibrated:FILE "
+         "(overrides latency.model; queueing is simulated unless zero).",
+)  # fmt: skip
+
+
+def _with_latency(config: dict[str, Any], latency: str | None) -> dict[str, Any]:
+    if latency is None:
+        return config
+    return {**config, "latency": {**config["latency"], "model": latency}}
+
+
 STRATEGY_OPTIONS = (
     click.option("--strategy", required=True, help="A strategy in strategies/ or a TOML file."),
     click.option("--config", "config_file", type=click.Path(exists=True, path_type=Path),
@@ -361,6 +374,7 @@ def _strategy_options(command: Callable[..., None]) -> Callable[..., None]:
               help="Run directory (default: reports/<run-id>/).")  # fmt: skip
 @click.option("--report/--no-report", "with_report", default=True, show_default=True,
               help="Write the run's HTML report (report.html) into the run directory.")  # fmt: skip
+@LATENCY_OPTION
 @DATA_DIR_OPTION
 def replay(
     session: str,
@@ -370,6 +384,7 @@ def replay(
     seed: int,
     out: Path | None,
     with_report: bool,
+    latency: str | None,
     data_dir: Path,
 ) -> None:
     """Replay SESSION (venue/symbol/date or a Parquet path) through a strategy's pipeline."""
@@ -377,7 +392,7 @@ def replay(
     from simulator.session import resolve_session
 
     ref = resolve_session(session, data_dir)
-    config = _load_config(strategy, config_file, sets)
+    config = _with_latency(_load_config(strategy, config_file, sets), latency)
     out_dir = out or runtime.unique_dir(Path("reports"), runtime.run_id(config, ref, seed))
     with _progress(f"replaying {ref.name}") as progress:
         result = runtime.replay(ref, config, out_dir=out_dir, seed=seed, progress=progress)
@@ -436,6 +451,7 @@ def _print_run(manifest: dict[str, Any], out_dir: Path) -> None:
               help="Write each run's report.html (the baseline's: the comparison).")  # fmt: skip
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Output directory (default: reports/stress--<run>/).")  # fmt: skip
+@LATENCY_OPTION
 @DATA_DIR_OPTION
 def stress(
     session: str,
@@ -446,6 +462,7 @@ def stress(
     workers: int | None,
     with_report: bool,
     out: Path | None,
+    latency: str | None,
     data_dir: Path,
 ) -> None:
     """Run the baseline (calm) and each scenario on SESSION; print and save the comparison."""
@@ -454,7 +471,7 @@ def stress(
     from simulator.stress.run import run_stress
 
     ref = resolve_session(session, data_dir)
-    config = _load_config(strategy, config_file, sets)
+    config = _with_latency(_load_config(strategy, config_file, sets), latency)
     name = f"stress--{runtime.run_id(config, ref, 0).removesuffix('--seed0')}"
     out_dir = out or runtime.unique_dir(Path("reports"), name)
     with console.status("running the baseline and the scenarios") as status:
@@ -475,9 +492,9 @@ def stress(
 
 def _print_comparison(rows: list[dict[str, Any]]) -> None:
     table = Table(title="stress comparison (p99 latency in µs)", show_edge=False)
-    heads = ("scenario", "fills", "PnL", "Δ PnL", "rejected", "trips", "inference", "tick-to-trade")
+    heads = ("scenario", "fills", "PnL", "ΔPnL", "rej", "trips", "skip", "infer", "queue")
     for head in heads:
-        table.add_column(head, justify="left" if head == "scenario" else "right")
+        table.add_column(head, justify="left" if head == "scenario" else "right", no_wrap=True)
     notes = []
     for r in rows:
         if r.get("status") != "ok":
@@ -485,14 +502,27 @@ def _print_comparison(rows: list[dict[str, Any]]) -> None:
             continue
         delta = r.get("pnl_vs_baseline")
         table.add_row(
-            r["scenario"], f"{r['n_fills']:,}", f"{r['pnl']:,.2f}",
-            "" if delta is None else f"{delta:+,.2f}", f"{r['n_rejections']:,}",
-            str(r["breaker_trips"]), f"{r['inference_p99_us']:.1f}",
-            f"{r['tick_to_trade_p99_us']:.1f}",
+            r["scenario"], f"{r['n_fills']:,}", f"{r['pnl']:,.0f}",
+            "" if delta is None else f"{delta:+,.0f}", f"{r['n_rejections']:,}",
+            str(r["breaker_trips"]), f"{r['n_skipped'] + r['n_dropped']:,}",
+            f"{r['inference_p99_us']:.1f}", f"{r['queue_p99_us']:.1f}",
         )  # fmt: skip
     console.print(table)
     for note in notes:
         console.print(note)
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Calibration file to write (Parquet).")  # fmt: skip
+def calibrate(run_dir: Path, out: Path) -> None:
+    """Write a calibrated latency model from RUN_DIR's measured stage times; replay or stress
+    with --latency calibrated:FILE to sample them reproducibly."""
+    from simulator.timing import calibrate as write_calibration
+
+    path = write_calibration(run_dir, out)
+    console.print(f"calibrated latency model written to {path}; use --latency calibrated:{path}")
 
 
 @main.command()

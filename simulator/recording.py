@@ -29,7 +29,8 @@ from simulator.types import Fill, OrderRequest
 
 CHUNK_ROWS: Final = 65_536
 EQUITY_STRIDE: Final = 100
-STAGES: Final = ("features", "inference", "decision", "risk", "order", "tick_to_trade")
+STAGES: Final = ("features", "inference", "decision", "risk", "order", "tick_to_trade", "queue")
+"""Measured stage times, tick-to-trade, and (simulated-time runs) each event's queueing delay."""
 DECISION_COLUMNS: Final = (
     ("event_index", np.int64),
     ("ts_recv", np.int64),
@@ -40,6 +41,7 @@ DECISION_COLUMNS: Final = (
     ("equity", np.float64),
     ("order_id", np.int64),
     ("reject", np.int8),
+    ("skip", np.int8),  # simulated time: 1 conflated away, 2 dropped by the queue bound
 )
 DIGEST_COLUMNS: Final = tuple(name for name, _ in DECISION_COLUMNS)
 TIMING_COLUMNS: Final = tuple(f"{stage}_ns" for stage in STAGES)
@@ -108,6 +110,7 @@ class RunRecorder:
         for name in (*TIMING_COLUMNS, "order_id"):  # sparse columns: back to "did not happen"
             self.arrays[name][:n] = -1
         self.arrays["reject"][:n] = 0
+        self.arrays["skip"][:n] = 0
 
     def close(self) -> str:
         """Write the rare tables and histograms; return the run digest (hex)."""

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 
 from simulator.clock import SimClock
 from simulator.config import Config
-from simulator.engine import Engine, EngineState, Pipeline
+from simulator.engine import Engine, EngineState, Pipeline, TimeModel
 from simulator.errors import ConfigError, DataError, InvariantViolation
 from simulator.execution import FixedLatency, SimVenue, ZeroLatency
 from simulator.features import FeatureBuffer, FeatureConfig, warmup
@@ -45,6 +45,7 @@ from simulator.sizing import LongOnlyRuleSizer, ThresholdSizer
 from simulator.sources.recorded import ParquetSource, file_time_span, open_parquet
 from simulator.sources.timer import TimerSource
 from simulator.store import file_sha256
+from simulator.timing import ServiceModel, parse_service_model
 from simulator.types import book_levels
 
 PACKAGES = ("ticktape", "numpy", "pyarrow", "polars", "duckdb", "onnxruntime", "torch")
@@ -171,6 +172,29 @@ def build_risk(section: Config) -> RiskChain:
     )
 
 
+def build_time_model(
+    section: Config, seed: int, wrap: Callable[[ServiceModel], ServiceModel] | None = None
+) -> TimeModel | None:
+    """The simulated-time model of the [latency] section (its service model wrapped by
+    `wrap` when given); None for the plain zero model with nothing to wrap."""
+    conflation = section["conflation"]
+    if conflation not in ("all", "latest"):
+        raise ConfigError(f"latency.conflation '{conflation}' unknown; expected all or latest")
+    if section["queue_bound"] < 0:
+        raise ConfigError(f"latency.queue_bound must be >= 0; found {section['queue_bound']}")
+    plain = (section["model"] == "zero" and section["feed_us"] == 0 and conflation == "all"
+             and section["queue_bound"] == 0)  # fmt: skip
+    if plain and wrap is None:
+        return None
+    service = parse_service_model(section["model"], seed=seed)
+    return TimeModel(
+        service=service if wrap is None else wrap(service),
+        feed_ns=round(section["feed_us"] * US),
+        conflate_latest=conflation == "latest",
+        queue_bound=int(section["queue_bound"]),
+    )
+
+
 def build_venue(section: Config) -> SimVenue:
     if section["latency"] == "zero":
         latency: ZeroLatency | FixedLatency = ZeroLatency()
@@ -206,6 +230,7 @@ class ReplayHooks:
 
     open_sources: Callable[[SessionRef, list[str]], list[ParquetSource]] | None = None
     wrap_model: Callable[[ModelRunner], ModelRunner] | None = None
+    wrap_service: Callable[[ServiceModel], ServiceModel] | None = None
     summary: Callable[[], dict[str, object]] | None = None
 
 
@@ -265,6 +290,7 @@ def replay(
         recorder=recorder,
         model_healthy=health,
         progress=None if progress is None else (lambda n: progress(n, total)),
+        time_model=build_time_model(config["latency"], seed, hooks.wrap_service),
     )
     loaded = perf_counter()
     state = engine.run()
@@ -272,6 +298,8 @@ def replay(
     digest = recorder.close()
     summary = _summary(state, recorder, portfolio, digest)
     summary["breaker_trips"] = _write_breaker(breaker, out_dir)
+    summary["latency_model"] = config["latency"]["model"]
+    summary["n_skipped"], summary["n_dropped"] = state.n_skipped, state.n_dropped
     if hooks.summary is not None:
         summary.update(hooks.summary())
     manifest: dict[str, object] = {

@@ -155,6 +155,11 @@ def over_time(
     return tuple(out)
 
 
+def _any_queued(decisions: pl.LazyFrame) -> bool:
+    """True for a simulated-time run: only then does any event carry a queueing delay."""
+    return bool(decisions.select((pl.col(QUEUE_COLUMN) >= 0).any()).collect().item())
+
+
 def latency_data(
     decisions: pl.LazyFrame,
     histograms: pl.DataFrame,
@@ -165,7 +170,7 @@ def latency_data(
     timing columns never need to be in memory at once."""
     window = window_ns(span_ns, MAX_WINDOWS)
     queue = None
-    if QUEUE_COLUMN in decisions.collect_schema().names():
+    if QUEUE_COLUMN in decisions.collect_schema().names() and _any_queued(decisions):
         (queue,) = over_time(decisions, {"queue": QUEUE_COLUMN}, window)
     skipped = summary.get(SKIPPED_KEY)
     return LatencyData(

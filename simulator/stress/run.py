@@ -10,6 +10,7 @@ latencies, conflation, queue bounds) are listed as not run rather than run half-
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import multiprocessing
@@ -30,15 +31,16 @@ from simulator.protocols import ModelRunner
 from simulator.runtime import ReplayHooks, replay
 from simulator.session import SessionRef, resolve_session
 from simulator.sources.recorded import ParquetSource
-from simulator.stress.faults import FaultChain, apply_faults
+from simulator.stress.faults import CpuContention, FaultChain, apply_faults
 from simulator.stress.inject import StressedSource, apply_scenario, injection_summary
 from simulator.stress.scenario import load_scenario
-from simulator.stress.spec import LatencySpikeSpec, Scenario
+from simulator.stress.spec import CpuContentionSpec, LatencySpikeSpec, Scenario
+from simulator.timing import INFERENCE, ServiceModel
 from simulator.types import RejectReason
 
 BASELINE: Final = "calm"
-STAGES_SHOWN: Final = ("features", "inference", "tick_to_trade")
-NEEDS_TIME_MODEL: Final = ("stage_us", "feed_us", "conflation", "queue_bound", "model")
+STAGES_SHOWN: Final = ("features", "inference", "tick_to_trade", "queue")
+LATENCY_KEYS: Final = ("stage_us", "feed_us", "conflation", "queue_bound", "model", "order_us")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,12 +54,15 @@ class StressJob:
     out_dir: str
 
 
-def unsupported(scenario: Scenario) -> list[str]:
-    """What in the scenario the engine cannot honour yet: latency settings, and latency
-    spikes (their extra time is only charged by the simulated-time model)."""
-    settings = scenario.latency.as_dict()
-    missing = [key for key in NEEDS_TIME_MODEL if key in settings]
-    return missing + sorted({f.kind for f in scenario.faults if isinstance(f, LatencySpikeSpec)})
+def unsupported(scenario: Scenario, config: Config) -> list[str]:
+    """What in the scenario cannot be honoured: background CPU load means something only
+    when the pipeline's measured compute time is what is charged."""
+    load = any(isinstance(f, CpuContentionSpec) for f in scenario.faults)
+    return (
+        ["cpu_contention without the measured model"]
+        if load and config["latency"]["model"] != "measured"
+        else []
+    )
 
 
 def run_one(job: StressJob) -> dict[str, object]:
@@ -69,10 +74,10 @@ def run_one(job: StressJob) -> dict[str, object]:
         "description": scenario.description,
         "definition": definition(scenario),
     }
-    missing = unsupported(scenario)
+    config = with_scenario_latency(job.config, scenario)
+    missing = unsupported(scenario, config)
     if missing:
-        return {**row, "status": f"not run: needs simulated-time latency ({', '.join(missing)})"}
-    config = _with_order_latency(job.config, scenario)
+        return {**row, "status": f"not run: {', '.join(missing)}"}
     sources: list[StressedSource] = []
     chains: list[FaultChain] = []
 
@@ -80,9 +85,17 @@ def run_one(job: StressJob) -> dict[str, object]:
         sources.extend(apply_scenario(session, kinds, scenario))
         return list(sources)
 
+    measured = config["latency"]["model"] == "measured"
+
     def wrap_model(primary: ModelRunner) -> ModelRunner:
-        chains.append(apply_faults(primary, scenario.faults, seed=scenario.seed, measured=False))
-        return chains[0].runner
+        chain = apply_faults(primary, scenario.faults, seed=scenario.seed, measured=measured)
+        chains.append(chain)
+        return chain.runner
+
+    def wrap_service(base: ServiceModel) -> ServiceModel:
+        return _SpikeService(base, chains)  # spikes are charged to simulated inference time
+
+    spikes = any(isinstance(f, LatencySpikeSpec) for f in scenario.faults)
 
     def extra() -> dict[str, object]:
         faults = {f"{c.name}.injected": c.injected for chain in chains for c in chain.counts()}
@@ -90,10 +103,23 @@ def run_one(job: StressJob) -> dict[str, object]:
         return {"scenario": scenario.name, "injected": injection_summary(sources),
                 "faults": faults, "faults_skipped": skipped}  # fmt: skip
 
-    hooks = ReplayHooks(open_sources=open_sources, wrap_model=wrap_model, summary=extra)
+    hooks = ReplayHooks(
+        open_sources=open_sources,
+        wrap_model=wrap_model,
+        wrap_service=wrap_service if spikes and not measured else None,
+        summary=extra,
+    )
     session = resolve_session(job.session, Path(job.data_dir))
+    load = [
+        CpuContention(f.workers, f.duty)
+        for f in scenario.faults
+        if isinstance(f, CpuContentionSpec)
+    ]
     try:
-        result = replay(session, config, out_dir=Path(job.out_dir), hooks=hooks)
+        with contextlib.ExitStack() as stack:
+            for contention in load:  # noisy neighbours for the whole measured run
+                stack.enter_context(contention)
+            result = replay(session, config, out_dir=Path(job.out_dir), hooks=hooks)
     except SimulatorError as e:
         return {**row, "status": f"failed: {type(e).__name__}: {' '.join(str(e).split())}"}
     return {**row, "status": "ok", **_row(result.manifest)}
@@ -113,13 +139,35 @@ def _fields(spec: object) -> dict[str, object]:
     return {k: v for k, v in dataclasses.asdict(spec).items() if k != "kind"}  # type: ignore[call-overload]
 
 
-def _with_order_latency(config: Config, scenario: Scenario) -> Config:
-    """A copy of `config` with the scenario's order latency on the venue (fixed)."""
-    order_us = scenario.latency.as_dict().get("order_us")
-    if not isinstance(order_us, int | float):
-        return config
-    venue = {**config["venue"], "latency": "fixed", "entry_us": float(order_us)}
-    return {**config, "venue": venue}
+def with_scenario_latency(config: Config, scenario: Scenario) -> Config:
+    """A copy of `config` with the scenario's [latency] settings: stage times become a fixed
+    model (unless it names one), order latency goes to the venue."""
+    settings = scenario.latency.as_dict()
+    latency, venue = dict(config["latency"]), dict(config["venue"])
+    stages = settings.get("stage_us")
+    if isinstance(stages, dict) and stages:
+        latency["model"] = "fixed:" + ",".join(f"{k}={v}" for k, v in sorted(stages.items()))
+    for key in ("model", "feed_us", "conflation", "queue_bound"):
+        if key in settings:
+            latency[key] = settings[key]
+    order_us = settings.get("order_us")
+    if isinstance(order_us, int | float):
+        venue.update(latency="fixed", entry_us=float(order_us))
+    return {**config, "latency": latency, "venue": venue}
+
+
+class _SpikeService:
+    """A service model that also charges the scenario's latency spikes to inference."""
+
+    def __init__(self, base: ServiceModel, chains: list[FaultChain]) -> None:
+        self._base, self._chains = base, chains
+        self.name = f"{base.name}+spikes"
+
+    def service_ns(self, stage: int, measured_ns: int) -> int:
+        ns = self._base.service_ns(stage, measured_ns)
+        if stage == INFERENCE:
+            ns += sum(chain.take_extra_ns() for chain in self._chains)
+        return ns
 
 
 def _row(manifest: dict[str, object]) -> dict[str, object]:
@@ -138,6 +186,9 @@ def _row(manifest: dict[str, object]) -> dict[str, object]:
         "fees": summary["fees"],
         "max_drawdown": summary["max_drawdown"],
         "digest": summary["digest"],
+        "latency_model": summary.get("latency_model"),
+        "n_skipped": summary.get("n_skipped"),
+        "n_dropped": summary.get("n_dropped"),
         "injected": json.dumps(summary.get("injected", {}), sort_keys=True),
         "faults": json.dumps(summary.get("faults", {}), sort_keys=True),
     }

@@ -34,7 +34,7 @@ def _stress(session, tmp_path, out, workers):
     gap = tmp_path / "gap.toml"
     gap.write_text(GAP)
     config = apply_overrides(load_strategy("obi_mlp"), sets=("strategy.timer_ms=500.0",))
-    scenarios = [str(gap), "model_faults", "dirty_feed", "slow_network"]
+    scenarios = [str(gap), "model_faults", "dirty_feed", "slow_network", "slow_model"]
     return run_stress(str(session), tmp_path, config, scenarios, tmp_path / out, workers=workers)
 
 
@@ -42,12 +42,12 @@ def test_stress_runs_are_reproducible_in_parallel_and_in_series(session, tmp_pat
     parallel = _stress(session, tmp_path, "a", workers=2).to_pylist()
     serial = _stress(session, tmp_path, "b", workers=1).to_pylist()
     assert [r["scenario"] for r in parallel] == [
-        "calm", "short gap", "model faults", "dirty feed", "slow network",
+        "calm", "short gap", "model faults", "dirty feed", "slow network", "slow model",
     ]  # fmt: skip
     assert [r["digest"] for r in parallel] == [r["digest"] for r in serial]
-    assert len({r["digest"] for r in parallel[:4]}) == 4  # every scenario changed the run
+    assert len({r["digest"] for r in parallel}) == 6  # every scenario changed the run
     assert (tmp_path / "a" / "comparison.parquet").exists()
-    assert pq.read_table(tmp_path / "a" / "comparison.parquet").num_rows == 5
+    assert pq.read_table(tmp_path / "a" / "comparison.parquet").num_rows == 6
 
 
 def test_stress_rows_count_what_each_scenario_did(session, tmp_path):
@@ -70,15 +70,73 @@ def test_stress_rows_count_what_each_scenario_did(session, tmp_path):
         + (injected.get("trades: duplicate #2.added", 0))
         - caught
     )
-    assert rows["slow network"]["status"].startswith("not run: needs simulated-time latency")
+    network = rows["slow network"]  # feed and order delays (no service time: nothing queues)
+    assert network["status"] == "ok"
+    assert network["latency_model"] == "zero"
+    assert network["queue_p99_us"] == 0.0
 
 
-def test_latency_spikes_are_not_run_without_the_time_model():
-    from simulator.stress.run import unsupported
+def test_cpu_load_runs_only_with_the_measured_model():
+    from simulator.stress.run import unsupported, with_scenario_latency
     from simulator.stress.scenario import load_scenario
 
-    assert unsupported(load_scenario("slow_model")) == ["inference_latency"]
-    assert unsupported(load_scenario("dirty_feed")) == []
+    base = load_strategy("obi_rule")
+    contention = load_scenario("cpu_contention")  # sets latency.model = "measured" itself
+    assert unsupported(contention, with_scenario_latency(base, contention)) == []
+    assert unsupported(contention, base) == ["cpu_contention without the measured model"]
+
+
+def test_a_feed_gap_makes_stale_data_reject_orders_until_data_returns(tmp_path):
+    """A strategy that keeps trying to buy (its position limit refuses it) while the feed is
+    cut 2-5 s in: timer ticks meet stale data inside the gap, fresh data before and after."""
+    import pyarrow as pa
+
+    from tests.factories import T0, write
+
+    n = 100  # a quote every 100 ms for 10 s, all with obi +0.8
+    ts = pa.array([T0 + i * 100_000_000 for i in range(n)], pa.int64())
+    quotes = pa.table({"ts_event": ts, "ts_recv": ts, "bid_px": [100.0] * n, "bid_sz": [18.0] * n,
+                       "ask_px": [100.02] * n, "ask_sz": [2.0] * n})  # fmt: skip
+    path = write(quotes, tmp_path / "q.parquet")
+    gap = tmp_path / "gap.toml"
+    gap.write_text(GAP)
+    sets = ("strategy.timer_ms=250.0", "risk.stale_after_ms=1000.0", "risk.max_position=0.5")
+    config = apply_overrides(load_strategy("obi_rule"), sets=sets)
+    run_stress(str(path), tmp_path, config, [str(gap)], tmp_path / "out", workers=1)
+    rejected = pq.read_table(tmp_path / "out" / "short_gap" / "risk_rejections.parquet").to_pylist()
+    stale = [(r["ts"] - T0) / 1e9 for r in rejected if r["reason"] == 6]
+    fresh = [(r["ts"] - T0) / 1e9 for r in rejected if r["reason"] == 2]
+    assert stale  # during the outage, from 1 s after the last quote
+    assert min(stale) > 2.9
+    assert max(stale) < 5.0
+    assert any(t < 2.0 for t in fresh)
+    assert any(t >= 5.0 for t in fresh)  # and the stale rejections stop when data is back
+
+
+def test_model_faults_trip_the_breaker_and_it_recovers(session, tmp_path):
+    config = apply_overrides(load_strategy("obi_mlp"))
+    run_stress(str(session), tmp_path, config, ["model_faults"], tmp_path / "out", workers=1)
+    switches = pq.read_table(tmp_path / "out" / "model_faults" / "breaker_switches.parquet")
+    states = switches.column("state").to_pylist()
+    assert {"open", "half_open", "closed"} <= set(states)
+
+
+def test_calibrated_stress_runs_are_bit_identical(session, tmp_path):
+    from simulator.runtime import replay
+    from simulator.session import resolve_session
+    from simulator.timing import calibrate
+
+    measured = apply_overrides(load_strategy("obi_mlp"), sets=('latency.model="measured"',))
+    run = replay(resolve_session(str(session), tmp_path), measured, out_dir=tmp_path / "m")
+    model = calibrate(run.out_dir, tmp_path / "cal.parquet")
+    config = apply_overrides(
+        load_strategy("obi_mlp"), sets=(f'latency.model="calibrated:{model}"',)
+    )
+    scenarios = ["model_faults", "slow_model", "dirty_feed"]
+    first = run_stress(str(session), tmp_path, config, scenarios, tmp_path / "a", workers=2)
+    second = run_stress(str(session), tmp_path, config, scenarios, tmp_path / "b", workers=1)
+    assert first.column("digest").to_pylist() == second.column("digest").to_pylist()
+    assert min(first.column("queue_p99_us").to_pylist()) > 0
 
 
 def test_stress_cli_prints_the_comparison(session, tmp_path):
