@@ -28,6 +28,7 @@ import pyarrow.parquet as pq
 from simulator.config import Config
 from simulator.errors import SimulatorError
 from simulator.protocols import ModelRunner
+from simulator.recording import STAGES
 from simulator.runtime import ReplayHooks, replay
 from simulator.session import SessionRef, resolve_session
 from simulator.sources.recorded import ParquetSource
@@ -39,7 +40,7 @@ from simulator.timing import INFERENCE, ServiceModel
 from simulator.types import RejectReason
 
 BASELINE: Final = "calm"
-STAGES_SHOWN: Final = ("features", "inference", "tick_to_trade", "queue")
+STAGES_SHOWN: Final = STAGES  # every measured stage, tick-to-trade and the queueing delay
 LATENCY_KEYS: Final = ("stage_us", "feed_us", "conflation", "queue_bound", "model", "order_us")
 
 
