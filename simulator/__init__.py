@@ -2,5 +2,10 @@
 
 Layers, imports pointing down only:
   L0 errors, types
-  L2 sources.schema -> store -> importers.*, sources.recorded -> catalog, session, inspect
+  L1 clock, market, metrics, timing, config
+  L2 sources (schema -> recorded -> merge, timer, synthetic), store, importers, catalog,
+     session, inspect; stages: features, models, sizing, risk, execution, portfolio; recording
+  L3 stress (scenario, inject, faults)
+  L4 engine (knows protocols only)
+  L5 runtime (the one place that picks implementations), trainer, bench, report, stress.run
 """

@@ -23,7 +23,8 @@ from simulator.errors import InvariantViolation
 from simulator.features import FeatureBuffer
 from simulator.runtime import build_features, replay, session_sources
 from simulator.session import resolve_session
-from simulator.sources.recorded import BatchSource, merge
+from simulator.sources.merge import merge
+from simulator.sources.recorded import BatchSource
 
 
 def _peak_rss_mb() -> float:

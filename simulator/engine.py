@@ -36,7 +36,8 @@ from simulator.protocols import (
     Venue,
 )
 from simulator.recording import Rejection, RunRecorder
-from simulator.sources.recorded import BatchSource, EventBatch, MergedBatch, merge
+from simulator.sources.merge import MergedBatch, merge
+from simulator.sources.recorded import BatchSource, EventBatch
 from simulator.timing import DECISION, FEATURES, INFERENCE, ORDER, RISK, ServiceModel
 from simulator.types import Fill, OrderRequest, OrderType, RejectReason, Side
 

@@ -24,7 +24,8 @@ import polars as pl
 
 from simulator.errors import DataError
 from simulator.session import SessionRef
-from simulator.sources.recorded import EventBatch, MergedBatch, merge, open_parquet
+from simulator.sources.merge import MergedBatch, merge
+from simulator.sources.recorded import EventBatch, open_parquet
 from simulator.types import QUOTE_COLUMNS, TRADE_COLUMNS, book_columns, book_levels
 
 QUOTE: Final = 0

@@ -26,7 +26,8 @@ from simulator.features import (
 )
 from simulator.features.config import FEATURE_NAMES, LIGHT_FEATURES
 from simulator.session import resolve_session
-from simulator.sources.recorded import ParquetSource, merge
+from simulator.sources.merge import merge
+from simulator.sources.recorded import ParquetSource
 from simulator.types import QUOTE_COLUMNS
 from tests.conftest import BUNDLED_DATA
 from tests.factories import T0, book, quotes, trades, write

@@ -9,11 +9,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from simulator.errors import DataError
+from simulator.sources.merge import merge
 from simulator.sources.recorded import (
     DuckDBSource,
     ParquetSource,
     check_file,
-    merge,
     write_repaired,
 )
 from tests.factories import T0, quotes, trades, with_value, write
