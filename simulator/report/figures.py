@@ -299,7 +299,9 @@ def over_time_figure(stages: tuple[StageOverTime, ...], window_ns: int, info: Ru
     for index, (stage, domain) in enumerate(zip(stages, domains, strict=True)):
         traces += _band_traces(stage, window_ns, info.time_zone, f"y{axis_id(index)}")
         values = np.concatenate([stage.p50_us, stage.p99_us])
-        low, high = (values.min(), values.max()) if values.size else (0.1, 1e3)
+        positive = values[values > 0]  # a log axis: zeros (e.g. no queueing) are not drawn
+        low = positive.min() if positive.size else 0.1
+        high = max(positive.max(), low * 10) if positive.size else 1e3
         axes[f"yaxis{axis_id(index)}"] = log_us_axis(
             stage.stage, float(low) / 1.3, float(high) * 1.3, domain=domain
         )

@@ -18,7 +18,7 @@ from simulator.errors import DataError
 from simulator.recording import STAGES
 from simulator.report import build_report_html, load_report_data, write_report
 from simulator.report.downsample import m4_indices, window_ns
-from simulator.report.format import local_time, money, utc_offset, value
+from simulator.report.format import count, local_time, money, utc_offset, value
 from simulator.report.plotting import local_ms, time_axis_title
 from simulator.report.pnl import drawdown, fill_markers, round_trips
 from simulator.report.tables import PERCENTILE_COLUMNS
@@ -274,6 +274,18 @@ def test_stress_comparison_and_queueing_show_once_recorded(run_dir, tmp_path):
     html = build_report_html(copy)
     assert f'<td class="num neg" data-value="-2.25">{money(-2.25)}</td>' in html
     assert "queue" not in _figures(html)  # a zero-latency run: nothing ever queued
+
+
+def test_a_simulated_time_run_shows_its_queueing_and_skips(tmp_path):
+    from simulator.config import apply_overrides
+
+    sets = ('latency.model="fixed:features=20,inference=20"', 'latency.conflation="latest"')
+    config = apply_overrides(load_strategy("obi_rule"), sets=sets)
+    run = replay(resolve_session(AAPL, BUNDLED_DATA), config, out_dir=tmp_path / "timed")
+    html = build_report_html(run.out_dir)
+    assert "queue" in _figures(html)  # zero waits must not break the log axis
+    assert f"Skipped events: <b>{count(run.summary['n_skipped'])}</b>" in html
+    assert run.summary["n_skipped"] > 0
 
 
 # in a real browser ----------------------------------------------------------------------------
