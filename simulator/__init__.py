@@ -6,6 +6,6 @@ Layers, imports pointing down only:
   L2 sources (schema -> recorded -> merge, timer, synthetic), store, importers, catalog,
      session, inspect; stages: features, models, sizing, risk, execution, portfolio; recording
   L3 stress (scenario, inject, faults)
-  L4 engine (knows protocols only)
+  L4 engine (knows protocols only), engine_timed (the same engine in simulated time)
   L5 runtime (the one place that picks implementations), trainer, bench, report, stress.run
 """

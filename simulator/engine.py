@@ -17,13 +17,10 @@ Ties between sources are broken by the merge order (ts_recv, source priority, se
 from __future__ import annotations
 
 import math
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from time import perf_counter_ns
 from typing import Any, Final
-
-import numpy as np
 
 from simulator.market import MAX_TS, MarketState
 from simulator.protocols import (
@@ -38,7 +35,6 @@ from simulator.protocols import (
 from simulator.recording import Rejection, RunRecorder
 from simulator.sources.merge import MergedBatch, merge
 from simulator.sources.recorded import BatchSource, EventBatch
-from simulator.timing import DECISION, FEATURES, INFERENCE, ORDER, RISK, ServiceModel
 from simulator.types import Fill, OrderRequest, OrderType, RejectReason, Side
 
 QUOTE: Final = 0
@@ -57,22 +53,6 @@ class Pipeline:
     sizer: Sizer
     risk: RiskGate
     lot: float
-
-
-@dataclass(frozen=True, slots=True)
-class TimeModel:
-    """The pipeline as a server in simulated time (see `Engine._walk_timed`).
-
-    `service` gives each stage's time; `feed_ns` delays every event's arrival (for sessions
-    whose receive time is only the venue's time); `conflate_latest` skips a quote or book
-    event when a newer one of the same source has arrived by the time it would start;
-    `queue_bound` (0 = none) drops an event that finds that many events waiting.
-    """
-
-    service: ServiceModel
-    feed_ns: int = 0
-    conflate_latest: bool = False
-    queue_bound: int = 0
 
 
 @dataclass(slots=True)
@@ -110,7 +90,6 @@ class Engine:
         recorder: RunRecorder,
         model_healthy: Callable[[], bool] = lambda: True,
         progress: Callable[[int], None] | None = None,
-        time_model: TimeModel | None = None,
     ) -> None:
         self._clock = clock
         self._sources = sources
@@ -121,9 +100,6 @@ class Engine:
         self._recorder = recorder
         self._model_healthy = model_healthy
         self._progress = progress
-        self._time = time_model
-        self._busy_until = 0  # simulated time the pipeline is free again (timed mode)
-        self._waiting: deque[int] = deque()  # start times of accepted events not yet started
         self.state = EngineState()
 
     def run(self) -> EngineState:
@@ -134,15 +110,16 @@ class Engine:
         slot = 0
         for merged in merge(self._sources):
             parts = [self._prepare(part) for part in merged.parts]
-            if self._time is None:
-                slot = self._walk(parts, merged.order_part, merged.order_row, slot)
-            else:
-                slot = self._walk_timed(parts, merged, slot, self._time)
+            slot = self._walk_merged(parts, merged, slot)
             if self._progress is not None:
                 self._progress(self.state.n_events)
         self._recorder.flush(slot)
         self._portfolio.mark(self.state.mid)
         return self.state
+
+    def _walk_merged(self, parts: list[tuple[Any, ...]], merged: MergedBatch, slot: int) -> int:
+        """Run one merged batch (TimedEngine runs it in simulated time instead)."""
+        return self._walk(parts, merged.order_part, merged.order_row, slot)
 
     def _prepare(self, batch: EventBatch) -> tuple[Any, ...]:
         """Per-batch column handles, so the per-event path does no lookups by name."""
@@ -262,119 +239,6 @@ class Engine:
         state.max_drawdown = max_drawdown
         return slot
 
-    def _walk_timed(  # noqa: C901 - the timed hot loop, one frame like _walk (STYLE B0)
-        self, parts: list[tuple[Any, ...]], merged: MergedBatch, slot: int, time: TimeModel
-    ) -> int:
-        """Steps 1-7 with the pipeline as a server: an event arrives (feed delay added), the
-        venue's market is updated at once, and the pipeline starts on it when free (waiting
-        counted in `queue_ns`); decisions and orders happen at start + service time."""
-        state, market, venue, recorder = self.state, self._market, self._venue, self._recorder
-        views, fills, service = recorder.views, state.fills, time.service.service_ns
-        feed, bound, waiting = time.feed_ns, time.queue_bound, self._waiting
-        next_same = _next_same_source_ts(merged) if time.conflate_latest else None
-        for k, (part_index, row) in enumerate(
-            zip(merged.order_part, merged.order_row, strict=True)
-        ):
-            kind, ts_col, a, b, c, d, levels, _bundle = parts[part_index]
-            ts = ts_col[row] + feed
-            self._clock.advance_to(ts)  # 1.
-            if venue.due_ts < ts:  # 2.
-                venue.process_due(ts - 1, market, fills)
-            if kind == TRADE:  # the venue's market is the truth at arrival
-                market.last_trade_px, market.last_trade_ts = a[row], ts
-            elif kind != TIMER:
-                market.bid_px, market.bid_sz, market.ask_px, market.ask_sz = (
-                    a[row],
-                    b[row],
-                    c[row],
-                    d[row],
-                )
-                market.ts_recv = state.last_market_ts = ts
-                market.book_columns, market.book_row = levels, row
-            if venue.n_resting:  # 4.
-                venue.on_market(market, fills)
-            while waiting and waiting[0] <= ts:
-                waiting.popleft()
-            start = ts if ts >= self._busy_until else self._busy_until
-            skip = 0
-            if bound and len(waiting) >= bound:
-                skip, state.n_dropped = 2, state.n_dropped + 1
-            elif next_same is not None and kind in (QUOTE, BOOK) and next_same[k] + feed <= start:
-                skip, state.n_skipped = 1, state.n_skipped + 1
-            p, target = math.nan, state.position
-            if not skip:
-                views["queue_ns"][slot] = start - ts
-                p, target, busy = self._serve(parts[part_index], row, ts, start, slot, service)
-                self._busy_until = busy
-                waiting.append(start)
-            if venue.due_ts <= ts:  # 6.
-                venue.process_due(ts, market, fills)
-            if fills:  # 7.
-                self._settle(fills)
-            self._record(slot, ts, kind, p, target, skip)
-            slot += 1
-            if slot == recorder.chunk_rows:
-                recorder.flush(slot)
-                slot = 0
-        return slot
-
-    def _serve(
-        self,
-        part: tuple[Any, ...],
-        row: int,
-        ts: int,
-        start: int,
-        slot: int,
-        service: Callable[[int, int], int],
-    ) -> tuple[float, float, int]:
-        """Features, model, decision and order for one event served from `start`: returns
-        (p, target, the time the pipeline is free again)."""
-        state, pipeline, views = self.state, self._pipeline, self._recorder.views
-        features = pipeline.features
-        kind, _, a, b, c, d, _, bundle = part
-        t0 = perf_counter_ns()
-        if kind == TRADE:
-            features.on_trade(ts, a[row], b[row], c[row])
-        elif kind == BOOK:
-            features.on_book(ts, bundle, row)
-        elif kind == QUOTE:
-            features.on_quote(ts, a[row], b[row], c[row], d[row])
-        if kind != TIMER:
-            state.mid = (self._market.bid_px + self._market.ask_px) * 0.5
-        t1 = perf_counter_ns()
-        views["features_ns"][slot] = t1 - t0
-        now = start + service(FEATURES, t1 - t0)
-        p, target = math.nan, state.position
-        if kind != TRADE and features.ready:
-            p = pipeline.runner.predict(features.compute(), state.n_events)
-            t2 = perf_counter_ns()
-            target = pipeline.sizer.target(p, state.position)
-            t3 = perf_counter_ns()
-            views["inference_ns"][slot], views["decision_ns"][slot] = t2 - t1, t3 - t2
-            now += service(INFERENCE, t2 - t1) + service(DECISION, t3 - t2)
-            delta = target - state.position
-            half = pipeline.lot * 0.5
-            if (delta >= half or -delta >= half) and self._venue.due_ts == MAX_TS:
-                risk_ns = service(RISK, 0)  # risk and order run inside send_at at `now`
-                if self.send_at(ts, now + risk_ns, delta, p, t0, t3, slot):
-                    now += risk_ns + service(ORDER, views["order_ns"][slot])
-                else:
-                    now += risk_ns
-        return p, target, now
-
-    def _record(self, slot: int, ts: int, kind: int, p: float, target: float, skip: int) -> None:
-        state, views = self.state, self._recorder.views
-        mid = state.mid
-        if mid == mid:
-            equity = self._portfolio.cash + state.position * mid
-            state.peak_equity = max(state.peak_equity, equity)
-            state.max_drawdown = max(state.max_drawdown, state.peak_equity - equity)
-            state.equity = equity
-        views["ts_recv"][slot], views["kind"][slot], views["p"][slot] = ts, kind, p
-        views["target"][slot], views["position"][slot] = target, state.position
-        views["equity"][slot], views["skip"][slot] = state.equity, skip
-        state.n_events += 1
-
     def _settle(self, fills: list[Fill]) -> float:
         """Fills reach the portfolio and the run tables; return the new position."""
         for fill in fills:
@@ -429,19 +293,3 @@ class Engine:
         views["order_id"][slot] = order.order_id
         state.next_order_id += 1
         return True
-
-
-def _next_same_source_ts(merged: MergedBatch) -> list[int]:
-    """For each event of the batch, the receive time of the next event of the same source in
-    the batch (MAX_TS when none): a quote is stale if that one has already arrived."""
-    order_part = np.asarray(merged.order_part, dtype=np.int64)
-    order_row = np.asarray(merged.order_row, dtype=np.int64)
-    ts = np.empty(len(order_part), dtype=np.int64)
-    for index, part in enumerate(merged.parts):
-        mine = order_part == index
-        ts[mine] = part.ts_recv[order_row[mine]]
-    out = np.full(len(order_part), MAX_TS, dtype=np.int64)
-    for index in range(len(merged.parts)):
-        positions = np.flatnonzero(order_part == index)
-        out[positions[:-1]] = ts[positions[1:]]
-    return out.tolist()

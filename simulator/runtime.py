@@ -12,13 +12,15 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from time import perf_counter
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from simulator.clock import SimClock
 from simulator.config import Config
-from simulator.engine import Engine, EngineState, Pipeline, TimeModel
+from simulator.engine import Engine, EngineState, Pipeline
+from simulator.engine_timed import TimedEngine, TimeModel
 from simulator.errors import ConfigError, DataError, InvariantViolation
 from simulator.execution import FixedLatency, SimVenue, ZeroLatency
 from simulator.features import FeatureBuffer, FeatureConfig, warmup
@@ -280,18 +282,19 @@ def replay(
     )
     recorder = RunRecorder(out_dir)
     portfolio = Portfolio()
-    engine = Engine(
-        clock=clock,
-        sources=[*sources, timers] if timers is not None else sources,
-        market=MarketState(levels),
-        pipeline=pipeline,
-        venue=build_venue(config["venue"]),
-        portfolio=portfolio,
-        recorder=recorder,
-        model_healthy=health,
-        progress=None if progress is None else (lambda n: progress(n, total)),
-        time_model=build_time_model(config["latency"], seed, hooks.wrap_service),
-    )
+    parts: dict[str, Any] = {
+        "clock": clock,
+        "sources": [*sources, timers] if timers is not None else sources,
+        "market": MarketState(levels),
+        "pipeline": pipeline,
+        "venue": build_venue(config["venue"]),
+        "portfolio": portfolio,
+        "recorder": recorder,
+        "model_healthy": health,
+        "progress": None if progress is None else (lambda n: progress(n, total)),
+    }
+    time_model = build_time_model(config["latency"], seed, hooks.wrap_service)
+    engine = Engine(**parts) if time_model is None else TimedEngine(time_model=time_model, **parts)
     loaded = perf_counter()
     state = engine.run()
     ran = perf_counter()
