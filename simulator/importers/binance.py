@@ -25,7 +25,7 @@ import pyarrow as pa
 import zstandard
 
 from simulator.errors import ConfigError, DataError
-from simulator.importers.binance_book import DepthChain, OrderBook, Verdict
+from simulator.importers.binance_book import DepthChain, Verdict
 from simulator.importers.binance_messages import (
     Depth,
     Line,
@@ -41,6 +41,7 @@ from simulator.importers.binance_tables import (
     quotes_table,
     trades_table,
 )
+from simulator.importers.book import OrderBook
 from simulator.importers.common import ImportResult, ProgressFn, no_progress, numbered_lines
 from simulator.store import write_session
 from simulator.types import NS_PER_SECOND, SessionKey

@@ -13,8 +13,8 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from simulator.importers.binance_book import OrderBook
 from simulator.importers.binance_messages import Quote, Trade
+from simulator.importers.book import OrderBook
 from simulator.types import QUOTE_COLUMNS, book_columns
 
 _SIDES: Final = ("bid_px", "bid_sz", "ask_px", "ask_sz")

@@ -32,7 +32,6 @@ from __future__ import annotations
 import json
 import math
 import re
-from bisect import bisect_left, insort
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -45,6 +44,7 @@ import orjson
 import pyarrow as pa
 
 from simulator.errors import ConfigError, DataError
+from simulator.importers.book import OrderBook
 from simulator.importers.common import ImportResult, ProgressFn, no_progress, numbered_lines
 from simulator.store import write_session
 from simulator.types import NS_PER_SECOND, Nanos, SessionKey, book_columns
@@ -133,48 +133,6 @@ def _time(obj: Json, key: str) -> Nanos:
         raise _LineError(f"field '{key}': {e}") from None
 
 
-class _L2Book:
-    """Price -> size per side, with prices kept sorted best-first for cheap top-N reads."""
-
-    __slots__ = ("asks", "bids", "keys")
-
-    def __init__(self, levels: Sequence[tuple[bool, float, float]] = ()) -> None:
-        self.bids = {price: size for is_bid, price, size in levels if is_bid and size > 0}
-        self.asks = {price: size for is_bid, price, size in levels if not is_bid and size > 0}
-        # bids are keyed by negated price, so both lists run best-first in ascending order
-        self.keys = (sorted(-p for p in self.bids), sorted(self.asks))
-
-    def set(self, is_bid: bool, price: float, size: float) -> bool:
-        """Set a level's absolute size (0 removes it); False when removing an absent level."""
-        side, keys, key = (
-            (self.bids, self.keys[0], -price) if is_bid else (self.asks, self.keys[1], price)
-        )
-        if size == 0:
-            if side.pop(price, None) is None:
-                return False
-            del keys[bisect_left(keys, key)]
-        else:
-            if price not in side:
-                insort(keys, key)
-            side[price] = size
-        return True
-
-    def best(self) -> tuple[float | None, float | None]:
-        bids, asks = self.keys
-        return (-bids[0] if bids else None), (asks[0] if asks else None)
-
-    def top(self, levels: int) -> list[float | None]:
-        """Values in types.book_columns order; None past the last level of a side."""
-        row: list[float | None] = []
-        bids, asks = self.keys
-        for i in range(levels):
-            bid = -bids[i] if i < len(bids) else None
-            ask = asks[i] if i < len(asks) else None
-            row += (bid, None if bid is None else self.bids[bid])
-            row += (ask, None if ask is None else self.asks[ask])
-        return row
-
-
 @dataclass(slots=True)
 class _Product:
     """Rows and counters of one product, built in recording order."""
@@ -183,7 +141,7 @@ class _Product:
     quotes: dict[str, Column] = field(default_factory=dict)
     trades: dict[str, Column] = field(default_factory=dict)
     book_rows: dict[str, Column] = field(default_factory=dict)
-    book: _L2Book | None = None
+    book: OrderBook | None = None
     book_conn: str = ""
     last_trade_id: int | None = None
     counts: Counter[str] = field(default_factory=Counter)
@@ -321,7 +279,7 @@ class _Recording:
                     f"the {product_id} book rebuilt after this l2_data message is crossed or "
                     f"locked (best bid {bid} >= best ask {ask}); the feed or recording is broken"
                 )
-            top = product.book.top(self.levels)
+            top = product.book.top_row(self.levels)
             _append(product.book_rows, (ts_event, ts_recv, *top, self.line_index))
 
     def _on_ticker(self, events: list[Json], ts_event: int, ts_recv: int, conn: str) -> None:
@@ -377,7 +335,12 @@ def _apply_l2(product: _Product, event: Json, conn: str) -> None:
     kind = _field(event, "type", str)
     levels = [_l2_level(level) for level in _objects(event, "updates")]
     if kind == "snapshot":  # a snapshot replaces the whole book (also after a resubscribe)
-        product.book, product.book_conn = _L2Book(levels), conn
+        book = OrderBook()
+        book.reset(
+            ((price, size) for is_bid, price, size in levels if is_bid),
+            ((price, size) for is_bid, price, size in levels if not is_bid),
+        )
+        product.book, product.book_conn = book, conn
         product.counts["l2_snapshots"] += 1
         product.counts["l2_snapshot_levels"] += len(levels)
         return
@@ -424,7 +387,7 @@ def _compare_with_book(product: _Product, bbo: tuple[float, float, float, float]
         product.counts["ticker_bbo_differs_from_book"] += 1
         return
     product.counts["ticker_bbo_equals_book"] += 1
-    if (book.bids[bbo[0]], book.asks[bbo[2]]) == (bbo[1], bbo[3]):
+    if (book.size(True, bbo[0]), book.size(False, bbo[2])) == (bbo[1], bbo[3]):
         product.counts["ticker_bbo_and_sizes_equal_book"] += 1
 
 

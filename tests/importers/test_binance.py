@@ -24,7 +24,7 @@ import zstandard
 
 from simulator.errors import DataError
 from simulator.importers.binance import RAW_FILE, import_binance
-from simulator.importers.binance_book import OrderBook
+from simulator.importers.book import OrderBook
 from simulator.importers.common import ImportResult
 from simulator.types import SessionKey, book_columns
 from tests.conftest import BUNDLED_DATA
