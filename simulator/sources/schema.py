@@ -326,14 +326,17 @@ def _book_masks(
     }
 
 
+_DETAIL_COLUMNS: Final = {
+    "null_time": ("ts_recv",),
+    "unsorted": ("ts_recv",),
+    "bad_side": ("side",),
+}
+
+
 def _row_detail(code: str, row: dict[str, object]) -> str:
-    shown = {
-        "null_time": ("ts_recv",),
-        "unsorted": ("ts_recv",),
-        "bad_side": ("side",),
-    }.get(code)
-    items = row.items() if shown is None else ((k, row[k]) for k in shown)
-    return ", ".join(f"{k}={v}" for k, v in items if not k.startswith(("seq",)) or shown)
+    """The cells that explain a problem: the one column at fault, else the whole row but seq."""
+    names = _DETAIL_COLUMNS.get(code) or [k for k in row if not k.startswith("seq")]
+    return ", ".join(f"{k}={row[k]}" for k in names)
 
 
 def check_table(table: pa.Table, kind: str, where: str) -> tuple[pa.Table, CheckReport]:
