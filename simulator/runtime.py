@@ -69,6 +69,12 @@ class RunResult:
 
 
 def session_sources(session: SessionRef, config: Config) -> tuple[list[ParquetSource], int]:
+    """The session's sources for the strategy's kinds, in priority order, and the book depth."""
+    kinds, levels = session_kinds(session, config)
+    return [session.source(kind, priority=i) for i, kind in enumerate(kinds)], levels
+
+
+def session_kinds(session: SessionRef, config: Config) -> tuple[list[str], int]:
     """The strategy's kinds that the session has, in priority order, and the book depth."""
     wanted = list(config["strategy"]["kinds"])
     if "book" in wanted and "book" not in session.files and "quotes" in session.files:
@@ -84,8 +90,7 @@ def session_sources(session: SessionRef, config: Config) -> tuple[list[ParquetSo
     levels = 1
     if "book" in kinds:
         levels = book_levels(open_parquet(session.files["book"]).schema_arrow.names)
-    sources = [session.source(kind, priority=i) for i, kind in enumerate(kinds)]
-    return sources, levels
+    return kinds, levels
 
 
 def timer_source(sources: list[ParquetSource], interval_ms: float) -> TimerSource | None:
@@ -248,9 +253,11 @@ def replay(
     """Replay `session` through the configured pipeline; write the run into `out_dir`."""
     started = perf_counter()
     hooks = hooks or ReplayHooks()
-    sources, levels = session_sources(session, config)
-    if hooks.open_sources is not None:
-        sources = hooks.open_sources(session, [s.kind for s in sources])
+    if hooks.open_sources is None:
+        sources, levels = session_sources(session, config)
+    else:  # a stress run opens the same kinds through its own transforms
+        kinds, levels = session_kinds(session, config)
+        sources = hooks.open_sources(session, kinds)
     timers = timer_source(sources, config["strategy"]["timer_ms"])
     total = sum(open_parquet(s.path).metadata.num_rows for s in sources) + len(timers or ())
     clock = SimClock()
