@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -19,10 +20,10 @@ import duckdb
 from simulator.errors import DataError
 from simulator.sources.recorded import file_time_span, open_parquet
 from simulator.store import read_meta, session_dir
-from simulator.types import KINDS, SessionKey, book_levels
+from simulator.types import KINDS, SESSION_DATE_PATTERN, SessionKey, book_levels
 
 CATALOG_FILE: Final = "catalog.duckdb"
-_DATE_DIR_LENGTH: Final = len("2012-06-21")
+_DATE_DIR: Final = re.compile(SESSION_DATE_PATTERN)  # 2012-06-21, or 2026-11-21T153005 (live)
 _PATH_PARTS: Final = r"([^/]+)/([^/]+)/([^/]+)/[^/]+$"
 
 
@@ -59,7 +60,7 @@ def session_files(data_dir: Path) -> dict[SessionKey, dict[str, Path]]:
     for path in sorted(data_dir.glob("*/*/*/*.parquet")):
         date_dir = path.parent
         parts = path.relative_to(data_dir).parts
-        if any(p.startswith(".") for p in parts) or len(date_dir.name) != _DATE_DIR_LENGTH:
+        if any(p.startswith(".") for p in parts) or not _DATE_DIR.fullmatch(date_dir.name):
             continue
         kind = path.stem
         if kind not in KINDS:

@@ -4,7 +4,8 @@ Per event, in this fixed order (the same in replay and live):
   1. clock.advance_to(ts_recv)
   2. venue: orders that reached the venue before this event are matched against the market
      as it was (so an order latency visibly changes fills)
-  3. market state + features update (a timer tick changes neither)        [stage: features]
+  3. market state + features update (a timer tick changes neither; a feed status event
+     from live mode sets the feed health that risk reads)                  [stage: features]
   4. venue: resting limit orders are checked against the new market state
   5. on quote/book events and timer ticks, once the features are ready:
        inference -> target position -> (if it differs) risk -> order
@@ -41,7 +42,16 @@ QUOTE: Final = 0
 TRADE: Final = 1
 BOOK: Final = 2
 TIMER: Final = 3
-KIND_CODES: Final = {"quotes": QUOTE, "trades": TRADE, "book": BOOK, "timer": TIMER}
+STATUS: Final = 4
+KIND_CODES: Final = {
+    "quotes": QUOTE,
+    "trades": TRADE,
+    "book": BOOK,
+    "timer": TIMER,
+    "status": STATUS,
+}
+FEED_DOWN_CODES: Final = frozenset({2, 4})  # live.consumed.StatusCode DISCONNECTED, BOOK_RESET
+FEED_UP_CODES: Final = frozenset({1, 5})  # CONNECTED, BOOK_SYNCED
 
 
 @dataclass(slots=True)
@@ -70,6 +80,8 @@ class EngineState:
     n_skipped: int = 0  # conflated away (a newer quote was waiting)
     n_dropped: int = 0  # refused by the queue bound
     model_healthy: bool = True
+    feed_ok: bool = True  # live feed status: False while disconnected or the book is resetting
+    n_status: int = 0
     n_events: int = 0
     next_order_id: int = 1
     fills: list[Fill] = field(default_factory=list)
@@ -100,20 +112,39 @@ class Engine:
         self._recorder = recorder
         self._model_healthy = model_healthy
         self._progress = progress
+        self._slot = 0  # next free row of the recorder's chunk
         self.state = EngineState()
 
     def run(self) -> EngineState:
         """Replay every event of the sources (see the module docstring for the step order)."""
+        self.begin()
+        for merged in merge(self._sources):
+            self.step(merged)
+            if self._progress is not None:
+                self._progress(self.state.n_events)
+        return self.end()
+
+    def begin(self) -> None:
+        """A new session: stages reset, the model warmed (live mode calls this, then step())."""
         self._pipeline.runner.reset()
         self._pipeline.features.reset()
         self._pipeline.runner.warm_up()
-        slot = 0
-        for merged in merge(self._sources):
-            parts = [self._prepare(part) for part in merged.parts]
-            slot = self._walk_merged(parts, merged, slot)
-            if self._progress is not None:
-                self._progress(self.state.n_events)
-        self._recorder.flush(slot)
+        self._slot = 0
+
+    def step(self, merged: MergedBatch) -> None:
+        """Run the events of one merged batch."""
+        parts = [self._prepare(part) for part in merged.parts]
+        self._slot = self._walk_merged(parts, merged, self._slot)
+
+    @property
+    def filled_rows(self) -> int:
+        """Rows of the recorder's current chunk written so far."""
+        return self._slot
+
+    def end(self) -> EngineState:
+        """Flush the last rows and mark the portfolio to the last mid."""
+        self._recorder.flush(self._slot)
+        self._slot = 0
         self._portfolio.mark(self.state.mid)
         return self.state
 
@@ -129,6 +160,8 @@ class Engine:
             return (kind, c["ts_recv"], c["px"], c["sz"], c["side"], None, None, None)
         if kind == TIMER:
             return (kind, c["ts_recv"], None, None, None, None, None, None)
+        if kind == STATUS:
+            return (kind, c["ts_recv"], c["code"], None, None, None, None, None)
         if kind == QUOTE:
             top = (c["bid_px"], c["bid_sz"], c["ask_px"], c["ask_sz"])
             return (kind, c["ts_recv"], *top, (), None)
@@ -180,7 +213,7 @@ class Engine:
                 market.last_trade_px = px = a[row]
                 market.last_trade_ts = ts
                 on_trade(ts, px, b[row], c[row])
-            elif kind != TIMER:
+            elif kind < TIMER:
                 market.bid_px = bid_px = a[row]
                 market.bid_sz = bid_sz = b[row]
                 market.ask_px = ask_px = c[row]
@@ -193,6 +226,8 @@ class Engine:
                     market.book_columns = levels
                     market.book_row = row
                     on_book(ts, bundle, row)
+            elif kind == STATUS:
+                self.on_status(a[row])
             t1 = clock()
             v_features[slot] = t1 - t0
             if venue.n_resting:  # 4.
@@ -238,6 +273,16 @@ class Engine:
         state.position, state.equity, state.n_events = position, equity, i
         state.max_drawdown = max_drawdown
         return slot
+
+    def on_status(self, code: int) -> None:
+        """A live feed status event: down on a disconnect or a book reset, up again on a
+        connect or a book sync (other codes are recorded, not acted on)."""
+        state = self.state
+        state.n_status += 1
+        if code in FEED_DOWN_CODES:
+            state.feed_ok = False
+        elif code in FEED_UP_CODES:
+            state.feed_ok = True
 
     def _settle(self, fills: list[Fill]) -> float:
         """Fills reach the portfolio and the run tables; return the new position."""

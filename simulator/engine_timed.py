@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from simulator.engine import BOOK, QUOTE, TIMER, TRADE, Engine
+from simulator.engine import BOOK, QUOTE, STATUS, TIMER, TRADE, Engine
 from simulator.market import MAX_TS
 from simulator.sources.merge import MergedBatch
 from simulator.timing import DECISION, FEATURES, INFERENCE, ORDER, RISK, ServiceModel
@@ -68,7 +68,7 @@ class TimedEngine(Engine):
                 venue.process_due(ts - 1, market, fills)
             if kind == TRADE:  # the venue's market is the truth at arrival
                 market.last_trade_px, market.last_trade_ts = a[row], ts
-            elif kind != TIMER:
+            elif kind < TIMER:
                 market.bid_px, market.bid_sz, market.ask_px, market.ask_sz = (
                     a[row],
                     b[row],
@@ -125,7 +125,9 @@ class TimedEngine(Engine):
             features.on_book(ts, bundle, row)
         elif kind == QUOTE:
             features.on_quote(ts, a[row], b[row], c[row], d[row])
-        if kind != TIMER:
+        elif kind == STATUS:
+            self.on_status(a[row])
+        if kind < TIMER:
             state.mid = (self._market.bid_px + self._market.ask_px) * 0.5
         t1 = perf_counter_ns()
         views["features_ns"][slot] = t1 - t0

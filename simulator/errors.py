@@ -4,8 +4,10 @@
     ├── ConfigError
     │   └── ScenarioError
     ├── DataError            bad input: names file, row (or message number) and problem
+    │   └── RecorderOverflow the live recorder fell behind; the recording would have a gap
     ├── ModelError
     ├── VenueError
+    ├── FeedError            the live feed refuses us (HTTP 451, a bad REST request); not retried
     └── InvariantViolation   a broken internal invariant; stops the run
 
 The CLI maps every SimulatorError to one red line and exit code 1.
@@ -30,12 +32,20 @@ class DataError(SimulatorError):
     """Recorded data is missing, malformed or violates the data contract."""
 
 
+class RecorderOverflow(DataError):
+    """The live recorder fell behind: rows would be lost, so the session is no good for parity."""
+
+
 class ModelError(SimulatorError):
     """A model file cannot be loaded or run."""
 
 
 class VenueError(SimulatorError):
     """The venue cannot accept or process an order."""
+
+
+class FeedError(SimulatorError):
+    """A live market-data feed cannot be used, and retrying will not help."""
 
 
 class InvariantViolation(SimulatorError):

@@ -70,6 +70,7 @@ class RiskView(Protocol):
     day_start_equity: float
     last_market_ts: int
     model_healthy: bool
+    feed_ok: bool
 
 
 class RiskGate(Protocol):

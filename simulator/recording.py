@@ -115,8 +115,8 @@ class RunRecorder:
     def close(self) -> str:
         """Write the rare tables and histograms; return the run digest (hex)."""
         self._writer.close()
-        orders = _orders_table(self.tables)
-        fills = _fills_table(self.tables.fills)
+        orders = orders_table(self.tables)
+        fills = fills_table(self.tables.fills)
         rejections = pa.Table.from_pylist(
             [asdict(r) for r in self.tables.rejections], schema=_REJECTION_SCHEMA
         )
@@ -206,7 +206,7 @@ _REJECTION_SCHEMA: Final = pa.schema(
 )  # fmt: skip
 
 
-def _orders_table(tables: RunTables) -> pa.Table:
+def orders_table(tables: RunTables) -> pa.Table:
     orders = tables.orders
     return pa.table(
         {
@@ -221,7 +221,7 @@ def _orders_table(tables: RunTables) -> pa.Table:
     )
 
 
-def _fills_table(fills: list[Fill]) -> pa.Table:
+def fills_table(fills: list[Fill]) -> pa.Table:
     return pa.table(
         {
             "order_id": pa.array([f.order_id for f in fills], pa.int64()),

@@ -35,6 +35,7 @@ class RiskState:
     __slots__ = (
         "day_start_equity",
         "equity",
+        "feed_ok",
         "last_market_ts",
         "mid",
         "model_healthy",
@@ -54,6 +55,7 @@ class RiskState:
         day_start_equity: float | None = None,
         last_market_ts: int = 0,
         model_healthy: bool = True,
+        feed_ok: bool = True,
     ) -> None:
         self.now = now
         self.position = position
@@ -63,6 +65,7 @@ class RiskState:
         self.day_start_equity = equity if day_start_equity is None else day_start_equity
         self.last_market_ts = last_market_ts
         self.model_healthy = model_healthy
+        self.feed_ok = feed_ok
 
 
 def _positive(owner: str, name: str, value: float) -> None:
@@ -253,6 +256,18 @@ class ModelHealth:
         if state.model_healthy:
             return _APPROVED
         return RejectReason.MODEL_HEALTH
+
+
+class FeedHealth:
+    """Rejects while the live feed is down: disconnected, or the local book is resyncing
+    after a gap (the status events that say so are recorded, so replays reject alike)."""
+
+    __slots__ = ()
+
+    def check(self, order: OrderRequest, price: float, state: RiskView) -> RejectReason:
+        if state.feed_ok:
+            return _APPROVED
+        return RejectReason.FEED_DOWN
 
 
 class RiskChain:

@@ -17,9 +17,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from simulator.clock import SimClock
+from simulator.clock import SimClock, WallClock
 from simulator.config import Config
 from simulator.engine import Engine, EngineState, Pipeline
+from simulator.engine_live import RecordedEngine
 from simulator.engine_timed import TimedEngine, TimeModel
 from simulator.errors import ConfigError, DataError, InvariantViolation
 from simulator.execution import FixedLatency, SimVenue, ZeroLatency
@@ -32,6 +33,7 @@ from simulator.portfolio import Portfolio
 from simulator.protocols import ModelRunner, Sizer
 from simulator.recording import STAGES, RunRecorder, write_manifest
 from simulator.risk import (
+    FeedHealth,
     KillSwitch,
     MaxNotional,
     MaxOrderSize,
@@ -45,6 +47,7 @@ from simulator.risk import (
 from simulator.session import SessionRef
 from simulator.sizing import LongOnlyRuleSizer, ThresholdSizer
 from simulator.sources.recorded import ParquetSource, file_time_span, open_parquet
+from simulator.sources.table import TableSource
 from simulator.sources.timer import TimerSource
 from simulator.store import file_sha256
 from simulator.timing import ServiceModel, parse_service_model
@@ -69,9 +72,45 @@ class RunResult:
 
 
 def session_sources(session: SessionRef, config: Config) -> tuple[list[ParquetSource], int]:
-    """The session's sources for the strategy's kinds, in priority order, and the book depth."""
+    """The session's sources for the strategy's kinds, in priority order, and the book depth.
+
+    A live recording is consumed in its recorded order, (ts_recv, seq) with seq counted
+    across kinds, so there every source gets the same priority and seq breaks every tie."""
     kinds, levels = session_kinds(session, config)
-    return [session.source(kind, priority=i) for i, kind in enumerate(kinds)], levels
+    live = is_live_recording(session)
+    sources = [session.source(kind, priority=0 if live else i) for i, kind in enumerate(kinds)]
+    return sources, levels
+
+
+def is_live_recording(session: SessionRef) -> bool:
+    return session.meta.get("recorder") == "live"
+
+
+def recorded_event_sources(session: SessionRef) -> list[TableSource]:
+    """A live recording's timer ticks and feed status events, at their recorded times."""
+    if not is_live_recording(session) or not session.files:
+        return []
+    directory = next(iter(session.files.values())).parent
+    return [
+        TableSource(directory / f"{kind}.parquet", kind)
+        for kind in ("timer", "status")
+        if (directory / f"{kind}.parquet").exists()
+    ]
+
+
+def recorded_decisions(session: SessionRef) -> dict[int, int]:
+    """`--latency recorded`: event index -> the decision time live measured for it."""
+    if not is_live_recording(session) or not session.files:
+        raise ConfigError(
+            f"--latency recorded needs a session recorded by `ticktape live`; {session.name} "
+            "is not one (its meta.json has no recorder: live)"
+        )
+    path = next(iter(session.files.values())).parent / "decisions.parquet"
+    if not path.exists():
+        return {}
+    table = open_parquet(path).read()
+    index = table.column("event_index").to_pylist()
+    return dict(zip(index, table.column("ts_decision").to_pylist(), strict=True))
 
 
 def session_kinds(session: SessionRef, config: Config) -> tuple[list[str], int]:
@@ -167,6 +206,7 @@ def build_sizer(section: Config) -> Sizer:
 def build_risk(section: Config) -> RiskChain:
     return RiskChain(
         [  # the state of the world first (data, kill switch, model), then the order's limits
+            FeedHealth(),
             StaleData(int(section["stale_after_ms"] * MS)),
             KillSwitch(max_drawdown=section["max_drawdown"], daily_loss=section["daily_loss"]),
             ModelHealth(),
@@ -231,6 +271,53 @@ def unique_dir(root: Path, name: str) -> Path:
 
 
 @dataclass(frozen=True, slots=True)
+class StagedPipeline:
+    """A configured pipeline, with its circuit breaker (if any) and the health it reports."""
+
+    pipeline: Pipeline
+    features: FeatureBuffer
+    health: Callable[[], bool]
+    breaker: CircuitBreaker | None
+
+
+def build_pipeline(
+    config: Config,
+    levels: int,
+    clock: SimClock | WallClock,
+    *,
+    wrap_model: Callable[[ModelRunner], ModelRunner] | None = None,
+) -> StagedPipeline:
+    """Features, model (inside its circuit breaker when enabled), sizing and risk: the same
+    objects for replay, stress and live."""
+    features = build_features(config, levels)
+    strategy_dir = Path(config["strategy"]["dir"])
+    runner = build_runner(config["model"], features, strategy_dir)
+    if wrap_model is not None:
+        runner = wrap_model(runner)
+    health: Callable[[], bool] = lambda: True  # noqa: E731
+    breaker: CircuitBreaker | None = None
+    if config["breaker"]["enabled"]:
+        fallback = RuleRunner(features.names.index("l1_imbalance"))
+        breaker = CircuitBreaker(
+            runner,
+            fallback,
+            clock=clock,
+            latency_budget_ns=int(config["breaker"]["latency_budget_us"] * US) or None,
+            max_violations=config["breaker"]["max_violations"],
+            cooldown_ns=int(config["breaker"]["cooldown_ms"] * MS),
+        )
+        runner, health = breaker, lambda: not breaker.is_open
+    pipeline = Pipeline(
+        features=features,
+        runner=runner,
+        sizer=build_sizer(config["sizing"]),
+        risk=build_risk(config["risk"]),
+        lot=config["sizing"]["lot"],
+    )
+    return StagedPipeline(pipeline, features, health, breaker)
+
+
+@dataclass(frozen=True, slots=True)
 class ReplayHooks:
     """What a stress run changes, and nothing else: the sources the session is read through,
     a wrapper around the primary model (inside the circuit breaker), extra summary figures."""
@@ -258,40 +345,23 @@ def replay(
     else:  # a stress run opens the same kinds through its own transforms
         kinds, levels = session_kinds(session, config)
         sources = hooks.open_sources(session, kinds)
-    timers = timer_source(sources, config["strategy"]["timer_ms"])
-    total = sum(open_parquet(s.path).metadata.num_rows for s in sources) + len(timers or ())
-    clock = SimClock()
-    features = build_features(config, levels)
-    _require_trades_if_needed(features, sources, session)
-    strategy_dir = Path(config["strategy"]["dir"])
-    runner = build_runner(config["model"], features, strategy_dir)
-    if hooks.wrap_model is not None:
-        runner = hooks.wrap_model(runner)
-    health: Callable[[], bool] = lambda: True  # noqa: E731
-    breaker: CircuitBreaker | None = None
-    if config["breaker"]["enabled"]:
-        fallback = RuleRunner(features.names.index("l1_imbalance"))
-        breaker = CircuitBreaker(
-            runner,
-            fallback,
-            clock=clock,
-            latency_budget_ns=int(config["breaker"]["latency_budget_us"] * US) or None,
-            max_violations=config["breaker"]["max_violations"],
-            cooldown_ns=int(config["breaker"]["cooldown_ms"] * MS),
-        )
-        runner, health = breaker, lambda: not breaker.is_open
-    pipeline = Pipeline(
-        features=features,
-        runner=runner,
-        sizer=build_sizer(config["sizing"]),
-        risk=build_risk(config["risk"]),
-        lot=config["sizing"]["lot"],
+    recorded = recorded_event_sources(session)
+    timers = (
+        None
+        if is_live_recording(session)
+        else timer_source(sources, config["strategy"]["timer_ms"])
     )
+    total = sum(open_parquet(s.path).metadata.num_rows for s in sources) + len(timers or ())
+    total += sum(len(r) for r in recorded)
+    clock = SimClock()
+    staged = build_pipeline(config, levels, clock, wrap_model=hooks.wrap_model)
+    _require_trades_if_needed(staged.features, sources, session)
+    pipeline, health, breaker = staged.pipeline, staged.health, staged.breaker
     recorder = RunRecorder(out_dir)
     portfolio = Portfolio()
     parts: dict[str, Any] = {
         "clock": clock,
-        "sources": [*sources, timers] if timers is not None else sources,
+        "sources": [*sources, *recorded, *([timers] if timers is not None else [])],
         "market": MarketState(levels),
         "pipeline": pipeline,
         "venue": build_venue(config["venue"]),
@@ -300,14 +370,20 @@ def replay(
         "model_healthy": health,
         "progress": None if progress is None else (lambda n: progress(n, total)),
     }
-    time_model = build_time_model(config["latency"], seed, hooks.wrap_service)
-    engine = Engine(**parts) if time_model is None else TimedEngine(time_model=time_model, **parts)
+    engine: Engine
+    if config["latency"]["model"] == "recorded":
+        engine = RecordedEngine(decisions=recorded_decisions(session), **parts)
+    else:
+        time_model = build_time_model(config["latency"], seed, hooks.wrap_service)
+        engine = (
+            Engine(**parts) if time_model is None else TimedEngine(time_model=time_model, **parts)
+        )
     loaded = perf_counter()
     state = engine.run()
     ran = perf_counter()
     digest = recorder.close()
-    summary = _summary(state, recorder, portfolio, digest)
-    summary["breaker_trips"] = _write_breaker(breaker, out_dir)
+    summary = run_summary(state, recorder, portfolio, digest)
+    summary["breaker_trips"] = write_breaker(breaker, out_dir)
     summary["latency_model"] = config["latency"]["model"]
     summary["n_skipped"], summary["n_dropped"] = state.n_skipped, state.n_dropped
     if hooks.summary is not None:
@@ -317,9 +393,12 @@ def replay(
         "strategy": config["strategy"]["name"],
         "config": config,
         "seed": seed,
-        "data_files": {str(s.path): file_sha256(s.path) for s in sources},
+        "data_files": {
+            str(path): file_sha256(path)
+            for path in [*(s.path for s in sources), *(r.path for r in recorded)]
+        },
         "time_zone": session.time_zone,
-        "versions": _versions(),
+        "versions": versions(),
         "timings": {
             "load_s": loaded - started,
             "run_s": ran - loaded,
@@ -334,7 +413,7 @@ def replay(
     return RunResult(out_dir=out_dir, manifest=manifest)
 
 
-def _summary(
+def run_summary(
     state: EngineState, recorder: RunRecorder, portfolio: Portfolio, digest: str
 ) -> dict[str, object]:
     tables = recorder.tables
@@ -353,7 +432,7 @@ def _summary(
     }
 
 
-def _write_breaker(breaker: CircuitBreaker | None, out_dir: Path) -> int:
+def write_breaker(breaker: CircuitBreaker | None, out_dir: Path) -> int:
     """Every breaker switch of the run as `breaker_switches.parquet`; returns the trips."""
     switches = [] if breaker is None else breaker.switches
     table = pa.table(
@@ -368,7 +447,7 @@ def _write_breaker(breaker: CircuitBreaker | None, out_dir: Path) -> int:
     return 0 if breaker is None else breaker.counts.trips
 
 
-def _versions() -> dict[str, str]:
+def versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
     for name in PACKAGES:
         try:

@@ -3,12 +3,14 @@
 SESSION is `venue/symbol/date` (looked up under the data directory), a session directory
 holding `<kind>.parquet` files, or a single Parquet file whose kind is told by its columns
 (a plain file with bid_px, bid_sz, ask_px, ask_sz and a timestamp is a quote stream).
+A live session is usable once its Parquet parts are consolidated (`ticktape data recover`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 from simulator.errors import DataError
 from simulator.sources.recorded import (
@@ -20,6 +22,8 @@ from simulator.sources.recorded import (
 )
 from simulator.store import read_meta, session_dir
 from simulator.types import KINDS, SessionKey
+
+_LIVE_PARTS_DIR: Final = "parts"  # = simulator.live.parts.PARTS_DIR; replay need not import live
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +78,33 @@ def resolve_session(spec: str, data_dir: Path) -> SessionRef:
     return _from_directory(directory, str(key))
 
 
+def session_directory(spec: str, data_dir: Path) -> Path:
+    """The directory SESSION names: a path, or venue/symbol/date under the data directory."""
+    if _looks_like_path(spec):
+        path = Path(spec).expanduser()
+    else:
+        path = session_dir(data_dir, SessionKey.parse(spec))
+    if not path.is_dir():
+        raise DataError(f"{path}: no such session directory")
+    return path
+
+
+def _require_consolidated(directory: Path, name: str) -> None:
+    """A live session still in rotating parts (simulator/live/parts.py) is not readable yet."""
+    if not (directory / _LIVE_PARTS_DIR).is_dir():
+        return
+    meta = read_meta(directory)
+    if meta.get("consolidated") is True:
+        return  # only the removal of parts/ was interrupted: the session files are complete
+    closed = "true" if meta.get("closed") is True else "false"
+    raise DataError(
+        f"{directory}: live session was not consolidated (closed: {closed}); "
+        f"run `ticktape data recover {name}` to turn its parts into session files"
+    )
+
+
 def _from_directory(directory: Path, name: str) -> SessionRef:
+    _require_consolidated(directory, name)
     files = {k: directory / f"{k}.parquet" for k in KINDS if (directory / f"{k}.parquet").exists()}
     if not files:
         raise DataError(f"{directory}: holds no quotes/trades/book Parquet files")

@@ -39,15 +39,20 @@ def book_levels(column_names: list[str] | tuple[str, ...]) -> int:
     return levels
 
 
+SESSION_DATE_PATTERN: Final = r"\d{4}-\d{2}-\d{2}(?:T\d{6})?"
+"""The date part of a session name: `YYYY-MM-DD`, or `YYYY-MM-DDTHHMMSS` (UTC start) for a live
+session, so that several live sessions of one day can coexist."""
+
+
 @dataclass(frozen=True, slots=True, order=True)
 class SessionKey:
     """A recorded session: one venue, one symbol, one (UTC start) date."""
 
     venue: str
     symbol: str
-    date: str  # YYYY-MM-DD
+    date: str  # YYYY-MM-DD, or YYYY-MM-DDTHHMMSS for a live session
 
-    _PATTERN = re.compile(r"^([A-Za-z0-9_.-]+)/([A-Za-z0-9_.-]+)/(\d{4}-\d{2}-\d{2})$")
+    _PATTERN = re.compile(rf"^([A-Za-z0-9_.-]+)/([A-Za-z0-9_.-]+)/({SESSION_DATE_PATTERN})$")
 
     @classmethod
     def parse(cls, text: str) -> SessionKey:
@@ -55,7 +60,8 @@ class SessionKey:
         if match is None:
             raise DataError(
                 f"'{text}' is not a session name; expected venue/symbol/date, "
-                "e.g. nasdaq/GOOG/2012-06-21 (see `ticktape data ls`)"
+                "e.g. nasdaq/GOOG/2012-06-21 or, for a live session, "
+                "binance/BTCUSDT/2026-11-21T153005 (see `ticktape data ls`)"
             )
         return cls(match.group(1), match.group(2), match.group(3))
 
@@ -85,6 +91,7 @@ class RejectReason(IntEnum):
     STALE_DATA = 6
     KILL_SWITCH = 7
     MODEL_HEALTH = 8
+    FEED_DOWN = 9  # live: the feed is disconnected or the local book is resyncing
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

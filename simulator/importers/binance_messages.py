@@ -132,6 +132,18 @@ def _unwrap(envelope: object, path: Path, number: int) -> tuple[str, str, dict[s
     return stream, symbol.upper(), data
 
 
+def parse_message(stream: str, data: dict[str, Any]) -> Message | None:
+    """Parse one payload of stream type `stream` ("bookTicker", "depth@100ms", ...); None for
+    a stream type this module does not know. Malformed payloads raise KeyError/TypeError/
+    ValueError for the caller to report with its own location."""
+    parser = _parser(stream)
+    return None if parser is None else parser(data)
+
+
+def parse_snapshot(data: dict[str, Any]) -> Snapshot:
+    return _snapshot(data)
+
+
 def _parser(stream: str) -> Callable[[dict[str, Any]], Message] | None:
     if stream in _PARSERS:
         return _PARSERS[stream]

@@ -50,7 +50,7 @@ def merge(sources: Sequence[BatchSource]) -> Iterator[MergedBatch]:
                 if not done[i] and int(buffers[i][-1].ts_recv[-1]) == watermark:
                     done[i] = not _pull(it, buffers[i])
             continue
-        yield _interleave(cuts)
+        yield interleave(cuts)
 
 
 def _pull(iterator: Iterator[EventBatch], buffer: list[EventBatch]) -> bool:
@@ -89,7 +89,7 @@ def _slice(batch: EventBatch, start: int, stop: int) -> EventBatch:
     )
 
 
-def _interleave(cuts: list[list[EventBatch]]) -> MergedBatch:
+def interleave(cuts: list[list[EventBatch]]) -> MergedBatch:
     parts = [p for cut in cuts for p in cut]
     ts = np.concatenate([p.ts_recv for p in parts])
     priority = np.concatenate([np.full(len(p), p.source, dtype=np.int64) for p in parts])
@@ -104,4 +104,4 @@ def _interleave(cuts: list[list[EventBatch]]) -> MergedBatch:
     )
 
 
-__all__ = ["MergedBatch", "merge"]
+__all__ = ["MergedBatch", "interleave", "merge"]

@@ -89,13 +89,16 @@ def _view(column: pa.Array, dtype: type[np.generic], fill: object) -> npt.NDArra
 
 
 @dataclass(slots=True)
-class _Checked:
-    """Conform + check + (optionally) drop, batch by batch, then wrap as EventBatch."""
+class RowFilter:
+    """Conform + check + (optionally) drop, batch by batch, then wrap as EventBatch.
+
+    Live mode runs its consumed events through one of these too (with the drop repair), so
+    live and replay apply the same contract."""
 
     kind: str
     where: str
-    priority: int
-    repair: tuple[Repair, ...]
+    priority: int = 0
+    repair: tuple[Repair, ...] = ()
     checker: RowChecker | None = None
     rows_out: int = 0
     levels: int = 0
@@ -193,7 +196,7 @@ class ParquetSource:
             raise DataError(f"{path}: unknown data kind '{self.kind}'; expected one of {KINDS}")
         if self._file.metadata.num_rows == 0:
             raise DataError(f"{path}: no rows (empty file)")
-        self._state = _Checked(self.kind, str(path), priority, tuple(repair))
+        self._state = RowFilter(self.kind, str(path), priority, tuple(repair))
 
     @property
     def report(self) -> CheckReport:
@@ -331,7 +334,7 @@ class DuckDBSource:
             raise DataError(f"SQL query returned no result set: {sql}")
         self._reader: pa.RecordBatchReader = reader
         self.kind = kind or infer_kind(self._reader.schema.names)
-        self._state = _Checked(self.kind, self.name, priority, tuple(repair))
+        self._state = RowFilter(self.kind, self.name, priority, tuple(repair))
 
     @property
     def report(self) -> CheckReport:
@@ -407,6 +410,7 @@ __all__ = [
     "DuckDBSource",
     "EventBatch",
     "ParquetSource",
+    "RowFilter",
     "check_file",
     "file_time_span",
     "infer_kind",

@@ -1,0 +1,205 @@
+"""Binance frames -> consumed events: a pure normalizer, one per symbol (no clock, no I/O).
+
+Book sync follows LIVE.md 1.4 with the importer's `DepthChain`: diffs are buffered until a
+REST snapshot frame arrives, then applied; a broken update-id chain declares a GAP, resets
+the book and asks for a new snapshot (the caller does the asking: `wants_snapshot`).
+Duplicates after a reconnect or a rollover are dropped by id: a bookTicker whose `u` is not
+above the last one, a trade whose id is not above the last one, a diff the book already has.
+The same frames always give the same events, so re-normalising a recording's raw table
+reproduces what live consumed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Final
+
+from orjson import loads
+
+from simulator.importers.binance_book import DepthChain, Verdict
+from simulator.importers.binance_messages import (
+    Depth,
+    Quote,
+    Trade,
+    parse_message,
+    parse_snapshot,
+)
+from simulator.importers.book import OrderBook
+from simulator.live.consumed import Consumed, StatusCode
+from simulator.live.frames import SNAPSHOT_SUFFIX, Direction, Frame
+from simulator.live.inbox import GAP_DIRECTION
+
+MAX_BUFFERED_DIFFS: Final = 10_000
+"""Diffs kept while waiting for a snapshot (NautilusTrader's bound); beyond it, a gap."""
+
+
+@dataclass(slots=True)
+class NormalizerStats:
+    quotes: int = 0
+    trades: int = 0
+    diffs_applied: int = 0
+    duplicates: int = 0  # stale bookTicker u, repeated trade id, diff already in the book
+    gaps: int = 0
+    resyncs: int = 0
+    stale_snapshots: int = 0
+    malformed: int = 0
+    last_error: str = ""
+
+
+class BinanceNormalizer:
+    """Frames of one symbol (and the session's connect/close/timer frames) -> consumed events."""
+
+    def __init__(self, symbol: str, *, depth: bool, futures: bool = False) -> None:
+        self.symbol = symbol.upper()
+        self.prefix = symbol.lower() + "@"
+        self._depth = depth
+        self._futures = futures
+        self.book = OrderBook()
+        self._chain: DepthChain | None = None
+        self._buffer: list[Depth] = []
+        self._last_quote_u = -1
+        self._last_trade_id = -1
+        self._conn = -1
+        self.wants_snapshot = depth  # the caller fetches one and clears this
+        self.synced = False
+        self.stats = NormalizerStats()
+
+    def needs_snapshot(self) -> bool:
+        """True when a REST snapshot should be requested now: not synced, diffs buffered (so
+        the snapshot can be checked against the first one, LIVE.md 1.4 step 3)."""
+        return self.wants_snapshot and self._chain is None and bool(self._buffer)
+
+    def snapshot_requested(self) -> None:
+        self.wants_snapshot = False
+
+    def on_frame(self, frame: Frame, out: Consumed) -> None:
+        direction = frame.direction
+        if direction == Direction.IN:
+            self._on_message(frame, out)
+        elif direction == Direction.HTTP_RESP and frame.stream == self.prefix + SNAPSHOT_SUFFIX[1:]:
+            self._on_snapshot(frame, out)
+        elif direction == Direction.TIMER:
+            out.tick(frame.ts_recv)
+        elif direction == GAP_DIRECTION:
+            self._declare_gap(frame, out, f"inbox overflow: {frame.payload.decode()} frame(s) of "
+                              f"{frame.stream} dropped")  # fmt: skip
+        elif direction == Direction.CONNECT:
+            self._conn = frame.conn_id
+            out.status_event(frame.ts_recv, StatusCode.CONNECTED, f"conn {frame.conn_id}")
+        elif direction == Direction.CLOSE and frame.conn_id == self._conn:
+            out.status_event(frame.ts_recv, StatusCode.DISCONNECTED, frame.payload.decode())
+
+    def _on_message(self, frame: Frame, out: Consumed) -> None:
+        kind = frame.stream[len(self.prefix) :]
+        try:
+            data = loads(frame.payload)["data"]
+            message = parse_message(kind, data)
+        except (KeyError, TypeError, ValueError) as e:
+            self.stats.malformed += 1
+            self.stats.last_error = f"frame seq {frame.seq} ({frame.stream}): {e}"
+            return
+        ts = frame.ts_recv
+        if isinstance(message, Quote):
+            if message.update_id <= self._last_quote_u:
+                self.stats.duplicates += 1
+                return
+            self._last_quote_u = message.update_id
+            self.stats.quotes += 1
+            out.quote(
+                ts,
+                message.ts_event,
+                (message.bid_px, message.bid_sz),
+                (message.ask_px, message.ask_sz),
+                message.update_id,
+            )
+        elif isinstance(message, Trade):
+            if message.trade_id <= self._last_trade_id:
+                self.stats.duplicates += 1
+                return
+            self._last_trade_id = message.trade_id
+            self.stats.trades += 1
+            out.trade(ts, message.ts_event, message.px, message.sz, message.side, message.trade_id)
+        elif isinstance(message, Depth) and self._depth:
+            self._on_depth(frame, message, out)
+
+    def _on_depth(self, frame: Frame, diff: Depth, out: Consumed) -> None:
+        chain = self._chain
+        if chain is None:  # not synced: keep it for when the snapshot comes
+            if len(self._buffer) >= MAX_BUFFERED_DIFFS:
+                self._buffer.clear()
+                self.stats.gaps += 1
+                out.status_event(frame.ts_recv, StatusCode.GAP, "diff buffer full before sync")
+            self._buffer.append(diff)
+            return
+        verdict = chain.admit(diff.first_id, diff.last_id, diff.prev_id)
+        if verdict == Verdict.APPLY:
+            self.book.apply(diff.bids, diff.asks)
+            self.stats.diffs_applied += 1
+            out.book_row(frame.ts_recv, diff.ts_event, diff.last_id, self.book)
+        elif verdict == Verdict.GAP:
+            reason = chain.gap_text(diff.first_id, diff.last_id, diff.prev_id)
+            self._declare_gap(frame, out, reason)
+            self._buffer.append(diff)
+        else:
+            self.stats.duplicates += 1
+
+    def _declare_gap(self, frame: Frame, out: Consumed, reason: str) -> None:
+        self.stats.gaps += 1
+        out.status_event(frame.ts_recv, StatusCode.GAP, reason)
+        if self._depth and self._chain is not None:
+            self._chain = None
+            self.synced = False
+            self.stats.resyncs += 1
+            out.status_event(frame.ts_recv, StatusCode.BOOK_RESET, "resync from a new snapshot")
+            self.wants_snapshot = True
+
+    def _on_snapshot(self, frame: Frame, out: Consumed) -> None:
+        if self._chain is not None:  # a late answer to a request already served
+            return
+        try:
+            snapshot = parse_snapshot(_object(loads(frame.payload)))
+        except (KeyError, TypeError, ValueError) as e:
+            self.stats.malformed += 1
+            self.stats.last_error = f"snapshot frame seq {frame.seq}: {e}"
+            out.status_event(frame.ts_recv, StatusCode.SNAPSHOT_FAILED, str(e)[:200])
+            self.wants_snapshot = True
+            return
+        buffer = [d for d in self._buffer if d.last_id > snapshot.last_update_id]
+        if buffer and buffer[0].first_id > snapshot.last_update_id + 1:
+            self.stats.stale_snapshots += 1
+            out.status_event(
+                frame.ts_recv,
+                StatusCode.STALE_SNAPSHOT,
+                f"lastUpdateId {snapshot.last_update_id} < first buffered U {buffer[0].first_id}",
+            )
+            self.wants_snapshot = True
+            return
+        chain = DepthChain(snapshot.last_update_id, futures=self._futures)
+        self.book.reset(snapshot.bids, snapshot.asks)
+        applied = 0
+        for k, diff in enumerate(buffer):
+            if chain.admit(diff.first_id, diff.last_id, diff.prev_id) != Verdict.APPLY:
+                self._buffer = buffer[k:]  # a hole inside the buffer: ask again from here
+                self.stats.gaps += 1
+                reason = chain.gap_text(diff.first_id, diff.last_id, diff.prev_id)
+                out.status_event(frame.ts_recv, StatusCode.GAP, reason)
+                self.wants_snapshot = True
+                return
+            self.book.apply(diff.bids, diff.asks)
+            applied += 1
+            out.book_row(frame.ts_recv, diff.ts_event, diff.last_id, self.book)
+        self._buffer.clear()
+        self._chain = chain
+        self.synced = True
+        self.stats.diffs_applied += applied
+        if applied == 0:
+            out.book_row(frame.ts_recv, None, snapshot.last_update_id, self.book)
+        out.status_event(
+            frame.ts_recv, StatusCode.BOOK_SYNCED, f"snapshot {snapshot.last_update_id}"
+        )
+
+
+def _object(value: object) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise TypeError(f"expected a JSON object, found {type(value).__name__}")
+    return value

@@ -1,0 +1,327 @@
+"""`ticktape live`: a websocket feed through the replay pipeline, paper fills, all recorded.
+
+Threads: the network loop (connection.py) stamps frames and hands them to `sink`, which
+spools them for the raw recording and puts them in the bounded inbox; an optional timer
+thread stamps timer ticks into the same path; this (the caller's) thread drains the inbox,
+normalises, checks, records and runs the engine of each symbol, and reports to `on_view`.
+Stopping (duration, idle feed, `stop` set by a signal handler) drains what has arrived,
+flushes every recorder, consolidates each session and writes each run's manifest.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from simulator.clock import WallClock
+from simulator.config import Config
+from simulator.errors import ConfigError
+from simulator.live.binance import BinanceNormalizer
+from simulator.live.connection import BinanceProfile, ConnectionConfig, LiveNetwork
+from simulator.live.frames import Direction, Frame, Stamper, raw_table
+from simulator.live.inbox import Inbox
+from simulator.live.parts import consolidate
+from simulator.live.session import SymbolRun, session_key
+from simulator.recording import STAGES, write_manifest
+from simulator.runtime import run_summary, versions, write_breaker
+
+BINANCE_WS: Final = "wss://stream.binance.com:9443"
+BINANCE_REST: Final = "https://api.binance.com"
+VIEW_EVERY_S: Final = 0.25
+RAW_FLUSH_S: Final = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class LiveOptions:
+    symbols: tuple[str, ...]
+    data_dir: Path
+    out_root: Path
+    feed: str = "binance"
+    url: str | None = None
+    rest_url: str | None = None
+    duration_s: float | None = None
+    until_idle_s: float | None = None  # stop once no market data has come for this long
+    inbox_capacity: int = 10_000
+    levels: int = 20
+    seed: int = 0
+    roll_seconds: float = 30.0
+
+
+@dataclass(slots=True)
+class LiveView:
+    """What the dashboard shows, refreshed every VIEW_EVERY_S."""
+
+    elapsed_s: float
+    runs: list[SymbolRun]
+    network: LiveNetwork
+    inbox: Inbox
+    stopping: bool = False
+
+
+@dataclass(slots=True)
+class LiveResult:
+    sessions: dict[str, Path]
+    run_dirs: dict[str, Path]
+    digests: dict[str, str]
+    summaries: dict[str, dict[str, object]] = field(default_factory=dict)
+
+
+class _RawSpool:
+    """Frames waiting to be written to the raw parts: the network thread appends (a deque
+    append is atomic), a flusher thread writes them to every session they belong to."""
+
+    def __init__(self, runs: list[SymbolRun]) -> None:
+        self._frames: deque[Frame] = deque()
+        self._runs = {run.key.symbol.lower() + "@": run for run in runs}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="ticktape-raw", daemon=True)
+        self._error: BaseException | None = None
+
+    def append(self, frame: Frame) -> None:
+        self._frames.append(frame)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _loop(self) -> None:
+        try:
+            while not self._stop.wait(RAW_FLUSH_S):
+                self.flush()
+        except BaseException as e:  # re-raised by close() in the caller's thread
+            self._error = e
+
+    def flush(self) -> None:
+        frames: list[Frame] = []
+        while self._frames:
+            frames.append(self._frames.popleft())
+        if not frames:
+            return
+        by_run: dict[str, list[Frame]] = {prefix: [] for prefix in self._runs}
+        for frame in frames:
+            prefix = frame.stream[: frame.stream.find("@") + 1]
+            if prefix in by_run:
+                by_run[prefix].append(frame)
+            else:  # connects, closes, subscriptions, timer ticks: every session's
+                for selected in by_run.values():
+                    selected.append(frame)
+        for prefix, selected in by_run.items():
+            if selected:
+                self._runs[prefix].parts.append("raw", raw_table(selected))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.flush()
+        if self._error is not None:
+            raise self._error
+
+
+def _timer_thread(
+    interval_ms: float, stamper: Stamper, sink: Callable[[Frame], None], stop: threading.Event
+) -> threading.Thread:
+    def tick() -> None:
+        while not stop.wait(interval_ms / 1000.0):
+            sink(stamper.stamp(0, Direction.TIMER, "", b""))
+
+    return threading.Thread(target=tick, name="ticktape-timer", daemon=True)
+
+
+STREAM_OF_KIND: Final = {"quotes": "bookTicker", "trades": "trade", "book": "depth@100ms"}
+
+
+def _streams(config: Config) -> tuple[str, ...]:
+    """The Binance streams of the strategy's kinds, and only those: the session must hold
+    exactly what the pipeline consumed, so that its replay consumes the same."""
+    kinds = config["strategy"]["kinds"]
+    if "quotes" not in kinds and "book" not in kinds:
+        raise ConfigError(
+            f"strategy '{config['strategy']['name']}' consumes {kinds}; live mode needs quotes "
+            "or book among strategy.kinds"
+        )
+    return tuple(STREAM_OF_KIND[kind] for kind in kinds if kind in STREAM_OF_KIND)
+
+
+def run_live(
+    config: Config,
+    options: LiveOptions,
+    *,
+    stop: threading.Event,
+    on_view: Callable[[LiveView], None] | None = None,
+) -> LiveResult:
+    """Run live until `stop` is set, the duration passes or the feed has gone idle."""
+    if options.feed != "binance":
+        raise ConfigError(f"--feed {options.feed}: live trading supports binance and coinbase")
+    if not options.symbols:
+        raise ConfigError("give at least one --symbol (e.g. --symbol btcusdt)")
+    wall = WallClock.wall_ns
+    started_ns = wall()
+    streams = _streams(config)
+    depth = "depth@100ms" in streams
+    levels = options.levels if depth else 1
+    url = options.url or BINANCE_WS
+    rest = options.rest_url or BINANCE_REST
+    meta: dict[str, object] = {
+        "venue": "binance",
+        "url": url,
+        "rest_url": rest,
+        "streams": list(streams),
+        "strategy": config["strategy"]["name"],
+        "config": config,
+        "versions": versions(),
+        "time_unit": "ms",
+    }
+    runs: list[SymbolRun] = []
+    for symbol in options.symbols:
+        key = session_key("binance", symbol, started_ns, options.data_dir)
+        run_dir = options.out_root / f"live--{config['strategy']['name']}--{key.symbol}--{key.date}"
+        runs.append(
+            SymbolRun(
+                key=key,
+                normalizer=BinanceNormalizer(symbol, depth=depth),
+                config=config,
+                levels=levels,
+                data_dir=options.data_dir,
+                run_dir=run_dir,
+                meta=meta,
+                roll_seconds=options.roll_seconds,
+            )
+        )
+    by_prefix = {run.key.symbol.lower() + "@": run for run in runs}
+    profile = BinanceProfile(streams=streams)
+    inbox = Inbox(options.inbox_capacity, conflatable=lambda s: s.endswith("@bookTicker"))
+    spool = _RawSpool(runs)
+    stamper = Stamper(wall)
+
+    def sink(frame: Frame) -> None:
+        spool.append(frame)
+        inbox.put(frame)
+
+    network = LiveNetwork(
+        profile,
+        ConnectionConfig(url=url, rest_url=rest, symbols=tuple(s.lower() for s in options.symbols),
+                         seed=options.seed),
+        stamper,
+        sink,
+        wall,
+    )  # fmt: skip
+    timer_stop = threading.Event()
+    timer = None
+    if config["strategy"]["timer_ms"] > 0:
+        timer = _timer_thread(config["strategy"]["timer_ms"], stamper, sink, timer_stop)
+    spool.start()
+    network.start()
+    if timer is not None:
+        timer.start()
+    t_start = time.monotonic()
+    last_data = t_start
+    next_view = t_start
+    try:
+        while not stop.is_set():
+            frames = inbox.drain(0.05)
+            now = time.monotonic()
+            if frames:
+                if any(f.direction == Direction.IN for f in frames):
+                    last_data = now
+                _dispatch(frames, runs, by_prefix, network)
+            network.check()
+            if options.duration_s is not None and now - t_start >= options.duration_s:
+                break
+            if options.until_idle_s is not None and now - last_data >= options.until_idle_s:
+                break
+            if on_view is not None and now >= next_view:
+                on_view(LiveView(now - t_start, runs, network, inbox))
+                next_view = now + VIEW_EVERY_S
+    finally:
+        timer_stop.set()
+        network.stop(5.0)
+        inbox.close()
+        _dispatch(inbox.drain(0.0), runs, by_prefix, network)
+        spool.close()
+    return _finish(runs, options, config, time.monotonic() - t_start, network)
+
+
+def _dispatch(
+    frames: list[Frame],
+    runs: list[SymbolRun],
+    by_prefix: dict[str, SymbolRun],
+    network: LiveNetwork,
+) -> None:
+    """Hand each frame to its symbol's run (shared frames to all), then ask for snapshots."""
+    if len(runs) == 1:
+        runs[0].process(frames)
+    else:
+        selected: dict[str, list[Frame]] = {prefix: [] for prefix in by_prefix}
+        for frame in frames:
+            prefix = frame.stream[: frame.stream.find("@") + 1]
+            if prefix in selected:
+                selected[prefix].append(frame)
+            else:
+                for chosen in selected.values():
+                    chosen.append(frame)
+        for prefix, chosen in selected.items():
+            if chosen:
+                by_prefix[prefix].process(chosen)
+    for run in runs:
+        normalizer = run.normalizer
+        if isinstance(normalizer, BinanceNormalizer) and normalizer.needs_snapshot():
+            normalizer.snapshot_requested()
+            network.request_snapshot(normalizer.symbol)
+
+
+def _finish(
+    runs: list[SymbolRun],
+    options: LiveOptions,
+    config: Config,
+    elapsed_s: float,
+    network: LiveNetwork,
+) -> LiveResult:
+    result = LiveResult(sessions={}, run_dirs={}, digests={})
+    for run in runs:
+        state = run.engine.end()
+        run._record_outputs()
+        digest = run.recorder.close()
+        summary = run_summary(state, run.recorder, run.portfolio, digest)
+        summary["breaker_trips"] = write_breaker(run.staged.breaker, run.run_dir)
+        summary["latency_model"] = "live"
+        summary["n_skipped"], summary["n_dropped"] = state.n_skipped, state.n_dropped
+        normalizer_stats = getattr(run.normalizer, "stats", None)
+        live_facts: dict[str, object] = {
+            "elapsed_s": elapsed_s,
+            "normalizer": _as_dict(normalizer_stats),
+            "contract_drops": run.checked.dropped,
+            "status_events": state.n_status,
+            "recv_to_done_us": run.engine.recv_to_done.summary(),
+        }
+        run.parts.close({"live": live_facts, "digest": digest})
+        consolidate(run.session_dir)
+        manifest: dict[str, object] = {
+            "session": str(run.key),
+            "strategy": config["strategy"]["name"],
+            "config": config,
+            "seed": options.seed,
+            "mode": "live",
+            "versions": versions(),
+            "timings": {"run_s": elapsed_s, "events_per_s": state.n_events / max(elapsed_s, 1e-9)},
+            "latency_us": {stage: run.recorder.histograms[stage].summary() for stage in STAGES},
+            "live": live_facts,
+            "summary": summary,
+            "digest": digest,
+        }
+        write_manifest(run.run_dir, manifest)
+        name = str(run.key)
+        result.sessions[name] = run.session_dir
+        result.run_dirs[name] = run.run_dir
+        result.digests[name] = digest
+        result.summaries[name] = summary
+    return result
+
+
+def _as_dict(stats: object) -> dict[str, object]:
+    if stats is None:
+        return {}
+    return {name: getattr(stats, name) for name in getattr(stats, "__slots__", ())}
