@@ -83,7 +83,8 @@ def _recent(run: SymbolRun, stage: str) -> dict[str, float]:
     """Percentiles of a stage over the events of the recorder's current chunk (the recent
     window; the run's histograms take a chunk only when it is full)."""
     filled = run.engine.filled_rows
-    values = run.recorder.arrays[f"{stage}_ns"][:filled]
+    column = run.recorder.arrays[f"{stage}_ns"][:filled]
+    values = np.asarray(column, dtype=np.float64)
     values = values[values >= 0]
     if values.size == 0:
         return run.recorder.histograms[stage].summary()

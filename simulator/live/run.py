@@ -14,7 +14,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Final
 
@@ -27,6 +27,7 @@ from simulator.live.frames import Direction, Frame, Stamper, raw_table
 from simulator.live.inbox import Inbox
 from simulator.live.parts import consolidate
 from simulator.live.session import SymbolRun, session_key
+from simulator.protocols import ModelRunner
 from simulator.recording import STAGES, write_manifest
 from simulator.runtime import run_summary, versions, write_breaker
 
@@ -50,6 +51,9 @@ class LiveOptions:
     levels: int = 20
     seed: int = 0
     roll_seconds: float = 30.0
+    backoff_initial_s: float = 0.5
+    backoff_cap_s: float = 30.0
+    wrap_model: Callable[[ModelRunner], ModelRunner] | None = None  # tests: a slow model
 
 
 @dataclass(slots=True)
@@ -69,6 +73,7 @@ class LiveResult:
     run_dirs: dict[str, Path]
     digests: dict[str, str]
     summaries: dict[str, dict[str, object]] = field(default_factory=dict)
+    live_facts: dict[str, dict[str, object]] = field(default_factory=dict)
 
 
 class _RawSpool:
@@ -189,6 +194,7 @@ def run_live(
                 run_dir=run_dir,
                 meta=meta,
                 roll_seconds=options.roll_seconds,
+                wrap_model=options.wrap_model,
             )
         )
     by_prefix = {run.key.symbol.lower() + "@": run for run in runs}
@@ -204,7 +210,8 @@ def run_live(
     network = LiveNetwork(
         profile,
         ConnectionConfig(url=url, rest_url=rest, symbols=tuple(s.lower() for s in options.symbols),
-                         seed=options.seed),
+                         seed=options.seed, backoff_initial_s=options.backoff_initial_s,
+                         backoff_cap_s=options.backoff_cap_s),
         stamper,
         sink,
         wall,
@@ -218,31 +225,43 @@ def run_live(
     if timer is not None:
         timer.start()
     t_start = time.monotonic()
-    last_data = t_start
-    next_view = t_start
     try:
-        while not stop.is_set():
-            frames = inbox.drain(0.05)
-            now = time.monotonic()
-            if frames:
-                if any(f.direction == Direction.IN for f in frames):
-                    last_data = now
-                _dispatch(frames, runs, by_prefix, network)
-            network.check()
-            if options.duration_s is not None and now - t_start >= options.duration_s:
-                break
-            if options.until_idle_s is not None and now - last_data >= options.until_idle_s:
-                break
-            if on_view is not None and now >= next_view:
-                on_view(LiveView(now - t_start, runs, network, inbox))
-                next_view = now + VIEW_EVERY_S
+        _consume(options, runs, by_prefix, network, inbox, stop, on_view)
     finally:
         timer_stop.set()
         network.stop(5.0)
         inbox.close()
         _dispatch(inbox.drain(0.0), runs, by_prefix, network)
         spool.close()
-    return _finish(runs, options, config, time.monotonic() - t_start, network)
+    return _finish(runs, options, config, time.monotonic() - t_start, network, inbox)
+
+
+def _consume(
+    options: LiveOptions,
+    runs: list[SymbolRun],
+    by_prefix: dict[str, SymbolRun],
+    network: LiveNetwork,
+    inbox: Inbox,
+    stop: threading.Event,
+    on_view: Callable[[LiveView], None] | None,
+) -> None:
+    """The pipeline thread's loop: drain, dispatch, check the stop conditions, report."""
+    t_start = last_data = next_view = time.monotonic()
+    while not stop.is_set():
+        frames = inbox.drain(0.05)
+        now = time.monotonic()
+        if frames:
+            if any(f.direction == Direction.IN for f in frames):
+                last_data = now
+            _dispatch(frames, runs, by_prefix, network)
+        network.check()
+        if options.duration_s is not None and now - t_start >= options.duration_s:
+            return
+        if options.until_idle_s is not None and now - last_data >= options.until_idle_s:
+            return
+        if on_view is not None and now >= next_view:
+            on_view(LiveView(now - t_start, runs, network, inbox))
+            next_view = now + VIEW_EVERY_S
 
 
 def _dispatch(
@@ -279,6 +298,7 @@ def _finish(
     config: Config,
     elapsed_s: float,
     network: LiveNetwork,
+    inbox: Inbox,
 ) -> LiveResult:
     result = LiveResult(sessions={}, run_dirs={}, digests={})
     for run in runs:
@@ -296,6 +316,8 @@ def _finish(
             "contract_drops": run.checked.dropped,
             "status_events": state.n_status,
             "recv_to_done_us": run.engine.recv_to_done.summary(),
+            "inbox": {**_as_dict(inbox.stats), "capacity": inbox.capacity},
+            "network": _as_dict(network.stats),
         }
         run.parts.close({"live": live_facts, "digest": digest})
         consolidate(run.session_dir)
@@ -318,10 +340,12 @@ def _finish(
         result.run_dirs[name] = run.run_dir
         result.digests[name] = digest
         result.summaries[name] = summary
+        result.live_facts[name] = live_facts
     return result
 
 
 def _as_dict(stats: object) -> dict[str, object]:
-    if stats is None:
+    """A stats dataclass as a plain dict (for the manifests); {} for anything else."""
+    if not is_dataclass(stats) or isinstance(stats, type):
         return {}
-    return {name: getattr(stats, name) for name in getattr(stats, "__slots__", ())}
+    return {f.name: getattr(stats, f.name) for f in fields(stats)}

@@ -8,6 +8,7 @@ raw frames, the consumed events, the decisions with their measured times, orders
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,7 +25,8 @@ from simulator.live.frames import RAW_SCHEMA, Frame
 from simulator.live.parts import SessionParts
 from simulator.market import MarketState
 from simulator.portfolio import Portfolio
-from simulator.recording import RunRecorder, fills_table, orders_table
+from simulator.protocols import ModelRunner
+from simulator.recording import RunRecorder, RunTables, fills_table, orders_table
 from simulator.runtime import StagedPipeline, build_pipeline, build_venue
 from simulator.store import session_dir
 from simulator.types import SessionKey
@@ -72,13 +74,16 @@ class SymbolRun:
         run_dir: Path,
         meta: dict[str, object],
         roll_seconds: float = 30.0,
+        wrap_model: Callable[[ModelRunner], ModelRunner] | None = None,
     ) -> None:
         self.key = key
         self.normalizer = normalizer
         self.levels = levels
         self.run_dir = run_dir
         self.clock = WallClock()
-        self.staged: StagedPipeline = build_pipeline(config, levels, self.clock)
+        self.staged: StagedPipeline = build_pipeline(
+            config, levels, self.clock, wrap_model=wrap_model
+        )
         self.recorder = RunRecorder(run_dir)
         self.portfolio = Portfolio()
         self.market = MarketState(levels)
@@ -178,6 +183,4 @@ def orders_table_schema() -> pa.Schema:
 
 
 def orders_table_of(orders: list[Any], p: list[float]) -> pa.Table:
-    from simulator.recording import RunTables
-
     return orders_table(RunTables(orders=list(orders), order_p=list(p)))

@@ -1,0 +1,163 @@
+"""Live against the local feed server, then the recording replayed with its recorded decision
+times: decisions, orders and fills identical (equal digests), faults injected or not."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+
+from simulator.config import apply_overrides, load_strategy
+from simulator.live.consumed import StatusCode
+from simulator.live.feed_faults import parse_faults
+from simulator.live.feed_server import serving
+from simulator.live.feed_tape import load_tape
+from simulator.live.run import LiveOptions, LiveResult, run_live
+from simulator.runtime import replay
+from simulator.session import resolve_session
+from tests.conftest import REPO
+
+# BTC is priced in tens of thousands: trade hundredths, with limits to match
+CRYPTO = (
+    "sizing.lot=0.01",
+    "sizing.max_position=0.1",
+    "risk.max_position=1",
+    "risk.max_order_size=1",
+    "risk.max_notional=1e9",
+)
+TAPE_MESSAGES = 12_000
+
+
+@pytest.fixture(scope="module")
+def tape():
+    return load_tape(["binance/BTCUSDT/2024-08-08"], REPO / "data").slice(0, TAPE_MESSAGES)
+
+
+def _config(*extra: str):
+    return apply_overrides(load_strategy("obi_mlp"), sets=(*CRYPTO, *extra))
+
+
+def _live(tmp_path: Path, server, config, **options) -> LiveResult:
+    opts = LiveOptions(
+        symbols=("btcusdt",),
+        data_dir=tmp_path / "data",
+        out_root=tmp_path / "reports",
+        url=server.ws_url,
+        rest_url=server.rest_url,
+        until_idle_s=2.0,
+        backoff_initial_s=0.1,
+        backoff_cap_s=0.5,
+        **options,
+    )
+    return run_live(config, opts, stop=threading.Event())
+
+
+def _replay_digest(tmp_path: Path, session_dir: Path, config) -> str:
+    ref = resolve_session(str(session_dir), tmp_path / "data")
+    recorded = {**config, "latency": {**config["latency"], "model": "recorded"}}
+    result = replay(ref, recorded, out_dir=tmp_path / "replayed")
+    return str(result.manifest["digest"])
+
+
+@pytest.mark.parametrize("speed", [None, 20.0], ids=["max", "20x"])
+def test_live_run_and_its_replay_have_the_same_digest(tmp_path, tape, speed):
+    paced = tape if speed is None else tape.slice(0, 5_000)
+    config = _config()
+    with serving(paced, speed=speed) as server:
+        result = _live(tmp_path, server, config)
+    ((name, digest),) = result.digests.items()
+    summary: dict[str, Any] = result.summaries[name]
+    assert summary["n_events"] > 1_000
+    assert summary["n_orders"] > 0 or speed is not None  # a short paced slice may not trade
+    assert _replay_digest(tmp_path, result.sessions[name], config) == digest
+
+
+def test_parity_holds_with_every_fault_injected(tmp_path, tape):
+    faults = parse_faults(
+        {
+            "seed": 3,
+            "fault": [
+                {"kind": "disconnect", "at": 2_000, "mode": "abrupt"},
+                {"kind": "gap", "at": 3_500, "count": 2},
+                {"kind": "delay", "at": 4_000, "ms": 200},
+                {"kind": "silent", "at": 4_500, "ms": 400},
+                {"kind": "duplicate", "at": 5_000},
+                {"kind": "reorder", "at": 5_500},
+                {"kind": "disconnect", "at": 6_500, "mode": "clean"},
+                {"kind": "shutdown_notice", "at": 8_000, "ms": 200},
+                {"kind": "stale_snapshot", "at": 6_400},
+                {"kind": "http_429", "at": 6_400, "count": 1, "retry_after": 1},
+            ],
+        }
+    )
+    config = _config()
+    with serving(tape, speed=None, faults=faults) as server:
+        result = _live(tmp_path, server, config)
+        injected = {f.kind for f in server.injected}
+    assert injected >= {"disconnect", "gap", "delay", "silent", "duplicate", "reorder",
+                        "shutdown_notice"}  # fmt: skip
+    ((name, digest),) = result.digests.items()
+    status = pq.read_table(result.sessions[name] / "status.parquet")
+    codes = set(status.column("code").to_pylist())
+    assert {StatusCode.GAP, StatusCode.BOOK_RESET, StatusCode.BOOK_SYNCED} <= codes
+    assert StatusCode.DISCONNECTED in codes
+    assert _replay_digest(tmp_path, result.sessions[name], config) == digest
+
+
+def test_a_recording_replays_through_the_feed_server_again(tmp_path, tape):
+    """A live session's raw frames are a feed: served again, they rebuild the same book."""
+    config = _config()
+    with serving(tape.slice(0, 3_000), speed=None) as server:
+        first = _live(tmp_path / "a", server, config)
+    ((name, _),) = first.digests.items()
+    again = load_tape([str(first.sessions[name])], tmp_path / "a" / "data")
+    with serving(again, speed=None) as server:
+        second = _live(tmp_path / "b", server, config)
+    ((name2, _),) = second.digests.items()
+    book_a = pq.read_table(first.sessions[name] / "book.parquet")
+    book_b = pq.read_table(second.sessions[name2] / "book.parquet")
+    assert (
+        book_a.column("update_id").to_pylist()[-100:]
+        == book_b.column("update_id").to_pylist()[-100:]
+    )
+    assert (
+        book_a.column("bid_px_0").to_pylist()[-100:] == book_b.column("bid_px_0").to_pylist()[-100:]
+    )
+
+
+class _SlowModel:
+    """The primary model, 3 ms slower per call: the pipeline cannot keep up at max speed."""
+
+    def __init__(self, inner) -> None:
+        self._inner = inner
+        self.name = f"slow({inner.name})"
+
+    def warm_up(self) -> None:
+        self._inner.warm_up()
+
+    def reset(self) -> None:
+        self._inner.reset()
+
+    def predict(self, features, event_index: int) -> float:
+        import time
+
+        time.sleep(0.003)
+        return float(self._inner.predict(features, event_index))
+
+
+def test_a_slow_model_at_max_speed_conflates_quotes_and_stays_replayable(tmp_path, tape):
+    config = apply_overrides(load_strategy("obi_rule"), sets=("sizing.size=0.01",
+                             "risk.max_notional=1e9", "risk.max_position=1"))  # fmt: skip
+    capacity = 64
+    with serving(tape.slice(0, 6_000), speed=None) as server:
+        result = _live(tmp_path, server, config, inbox_capacity=capacity, wrap_model=_SlowModel)
+    ((name, digest),) = result.digests.items()
+    inbox: dict[str, Any] = result.live_facts[name]["inbox"]  # type: ignore[assignment]
+    assert inbox["conflated"] > 1_000  # most quotes were replaced by a newer one
+    assert inbox["high_water"] <= capacity  # bounded: what waits never exceeds the inbox
+    assert inbox["overflowed"] == 0  # quotes only: nothing but quotes could have been dropped
+    assert int(result.summaries[name]["n_events"]) + inbox["conflated"] >= 4_000  # type: ignore[call-overload]
+    assert _replay_digest(tmp_path, result.sessions[name], config) == digest
