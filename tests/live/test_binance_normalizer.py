@@ -44,7 +44,7 @@ def _run(normalizer: BinanceNormalizer, frames: list[Frame]) -> dict[str, pa.Tab
         passed, _ = checked.batches(out.tables())
         for kind, table in passed.items():
             tables.setdefault(kind, []).append(table)
-    assert checked.dropped == {kind: 0 for kind in checked.dropped}
+    assert checked.dropped == dict.fromkeys(checked.dropped, 0)
     return {kind: pa.concat_tables(parts) for kind, parts in tables.items()}
 
 
@@ -57,8 +57,10 @@ def recorded():
 
 def test_book_rebuilt_live_matches_book_ticker_at_every_shared_update_id(recorded):
     normalizer, tables = recorded
-    assert normalizer.stats.diffs_applied == 6_493 and normalizer.stats.gaps == 0
-    assert tables["quotes"].num_rows == 73_174 and tables["trades"].num_rows == 19_904
+    assert normalizer.stats.diffs_applied == 6_493
+    assert normalizer.stats.gaps == 0
+    assert tables["quotes"].num_rows == 73_174
+    assert tables["trades"].num_rows == 19_904
     shared, same = bbo_agreement(tables["quotes"], tables["book"])
     assert (shared, same) == (1_072, 1_072)
 
@@ -73,8 +75,9 @@ def test_live_normalizer_reproduces_the_imported_session(recorded):
             if name == "seq":  # the importer counts lines per symbol, live counts events
                 continue
             live = tables[kind].column(name).to_numpy(zero_copy_only=False)
-            assert np.array_equal(live, imported.column(name).to_numpy(zero_copy_only=False),
-                                  equal_nan=live.dtype.kind == "f"), (kind, name)  # fmt: skip
+            expected = imported.column(name).to_numpy(zero_copy_only=False)
+            same = np.array_equal(live, expected, equal_nan=live.dtype.kind == "f")
+            assert same, (kind, name)
     seqs = np.concatenate([tables[k].column("seq").to_numpy() for k in tables])
     assert np.array_equal(np.sort(seqs), np.arange(len(seqs)))  # one session-wide order
 
@@ -102,17 +105,22 @@ def test_a_gap_resets_the_book_and_asks_for_a_snapshot_that_resyncs_it():
     assert n.needs_snapshot()
     n.snapshot_requested()
     n.on_frame(_snapshot(11), out)  # U=10 <= 12 <= u=12: the buffered diff applies
-    assert n.synced and _codes(out) == [StatusCode.BOOK_SYNCED]
+    assert n.synced
+    assert _codes(out) == [StatusCode.BOOK_SYNCED]
     n.on_frame(_depth(13, 14), out)
     n.on_frame(_depth(13, 14), out)  # a duplicate after a reconnect: dropped
     n.on_frame(_depth(17, 18), out)  # 15-16 never came
     assert _codes(out)[1:] == [StatusCode.GAP, StatusCode.BOOK_RESET]
-    assert n.stats.duplicates == 1 and not n.synced and n.needs_snapshot()
+    assert n.stats.duplicates == 1
+    assert not n.synced
+    assert n.needs_snapshot()
     n.snapshot_requested()
     n.on_frame(_snapshot(5), out)  # older than the buffered diff: asked again
-    assert _codes(out)[-1] == StatusCode.STALE_SNAPSHOT and n.needs_snapshot()
+    assert _codes(out)[-1] == StatusCode.STALE_SNAPSHOT
+    assert n.needs_snapshot()
     n.on_frame(_snapshot(17), out)
-    assert n.synced and _codes(out)[-1] == StatusCode.BOOK_SYNCED
+    assert n.synced
+    assert _codes(out)[-1] == StatusCode.BOOK_SYNCED
     assert len(out.book) == 3  # 10-12, 13-14, then 17-18 from the buffer after the resync
 
 
@@ -126,11 +134,14 @@ def test_the_inbox_conflates_quotes_and_declares_gaps_for_everything_else():
     frames = inbox.drain(0.0)
     assert [f.stream for f in frames] == ["x@bookTicker", "x@trade", "x@trade", "x@trade"]
     assert frames[0].seq == 4  # the latest quote survived
-    assert [f.direction for f in frames][-1] == GAP_DIRECTION and frames[-1].payload == b"2"
-    assert inbox.stats.conflated == 4 and inbox.stats.overflowed == 2
+    assert [f.direction for f in frames][-1] == GAP_DIRECTION
+    assert frames[-1].payload == b"2"
+    assert inbox.stats.conflated == 4
+    assert inbox.stats.overflowed == 2
     n, out = BinanceNormalizer("X", depth=False), Consumed(levels=1)
     n.on_frame(frames[-1], out)
-    assert _codes(out) == [StatusCode.GAP] and "2 frame(s)" in str(out.status[0][4])
+    assert _codes(out) == [StatusCode.GAP]
+    assert "2 frame(s)" in str(out.status[0][4])
 
 
 def test_stamps_are_strictly_increasing_even_when_the_wall_clock_is_not():

@@ -32,7 +32,7 @@ def test_thirty_seconds_of_binance_replay_to_the_same_digest(tmp_path):
             "risk.max_position=1",
             "risk.max_order_size=1",
             "risk.max_notional=1e9",
-        ),  # fmt: skip
+        ),
     )
     options = LiveOptions(
         symbols=("btcusdt",),
