@@ -308,6 +308,25 @@ def _repair(
     return True
 
 
+@data.command(name="recover")
+@click.argument("session")
+@DATA_DIR_OPTION
+def data_recover(session: str, data_dir: Path) -> None:
+    """Consolidate a live SESSION's Parquet parts into session files (also after a crash)."""
+    from simulator.live.parts import consolidate
+    from simulator.session import session_directory
+    from simulator.store import read_meta
+
+    directory = session_directory(session, data_dir)
+    rows = consolidate(directory)
+    if read_meta(directory).get("recovered") is True:
+        console.print(f"[yellow]recovered[/yellow] {directory} (the recorder did not close it)")
+    else:
+        console.print(f"[green]consolidated[/green] {directory}")
+    for name, n in sorted(rows.items()):
+        console.print(f"  {name} {n:,} rows")
+
+
 @data.command(name="sql")
 @click.argument("query")
 @DATA_DIR_OPTION
@@ -401,6 +420,119 @@ def replay(
         from simulator.report import write_report
 
         console.print(f"  report {write_report(out_dir)}")
+
+
+@main.command()
+@click.option(
+    "--feed",
+    type=click.Choice(["binance", "coinbase"]),
+    default="binance",
+    show_default=True,
+    help="Venue of the websocket feed.",
+)
+@click.option(
+    "--symbol",
+    "symbols",
+    multiple=True,
+    required=True,
+    help="Symbol to trade, e.g. btcusdt (repeatable: one pipeline and session each).",
+)
+@_strategy_options
+@click.option(
+    "--url",
+    help="Websocket base URL (default: the venue's public endpoint; "
+    "binance.us: wss://stream.binance.us:9443; `ticktape feed serve` prints one).",
+)
+@click.option(
+    "--rest-url",
+    help="REST base URL for depth snapshots (default: the venue's; "
+    "binance.us: https://api.binance.us).",
+)
+@click.option("--duration", type=float, metavar="SECONDS", help="Stop after this long.")
+@click.option(
+    "--until-idle",
+    type=float,
+    metavar="SECONDS",
+    help="Stop once no market data has arrived for this long (e.g. a feed server's "
+    "recording has ended).",
+)
+@click.option(
+    "--inbox",
+    "inbox_capacity",
+    default=10_000,
+    show_default=True,
+    help="Frames that may wait for the pipeline; quotes conflate, others declare gaps.",
+)
+@click.option("--seed", default=0, show_default=True, help="Seed of every random generator.")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("reports"),
+    show_default=True,
+    help="Where run directories go.",
+)
+@click.option(
+    "--dashboard/--no-dashboard",
+    default=None,
+    help="Live dashboard (default: on when the terminal is interactive).",
+)
+@DATA_DIR_OPTION
+def live(
+    feed: str,
+    symbols: tuple[str, ...],
+    strategy: str,
+    config_file: Path | None,
+    sets: tuple[str, ...],
+    url: str | None,
+    rest_url: str | None,
+    duration: float | None,
+    until_idle: float | None,
+    inbox_capacity: int,
+    seed: int,
+    out: Path,
+    dashboard: bool | None,
+    data_dir: Path,
+) -> None:
+    """Paper-trade a strategy on a live websocket feed; record the session; Ctrl-C stops.
+
+    Every symbol's session is recorded under the data directory and is a normal session for
+    replay, stress and report; `ticktape replay SESSION --strategy NAME --latency recorded`
+    reproduces the digest printed at the end.
+    """
+    import signal
+    import threading
+
+    from rich.live import Live
+
+    from simulator.live.run import LiveOptions, LiveView, run_live
+
+    config = _load_config(strategy, config_file, sets)
+    options = LiveOptions(
+        symbols=symbols, data_dir=data_dir, out_root=out, feed=feed, url=url, rest_url=rest_url,
+        duration_s=duration, until_idle_s=until_idle, inbox_capacity=inbox_capacity, seed=seed,
+    )  # fmt: skip
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    show = console.is_terminal if dashboard is None else dashboard
+    if show:
+        from simulator.live.dashboard import render
+
+        with Live(console=console, refresh_per_second=4, transient=False) as screen:
+
+            def on_view(view: LiveView) -> None:
+                screen.update(render(view))
+
+            result = run_live(config, options, stop=stop, on_view=on_view)
+    else:
+        result = run_live(config, options, stop=stop)
+    for name, digest in result.digests.items():
+        s = result.summaries[name]
+        console.print(
+            f"[bold]{name}[/bold]: {s['n_events']:,} events, {s['n_orders']} orders, "
+            f"{s['n_fills']} fills, {s['n_rejections']} rejections; run {result.run_dirs[name]}"
+        )
+        print(f"session {name} digest {digest}", flush=True)
 
 
 @main.command()
@@ -610,6 +742,76 @@ def _print_bench(results: list[dict[str, Any]]) -> None:
                     f"  {r['strategy']:>10} {Path(r['data']).name:>24} {stage:>13}: "
                     f"p50 {h['p50_us']:.2f} µs  p99 {h['p99_us']:.2f} µs  max {h['max_us']:.1f} µs"
                 )
+
+
+@main.group()
+def feed() -> None:
+    """Serve recorded sessions on 127.0.0.1 in a venue's wire format (offline live tests)."""
+
+
+FEED_SERVERS = {
+    "binance": "simulator.live.feed_server",
+    "coinbase": "simulator.live.coinbase_server",
+}
+"""venue -> module with `serve_sessions(sessions, data_dir, FeedOptions, on_started)`."""
+
+
+@feed.command(name="serve")
+@click.argument("sessions", nargs=-1)
+@click.option("--speed", default="1", show_default=True,
+              help="1 (recorded pace), N (N times faster) or max (no sleeps).")  # fmt: skip
+@click.option("--port", default=0, show_default=True, type=click.IntRange(0, 65535),
+              help="Port on 127.0.0.1 (0: any free port).")  # fmt: skip
+@click.option("--faults", type=click.Path(dir_okay=False, path_type=Path),
+              help="Seeded fault schedule (TOML).")  # fmt: skip
+@click.option("--fault-log", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write each injected fault here as a JSON line.")  # fmt: skip
+@click.option("--ping-interval", default=20.0, show_default=True,
+              type=click.FloatRange(min=0.01), help="Seconds between server pings.")  # fmt: skip
+@click.option("--start", default=0, show_default=True, type=click.IntRange(min=0),
+              help="First message to serve (tape index; earlier ones move the book).")  # fmt: skip
+@click.option("--limit", type=click.IntRange(min=0), help="Serve at most this many messages.")
+@click.option("--venue", type=click.Choice(sorted(FEED_SERVERS)), default="binance",
+              show_default=True, help="Wire format to serve.")  # fmt: skip
+@DATA_DIR_OPTION
+def feed_serve(
+    sessions: tuple[str, ...], speed: str, port: int, faults: Path | None,
+    fault_log: Path | None, ping_interval: float, start: int, limit: int | None, venue: str,
+    data_dir: Path,
+) -> None:  # fmt: skip
+    """Serve SESSIONs (default binance/BTCUSDT/2024-08-08), merged by receive time, until the
+    recording ends or Ctrl-C. The first line is `feed: <ws url>/stream  rest: <rest url>`."""
+    import importlib
+
+    from simulator.errors import ConfigError
+    from simulator.live.feed_server import FeedOptions, parse_speed
+
+    try:
+        server = importlib.import_module(FEED_SERVERS[venue])
+    except ModuleNotFoundError as e:
+        if e.name != FEED_SERVERS[venue]:
+            raise
+        raise ConfigError(f"{venue} feed serving is not available") from e
+    if not hasattr(server, "serve_sessions"):
+        raise ConfigError(
+            f"{venue} feed serving is not available: {FEED_SERVERS[venue]} has no "
+            "serve_sessions(sessions, data_dir, FeedOptions, on_started)"
+        )
+    options = FeedOptions(
+        speed=parse_speed(speed), port=port, faults=faults, fault_log=fault_log,
+        ping_interval=ping_interval, start=start, limit=limit,
+    )  # fmt: skip
+
+    def on_started(ws_url: str, rest_url: str) -> None:
+        click.echo(f"feed: {ws_url}/stream  rest: {rest_url}")
+        sys.stdout.flush()  # a test or script waits for this line
+
+    summary = server.serve_sessions(list(sessions), data_dir, options, on_started)
+    console.print(
+        f"feed done ({summary.ended}): {summary.messages:,} messages, "
+        f"{summary.frames_sent:,} frames sent, {summary.connections:,} connections, "
+        f"{summary.faults_injected:,} faults injected"
+    )
 
 
 if __name__ == "__main__":

@@ -65,18 +65,17 @@ class OrderBook:
     def top_row(self, levels: int) -> list[float | None]:
         """The best `levels` levels in types.book_columns order; None past a side's last level."""
         bid_px, bid_sz, ask_px, ask_sz = self.top(levels)
-        row: list[float | None] = []
-        for i in range(levels):
-            row += _pair(bid_px, bid_sz, i) + _pair(ask_px, ask_sz, i)
+        row: list[float | None] = [None] * (4 * levels)
+        # per level: bid_px, bid_sz, ask_px, ask_sz; strided slices fill a side in one step
+        row[0 : 4 * len(bid_px) : 4] = bid_px
+        row[1 : 4 * len(bid_sz) : 4] = bid_sz
+        row[2 : 4 * len(ask_px) : 4] = ask_px
+        row[3 : 4 * len(ask_sz) : 4] = ask_sz
         return row
 
     def depth(self) -> tuple[int, int]:
         """Number of (bid, ask) levels held."""
         return len(self._bid_prices), len(self._ask_prices)
-
-
-def _pair(prices: list[float], sizes: list[float], i: int) -> list[float | None]:
-    return [prices[i], sizes[i]] if i < len(prices) else [None, None]
 
 
 def _set(sizes: dict[float, float], prices: list[float], price: float, qty: float) -> bool:

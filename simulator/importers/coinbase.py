@@ -30,107 +30,44 @@ agreement are counted in the facts, not raised.
 from __future__ import annotations
 
 import json
-import math
-import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Final, TypeVar
+from typing import Final
 
 import orjson
 import pyarrow as pa
 
 from simulator.errors import ConfigError, DataError
 from simulator.importers.book import OrderBook
+
+# moved to coinbase_messages (shared with live mode); `X as X` keeps them this module's API
+from simulator.importers.coinbase_messages import MAKER_SIDE_TO_AGGRESSOR as MAKER_SIDE_TO_AGGRESSOR
+from simulator.importers.coinbase_messages import (
+    Json,
+    MessageError,
+    json_field,
+    json_objects,
+    json_time,
+    l2_level,
+    ticker_bbo,
+    trade_row,
+)
+from simulator.importers.coinbase_messages import parse_rfc3339_ns as parse_rfc3339_ns
+from simulator.importers.coinbase_messages import seconds_to_ns as seconds_to_ns
 from simulator.importers.common import ImportResult, ProgressFn, no_progress, numbered_lines
 from simulator.store import write_session
-from simulator.types import NS_PER_SECOND, Nanos, SessionKey, book_columns
+from simulator.types import SessionKey, book_columns
 
 VENUE: Final = "coinbase"
 RECORD_TYPES: Final = frozenset({"header", "http", "connect", "send", "recv"})
 FORMAT_VERSION: Final = 2
-MAKER_SIDE_TO_AGGRESSOR: Final = {"BUY": -1, "SELL": 1}
-"""Coinbase reports the maker side; the contract wants the aggressor (+1 buyer-initiated)."""
-
-_RFC3339: Final = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})"
-)
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_SECOND: Final = timedelta(seconds=1)
 
-Json = dict[str, object]
 Column = list[float | int | None]
-T = TypeVar("T")
-
-
-class _LineError(Exception):
-    """A problem in the current line; the reader adds file and line number."""
-
-
-def parse_rfc3339_ns(text: str) -> Nanos:
-    """RFC 3339 time (any fraction up to ns, Z or ±HH:MM) -> exact int ns since the epoch."""
-    match = _RFC3339.fullmatch(text)
-    if match is None:
-        raise DataError(f"'{text}' is not an RFC 3339 time such as 2026-08-09T21:05:48.228568Z")
-    year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
-    try:
-        moment = datetime(year, month, day, hour, minute, second, tzinfo=UTC)
-    except ValueError as e:
-        raise DataError(f"'{text}' is not a valid time ({e})") from None
-    fraction = int((match.group(7) or "").ljust(9, "0"))
-    offset = match.group(8)
-    offset_s = 0
-    if offset not in ("Z", "z"):
-        sign = -1 if offset[0] == "-" else 1
-        offset_s = sign * (int(offset[1:3]) * 3600 + int(offset[4:6]) * 60)
-    whole_s = (moment - _EPOCH) // _SECOND - offset_s
-    return Nanos(whole_s * NS_PER_SECOND + fraction)
-
-
-def seconds_to_ns(value: object) -> Nanos:
-    """Seconds since the epoch, as parsed with ``parse_float=Decimal``, -> int ns (half-even)."""
-    if isinstance(value, bool) or not isinstance(value, int | Decimal):
-        raise DataError(f"expected a number of seconds, found {value!r:.60}")
-    if isinstance(value, Decimal) and not value.is_finite():
-        raise DataError(f"{value} is not a finite number of seconds")
-    return Nanos(int((Decimal(value) * NS_PER_SECOND).to_integral_value()))
-
-
-def _field(obj: Json, key: str, kind: type[T]) -> T:
-    value = obj.get(key)
-    if isinstance(value, bool) or not isinstance(value, kind):
-        found = "nothing" if key not in obj else f"{type(value).__name__} {value!r:.60}"
-        raise _LineError(f"field '{key}' should be {kind.__name__}, found {found}")
-    return value
-
-
-def _objects(obj: Json, key: str) -> list[Json]:
-    items = _field(obj, key, list)
-    if not all(isinstance(item, dict) for item in items):
-        raise _LineError(f"field '{key}' should be a list of JSON objects")
-    return items
-
-
-def _number(obj: Json, key: str) -> float:
-    """A decimal string field (Coinbase sends prices and sizes as text) as a finite float."""
-    text = _field(obj, key, str)
-    try:
-        value = float(text)
-    except ValueError:
-        raise _LineError(f"field '{key}' is not a number: {text!r:.60}") from None
-    if not math.isfinite(value) or value < 0:
-        raise _LineError(f"field '{key}' is not a finite non-negative number: {text!r:.60}")
-    return value
-
-
-def _time(obj: Json, key: str) -> Nanos:
-    try:
-        return parse_rfc3339_ns(_field(obj, key, str))
-    except DataError as e:
-        raise _LineError(f"field '{key}': {e}") from None
 
 
 @dataclass(slots=True)
@@ -185,7 +122,7 @@ class _Recording:
             self.line_number = number
             try:
                 self._on_line(line)
-            except _LineError as e:
+            except MessageError as e:
                 raise DataError(f"{path} line {number}: {e}") from None
 
     def product(self, product_id: str) -> _Product:
@@ -201,19 +138,19 @@ class _Recording:
         try:
             record = json.loads(line, parse_float=Decimal)
         except (json.JSONDecodeError, InvalidOperation) as e:
-            raise _LineError(f"not JSON ({e}); expected a cryptofeed format-2 record") from None
+            raise MessageError(f"not JSON ({e}); expected a cryptofeed format-2 record") from None
         if not isinstance(record, dict):
-            raise _LineError(f"expected a JSON object record, found {type(record).__name__}")
-        kind = _field(record, "t", str)
+            raise MessageError(f"expected a JSON object record, found {type(record).__name__}")
+        kind = json_field(record, "t", str)
         if kind not in RECORD_TYPES:
-            raise _LineError(
+            raise MessageError(
                 f"unknown record type '{kind}'; expected one of {sorted(RECORD_TYPES)}"
             )
         self.counts[f"records.{kind}"] += 1
         if kind == "header":
             _check_header(record)
         elif kind == "connect":
-            self.next_seq[_field(record, "conn", str)] = None  # a new connection counts anew
+            self.next_seq[json_field(record, "conn", str)] = None  # a new connection counts anew
         elif kind == "recv":
             self._on_recv(record)
 
@@ -221,32 +158,32 @@ class _Recording:
         try:
             ts_recv = seconds_to_ns(record.get("ts"))
         except DataError as e:
-            raise _LineError(f"field 'ts': {e}") from None
+            raise MessageError(f"field 'ts': {e}") from None
         if self.last_ts is not None and ts_recv < self.last_ts[0]:
-            raise _LineError(
+            raise MessageError(
                 f"receive time went backwards: ts is {ts_recv} ns, the recv at line "
                 f"{self.last_ts[1]} had {self.last_ts[0]} ns; records must be in receive order"
             )
         if self.last_ts is None:
             self.first_ts_recv = ts_recv
         self.last_ts = (ts_recv, self.line_number)
-        conn = _field(record, "conn", str)
+        conn = json_field(record, "conn", str)
         try:
-            message = orjson.loads(_field(record, "data", str))
+            message = orjson.loads(json_field(record, "data", str))
         except orjson.JSONDecodeError as e:
-            raise _LineError(f"message data is not JSON ({e})") from None
+            raise MessageError(f"message data is not JSON ({e})") from None
         if not isinstance(message, dict):
-            raise _LineError(f"message should be a JSON object, found {type(message).__name__}")
+            raise MessageError(f"message should be a JSON object, found {type(message).__name__}")
         self._on_message(message, ts_recv, conn)
 
     def _on_message(self, message: Json, ts_recv: int, conn: str) -> None:
         if message.get("type") == "error":  # a venue error message has no envelope
             self.counts["messages.error"] += 1
             return
-        channel = _field(message, "channel", str)
-        self._check_sequence(conn, _field(message, "sequence_num", int))
-        ts_event = _time(message, "timestamp")
-        events = _objects(message, "events")
+        channel = json_field(message, "channel", str)
+        self._check_sequence(conn, json_field(message, "sequence_num", int))
+        ts_event = json_time(message, "timestamp")
+        events = json_objects(message, "events")
         self.counts[f"messages.{channel}"] += 1
         for event in events:
             self.counts[f"events.{channel}.{event.get('type', '-')}"] += 1
@@ -257,7 +194,7 @@ class _Recording:
     def _check_sequence(self, conn: str, found: int) -> None:
         expected = self.next_seq.get(conn)
         if expected is not None and found != expected:
-            raise _LineError(
+            raise MessageError(
                 f"sequence_num gap on connection {conn}: expected {expected}, found {found}; "
                 "messages were lost or repeated and the book cannot be trusted — re-record"
             )
@@ -266,7 +203,7 @@ class _Recording:
     def _on_l2(self, events: list[Json], ts_event: int, ts_recv: int, conn: str) -> None:
         touched: dict[str, _Product] = {}
         for event in events:
-            product_id = _field(event, "product_id", str)
+            product_id = json_field(event, "product_id", str)
             product = touched[product_id] = self.product(product_id)
             _apply_l2(product, event, conn)
         for product_id, product in touched.items():
@@ -275,7 +212,7 @@ class _Recording:
             bid, ask = product.book.best()
             if bid is not None and ask is not None and bid >= ask:
                 # the contract forbids crossed/locked rows; fail here, where the line is known
-                raise _LineError(
+                raise MessageError(
                     f"the {product_id} book rebuilt after this l2_data message is crossed or "
                     f"locked (best bid {bid} >= best ask {ask}); the feed or recording is broken"
                 )
@@ -284,10 +221,10 @@ class _Recording:
 
     def _on_ticker(self, events: list[Json], ts_event: int, ts_recv: int, conn: str) -> None:
         for event in events:
-            for ticker in _objects(event, "tickers"):
-                product = self.product(_field(ticker, "product_id", str))
+            for ticker in json_objects(event, "tickers"):
+                product = self.product(json_field(ticker, "product_id", str))
                 product.counts["ticker_events"] += 1
-                bbo = _ticker_bbo(ticker)
+                bbo = ticker_bbo(ticker)
                 if bbo is None:
                     product.counts["ticker_without_bbo_skipped"] += 1
                     continue
@@ -296,8 +233,8 @@ class _Recording:
 
     def _on_trades(self, events: list[Json], ts_event: int, ts_recv: int, conn: str) -> None:
         for event in events:
-            snapshot = _field(event, "type", str) == "snapshot"
-            rows = [_trade_row(trade) for trade in _objects(event, "trades")]
+            snapshot = json_field(event, "type", str) == "snapshot"
+            rows = [trade_row(trade) for trade in json_objects(event, "trades")]
             for product_id, trade_id, row in sorted(rows, key=lambda r: (r[0], r[1])):
                 product = self.product(product_id)
                 if product.last_trade_id is not None and trade_id != product.last_trade_id + 1:
@@ -310,7 +247,7 @@ class _Recording:
 
     def _on_heartbeats(self, events: list[Json], ts_event: int, ts_recv: int, conn: str) -> None:
         for event in events:
-            counter = _field(event, "heartbeat_counter", int)
+            counter = json_field(event, "heartbeat_counter", int)
             self.counts["heartbeats"] += 1
             last = self.last_heartbeat.get(conn)
             if last is not None:
@@ -325,15 +262,15 @@ class _Recording:
 def _check_header(record: Json) -> None:
     exchange = record.get("exchange")
     if exchange != "COINBASE":
-        raise _LineError(f"header of a {exchange!r} recording; this importer reads COINBASE")
+        raise MessageError(f"header of a {exchange!r} recording; this importer reads COINBASE")
     version = record.get("format")
     if version != FORMAT_VERSION:
-        raise _LineError(f"cryptofeed format {version!r}; this importer reads format 2")
+        raise MessageError(f"cryptofeed format {version!r}; this importer reads format 2")
 
 
 def _apply_l2(product: _Product, event: Json, conn: str) -> None:
-    kind = _field(event, "type", str)
-    levels = [_l2_level(level) for level in _objects(event, "updates")]
+    kind = json_field(event, "type", str)
+    levels = [l2_level(level) for level in json_objects(event, "updates")]
     if kind == "snapshot":  # a snapshot replaces the whole book (also after a resubscribe)
         book = OrderBook()
         book.reset(
@@ -345,36 +282,16 @@ def _apply_l2(product: _Product, event: Json, conn: str) -> None:
         product.counts["l2_snapshot_levels"] += len(levels)
         return
     if kind != "update":
-        raise _LineError(f"l2_data event type '{kind}'; expected snapshot or update")
+        raise MessageError(f"l2_data event type '{kind}'; expected snapshot or update")
     if product.book is None or product.book_conn != conn:
-        raise _LineError(
-            f"l2_data update for {_field(event, 'product_id', str)} before its snapshot on "
+        raise MessageError(
+            f"l2_data update for {json_field(event, 'product_id', str)} before its snapshot on "
             f"connection {conn}; the book cannot be rebuilt"
         )
     product.counts["l2_updates_applied"] += len(levels)
     for is_bid, price, size in levels:
         if not product.book.set(is_bid, price, size):
             product.counts["l2_removals_of_absent_levels"] += 1
-
-
-def _l2_level(level: Json) -> tuple[bool, float, float]:
-    side = _field(level, "side", str)
-    if side not in ("bid", "offer"):
-        raise _LineError(f"l2_data level side {side!r}; expected bid or offer")
-    price = _number(level, "price_level")
-    if price <= 0:
-        raise _LineError(f"l2_data level price {price}; expected a positive price")
-    return side == "bid", price, _number(level, "new_quantity")
-
-
-def _ticker_bbo(ticker: Json) -> tuple[float, float, float, float] | None:
-    keys = ("best_bid", "best_bid_quantity", "best_ask", "best_ask_quantity")
-    if any(not ticker.get(key) for key in keys):
-        return None
-    bid_px, bid_sz, ask_px, ask_sz = (_number(ticker, key) for key in keys)
-    if min(bid_px, bid_sz, ask_px, ask_sz) <= 0:
-        return None
-    return bid_px, bid_sz, ask_px, ask_sz
 
 
 def _compare_with_book(product: _Product, bbo: tuple[float, float, float, float]) -> None:
@@ -389,19 +306,6 @@ def _compare_with_book(product: _Product, bbo: tuple[float, float, float, float]
     product.counts["ticker_bbo_equals_book"] += 1
     if (book.size(True, bbo[0]), book.size(False, bbo[2])) == (bbo[1], bbo[3]):
         product.counts["ticker_bbo_and_sizes_equal_book"] += 1
-
-
-def _trade_row(trade: Json) -> tuple[str, int, tuple[int, float, float, int]]:
-    """(product, trade_id, (ts_event, px, sz, aggressor side)) of one market_trades trade."""
-    maker_side = _field(trade, "side", str)
-    side = MAKER_SIDE_TO_AGGRESSOR.get(maker_side)
-    if side is None:
-        raise _LineError(f"trade side {maker_side!r}; expected BUY or SELL")
-    trade_id = _field(trade, "trade_id", str)
-    if not trade_id.isdigit():
-        raise _LineError(f"trade_id {trade_id!r} is not an integer")
-    row = (_time(trade, "time"), _number(trade, "price"), _number(trade, "size"), side)
-    return _field(trade, "product_id", str), int(trade_id), row
 
 
 PRODUCT_FACTS: Final = (

@@ -98,6 +98,7 @@ class Consumed:
 
     levels: int
     next_seq: int = 0
+    _schemas: dict[str, pa.Schema] = field(default_factory=dict)
     quotes: list[tuple[object, ...]] = field(default_factory=list)
     trades: list[tuple[object, ...]] = field(default_factory=list)
     book: list[tuple[object, ...]] = field(default_factory=list)
@@ -145,7 +146,7 @@ class Consumed:
     def tables(self) -> dict[str, pa.Table]:
         """The non-empty kinds as tables of `schemas(levels)`, and clear the builder."""
         out: dict[str, pa.Table] = {}
-        all_schemas = schemas(self.levels)
+        all_schemas = self._schemas or self._schemas.update(schemas(self.levels)) or self._schemas
         for kind in ("quotes", "trades", "book", "timer", "status"):
             rows: list[tuple[object, ...]] = getattr(self, kind)
             if rows:

@@ -10,6 +10,7 @@ flushes every recorder, consolidates each session and writes each run's manifest
 
 from __future__ import annotations
 
+import resource
 import threading
 import time
 from collections import deque
@@ -22,17 +23,30 @@ from simulator.clock import WallClock
 from simulator.config import Config
 from simulator.errors import ConfigError
 from simulator.live.binance import BinanceNormalizer
-from simulator.live.connection import BinanceProfile, ConnectionConfig, LiveNetwork
+from simulator.live.coinbase import (
+    COINBASE_WS_URL,
+    MAX_MESSAGE_BYTES,
+    CoinbaseNormalizer,
+    CoinbaseProfile,
+)
+from simulator.live.connection import (
+    BINANCE_REST_URL,
+    BINANCE_WS_URL,
+    BinanceProfile,
+    ConnectionConfig,
+    LiveNetwork,
+    VenueProfile,
+)
 from simulator.live.frames import Direction, Frame, Stamper, raw_table
 from simulator.live.inbox import Inbox
 from simulator.live.parts import consolidate
-from simulator.live.session import SymbolRun, session_key
+from simulator.live.session import Normalizer, SymbolRun, session_key
 from simulator.protocols import ModelRunner
 from simulator.recording import STAGES, write_manifest
 from simulator.runtime import run_summary, versions, write_breaker
 
-BINANCE_WS: Final = "wss://stream.binance.com:9443"
-BINANCE_REST: Final = "https://api.binance.com"
+COINBASE_REST_URL: Final = "https://api.coinbase.com"
+BINANCE_MAX_MESSAGE_BYTES: Final = 1 << 22
 VIEW_EVERY_S: Final = 0.25
 RAW_FLUSH_S: Final = 0.1
 
@@ -82,7 +96,7 @@ class _RawSpool:
 
     def __init__(self, runs: list[SymbolRun]) -> None:
         self._frames: deque[Frame] = deque()
-        self._runs = {run.key.symbol.lower() + "@": run for run in runs}
+        self._runs = {run.prefix: run for run in runs}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="ticktape-raw", daemon=True)
         self._error: BaseException | None = None
@@ -136,19 +150,63 @@ def _timer_thread(
     return threading.Thread(target=tick, name="ticktape-timer", daemon=True)
 
 
-STREAM_OF_KIND: Final = {"quotes": "bookTicker", "trades": "trade", "book": "depth@100ms"}
+BINANCE_STREAMS: Final = {"quotes": "bookTicker", "trades": "trade", "book": "depth@100ms"}
+COINBASE_CHANNELS: Final = {"quotes": "ticker", "trades": "market_trades", "book": "level2"}
 
 
-def _streams(config: Config) -> tuple[str, ...]:
-    """The Binance streams of the strategy's kinds, and only those: the session must hold
-    exactly what the pipeline consumed, so that its replay consumes the same."""
-    kinds = config["strategy"]["kinds"]
+@dataclass(frozen=True, slots=True)
+class _Venue:
+    """What differs between the feeds: the profile, the URLs, one normaliser per symbol."""
+
+    name: str
+    profile: VenueProfile
+    url: str
+    rest_url: str
+    max_size: int
+    conflatable: Callable[[str], bool]
+    normalizer: Callable[[str], Normalizer]
+    prefix: Callable[[str], str]  # a symbol's stream-name prefix, for routing frames
+
+
+def _kinds(config: Config) -> list[str]:
+    """The strategy's kinds, and only those are subscribed: the session must hold exactly
+    what the pipeline consumed, so that its replay consumes the same."""
+    kinds = [k for k in config["strategy"]["kinds"] if k in BINANCE_STREAMS]
     if "quotes" not in kinds and "book" not in kinds:
         raise ConfigError(
             f"strategy '{config['strategy']['name']}' consumes {kinds}; live mode needs quotes "
             "or book among strategy.kinds"
         )
-    return tuple(STREAM_OF_KIND[kind] for kind in kinds if kind in STREAM_OF_KIND)
+    return kinds
+
+
+def _venue(options: LiveOptions, kinds: list[str]) -> _Venue:
+    depth = "book" in kinds
+    if options.feed == "binance":
+        streams = tuple(BINANCE_STREAMS[k] for k in kinds)
+        return _Venue(
+            "binance",
+            BinanceProfile(streams=streams),
+            options.url or BINANCE_WS_URL,
+            options.rest_url or BINANCE_REST_URL,
+            BINANCE_MAX_MESSAGE_BYTES,
+            lambda stream: stream.endswith("@bookTicker"),
+            lambda symbol: BinanceNormalizer(symbol, depth=depth),
+            lambda symbol: symbol.lower() + "@",
+        )
+    if options.feed == "coinbase":
+        profile = CoinbaseProfile(channels=tuple(COINBASE_CHANNELS[k] for k in kinds))
+        return _Venue(
+            "coinbase",
+            profile,
+            options.url or COINBASE_WS_URL,
+            options.rest_url or COINBASE_REST_URL,  # unused: level2 snapshots come in-band
+            MAX_MESSAGE_BYTES,  # a BTC-USD level2 snapshot is ~5 MB
+            profile.conflatable,
+            lambda symbol: CoinbaseNormalizer(symbol, depth=depth),
+            lambda symbol: symbol.upper() + "@",
+        )
+    raise ConfigError(f"--feed {options.feed!r} unknown; expected binance or coinbase")
 
 
 def run_live(
@@ -159,35 +217,31 @@ def run_live(
     on_view: Callable[[LiveView], None] | None = None,
 ) -> LiveResult:
     """Run live until `stop` is set, the duration passes or the feed has gone idle."""
-    if options.feed != "binance":
-        raise ConfigError(f"--feed {options.feed}: live trading supports binance and coinbase")
     if not options.symbols:
         raise ConfigError("give at least one --symbol (e.g. --symbol btcusdt)")
     wall = WallClock.wall_ns
     started_ns = wall()
-    streams = _streams(config)
-    depth = "depth@100ms" in streams
-    levels = options.levels if depth else 1
-    url = options.url or BINANCE_WS
-    rest = options.rest_url or BINANCE_REST
+    kinds = _kinds(config)
+    venue = _venue(options, kinds)
+    levels = options.levels if "book" in kinds else 1
     meta: dict[str, object] = {
-        "venue": "binance",
-        "url": url,
-        "rest_url": rest,
-        "streams": list(streams),
+        "venue": venue.name,
+        "url": venue.url,
+        "rest_url": venue.rest_url,
+        "kinds": kinds,
         "strategy": config["strategy"]["name"],
         "config": config,
         "versions": versions(),
-        "time_unit": "ms",
     }
     runs: list[SymbolRun] = []
     for symbol in options.symbols:
-        key = session_key("binance", symbol, started_ns, options.data_dir)
+        key = session_key(venue.name, symbol, started_ns, options.data_dir)
         run_dir = options.out_root / f"live--{config['strategy']['name']}--{key.symbol}--{key.date}"
         runs.append(
             SymbolRun(
                 key=key,
-                normalizer=BinanceNormalizer(symbol, depth=depth),
+                prefix=venue.prefix(symbol),
+                normalizer=venue.normalizer(symbol),
                 config=config,
                 levels=levels,
                 data_dir=options.data_dir,
@@ -197,9 +251,9 @@ def run_live(
                 wrap_model=options.wrap_model,
             )
         )
-    by_prefix = {run.key.symbol.lower() + "@": run for run in runs}
-    profile = BinanceProfile(streams=streams)
-    inbox = Inbox(options.inbox_capacity, conflatable=lambda s: s.endswith("@bookTicker"))
+    by_prefix = {run.prefix: run for run in runs}
+    profile = venue.profile
+    inbox = Inbox(options.inbox_capacity, conflatable=venue.conflatable)
     spool = _RawSpool(runs)
     stamper = Stamper(wall)
 
@@ -209,9 +263,9 @@ def run_live(
 
     network = LiveNetwork(
         profile,
-        ConnectionConfig(url=url, rest_url=rest, symbols=tuple(s.lower() for s in options.symbols),
+        ConnectionConfig(url=venue.url, rest_url=venue.rest_url, symbols=options.symbols,
                          seed=options.seed, backoff_initial_s=options.backoff_initial_s,
-                         backoff_cap_s=options.backoff_cap_s),
+                         backoff_cap_s=options.backoff_cap_s, max_size=venue.max_size),
         stamper,
         sink,
         wall,
@@ -286,10 +340,19 @@ def _dispatch(
             if chosen:
                 by_prefix[prefix].process(chosen)
     for run in runs:
-        normalizer = run.normalizer
-        if isinstance(normalizer, BinanceNormalizer) and normalizer.needs_snapshot():
-            normalizer.snapshot_requested()
-            network.request_snapshot(normalizer.symbol)
+        _act_on_requests(run.normalizer, network)
+
+
+def _act_on_requests(normalizer: Normalizer, network: LiveNetwork) -> None:
+    """The normalisers ask, the network acts (and records what it sent and got)."""
+    if isinstance(normalizer, BinanceNormalizer) and normalizer.needs_snapshot():
+        normalizer.snapshot_requested()
+        network.request_snapshot(normalizer.symbol)
+    elif isinstance(normalizer, CoinbaseNormalizer) and normalizer.needs_resubscribe():
+        normalizer.resubscribed()
+        profile = network.connection.profile
+        if isinstance(profile, CoinbaseProfile):
+            network.send(profile.resubscribe_messages([normalizer.product_id]))
 
 
 def _finish(
@@ -317,6 +380,7 @@ def _finish(
             "status_events": state.n_status,
             "recv_to_done_us": run.engine.recv_to_done.summary(),
             "inbox": {**_as_dict(inbox.stats), "capacity": inbox.capacity},
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "network": _as_dict(network.stats),
         }
         run.parts.close({"live": live_facts, "digest": digest})

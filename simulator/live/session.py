@@ -67,6 +67,7 @@ class SymbolRun:
         self,
         *,
         key: SessionKey,
+        prefix: str,
         normalizer: Normalizer,
         config: Config,
         levels: int,
@@ -77,6 +78,7 @@ class SymbolRun:
         wrap_model: Callable[[ModelRunner], ModelRunner] | None = None,
     ) -> None:
         self.key = key
+        self.prefix = prefix  # stream names of this symbol start with it ("btcusdt@")
         self.normalizer = normalizer
         self.levels = levels
         self.run_dir = run_dir
@@ -138,12 +140,12 @@ class SymbolRun:
         window = self.counters.feed_latency_ns
         for kind in ("trades", "book"):
             table = passed.get(kind)
-            if table is not None and window is not None:
-                ts_event = table.column("ts_event")
-                if ts_event.null_count < len(ts_event):
-                    valid = table.filter(ts_event.is_valid())
-                    lag = valid.column("ts_recv").to_numpy() - valid.column("ts_event").to_numpy()
-                    window.extend(lag[-FEED_LATENCY_WINDOW:].tolist())
+            if table is None or window is None:
+                continue
+            ts_event = table.column("ts_event")
+            if ts_event.null_count == 0:  # Binance trades and diffs always carry E/T
+                lag = table.column("ts_recv").to_numpy() - ts_event.to_numpy()
+                window.extend(lag[-FEED_LATENCY_WINDOW:].tolist())
 
     def _record_outputs(self) -> None:
         engine, tables, counters = self.engine, self.recorder.tables, self.counters

@@ -135,7 +135,8 @@ def conform(table: pa.Table, kind: str, where: str) -> pa.Table:
             f"{where}: a book needs bid_px_0, bid_sz_0, ask_px_0, ask_sz_0 (and so on per level); "
             f"columns found: {names}"
         )
-    missing = [c for c in required_columns(kind, levels) if c not in table.column_names]
+    present = set(table.column_names)  # a set: column_names builds a new list per access
+    missing = [c for c in required_columns(kind, levels) if c not in present]
     if missing:
         raise DataError(f"{where}: missing column(s) {missing} for {kind}; columns found: {names}")
     return _cast_columns(table, kind, levels, where)

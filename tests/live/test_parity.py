@@ -161,3 +161,35 @@ def test_a_slow_model_at_max_speed_conflates_quotes_and_stays_replayable(tmp_pat
     assert inbox["overflowed"] == 0  # quotes only: nothing but quotes could have been dropped
     assert int(result.summaries[name]["n_events"]) + inbox["conflated"] >= 4_000  # type: ignore[call-overload]
     assert _replay_digest(tmp_path, result.sessions[name], config) == digest
+
+
+COINBASE_RECORDING = REPO / "data" / "originals" / "coinbase" / "COINBASE.jsonl.zst"
+
+
+@pytest.mark.parametrize("drop_sequence_at", [None, 300], ids=["clean", "sequence-gap"])
+def test_coinbase_live_run_and_its_replay_have_the_same_digest(tmp_path, drop_sequence_at):
+    from simulator.live.coinbase_server import load_coinbase_records, serving_coinbase
+
+    config = _config()
+    records = load_coinbase_records(COINBASE_RECORDING)
+    speed = None if drop_sequence_at is None else 10.0  # paced: the resubscribe has time to act
+    with serving_coinbase(records, speed=speed, drop_sequence_at=drop_sequence_at) as server:
+        options = LiveOptions(
+            symbols=("BTC-USD",),
+            feed="coinbase",
+            data_dir=tmp_path / "data",
+            out_root=tmp_path / "reports",
+            url=server.ws_url,
+            until_idle_s=2.0,
+            backoff_initial_s=0.1,
+            backoff_cap_s=0.5,
+        )
+        result = run_live(config, options, stop=threading.Event())
+    ((name, digest),) = result.digests.items()
+    assert name.startswith("coinbase/BTC-USD/")
+    assert int(str(result.summaries[name]["n_events"])) > 300
+    status = pq.read_table(result.sessions[name] / "status.parquet").column("code").to_pylist()
+    if drop_sequence_at is not None:  # the gap is declared, level2 resubscribed and resynced
+        assert StatusCode.GAP in status
+        assert status.count(StatusCode.BOOK_SYNCED) >= 2
+    assert _replay_digest(tmp_path, result.sessions[name], config) == digest
