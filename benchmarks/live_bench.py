@@ -30,10 +30,28 @@ def point(strategy: str, speed: str, limit: int | None, inbox: int) -> dict[str,
         url, rest = first[1].removesuffix("/stream"), first[3]
         with tempfile.TemporaryDirectory() as tmp:
             subprocess.run(
-                [str(BIN / "ticktape"), "live", "--symbol", "btcusdt", "--strategy", strategy,
-                 *CRYPTO, "--url", url, "--rest-url", rest, "--until-idle", "3",
-                 "--no-dashboard", "--inbox", str(inbox), "--data-dir", f"{tmp}/data",
-                 "--out", f"{tmp}/reports"],  # fmt: skip
+                [
+                    str(BIN / "ticktape"),
+                    "live",
+                    "--symbol",
+                    "btcusdt",
+                    "--strategy",
+                    strategy,
+                    *CRYPTO,
+                    "--url",
+                    url,
+                    "--rest-url",
+                    rest,
+                    "--until-idle",
+                    "3",
+                    "--no-dashboard",
+                    "--inbox",
+                    str(inbox),
+                    "--data-dir",
+                    f"{tmp}/data",
+                    "--out",
+                    f"{tmp}/reports",
+                ],
                 check=True,
                 capture_output=True,
             )
