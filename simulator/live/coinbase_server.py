@@ -25,6 +25,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Final
 
 import orjson
@@ -40,6 +41,7 @@ from simulator.live.coinbase_tape import (
     envelope,
     load_coinbase_records,
 )
+from simulator.live.feed_server import FeedOptions, FeedSummary, serve_until_signal
 from simulator.types import NS_PER_SECOND
 
 END_OF_RECORDING: Final = "end of recording"
@@ -134,6 +136,10 @@ class CoinbaseFeedServer:
         if self._server is None:
             raise InvariantViolation("CoinbaseFeedServer.ws_url before start()")
         return f"ws://{self._bind[0]}:{self._port}"
+
+    @property
+    def rest_url(self) -> str:
+        return "-"  # Coinbase level2 snapshots come over the socket: no REST endpoint
 
     def join(self, timeout: float | None = None) -> bool:
         """Block (another thread) until the tape ended or the server closed; False on timeout."""
@@ -391,5 +397,33 @@ __all__ = [
     "CoinbaseFeedServer",
     "CoinbaseRecord",
     "load_coinbase_records",
+    "serve_sessions",
     "serving_coinbase",
 ]
+
+
+DEFAULT_RECORDING: Final = Path("originals") / "coinbase" / "COINBASE.jsonl.zst"
+
+
+def serve_sessions(
+    sessions: Sequence[str],
+    data_dir: Path,
+    options: FeedOptions,
+    on_started: Callable[[str, str], None],
+) -> FeedSummary:
+    """`ticktape feed serve --venue coinbase [RECORDING...]`: serve Coinbase recordings
+    (cryptofeed JSON lines; default: the bundled sample) until their end or SIGINT/SIGTERM."""
+    if options.faults is not None or options.start or options.limit is not None:
+        raise ConfigError("--faults, --start and --limit are available for --venue binance only")
+    paths = [Path(s) for s in sessions] or [data_dir / DEFAULT_RECORDING]
+    records = [r for path in paths for r in load_coinbase_records(path)]
+    server = CoinbaseFeedServer(records, speed=options.speed, port=options.port)
+
+    ended = asyncio.run(serve_until_signal(server, on_started))
+    return FeedSummary(
+        ended=ended,
+        messages=server.messages,
+        frames_sent=server.frames_sent,
+        connections=server.connections,
+        faults_injected=0,
+    )

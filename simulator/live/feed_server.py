@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
-from typing import Final
+from typing import Final, Protocol
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
@@ -498,7 +498,7 @@ def serve_sessions(
         ping_interval=options.ping_interval,
         port=options.port,
     )
-    ended = asyncio.run(_serve_until_signal(server, on_started))
+    ended = asyncio.run(serve_until_signal(server, on_started))
     return FeedSummary(
         ended=ended,
         messages=server.messages,
@@ -508,7 +508,20 @@ def serve_sessions(
     )
 
 
-async def _serve_until_signal(server: FeedServer, on_started: Callable[[str, str], None]) -> str:
+class Servable(Protocol):
+    """A feed server `serve_until_signal` can run (Binance's, Coinbase's)."""
+
+    @property
+    def ws_url(self) -> str: ...
+    @property
+    def rest_url(self) -> str: ...
+    async def start(self) -> None: ...
+    async def wait_done(self) -> None: ...
+    async def close(self) -> None: ...
+
+
+async def serve_until_signal(server: Servable, on_started: Callable[[str, str], None]) -> str:
+    """Start `server`, report its URLs, serve until its tape ends or SIGINT/SIGTERM."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
