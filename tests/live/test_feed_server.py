@@ -646,15 +646,16 @@ def test_cli_reports_a_bad_fault_file_in_one_line(tmp_path):
     assert "unknown key 'cout'; did you mean 'count'?" in result.output
 
 
-def test_cli_has_a_dispatch_point_for_coinbase():
-    import importlib
-
-    try:
-        module = importlib.import_module("simulator.live.coinbase_server")
-    except ModuleNotFoundError:
-        module = None
-    if hasattr(module, "serve_sessions"):
-        pytest.skip("the coinbase feed server is wired to the command")
-    result = CliRunner().invoke(main, ["feed", "serve", "--venue", "coinbase"])
-    assert result.exit_code == 1
-    assert "coinbase feed serving is not available" in result.output
+def test_cli_serves_the_coinbase_sample_to_a_subscriber():
+    command = [str(Path(sys.executable).parent / "ticktape"), "feed", "serve", "--venue",
+               "coinbase", "--speed", "max", "--data-dir", str(BUNDLED_DATA)]  # fmt: skip
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as server:
+        assert server.stdout is not None
+        url = server.stdout.readline().split()[1].removesuffix("/stream")
+        with connect(url, max_size=1 << 24) as ws:
+            request = {"type": "subscribe", "product_ids": ["BTC-USD"], "channel": "ticker"}
+            ws.send(json.dumps(request))
+            received = sum(1 for _ in ws)  # until the server closes: end of recording
+        tail = server.stdout.read()
+    assert received == 74  # the subscription ack and the 73 BTC-USD ticker envelopes
+    assert "end of recording" in tail
