@@ -41,7 +41,12 @@ from simulator.live.coinbase_tape import (
     envelope,
     load_coinbase_records,
 )
-from simulator.live.feed_server import FeedOptions, FeedSummary, serve_until_signal
+from simulator.live.feed_server import (
+    FeedOptions,
+    FeedSummary,
+    in_background,
+    serve_until_signal,
+)
 from simulator.types import NS_PER_SECOND
 
 END_OF_RECORDING: Final = "end of recording"
@@ -341,9 +346,8 @@ def serving_coinbase(
     drop_sequence_at: int | None = None,
     settle_s: float = SETTLE_S,
 ) -> Iterator[CoinbaseFeedServer]:
-    """Run a CoinbaseFeedServer on its own event loop in a background thread; yield it
-    started (use `ws_url` and `join()` from the calling thread). Leaving closes it; an error
-    of the server thread re-raises here."""
+    """A CoinbaseFeedServer run `in_background` (use `ws_url` and `join()` from the calling
+    thread)."""
     server = CoinbaseFeedServer(
         records,
         speed=speed,
@@ -352,44 +356,8 @@ def serving_coinbase(
         drop_sequence_at=drop_sequence_at,
         settle_s=settle_s,
     )
-    ready = threading.Event()
-    stop: list[Callable[[], None]] = []
-    errors: list[BaseException] = []
-
-    async def main() -> None:
-        closing = asyncio.Event()
-        loop = asyncio.get_running_loop()
-
-        def close_soon() -> None:
-            loop.call_soon_threadsafe(closing.set)
-
-        stop.append(close_soon)
-        try:
-            await server.start()
-        finally:
-            ready.set()
-        await closing.wait()
-        await server.close()
-
-    def run() -> None:
-        try:
-            asyncio.run(main())
-        except BaseException as e:  # handed to the calling thread and re-raised there
-            errors.append(e)
-            ready.set()
-
-    thread = threading.Thread(target=run, name="coinbase-feed-server", daemon=True)
-    thread.start()
-    ready.wait()
-    try:
-        if not errors:
-            yield server
-    finally:
-        if stop:
-            stop[0]()
-        thread.join()
-    if errors:
-        raise errors[0]
+    with in_background(server, "coinbase-feed-server"):
+        yield server
 
 
 __all__ = [

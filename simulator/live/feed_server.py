@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
-from typing import Final, Protocol
+from typing import Final, Protocol, TypeVar
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
@@ -388,45 +388,36 @@ def _response(reply: HttpReply) -> Response:
     return Response(reply.status, HTTPStatus(reply.status).phrase, headers, reply.body)
 
 
+class Servable(Protocol):
+    """A feed server `serve_until_signal` can run (Binance's, Coinbase's)."""
+
+    @property
+    def ws_url(self) -> str: ...
+    @property
+    def rest_url(self) -> str: ...
+    async def start(self) -> None: ...
+    async def wait_done(self) -> None: ...
+    async def close(self) -> None: ...
+
+
+ServerT = TypeVar("ServerT", bound=Servable)
+
+
 @contextmanager
-def serving(
-    tape: FeedTape,
-    *,
-    speed: float | None,
-    faults: FaultSchedule | None = None,
-    fault_log: Path | None = None,
-    ping_interval: float = 20.0,
-    pong_timeout: float = 60.0,
-    host: str = "127.0.0.1",
-    port: int = 0,
-) -> Iterator[FeedServer]:
-    """Run a FeedServer on its own event loop in a background thread; yield it started.
+def in_background(server: ServerT, name: str) -> Iterator[ServerT]:
+    """Run `server` on its own event loop in a daemon thread; yield it started.
 
     For tests and callers on other threads: a client can run in the calling thread. Leaving
     the block closes the server; an error of the server thread re-raises here.
     """
-    server = FeedServer(
-        tape,
-        speed=speed,
-        faults=faults,
-        fault_log=fault_log,
-        ping_interval=ping_interval,
-        pong_timeout=pong_timeout,
-        host=host,
-        port=port,
-    )
     ready = threading.Event()
-    stop: list[Callable[[], None]] = []
+    stop: list[Callable[[], object]] = []
     errors: list[BaseException] = []
 
     async def main() -> None:
         closing = asyncio.Event()
         loop = asyncio.get_running_loop()
-
-        def close_soon() -> None:
-            loop.call_soon_threadsafe(closing.set)
-
-        stop.append(close_soon)
+        stop.append(lambda: loop.call_soon_threadsafe(closing.set))
         try:
             await server.start()
         finally:
@@ -441,7 +432,7 @@ def serving(
             errors.append(e)
             ready.set()
 
-    thread = threading.Thread(target=run, name="feed-server", daemon=True)
+    thread = threading.Thread(target=run, name=name, daemon=True)
     thread.start()
     ready.wait()
     try:
@@ -451,8 +442,37 @@ def serving(
         if stop:
             stop[0]()
         thread.join()
-    if errors or server.error is not None:
-        raise errors[0] if errors else server.error  # type: ignore[misc]
+    if errors:
+        raise errors[0]
+
+
+@contextmanager
+def serving(
+    tape: FeedTape,
+    *,
+    speed: float | None,
+    faults: FaultSchedule | None = None,
+    fault_log: Path | None = None,
+    ping_interval: float = 20.0,
+    pong_timeout: float = 60.0,
+    host: str = "127.0.0.1",
+    port: int = 0,
+) -> Iterator[FeedServer]:
+    """A FeedServer run `in_background`; an error of its tape task re-raises on leaving."""
+    server = FeedServer(
+        tape,
+        speed=speed,
+        faults=faults,
+        fault_log=fault_log,
+        ping_interval=ping_interval,
+        pong_timeout=pong_timeout,
+        host=host,
+        port=port,
+    )
+    with in_background(server, "feed-server"):
+        yield server
+    if server.error is not None:
+        raise server.error
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -506,18 +526,6 @@ def serve_sessions(
         connections=server.connections,
         faults_injected=server.faults_injected,
     )
-
-
-class Servable(Protocol):
-    """A feed server `serve_until_signal` can run (Binance's, Coinbase's)."""
-
-    @property
-    def ws_url(self) -> str: ...
-    @property
-    def rest_url(self) -> str: ...
-    async def start(self) -> None: ...
-    async def wait_done(self) -> None: ...
-    async def close(self) -> None: ...
 
 
 async def serve_until_signal(server: Servable, on_started: Callable[[str, str], None]) -> str:
