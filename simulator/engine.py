@@ -36,7 +36,7 @@ from simulator.protocols import (
 from simulator.recording import Rejection, RunRecorder
 from simulator.sources.merge import MergedBatch, merge
 from simulator.sources.recorded import BatchSource, EventBatch
-from simulator.types import Fill, OrderRequest, OrderType, RejectReason, Side
+from simulator.types import Fill, OrderRequest, OrderType, RejectReason, Side, StatusCode
 
 QUOTE: Final = 0
 TRADE: Final = 1
@@ -50,8 +50,8 @@ KIND_CODES: Final = {
     "timer": TIMER,
     "status": STATUS,
 }
-FEED_DOWN_CODES: Final = frozenset({2, 4})  # live.consumed.StatusCode DISCONNECTED, BOOK_RESET
-FEED_UP_CODES: Final = frozenset({1, 5})  # CONNECTED, BOOK_SYNCED
+FEED_DOWN_CODES: Final = frozenset({StatusCode.DISCONNECTED, StatusCode.BOOK_RESET})
+FEED_UP_CODES: Final = frozenset({StatusCode.CONNECTED, StatusCode.BOOK_SYNCED})
 
 
 @dataclass(slots=True)

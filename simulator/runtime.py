@@ -90,7 +90,7 @@ def recorded_event_sources(session: SessionRef) -> list[TableSource]:
     """A live recording's timer ticks and feed status events, at their recorded times."""
     if not is_live_recording(session) or not session.files:
         return []
-    directory = next(iter(session.files.values())).parent
+    directory = session.directory
     return [
         TableSource(directory / f"{kind}.parquet", kind)
         for kind in ("timer", "status")
@@ -105,7 +105,7 @@ def recorded_decisions(session: SessionRef) -> dict[int, int]:
             f"--latency recorded needs a session recorded by `ticktape live`; {session.name} "
             "is not one (its meta.json has no recorder: live)"
         )
-    path = next(iter(session.files.values())).parent / "decisions.parquet"
+    path = session.directory / "decisions.parquet"
     if not path.exists():
         return {}
     table = open_parquet(path).read()

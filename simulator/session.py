@@ -38,6 +38,11 @@ class SessionRef:
     def time_zone(self) -> str:
         return str(self.meta.get("time_zone", "UTC"))
 
+    @property
+    def directory(self) -> Path:
+        """Where the session's files are (beside them: a live recording's other tables)."""
+        return next(iter(self.files.values())).parent
+
     def source(
         self,
         kind: str,

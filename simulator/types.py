@@ -79,6 +79,18 @@ class OrderType(IntEnum):
     LIMIT = 1
 
 
+class StatusCode(IntEnum):
+    """Live feed status events: recorded, replayed, and seen by the risk stage (feed health)."""
+
+    CONNECTED = 1
+    DISCONNECTED = 2  # feed down until CONNECTED
+    GAP = 3  # a sequence or update-id hole: data was lost
+    BOOK_RESET = 4  # the local book is invalid until BOOK_SYNCED
+    BOOK_SYNCED = 5
+    STALE_SNAPSHOT = 6  # a REST snapshot older than the buffered diffs (asked again)
+    SNAPSHOT_FAILED = 7  # the REST snapshot could not be fetched
+
+
 class RejectReason(IntEnum):
     """Why a risk check refused an order (0 = approved). Stored as int8 in run tables."""
 

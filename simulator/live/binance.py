@@ -25,9 +25,10 @@ from simulator.importers.binance_messages import (
     parse_snapshot,
 )
 from simulator.importers.book import OrderBook
-from simulator.live.consumed import Consumed, StatusCode
+from simulator.live.consumed import Consumed
 from simulator.live.frames import SNAPSHOT_SUFFIX, Direction, Frame
 from simulator.live.inbox import GAP_DIRECTION
+from simulator.types import StatusCode
 
 MAX_BUFFERED_DIFFS: Final = 10_000
 """Diffs kept while waiting for a snapshot (NautilusTrader's bound); beyond it, a gap."""
@@ -52,6 +53,7 @@ class BinanceNormalizer:
     def __init__(self, symbol: str, *, depth: bool, futures: bool = False) -> None:
         self.symbol = symbol.upper()
         self.prefix = symbol.lower() + "@"
+        self._snapshot_stream = symbol.lower() + SNAPSHOT_SUFFIX
         self._depth = depth
         self._futures = futures
         self.book = OrderBook()
@@ -76,7 +78,7 @@ class BinanceNormalizer:
         direction = frame.direction
         if direction == Direction.IN:
             self._on_message(frame, out)
-        elif direction == Direction.HTTP_RESP and frame.stream == self.prefix + SNAPSHOT_SUFFIX[1:]:
+        elif direction == Direction.HTTP_RESP and frame.stream == self._snapshot_stream:
             self._on_snapshot(frame, out)
         elif direction == Direction.TIMER:
             out.tick(frame.ts_recv)

@@ -38,10 +38,10 @@ from simulator.importers.coinbase_messages import (
     ticker_bbo,
     trade_row,
 )
-from simulator.live.consumed import Consumed, StatusCode
+from simulator.live.consumed import Consumed
 from simulator.live.frames import Direction, Frame
 from simulator.live.inbox import GAP_DIRECTION
-from simulator.types import NS_PER_SECOND
+from simulator.types import NS_PER_SECOND, StatusCode
 
 COINBASE_WS_URL: Final = "wss://advanced-trade-ws.coinbase.com"
 COINBASE_SANDBOX_WS_URL: Final = "wss://advanced-trade-ws-sandbox.coinbase.com"

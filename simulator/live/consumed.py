@@ -10,7 +10,6 @@ from the checked batches are the session: replaying them reproduces the consumed
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import IntEnum
 from typing import Final
 
 import pyarrow as pa
@@ -19,23 +18,7 @@ from simulator.importers.book import OrderBook
 from simulator.sources.merge import MergedBatch, interleave
 from simulator.sources.recorded import EventBatch, RowFilter
 from simulator.sources.table import plain_batch
-from simulator.types import book_columns
-
-
-class StatusCode(IntEnum):
-    """Feed status events: recorded, replayed, and seen by the risk stage (feed health)."""
-
-    CONNECTED = 1
-    DISCONNECTED = 2  # feed down until CONNECTED
-    GAP = 3  # a sequence or update-id hole: data was lost
-    BOOK_RESET = 4  # the local book is invalid until BOOK_SYNCED
-    BOOK_SYNCED = 5
-    STALE_SNAPSHOT = 6  # a REST snapshot older than the buffered diffs (asked again)
-    SNAPSHOT_FAILED = 7  # the REST snapshot could not be fetched
-
-
-FEED_DOWN: Final = frozenset({StatusCode.DISCONNECTED, StatusCode.BOOK_RESET})
-FEED_UP: Final = frozenset({StatusCode.CONNECTED, StatusCode.BOOK_SYNCED})
+from simulator.types import StatusCode, book_columns
 
 TIMER_SCHEMA: Final = pa.schema(
     [("ts_event", pa.int64()), ("ts_recv", pa.int64()), ("seq", pa.int64())]
@@ -98,12 +81,15 @@ class Consumed:
 
     levels: int
     next_seq: int = 0
-    _schemas: dict[str, pa.Schema] = field(default_factory=dict)
     quotes: list[tuple[object, ...]] = field(default_factory=list)
     trades: list[tuple[object, ...]] = field(default_factory=list)
     book: list[tuple[object, ...]] = field(default_factory=list)
     timer: list[tuple[object, ...]] = field(default_factory=list)
     status: list[tuple[object, ...]] = field(default_factory=list)
+    _schemas: dict[str, pa.Schema] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._schemas = schemas(self.levels)
 
     def _seq(self) -> int:
         seq = self.next_seq
@@ -146,11 +132,10 @@ class Consumed:
     def tables(self) -> dict[str, pa.Table]:
         """The non-empty kinds as tables of `schemas(levels)`, and clear the builder."""
         out: dict[str, pa.Table] = {}
-        all_schemas = self._schemas or self._schemas.update(schemas(self.levels)) or self._schemas
         for kind in ("quotes", "trades", "book", "timer", "status"):
             rows: list[tuple[object, ...]] = getattr(self, kind)
             if rows:
-                schema = all_schemas[kind]
+                schema = self._schemas[kind]
                 columns = list(zip(*rows, strict=True))
                 out[kind] = pa.table(
                     [pa.array(c, t) for c, t in zip(columns, schema.types, strict=True)],

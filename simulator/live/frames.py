@@ -68,10 +68,6 @@ class Stamper:
         self._seq = 0
         self._last = 0
 
-    @property
-    def last_ts(self) -> int:
-        return self._last
-
     def stamp(self, conn_id: int, direction: str, stream: str, payload: bytes) -> Frame:
         now = self._wall()
         with self._lock:

@@ -14,7 +14,7 @@ import resource
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Final
@@ -78,7 +78,6 @@ class LiveView:
     runs: list[SymbolRun]
     network: LiveNetwork
     inbox: Inbox
-    stopping: bool = False
 
 
 @dataclass(slots=True)
@@ -88,6 +87,20 @@ class LiveResult:
     digests: dict[str, str]
     summaries: dict[str, dict[str, object]] = field(default_factory=dict)
     live_facts: dict[str, dict[str, object]] = field(default_factory=dict)
+
+
+def route(frames: list[Frame], prefixes: Iterable[str]) -> dict[str, list[Frame]]:
+    """Frames by symbol stream prefix ("btcusdt@"); a frame of no symbol (connect, close,
+    subscription, timer tick, a multi-product envelope) goes to every symbol."""
+    routed: dict[str, list[Frame]] = {prefix: [] for prefix in prefixes}
+    for frame in frames:
+        selected = routed.get(frame.stream[: frame.stream.find("@") + 1])
+        if selected is not None:
+            selected.append(frame)
+        else:
+            for shared in routed.values():
+                shared.append(frame)
+    return routed
 
 
 class _RawSpool:
@@ -120,15 +133,7 @@ class _RawSpool:
             frames.append(self._frames.popleft())
         if not frames:
             return
-        by_run: dict[str, list[Frame]] = {prefix: [] for prefix in self._runs}
-        for frame in frames:
-            prefix = frame.stream[: frame.stream.find("@") + 1]
-            if prefix in by_run:
-                by_run[prefix].append(frame)
-            else:  # connects, closes, subscriptions, timer ticks: every session's
-                for selected in by_run.values():
-                    selected.append(frame)
-        for prefix, selected in by_run.items():
+        for prefix, selected in route(frames, self._runs).items():
             if selected:
                 self._runs[prefix].parts.append("raw", raw_table(selected))
 
@@ -328,15 +333,7 @@ def _dispatch(
     if len(runs) == 1:
         runs[0].process(frames)
     else:
-        selected: dict[str, list[Frame]] = {prefix: [] for prefix in by_prefix}
-        for frame in frames:
-            prefix = frame.stream[: frame.stream.find("@") + 1]
-            if prefix in selected:
-                selected[prefix].append(frame)
-            else:
-                for chosen in selected.values():
-                    chosen.append(frame)
-        for prefix, chosen in selected.items():
+        for prefix, chosen in route(frames, by_prefix).items():
             if chosen:
                 by_prefix[prefix].process(chosen)
     for run in runs:
@@ -366,7 +363,7 @@ def _finish(
     result = LiveResult(sessions={}, run_dirs={}, digests={})
     for run in runs:
         state = run.engine.end()
-        run._record_outputs()
+        run.record_outputs()
         digest = run.recorder.close()
         summary = run_summary(state, run.recorder, run.portfolio, digest)
         summary["breaker_trips"] = write_breaker(run.staged.breaker, run.run_dir)

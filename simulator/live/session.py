@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, Protocol
+from typing import Final, Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -54,10 +54,9 @@ def session_key(venue: str, symbol: str, start_ns: int, data_dir: Path) -> Sessi
 
 @dataclass(slots=True)
 class SymbolCounters:
-    events: int = 0
-    orders_recorded: int = 0
+    orders_recorded: int = 0  # orders and fills already appended to the session's parts
     fills_recorded: int = 0
-    feed_latency_ns: deque[int] | None = None
+    feed_latency_ns: deque[int] = field(default_factory=lambda: deque(maxlen=FEED_LATENCY_WINDOW))
 
 
 class SymbolRun:
@@ -103,7 +102,7 @@ class SymbolRun:
             **schemas(levels),
             "raw": RAW_SCHEMA,
             "decisions": DECISIONS_SCHEMA,
-            "orders": orders_table_schema(),
+            "orders": orders_table(RunTables()).schema,
             "fills": fills_table([]).schema,
         }
         self.session_dir = session_dir(data_dir, key)
@@ -115,7 +114,7 @@ class SymbolRun:
         )
         self.consumed = Consumed(levels)
         self.checked = Checked()
-        self.counters = SymbolCounters(feed_latency_ns=deque(maxlen=FEED_LATENCY_WINDOW))
+        self.counters = SymbolCounters()
         self.engine.begin()
 
     def process(self, frames: list[Frame]) -> None:
@@ -132,22 +131,22 @@ class SymbolRun:
         if merged is None:
             return
         self.engine.step(merged)
-        self.counters.events = self.engine.state.n_events
-        self._record_outputs()
+        self.record_outputs()
 
     def _feed_latency(self, passed: dict[str, pa.Table]) -> None:
         """Receive minus exchange time of trades and diffs (may be negative: clock skew)."""
         window = self.counters.feed_latency_ns
         for kind in ("trades", "book"):
             table = passed.get(kind)
-            if table is None or window is None:
+            if table is None:
                 continue
             ts_event = table.column("ts_event")
             if ts_event.null_count == 0:  # Binance trades and diffs always carry E/T
                 lag = table.column("ts_recv").to_numpy() - ts_event.to_numpy()
                 window.extend(lag[-FEED_LATENCY_WINDOW:].tolist())
 
-    def _record_outputs(self) -> None:
+    def record_outputs(self) -> None:
+        """Append the decisions, orders and fills made since the last call to the parts."""
         engine, tables, counters = self.engine, self.recorder.tables, self.counters
         if engine.decisions:
             index, ts = zip(*engine.decisions, strict=True)
@@ -165,7 +164,7 @@ class SymbolRun:
         if len(tables.orders) > counters.orders_recorded:
             new = tables.orders[counters.orders_recorded :]
             p = tables.order_p[counters.orders_recorded :]
-            self.parts.append("orders", orders_table_of(new, p))
+            self.parts.append("orders", orders_table(RunTables(orders=new, order_p=p)))
             counters.orders_recorded = len(tables.orders)
         if len(tables.fills) > counters.fills_recorded:
             self.parts.append("fills", fills_table(tables.fills[counters.fills_recorded :]))
@@ -178,11 +177,3 @@ class SymbolRun:
             return float("nan"), float("nan")
         values = np.fromiter(window, dtype=np.int64)
         return float(np.median(values)) / 1e6, float(np.percentile(values, 99)) / 1e6
-
-
-def orders_table_schema() -> pa.Schema:
-    return orders_table_of([], []).schema
-
-
-def orders_table_of(orders: list[Any], p: list[float]) -> pa.Table:
-    return orders_table(RunTables(orders=list(orders), order_p=list(p)))

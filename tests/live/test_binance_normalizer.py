@@ -13,9 +13,10 @@ import zstandard
 
 from simulator.importers.binance_tables import bbo_agreement
 from simulator.live.binance import BinanceNormalizer
-from simulator.live.consumed import Checked, Consumed, StatusCode
+from simulator.live.consumed import Checked, Consumed
 from simulator.live.frames import Direction, Frame, Stamper, stream_of
 from simulator.live.inbox import GAP_DIRECTION, Inbox
+from simulator.types import StatusCode
 from tests.conftest import REPO
 
 SESSION = REPO / "data" / "binance" / "BTCUSDT" / "2024-08-08"

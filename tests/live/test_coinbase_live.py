@@ -37,10 +37,10 @@ from simulator.live.coinbase_server import (
 )
 from simulator.live.coinbase_tape import ReplayBooks, envelope
 from simulator.live.connection import VenueProfile
-from simulator.live.consumed import Consumed, StatusCode
+from simulator.live.consumed import Consumed
 from simulator.live.frames import Direction, Frame, Stamper
 from simulator.live.inbox import GAP_DIRECTION
-from simulator.types import book_columns
+from simulator.types import StatusCode, book_columns
 from tests.conftest import ORIGINALS
 
 RECORDING = ORIGINALS / "coinbase" / "COINBASE.jsonl.zst"

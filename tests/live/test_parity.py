@@ -11,13 +11,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from simulator.config import apply_overrides, load_strategy
-from simulator.live.consumed import StatusCode
 from simulator.live.feed_faults import parse_faults
 from simulator.live.feed_server import serving
 from simulator.live.feed_tape import load_tape
 from simulator.live.run import LiveOptions, LiveResult, run_live
 from simulator.runtime import replay
 from simulator.session import resolve_session
+from simulator.types import StatusCode
 from tests.conftest import REPO
 
 # BTC is priced in tens of thousands: trade hundredths, with limits to match
