@@ -44,6 +44,7 @@ from simulator.live.coinbase_tape import (
 from simulator.live.feed_server import (
     FeedOptions,
     FeedSummary,
+    ServerLifecycle,
     in_background,
     serve_until_signal,
 )
@@ -82,7 +83,7 @@ class _Client:
         return any(p in subscribed for p in record.products)
 
 
-class CoinbaseFeedServer:
+class CoinbaseFeedServer(ServerLifecycle):
     """The server; `start()` binds it and runs the tape as a task, `wait_done()` awaits it."""
 
     def __init__(
@@ -145,30 +146,6 @@ class CoinbaseFeedServer:
     @property
     def rest_url(self) -> str:
         return "-"  # Coinbase level2 snapshots come over the socket: no REST endpoint
-
-    def join(self, timeout: float | None = None) -> bool:
-        """Block (another thread) until the tape ended or the server closed; False on timeout."""
-        return self._finished.wait(timeout)
-
-    async def wait_done(self) -> None:
-        """Until the tape has ended (or close()) and every connection is closed."""
-        if self._task is not None:
-            await asyncio.wait({self._task})
-            if not self._task.cancelled() and (error := self._task.exception()) is not None:
-                raise error
-
-    async def close(self) -> None:
-        """Stop now (idempotent): close connections with 1001 and stop listening."""
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            await asyncio.wait({self._task})
-        await self._shut("server closed")
-
-    async def _shut(self, reason: str) -> None:
-        if self._server is not None:
-            self._server.close(code=1001, reason=reason)  # idempotent: the first reason wins
-            await self._server.wait_closed()
-        self._finished.set()
 
     # -- the tape ----------------------------------------------------------------------------
 

@@ -72,7 +72,49 @@ class _Client:
     arrivals: deque[float] = field(default_factory=lambda: deque(maxlen=wire.MAX_INCOMING_PER_S))
 
 
-class FeedServer:
+class ServerLifecycle:
+    """What the feed servers share once started: a websockets server and a tape task.
+    `join` (another thread), `wait_done` and `close` (the server's loop), `finished`."""
+
+    _server: Server | None
+    _task: asyncio.Task[None] | None
+    _finished: threading.Event
+
+    @property
+    def finished(self) -> bool:
+        return self._finished.is_set()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Block (another thread) until the tape ended or the server closed; False on timeout."""
+        return self._finished.wait(timeout)
+
+    async def wait_done(self) -> None:
+        """Until the tape has ended (or close()) and every connection is closed; re-raises an
+        error of the tape task."""
+        if self._task is not None:
+            await asyncio.wait({self._task})
+            if not self._task.cancelled() and (error := self._task.exception()) is not None:
+                raise error
+
+    async def close(self) -> None:
+        """Stop now (idempotent): close connections with 1001 and stop listening."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            await asyncio.wait({self._task})
+        await self._shut("server closed")
+
+    async def _shut(self, reason: str) -> None:
+        if self._server is not None:
+            self._server.close(code=1001, reason=reason)  # idempotent: the first reason wins
+            await self._server.wait_closed()
+        self._closed()
+        self._finished.set()
+
+    def _closed(self) -> None:
+        """Release what the server holds once it is shut (a fault log)."""
+
+
+class FeedServer(ServerLifecycle):
     """The server; `start()` binds it, the tape runs as a task, `wait_done()` awaits its end."""
 
     def __init__(
@@ -157,35 +199,8 @@ class FeedServer:
     def faults_injected(self) -> int:
         return len(self._log.entries)
 
-    @property
-    def finished(self) -> bool:
-        return self._finished.is_set()
-
-    def join(self, timeout: float | None = None) -> bool:
-        """Block (another thread) until the tape ended or the server closed; False on timeout."""
-        return self._finished.wait(timeout)
-
-    async def wait_done(self) -> None:
-        """Until the tape has ended (or close()) and every connection is closed; re-raises an
-        error of the tape task."""
-        if self._task is not None:
-            await asyncio.wait({self._task})
-            if not self._task.cancelled() and self._task.exception() is not None:
-                raise self._task.exception()  # type: ignore[misc]
-
-    async def close(self) -> None:
-        """Stop now (idempotent): close connections with 1001 and stop listening."""
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            await asyncio.wait({self._task})
-        await self._shut("server closed")
-
-    async def _shut(self, reason: str) -> None:
-        if self._server is not None:
-            self._server.close(code=1001, reason=reason)  # idempotent: the first reason wins
-            await self._server.wait_closed()
+    def _closed(self) -> None:
         self._log.close()
-        self._finished.set()
 
     # -- the tape ----------------------------------------------------------------------------
 
