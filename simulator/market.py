@@ -8,6 +8,7 @@ read only on the cold path (when an order walks the book).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Final
 
 MAX_TS: Final = 2**63 - 1
@@ -52,19 +53,17 @@ class MarketState:
     def mid(self) -> float:
         return (self.bid_px + self.ask_px) * 0.5
 
-    def depth(self, side: int) -> list[tuple[float, float]]:
+    def depth(self, side: int) -> Iterator[tuple[float, float]]:
         """Levels an order of `side` (+1 buy, -1 sell) takes from, best first: asks for a buy.
 
         Falls back to the L1 quote when the session has no book. Empty levels are skipped.
+        Lazy: most orders stop at the first level, so deeper ones are never read.
         """
         row = self.book_row
         if not self.book_columns or row < 0:
-            if side > 0:
-                return [(self.ask_px, self.ask_sz)]
-            return [(self.bid_px, self.bid_sz)]
-        out: list[tuple[float, float]] = []
+            yield (self.ask_px, self.ask_sz) if side > 0 else (self.bid_px, self.bid_sz)
+            return
         for bid_px, bid_sz, ask_px, ask_sz in self.book_columns:
             px, sz = (ask_px[row], ask_sz[row]) if side > 0 else (bid_px[row], bid_sz[row])
             if px == px and sz > 0:  # NaN marks an empty level
-                out.append((px, sz))
-        return out
+                yield px, sz

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Final
@@ -250,6 +251,7 @@ class SimVenue:
     def _take(self, order: OrderRequest, ts: int, market: MarketState, out: list[Fill]) -> float:
         """Take liquidity as taker (capped at the limit price, if any); return the unfilled qty."""
         side, limit = order.side, order.limit_px
+        levels: Iterable[tuple[float, float]]
         if self._l2:
             levels = market.depth(side)
         elif side > 0:
@@ -301,18 +303,24 @@ class SimVenue:
 
 
 def _validate(order: OrderRequest) -> None:
-    """Orders come from the engine: a malformed one is a bug, raised as VenueError."""
-    where = f"order {order.order_id}"
+    """Orders come from the engine: a malformed one is a bug, raised as VenueError (the
+    message is built only then: this runs once per order)."""
     if not 0.0 < order.qty < math.inf:
-        raise VenueError(f"{where}: qty must be a finite number > 0; found {order.qty!r}")
+        raise VenueError(
+            f"order {order.order_id}: qty must be a finite number > 0; found {order.qty!r}"
+        )
     if order.side not in (Side.BUY, Side.SELL):
-        raise VenueError(f"{where}: side must be Side.BUY or Side.SELL; found {order.side!r}")
+        raise VenueError(
+            f"order {order.order_id}: side must be Side.BUY or Side.SELL; found {order.side!r}"
+        )
     if order.order_type == OrderType.LIMIT:
         px = order.limit_px
         if px is None or not 0.0 < px < math.inf:
-            raise VenueError(f"{where}: a limit order needs a finite limit_px > 0; found {px!r}")
+            raise VenueError(
+                f"order {order.order_id}: a limit order needs a finite limit_px > 0; found {px!r}"
+            )
     elif order.limit_px is not None:
         raise VenueError(
-            f"{where}: a market order must not carry limit_px (found {order.limit_px!r}); "
-            "send order_type=OrderType.LIMIT to cap the price"
+            f"order {order.order_id}: a market order must not carry limit_px "
+            f"(found {order.limit_px!r}); send order_type=OrderType.LIMIT to cap the price"
         )

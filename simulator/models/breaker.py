@@ -65,6 +65,7 @@ class CircuitBreaker:
         "_fallback_calls",
         "_max_violations",
         "_opened_at",
+        "_predict_primary",
         "_primary_calls",
         "_slow_calls",
         "_state",
@@ -93,6 +94,7 @@ class CircuitBreaker:
             )
         self.primary = primary
         self.fallback = fallback
+        self._predict_primary = primary.predict  # bound once: predict() runs per event
         self.name = f"breaker({primary.name}|{fallback.name})"
         self._clock = clock
         self._budget_ns = latency_budget_ns
@@ -144,6 +146,22 @@ class CircuitBreaker:
 
     def predict(self, features: npt.NDArray[np.float32], event_index: int) -> float:
         self._calls += 1
+        if self._state == "closed" and self._budget_ns is None:
+            # The per-event path: closed, no latency budget. Only exceptions can violate.
+            self._primary_calls += 1
+            try:
+                p = self._predict_primary(features, event_index)
+            except InvariantViolation:
+                raise  # a broken invariant stops the run; it is not a model fault
+            except Exception as e:  # broad on purpose: any fault of model code is what this is for
+                return self._on_exception(e, features, event_index)
+            if self._consecutive:
+                self._consecutive = 0
+            return p
+        return self._guarded(features, event_index)
+
+    def _guarded(self, features: npt.NDArray[np.float32], event_index: int) -> float:
+        """predict() while open or half-open, or with a latency budget to watch."""
         if self._state == "open":
             if self._clock.now() - self._opened_at < self._cooldown_ns:
                 self._fallback_calls += 1
@@ -153,14 +171,11 @@ class CircuitBreaker:
         budget = self._budget_ns
         start = time.perf_counter_ns() if budget is not None else 0
         try:
-            p = self.primary.predict(features, event_index)
+            p = self._predict_primary(features, event_index)
         except InvariantViolation:
-            raise  # a broken invariant stops the run; it is not a model fault
-        except Exception as e:  # broad on purpose: any fault of model code is what this is for
-            self._exceptions += 1
-            self._violation(event_index, f"exception: {type(e).__name__}")
-            self._fallback_calls += 1
-            return self.fallback.predict(features, event_index)
+            raise
+        except Exception as e:  # broad on purpose, as in predict()
+            return self._on_exception(e, features, event_index)
         if budget is not None:
             elapsed = time.perf_counter_ns() - start
             if elapsed > budget:
@@ -173,6 +188,15 @@ class CircuitBreaker:
         if self._state == "half_open":
             self._switch("closed", event_index, "recovered")
         return p
+
+    def _on_exception(
+        self, error: Exception, features: npt.NDArray[np.float32], event_index: int
+    ) -> float:
+        """The primary raised: count the violation and let the fallback answer this event."""
+        self._exceptions += 1
+        self._violation(event_index, f"exception: {type(error).__name__}")
+        self._fallback_calls += 1
+        return self.fallback.predict(features, event_index)
 
     def _violation(self, event_index: int, reason: str) -> None:
         self._consecutive += 1
