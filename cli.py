@@ -7,6 +7,7 @@ usage errors exit 2 (click).
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -698,16 +699,33 @@ def train(
 )
 @click.option("--size", default=1_000_000, show_default=True, help="Quotes in the generated file.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per case.")
+@click.option(
+    "--kernel",
+    type=click.Choice(["native", "python"]),
+    default=None,
+    help="Feature kernel: the compiled one or the Python path (same results). "
+    "Default: native when built, or $TICKTAPE_FEATURES.",
+)
 @DATA_DIR_OPTION
 def bench(
-    datasets: tuple[str, ...], strategies: tuple[str, ...], size: int, as_json: bool, data_dir: Path
+    datasets: tuple[str, ...],
+    strategies: tuple[str, ...],
+    size: int,
+    as_json: bool,
+    kernel: str | None,
+    data_dir: Path,
 ) -> None:
     """Measure events/s and per-stage latency: data only, +features, full pipelines."""
     import tempfile
 
     from simulator import bench as benchmark
     from simulator.config import strategy_names
+    from simulator.features import native
     from simulator.sources.synthetic import write_synthetic_session
+
+    if kernel is not None:
+        native.choose(kernel)  # a clear error now if it is not built
+        os.environ[native.ENVIRONMENT] = kernel  # the cases run in subprocesses
 
     chosen = list(strategies) or [s for s in ("obi_rule", "obi_mlp") if s in strategy_names()]
     with tempfile.TemporaryDirectory() as tmp:
@@ -726,13 +744,15 @@ def bench(
 
 def _print_bench(results: list[dict[str, Any]]) -> None:
     table = Table(title="ticktape bench (run phase; load apart)", show_edge=False)
-    for name in ("case", "strategy", "data", "events", "events/s", "load s", "peak RSS MB"):
-        table.add_column(name, justify="left" if name in ("case", "strategy", "data") else "right")
+    columns = ("case", "strategy", "data", "kernel", "events", "events/s", "load s", "peak RSS MB")
+    for name in columns:
+        left = name in ("case", "strategy", "data", "kernel")
+        table.add_column(name, justify="left" if left else "right")
     for r in results:
         table.add_row(
             r["case"], r["strategy"], Path(r["data"]).name if "/" in r["data"] else r["data"],
-            f"{r['n_events']:,}", f"{r['events_per_s']:,.0f}", f"{r['load_s']:.2f}",
-            f"{r['peak_rss_mb']:.0f}",
+            r.get("feature_kernel") or "-", f"{r['n_events']:,}", f"{r['events_per_s']:,.0f}",
+            f"{r['load_s']:.2f}", f"{r['peak_rss_mb']:.0f}",
         )  # fmt: skip
     console.print(table)
     for r in results:

@@ -44,6 +44,7 @@ def run_case(case: str, data: str, data_dir: Path, strategy: str) -> dict[str, o
         n = _walk(sources, features)
         run_s = perf_counter() - loaded
         result.update(n_events=n, events_per_s=n / run_s, load_s=loaded - started, stages={})
+        result["feature_kernel"] = features.kernel if features is not None else None
     else:
         with tempfile.TemporaryDirectory() as tmp:
             run = replay(session, apply_overrides(config), out_dir=Path(tmp) / "run")
@@ -55,6 +56,7 @@ def run_case(case: str, data: str, data_dir: Path, strategy: str) -> dict[str, o
             events_per_s=timings["events_per_s"],
             load_s=timings["load_s"],
             stages=run.manifest["latency_us"],
+            feature_kernel=run.manifest["feature_kernel"],
         )
     result["peak_rss_mb"] = _peak_rss_mb()
     return result

@@ -399,6 +399,7 @@ def replay(
         },
         "time_zone": session.time_zone,
         "versions": versions(),
+        "feature_kernel": staged.features.kernel,  # native or python: same bits, other speed
         "timings": {
             "load_s": loaded - started,
             "run_s": ran - loaded,

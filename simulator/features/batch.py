@@ -192,9 +192,12 @@ def frame_book_columns(events: pl.DataFrame, levels: int) -> BookColumns:
     return BookColumns.from_arrays(side("bid_px"), side("bid_sz"), side("ask_px"), side("ask_sz"))
 
 
-def incremental_features(events: pl.DataFrame, config: FeatureConfig) -> npt.NDArray[np.float32]:
-    """Drive a FeatureBuffer over `events`, calling compute() after every event."""
-    buffer = FeatureBuffer(config)
+def incremental_features(
+    events: pl.DataFrame, config: FeatureConfig, *, kernel: str | None = None
+) -> npt.NDArray[np.float32]:
+    """Drive a FeatureBuffer (of `kernel`, see `native.choose`) over `events`, calling
+    compute() after every event."""
+    buffer = FeatureBuffer(config, kernel=kernel)
     book = frame_book_columns(events, config.levels)
     kind = events["kind"].to_list()
     ts = events["ts_recv"].to_list()

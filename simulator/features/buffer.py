@@ -14,11 +14,12 @@ Inputs must obey the data contract (finite positive prices and level-0 sizes, wh
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Final, NamedTuple, cast
+from typing import TYPE_CHECKING, Final, NamedTuple, cast
 
 import numpy as np
 import numpy.typing as npt
 
+from simulator.features import native
 from simulator.features.config import (
     LIGHT_FEATURES,
     MID_FEATURES,
@@ -30,6 +31,9 @@ from simulator.features.config import (
 from simulator.features.history import PACKED_RETURNS, QuoteHandler, history_on_quote
 from simulator.sources.recorded import EventBatch
 from simulator.types import book_levels
+
+if TYPE_CHECKING:
+    from simulator.features._native import History
 
 NAN: Final = float("nan")
 _BOOK_IMBALANCE: Final = MID_FEATURES.index("book_imbalance")
@@ -100,20 +104,24 @@ class FeatureBuffer:
     __slots__ = (
         "_ask", "_ask_sz", "_bid", "_bid_sz", "_depth_ask", "_depth_bid", "_flow_a", "_flow_at",
         "_flow_s", "_flow_v", "_full", "_full_head", "_full_view", "_gather", "_getters",
-        "_history", "_last_trade_ts", "_need", "_out", "_out_head", "_reset_history", "_since_at",
-        "compute", "config", "n_mid_updates", "n_trades", "names", "on_quote", "ts_recv", "vector",
+        "_history", "_last_trade_ts", "_n_mid", "_n_trades", "_native", "_need", "_out",
+        "_out_head", "_reset_history", "_since_at", "_ts", "compute", "config", "kernel", "names",
+        "on_book", "on_quote", "on_trade", "vector",
     )  # fmt: skip
 
     on_quote: QuoteHandler
     """A quote: (ts_recv, bid_px, bid_sz, ask_px, ask_sz) -> None."""
+    on_book: Callable[[int, BookColumns, int], None]
+    """A book event: (ts_recv, the batch's BookColumns, row) -> None."""
+    on_trade: Callable[[int, float, float, int], None]
+    """A trade: (ts_recv, px, sz, side) -> None; `px` is not used (the features are about
+    flow and time)."""
     compute: Callable[[], npt.NDArray[np.float32]]
     """Write the current values into `vector` (in place) and return it."""
-    ts_recv: int
-    """Receive time of the latest event seen (read-only, like the two counts below)."""
-    n_mid_updates: int
-    n_trades: int
+    kernel: str
+    """Which implementation runs the history mode: "native" (the compiled twin) or "python"."""
 
-    def __init__(self, config: FeatureConfig | None = None) -> None:
+    def __init__(self, config: FeatureConfig | None = None, *, kernel: str | None = None) -> None:
         self.config = FeatureConfig() if config is None else config
         self.names: tuple[str, ...] = self.config.names
         self.vector: npt.NDArray[np.float32] = np.full(len(self.names), NAN, dtype=np.float32)
@@ -124,7 +132,18 @@ class FeatureBuffer:
         self._lay_out()
         self._reset_history: Callable[[], None] = _nothing
         self._getters: tuple[tuple[int, Callable[[], float]], ...] = ()
-        if self._history:
+        self._native: History | None = None
+        self.kernel = native.choose(kernel) if self._history else "python"
+        self.on_book, self.on_trade = self._book, self._trade
+        if self.kernel == "native":
+            self._native = state = native.history(self.config, self.vector)
+            self.on_quote, self.on_book, self.on_trade = (
+                state.on_quote,
+                state.on_book,
+                state.on_trade,
+            )
+            self.compute = state.compute
+        elif self._history:
             self.on_quote, self._reset_history = history_on_quote(self, self._full)
             self.compute = _history_compute(self)
         else:
@@ -158,14 +177,31 @@ class FeatureBuffer:
 
     def reset(self) -> None:
         """Forget everything (a new session): every value back to NaN, every window empty."""
-        self.ts_recv = self._last_trade_ts = 0
+        self._ts = self._last_trade_ts = 0
         self._bid = self._bid_sz = self._ask = self._ask_sz = NAN
         self._depth_bid = self._depth_ask = NAN
-        self.n_mid_updates = self.n_trades = 0
+        self._n_mid = self._n_trades = 0
         self._flow_s = self._flow_v = 0.0
         self._full.fill(NAN)
         self.vector.fill(NAN)
         self._reset_history()
+        if self._native is not None:
+            self._native.reset()
+
+    @property
+    def ts_recv(self) -> int:
+        """Receive time of the latest event seen."""
+        return self._ts if self._native is None else self._native.ts_recv
+
+    @property
+    def n_mid_updates(self) -> int:
+        """Quote and book events seen since the last reset."""
+        return self._n_mid if self._native is None else self._native.n_mid_updates
+
+    @property
+    def n_trades(self) -> int:
+        """Trades seen since the last reset."""
+        return self._n_trades if self._native is None else self._native.n_trades
 
     @property
     def ready(self) -> bool:
@@ -176,8 +212,8 @@ class FeatureBuffer:
         """The per-batch bundle `on_book` takes (the engine builds it once per book batch)."""
         return BookColumns.from_batch(batch, self.config.levels)
 
-    def on_book(self, ts_recv: int, levels: BookColumns, row: int) -> None:
-        """A book event: level 0 is the quote; book_imbalance sums the levels."""
+    def _book(self, ts_recv: int, levels: BookColumns, row: int) -> None:
+        """on_book in Python: level 0 is the quote; book_imbalance sums the levels."""
         self.on_quote(
             ts_recv,
             levels.bid_px[0][row],
@@ -190,13 +226,13 @@ class FeatureBuffer:
         if self._history:
             self._full_view[_BOOK_IMBALANCE] = (depth_bid - depth_ask) / (depth_bid + depth_ask)
 
-    def on_trade(self, ts_recv: int, px: float, sz: float, side: int) -> None:
-        """A trade: `px` is not used (trade features are about flow and time)."""
-        self.ts_recv = ts_recv
+    def _trade(self, ts_recv: int, px: float, sz: float, side: int) -> None:
+        """on_trade in Python."""
+        self._ts = ts_recv
         self._last_trade_ts = ts_recv
-        self.n_trades += 1
+        self._n_trades += 1
         signed = side * sz
-        if self.n_trades > 1:
+        if self._n_trades > 1:
             a = self._flow_a
             self._flow_s += a * (signed - self._flow_s)
             self._flow_v += a * (sz - self._flow_v)
@@ -208,14 +244,14 @@ class FeatureBuffer:
         self, ts_recv: int, bid_px: float, bid_sz: float, ask_px: float, ask_sz: float
     ) -> None:
         """on_quote without history: keep the top of book for the getters below."""
-        self.ts_recv = ts_recv
+        self._ts = ts_recv
         self._bid = bid_px
         self._bid_sz = bid_sz
         self._ask = ask_px
         self._ask_sz = ask_sz
         self._depth_bid = bid_sz
         self._depth_ask = ask_sz
-        self.n_mid_updates += 1
+        self._n_mid += 1
 
     # Top-of-book and trade features on demand, for selections that keep no history. The
     # history mode computes the same expressions; a test checks the two modes agree.
@@ -236,10 +272,10 @@ class FeatureBuffer:
         return (self._depth_bid - self._depth_ask) / (self._depth_bid + self._depth_ask)
 
     def _get_trade_flow(self) -> float:
-        return self._flow_s / self._flow_v if self.n_trades else NAN
+        return self._flow_s / self._flow_v if self._n_trades else NAN
 
     def _get_time_since_trade(self) -> float:
-        return (self.ts_recv - self._last_trade_ts) / 1e9 if self.n_trades else NAN
+        return (self._ts - self._last_trade_ts) / 1e9 if self._n_trades else NAN
 
 
 def _nothing() -> None:
@@ -254,11 +290,11 @@ def _history_compute(buffer: FeatureBuffer) -> Callable[[], npt.NDArray[np.float
     flow_at, since_at = buffer._flow_at, buffer._since_at
 
     def compute() -> npt.NDArray[np.float32]:
-        if buffer.n_trades:
+        if buffer._n_trades:
             if flow_at >= 0:
                 out[flow_at] = buffer._flow_s / buffer._flow_v
             if since_at >= 0:
-                out[since_at] = (buffer.ts_recv - buffer._last_trade_ts) / 1e9
+                out[since_at] = (buffer._ts - buffer._last_trade_ts) / 1e9
         if gather is None:
             out_head[:] = full_head
         else:

@@ -76,8 +76,8 @@ def history_on_quote(  # noqa: C901 - see on_quote
     ) -> None:
         nonlocal pos, run, fast, slow, signal, spread_m, spread_v
         nonlocal var, gain, loss, vol_m, vol_v, bb_ref, bb_s, bb_q
-        buffer.ts_recv = ts_recv
-        buffer.n_mid_updates = n = buffer.n_mid_updates + 1
+        buffer._ts = ts_recv
+        buffer._n_mid = n = buffer._n_mid + 1
         mid = (bid_px + ask_px) * 0.5
         spread = ask_px - bid_px
         log_mid = log(mid)

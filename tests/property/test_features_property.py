@@ -1,5 +1,6 @@
 """FeatureBuffer (incremental) == features_frame (vectorised) on generated event streams and
-on whole bundled sessions; neither looks ahead; a ready buffer holds no NaN."""
+on whole bundled sessions; the compiled kernel == the Python path bit for bit; neither twin
+looks ahead; a ready buffer holds no NaN."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from simulator.features import (
     feature_names,
     features_frame,
     incremental_features,
+    native,
     session_events,
 )
 from simulator.features.batch import frame_book_columns
@@ -129,6 +131,16 @@ def streams(draw: st.DrawFn, max_events: int = 150) -> tuple[pl.DataFrame, Featu
 def test_incremental_equals_vectorised_on_generated_streams(stream):
     events, config = stream
     assert_twins_equal(events, config)
+
+
+@pytest.mark.skipif(not native.available(), reason="the native feature kernel is not built")
+@SETTINGS
+@given(streams())
+def test_native_kernel_equals_python_bit_for_bit_on_generated_streams(stream):
+    events, config = stream
+    python = incremental_features(events, config, kernel="python")
+    compiled = incremental_features(events, config, kernel="native")
+    np.testing.assert_array_equal(python.view(np.uint32), compiled.view(np.uint32))
 
 
 @SETTINGS

@@ -1,6 +1,6 @@
 """Feature stage: hand-checked values on a scripted stream, the buffer's contract (fixed names,
 one vector, subsets, warm-up, reset), the event table, and incremental == vectorised on the
-first events of the bundled sessions."""
+first events of the bundled sessions. Every test runs with both kernels (native, python)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from simulator.features import (
     event_table,
     features_frame,
     incremental_features,
+    native,
     session_events,
     warmup,
 )
@@ -33,6 +34,16 @@ from tests.conftest import BUNDLED_DATA
 from tests.factories import T0, book, quotes, trades, write
 
 SECOND = 1_000_000_000
+
+
+@pytest.fixture(autouse=True, params=native.KERNELS)
+def kernel(request, monkeypatch):
+    """Run the test with the compiled kernel, then with the Python path."""
+    if request.param == "native" and not native.available():
+        pytest.skip("the native feature kernel is not built (no C compiler at install)")
+    monkeypatch.setenv(native.ENVIRONMENT, request.param)
+    return request.param
+
 
 # Small windows so every feature is defined within a few events; rsi/macd alphas are exact.
 SMALL = FeatureConfig(

@@ -1,0 +1,19 @@
+"""Builds the optional compiled feature kernel; everything else is in pyproject.toml.
+
+`optional=True`: without a C compiler or Python headers the install still succeeds and the
+feature stage runs its pure-Python path (same results, slower; `ticktape bench` says which).
+"""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "simulator.features._native",
+            ["simulator/features/_native.c"],
+            # No fused multiply-add, no fast-math: results must equal the Python path's bits.
+            extra_compile_args=["-O2", "-std=c11", "-ffp-contract=off", "-fno-fast-math"],
+            optional=True,
+        )
+    ]
+)

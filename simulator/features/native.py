@@ -1,0 +1,89 @@
+"""The compiled twin of the history-mode feature path, and the choice between the two.
+
+`_native` is a C extension that setup.py builds when it can (a C compiler and the Python
+headers); it does the arithmetic of `history.on_quote`, `FeatureBuffer._book/_trade` and the
+history `compute` in the same order, so both give the same bits (tests prove it on real and
+generated streams). When it is missing, the Python path runs: same results, slower.
+
+`TICKTAPE_FEATURES=python` forces the Python path (to compare speeds); `=native` makes a
+missing build an error instead of a silent fallback.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+from simulator.errors import ConfigError, InvariantViolation
+from simulator.features.config import MID_FEATURES, TRADE_FEATURES, FeatureConfig, Smoothing
+
+try:
+    from simulator.features._native import N_MID, SOURCE_FLOW, SOURCE_SINCE, History
+except ImportError:  # not built: the Python path runs
+    History = None  # type: ignore[assignment,misc]
+    N_MID, SOURCE_FLOW, SOURCE_SINCE = len(MID_FEATURES), -1, -2
+
+if len(MID_FEATURES) != N_MID:
+    raise InvariantViolation(
+        f"the compiled feature kernel knows {N_MID} mid features, config.py "
+        f"{len(MID_FEATURES)}: rebuild it with `pip install -e .`"
+    )
+
+KERNELS: Final = ("native", "python")
+ENVIRONMENT: Final = "TICKTAPE_FEATURES"
+
+
+def available() -> bool:
+    """True when the compiled kernel was built and imports."""
+    return History is not None
+
+
+def choose(kernel: str | None) -> str:
+    """The kernel to run: `kernel` if given, else $TICKTAPE_FEATURES, else native when built."""
+    wanted = kernel if kernel is not None else os.environ.get(ENVIRONMENT) or None
+    if wanted is None:
+        return "native" if available() else "python"
+    if wanted not in KERNELS:
+        raise ConfigError(f"feature kernel {wanted!r} is unknown; expected one of {KERNELS}")
+    if wanted == "native" and not available():
+        raise ConfigError(
+            "the native feature kernel is not built (it needs a C compiler and the Python "
+            "headers at install time: reinstall with `pip install -e .`), or set "
+            f"{ENVIRONMENT}=python"
+        )
+    return wanted
+
+
+def sources(config: FeatureConfig) -> list[int]:
+    """Where each entry of the vector comes from: its index among the mid features and
+    returns (`all_names` order), or SOURCE_FLOW / SOURCE_SINCE for the trade features."""
+    mid_names = config.all_names[: -len(TRADE_FEATURES)]
+    trade = {"trade_flow": SOURCE_FLOW, "time_since_trade": SOURCE_SINCE}
+    return [trade[name] if name in trade else mid_names.index(name) for name in config.names]
+
+
+def history(config: FeatureConfig, vector: npt.NDArray[np.float32]) -> History:
+    """A compiled history-mode state writing `vector` (requires `available()`)."""
+    if History is None:
+        raise ConfigError("the native feature kernel is not built")
+    a = Smoothing.of(config)
+    return History(
+        vector,
+        sources(config),
+        config.horizons,
+        config.bollinger_window,
+        2.0 * config.bollinger_k,
+        a.vol,
+        a.rsi,
+        a.norm,
+        a.fast,
+        a.slow,
+        a.signal,
+        a.flow,
+    )
+
+
+__all__ = ["KERNELS", "available", "choose", "history", "sources"]
