@@ -35,6 +35,7 @@ test: lint typecheck browser
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/source_bench.py
+	$(BIN)/python benchmarks/runner_bench.py
 	$(BIN)/ticktape bench
 
 clean:
