@@ -1,10 +1,12 @@
-/* The compiled twin of the history-mode feature path (history.py and buffer.py).
+/* The compiled twin of the feature path (history.py and buffer.py).
  *
- * `History` holds the same state as the Python closure in history.py and does the same
- * arithmetic in the same order, in double precision, rounding to float32 where Python packs
- * into float32 (struct 'f' / memoryview 'f', i.e. PyFloat_Pack4, overflow raising the same
- * OverflowError). Built with -ffp-contract=off so no multiply-add is fused: results are
- * bit-identical to the Python path, which tests prove on real and generated streams.
+ * `History` holds the same state as the Python code and does the same arithmetic in the same
+ * order, in double precision, rounding to float32 where Python packs into float32 (struct 'f'
+ * / memoryview 'f', i.e. PyFloat_Pack4, overflow raising the same OverflowError). Built with
+ * -ffp-contract=off so no multiply-add is fused: results are bit-identical to the Python path,
+ * which tests prove on real and generated streams. Two modes, as in buffer.py: history (every
+ * running statistic, mid features written on each quote) and light (top of book and trades
+ * kept, the few selected values computed in compute()).
  *
  * Errors the Python code would raise (log of a non-positive mid, division by zero, a bad book
  * bundle) raise the same Python exceptions here.
@@ -37,6 +39,8 @@ typedef struct {
     Py_ssize_t pos, run;
     double fast, slow, signal, spread_m, spread_v, var, gain, loss, vol_m, vol_v;
     double bb_ref, bb_s, bb_q, flow_s, flow_v;
+    int light; /* light mode: only the top of book, the depths and the trade state are kept */
+    double bid, bid_sz, ask, ask_sz, depth_bid, depth_ask;
 } History;
 
 /* PyFloat_Pack4's rounding and overflow rule: a finite double too large for a float raises. */
@@ -70,6 +74,7 @@ static void clear_state(History *s) {
     s->fast = s->slow = s->signal = s->spread_m = s->spread_v = s->var = 0.0;
     s->gain = s->loss = s->vol_m = s->vol_v = s->bb_ref = s->bb_s = s->bb_q = 0.0;
     s->flow_s = s->flow_v = 0.0;
+    s->bid = s->bid_sz = s->ask = s->ask_sz = s->depth_bid = s->depth_ask = NAN;
 }
 
 /* history.py's on_quote, line for line. */
@@ -77,6 +82,15 @@ static int quote(History *s, long long ts, double bid_px, double bid_sz, double 
                  double ask_sz) {
     s->ts_recv = ts;
     long long n = ++s->n_mid_updates;
+    if (s->light) { /* buffer.py's _light_quote */
+        s->bid = bid_px;
+        s->bid_sz = bid_sz;
+        s->ask = ask_px;
+        s->ask_sz = ask_sz;
+        s->depth_bid = bid_sz;
+        s->depth_ask = ask_sz;
+        return 0;
+    }
     double mid = (bid_px + ask_px) * 0.5;
     double spread = ask_px - bid_px;
     if (mid <= 0.0) {
@@ -262,6 +276,9 @@ static PyObject *History_on_book(History *s, PyObject *const *args, Py_ssize_t n
     if (column_value(PyTuple_GET_ITEM(levels, 4), row, "bid_depth", &depth_bid) < 0 ||
         column_value(PyTuple_GET_ITEM(levels, 5), row, "ask_depth", &depth_ask) < 0)
         return NULL;
+    s->depth_bid = depth_bid;
+    s->depth_ask = depth_ask;
+    if (s->light) Py_RETURN_NONE; /* book_imbalance is computed on demand */
     if (depth_bid + depth_ask == 0.0) {
         zero_division();
         return NULL;
@@ -297,24 +314,54 @@ static PyObject *History_on_trade(History *s, PyObject *const *args, Py_ssize_t 
     Py_RETURN_NONE;
 }
 
-/* buffer.py's _history_compute: trade features once a trade was seen, mid features copied. */
+/* A ratio as Python computes it: ZeroDivisionError on a zero divisor (NaN divides quietly). */
+static inline int ratio(double num, double den, double *to) {
+    if (den == 0.0) return zero_division();
+    *to = num / den;
+    return 0;
+}
+
+/* buffer.py's getters (light mode): one value from the kept top of book. */
+static int light_value(const History *s, Py_ssize_t from, double *to) {
+    double bid = s->bid, ask = s->ask, bid_sz = s->bid_sz, ask_sz = s->ask_sz;
+    switch (from) {
+        case 0: *to = (bid + ask) * 0.5; return 0;
+        case 1: *to = ask - bid; return 0;
+        case 2:
+            if (ratio(bid * ask_sz + ask * bid_sz, bid_sz + ask_sz, to) < 0) return -1;
+            *to = *to - (bid + ask) * 0.5;
+            return 0;
+        case 3: return ratio(bid_sz - ask_sz, bid_sz + ask_sz, to);
+        case BOOK_IMBALANCE:
+            return ratio(s->depth_bid - s->depth_ask, s->depth_bid + s->depth_ask, to);
+        default:
+            PyErr_Format(PyExc_ValueError, "light mode has no feature at source %zd", from);
+            return -1;
+    }
+}
+
+/* buffer.py's compute() of either mode: trade features once a trade was seen (NaN before,
+ * as the vector starts), mid features copied (history) or computed (light). */
 static int compute(History *s) {
     float *out = (float *)s->out.buf;
     const float *full = s->full;
     for (Py_ssize_t j = 0; j < s->n_out; j++) {
         Py_ssize_t from = s->source[j];
+        double value;
         if (from >= 0) {
-            out[j] = full[from];
-        } else if (s->n_trades) {
-            double value;
-            if (from == SOURCE_FLOW) {
-                if (s->flow_v == 0.0) return zero_division();
-                value = s->flow_s / s->flow_v;
-            } else {
-                value = (double)(s->ts_recv - s->last_trade_ts) / 1e9;
+            if (!s->light) {
+                out[j] = full[from];
+                continue;
             }
-            if (pack4(&out[j], value) < 0) return -1;
+            if (light_value(s, from, &value) < 0) return -1;
+        } else if (!s->n_trades) {
+            value = NAN;
+        } else if (from == SOURCE_FLOW) {
+            if (ratio(s->flow_s, s->flow_v, &value) < 0) return -1;
+        } else {
+            value = (double)(s->ts_recv - s->last_trade_ts) / 1e9;
         }
+        if (pack4(&out[j], value) < 0) return -1;
     }
     return 0;
 }
@@ -378,7 +425,8 @@ static int check_layout(History *s) {
     s->n_full = N_MID + (s->n_horizons > PACKED_RETURNS ? s->n_horizons : PACKED_RETURNS);
     for (Py_ssize_t j = 0; j < s->n_out; j++) {
         Py_ssize_t from = s->source[j];
-        if (from >= s->n_full || (from < 0 && from != SOURCE_FLOW && from != SOURCE_SINCE)) {
+        Py_ssize_t limit = s->light ? BOOK_IMBALANCE + 1 : s->n_full;
+        if (from >= limit || (from < 0 && from != SOURCE_FLOW && from != SOURCE_SINCE)) {
             PyErr_Format(PyExc_ValueError, "History(): source %zd of slot %zd is out of range",
                          from, j);
             return -1;
@@ -389,16 +437,17 @@ static int check_layout(History *s) {
 
 static int History_init(History *s, PyObject *args, PyObject *kwargs) {
     static char *keywords[] = {"vector", "source", "horizons", "window", "bollinger_k2",
-                               "vol", "rsi", "norm", "fast", "slow", "signal", "flow", NULL};
+                               "vol", "rsi", "norm", "fast", "slow", "signal", "flow", "light",
+                               NULL};
     PyObject *vector, *source, *horizons;
     if (s->out.obj != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "History() is initialised once");
         return -1;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOndddddddd:History", keywords, &vector,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOndddddddd|p:History", keywords, &vector,
                                      &source, &horizons, &s->window, &s->k2, &s->a_vol,
                                      &s->a_rsi, &s->a_norm, &s->a_fast, &s->a_slow,
-                                     &s->a_signal, &s->a_flow))
+                                     &s->a_signal, &s->a_flow, &s->light))
         return -1;
     if (PyObject_GetBuffer(vector, &s->out, PyBUF_WRITABLE | PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) <
         0)

@@ -26,6 +26,7 @@ class History:
         slow: float,
         signal: float,
         flow: float,
+        light: bool = False,
     ) -> None: ...
     def on_quote(
         self, ts_recv: int, bid_px: float, bid_sz: float, ask_px: float, ask_sz: float

@@ -119,7 +119,7 @@ class FeatureBuffer:
     compute: Callable[[], npt.NDArray[np.float32]]
     """Write the current values into `vector` (in place) and return it."""
     kernel: str
-    """Which implementation runs the history mode: "native" (the compiled twin) or "python"."""
+    """Which implementation runs: "native" (the compiled twin) or "python"."""
 
     def __init__(self, config: FeatureConfig | None = None, *, kernel: str | None = None) -> None:
         self.config = FeatureConfig() if config is None else config
@@ -133,10 +133,10 @@ class FeatureBuffer:
         self._reset_history: Callable[[], None] = _nothing
         self._getters: tuple[tuple[int, Callable[[], float]], ...] = ()
         self._native: History | None = None
-        self.kernel = native.choose(kernel) if self._history else "python"
+        self.kernel = native.choose(kernel)
         self.on_book, self.on_trade = self._book, self._trade
         if self.kernel == "native":
-            self._native = state = native.history(self.config, self.vector)
+            self._native = state = native.history(self.config, self.vector, light=not self._history)
             self.on_quote, self.on_book, self.on_trade = (
                 state.on_quote,
                 state.on_book,

@@ -1,9 +1,9 @@
-"""The compiled twin of the history-mode feature path, and the choice between the two.
+"""The compiled twin of the feature path, and the choice between the two.
 
 `_native` is a C extension that setup.py builds when it can (a C compiler and the Python
-headers); it does the arithmetic of `history.on_quote`, `FeatureBuffer._book/_trade` and the
-history `compute` in the same order, so both give the same bits (tests prove it on real and
-generated streams). When it is missing, the Python path runs: same results, slower.
+headers); it does the arithmetic of `history.on_quote`, `FeatureBuffer`'s light mode,
+`_book`, `_trade` and `compute` in the same order, so both give the same bits (tests prove it
+on real and generated streams). When it is missing, the Python path runs: same results, slower.
 
 `TICKTAPE_FEATURES=python` forces the Python path (to compare speeds); `=native` makes a
 missing build an error instead of a silent fallback.
@@ -65,8 +65,9 @@ def sources(config: FeatureConfig) -> list[int]:
     return [trade[name] if name in trade else mid_names.index(name) for name in config.names]
 
 
-def history(config: FeatureConfig, vector: npt.NDArray[np.float32]) -> History:
-    """A compiled history-mode state writing `vector` (requires `available()`)."""
+def history(config: FeatureConfig, vector: npt.NDArray[np.float32], *, light: bool) -> History:
+    """A compiled feature state writing `vector` (requires `available()`); `light` for a
+    selection of only LIGHT_FEATURES (no history kept, as FeatureBuffer's light mode)."""
     if History is None:
         raise ConfigError("the native feature kernel is not built")
     a = Smoothing.of(config)
@@ -83,6 +84,7 @@ def history(config: FeatureConfig, vector: npt.NDArray[np.float32]) -> History:
         a.slow,
         a.signal,
         a.flow,
+        light,
     )
 
 

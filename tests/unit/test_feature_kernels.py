@@ -62,20 +62,30 @@ def test_native_equals_python_bit_for_bit_on_bundled_sessions(name, kinds):
         FeatureConfig(levels=2, horizons=(300, 2), bollinger_window=400),  # ring > window
         replace(SMALL, levels=10),
         replace(SMALL, features=tuple(reversed(SMALL.all_names))),
+        FeatureConfig(levels=10, features=("l1_imbalance",)),  # obi_rule's: light mode
+        FeatureConfig(levels=4, features=tuple(sorted(LIGHT_FEATURES))),  # every light one
     ],
-    ids=["six-horizons", "shuffled-subset", "long-ring", "small-windows", "reversed"],
+    ids=[
+        "six-horizons",
+        "shuffled-subset",
+        "long-ring",
+        "small-windows",
+        "reversed",
+        "light-one",
+        "light-all",
+    ],
 )
 def test_native_equals_python_bit_for_bit_for_other_configs(config):
     session = resolve_session(GOOG, BUNDLED_DATA)
     assert_same_bits(session_events(session, ("book", "trades"), limit=5_000), config)
 
 
-def test_a_light_selection_runs_the_python_path_whatever_is_asked():
-    light = FeatureConfig(features=("l1_imbalance",))
-    assert set(light.names) <= LIGHT_FEATURES
-    assert FeatureBuffer(light, kernel="native" if native_module.available() else None).kernel == (
-        "python"
-    )
+@needs_native
+def test_light_and_history_selections_both_run_natively():
+    light = FeatureBuffer(FeatureConfig(features=("l1_imbalance",)), kernel="native")
+    assert light.kernel == FeatureBuffer(kernel="native").kernel == "native"
+    light.on_quote(T0, 100.0, 3.0, 100.02, 1.0)
+    assert light.compute().tolist() == [0.5]
 
 
 QUOTE_FAULTS = [
@@ -92,6 +102,16 @@ def test_both_kernels_raise_the_same_error_on_a_bad_quote(quote, error):
         buffer = FeatureBuffer(kernel=kernel)
         with pytest.raises(error):
             buffer.on_quote(T0, *quote)
+
+
+@needs_native
+def test_both_kernels_raise_the_same_error_in_light_mode():
+    config = FeatureConfig(features=("microprice", "l1_imbalance"))
+    for kernel in native_module.KERNELS:
+        buffer = FeatureBuffer(config, kernel=kernel)
+        buffer.on_quote(T0, 100.0, 0.0, 100.02, 0.0)  # light mode divides in compute()
+        with pytest.raises(ZeroDivisionError):
+            buffer.compute()
 
 
 @needs_native
