@@ -1,6 +1,6 @@
 /* The compiled twin of the feature path (history.py and buffer.py).
  *
- * `History` holds the same state as the Python code and does the same arithmetic in the same
+ * `FeatureState` holds the same state as the Python code and does the same arithmetic in the same
  * order, in double precision, rounding to float32 where Python packs into float32 (struct 'f'
  * / memoryview 'f', i.e. PyFloat_Pack4, overflow raising the same OverflowError). Built with
  * -ffp-contract=off so no multiply-add is fused: results are bit-identical to the Python path,
@@ -41,7 +41,7 @@ typedef struct {
     double bb_ref, bb_s, bb_q, flow_s, flow_v;
     int light; /* light mode: only the top of book, the depths and the trade state are kept */
     double bid, bid_sz, ask, ask_sz, depth_bid, depth_ask;
-} History;
+} FeatureState;
 
 /* PyFloat_Pack4's rounding and overflow rule: a finite double too large for a float raises. */
 static inline int pack4(float *to, double x) {
@@ -63,7 +63,7 @@ static int zero_division(void) {
     return -1;
 }
 
-static void clear_state(History *s) {
+static void clear_state(FeatureState *s) {
     for (Py_ssize_t i = 0; i < s->size; i++) s->logs[i] = s->mids[i] = NAN;
     for (Py_ssize_t i = 0; i < s->n_full; i++) s->full[i] = NAN;
     float *out = (float *)s->out.buf;
@@ -78,7 +78,7 @@ static void clear_state(History *s) {
 }
 
 /* history.py's on_quote, line for line. */
-static int quote(History *s, long long ts, double bid_px, double bid_sz, double ask_px,
+static int quote(FeatureState *s, long long ts, double bid_px, double bid_sz, double ask_px,
                  double ask_sz) {
     s->ts_recv = ts;
     long long n = ++s->n_mid_updates;
@@ -197,7 +197,7 @@ static int read_ts(PyObject *value, long long *to) {
     return *to == -1 && PyErr_Occurred() ? -1 : 0;
 }
 
-static PyObject *History_on_quote(History *s, PyObject *const *args, Py_ssize_t nargs) {
+static PyObject *FeatureState_on_quote(FeatureState *s, PyObject *const *args, Py_ssize_t nargs) {
     long long ts;
     double bid_px, bid_sz, ask_px, ask_sz;
     if (nargs != 5) {
@@ -249,7 +249,7 @@ static PyObject *level_zero(PyObject *levels, Py_ssize_t field, const char *name
     return PyTuple_GET_ITEM(side, 0);
 }
 
-static PyObject *History_on_book(History *s, PyObject *const *args, Py_ssize_t nargs) {
+static PyObject *FeatureState_on_book(FeatureState *s, PyObject *const *args, Py_ssize_t nargs) {
     long long ts;
     Py_ssize_t row;
     if (nargs != 3) {
@@ -288,7 +288,7 @@ static PyObject *History_on_book(History *s, PyObject *const *args, Py_ssize_t n
     Py_RETURN_NONE;
 }
 
-static PyObject *History_on_trade(History *s, PyObject *const *args, Py_ssize_t nargs) {
+static PyObject *FeatureState_on_trade(FeatureState *s, PyObject *const *args, Py_ssize_t nargs) {
     long long ts;
     double sz, side;
     if (nargs != 4) {
@@ -322,7 +322,7 @@ static inline int ratio(double num, double den, double *to) {
 }
 
 /* buffer.py's getters (light mode): one value from the kept top of book. */
-static int light_value(const History *s, Py_ssize_t from, double *to) {
+static int light_value(const FeatureState *s, Py_ssize_t from, double *to) {
     double bid = s->bid, ask = s->ask, bid_sz = s->bid_sz, ask_sz = s->ask_sz;
     switch (from) {
         case 0: *to = (bid + ask) * 0.5; return 0;
@@ -342,7 +342,7 @@ static int light_value(const History *s, Py_ssize_t from, double *to) {
 
 /* buffer.py's compute() of either mode: trade features once a trade was seen (NaN before,
  * as the vector starts), mid features copied (history) or computed (light). */
-static int compute(History *s) {
+static int compute(FeatureState *s) {
     float *out = (float *)s->out.buf;
     const float *full = s->full;
     for (Py_ssize_t j = 0; j < s->n_out; j++) {
@@ -366,12 +366,12 @@ static int compute(History *s) {
     return 0;
 }
 
-static PyObject *History_compute(History *s, PyObject *Py_UNUSED(ignored)) {
+static PyObject *FeatureState_compute(FeatureState *s, PyObject *Py_UNUSED(ignored)) {
     if (compute(s) < 0) return NULL;
     return Py_NewRef(s->out.obj); /* the vector itself, as the Python path returns it */
 }
 
-static PyObject *History_reset(History *s, PyObject *Py_UNUSED(ignored)) {
+static PyObject *FeatureState_reset(FeatureState *s, PyObject *Py_UNUSED(ignored)) {
     clear_state(s);
     Py_RETURN_NONE;
 }
@@ -397,7 +397,7 @@ static int parse_indices(PyObject *seq, const char *name, Py_ssize_t **to, Py_ss
     return 0;
 }
 
-static void History_dealloc(History *s) {
+static void FeatureState_dealloc(FeatureState *s) {
     if (s->out.obj != NULL) PyBuffer_Release(&s->out);
     PyMem_Free(s->horizons);
     PyMem_Free(s->source);
@@ -407,15 +407,15 @@ static void History_dealloc(History *s) {
     Py_TYPE(s)->tp_free((PyObject *)s);
 }
 
-static int check_layout(History *s) {
+static int check_layout(FeatureState *s) {
     if (s->n_horizons < 1 || s->window < 1) {
-        PyErr_SetString(PyExc_ValueError, "History(): needs at least one horizon and window >= 1");
+        PyErr_SetString(PyExc_ValueError, "FeatureState(): needs at least one horizon and window >= 1");
         return -1;
     }
     Py_ssize_t longest = s->window;
     for (Py_ssize_t k = 0; k < s->n_horizons; k++) {
         if (s->horizons[k] < 1) {
-            PyErr_Format(PyExc_ValueError, "History(): horizon %zd is %zd; expected >= 1", k,
+            PyErr_Format(PyExc_ValueError, "FeatureState(): horizon %zd is %zd; expected >= 1", k,
                          s->horizons[k]);
             return -1;
         }
@@ -427,7 +427,7 @@ static int check_layout(History *s) {
         Py_ssize_t from = s->source[j];
         Py_ssize_t limit = s->light ? BOOK_IMBALANCE + 1 : s->n_full;
         if (from >= limit || (from < 0 && from != SOURCE_FLOW && from != SOURCE_SINCE)) {
-            PyErr_Format(PyExc_ValueError, "History(): source %zd of slot %zd is out of range",
+            PyErr_Format(PyExc_ValueError, "FeatureState(): source %zd of slot %zd is out of range",
                          from, j);
             return -1;
         }
@@ -435,16 +435,16 @@ static int check_layout(History *s) {
     return 0;
 }
 
-static int History_init(History *s, PyObject *args, PyObject *kwargs) {
+static int FeatureState_init(FeatureState *s, PyObject *args, PyObject *kwargs) {
     static char *keywords[] = {"vector", "source", "horizons", "window", "bollinger_k2",
                                "vol", "rsi", "norm", "fast", "slow", "signal", "flow", "light",
                                NULL};
     PyObject *vector, *source, *horizons;
     if (s->out.obj != NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "History() is initialised once");
+        PyErr_SetString(PyExc_RuntimeError, "FeatureState() is initialised once");
         return -1;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOndddddddd|p:History", keywords, &vector,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOndddddddd|p:FeatureState", keywords, &vector,
                                      &source, &horizons, &s->window, &s->k2, &s->a_vol,
                                      &s->a_rsi, &s->a_norm, &s->a_fast, &s->a_slow,
                                      &s->a_signal, &s->a_flow, &s->light))
@@ -454,18 +454,18 @@ static int History_init(History *s, PyObject *args, PyObject *kwargs) {
         return -1;
     if (s->out.itemsize != 4 || s->out.format == NULL ||
         s->out.format[strlen(s->out.format) - 1] != 'f') {
-        PyErr_SetString(PyExc_TypeError, "History(): vector must be a float32 array");
+        PyErr_SetString(PyExc_TypeError, "FeatureState(): vector must be a float32 array");
         return -1;
     }
     s->n_out = s->out.len / 4;
     Py_ssize_t n_source;
-    if (parse_indices(source, "History(): source must be a sequence of ints", &s->source,
+    if (parse_indices(source, "FeatureState(): source must be a sequence of ints", &s->source,
                       &n_source) < 0 ||
-        parse_indices(horizons, "History(): horizons must be a sequence of ints", &s->horizons,
+        parse_indices(horizons, "FeatureState(): horizons must be a sequence of ints", &s->horizons,
                       &s->n_horizons) < 0)
         return -1;
     if (n_source != s->n_out) {
-        PyErr_Format(PyExc_ValueError, "History(): %zd sources for a vector of %zd", n_source,
+        PyErr_Format(PyExc_ValueError, "FeatureState(): %zd sources for a vector of %zd", n_source,
                      s->n_out);
         return -1;
     }
@@ -481,38 +481,38 @@ static int History_init(History *s, PyObject *args, PyObject *kwargs) {
     return 0;
 }
 
-static PyMethodDef History_methods[] = {
-    {"on_quote", (PyCFunction)(void (*)(void))History_on_quote, METH_FASTCALL,
+static PyMethodDef FeatureState_methods[] = {
+    {"on_quote", (PyCFunction)(void (*)(void))FeatureState_on_quote, METH_FASTCALL,
      "on_quote(ts_recv, bid_px, bid_sz, ask_px, ask_sz): a mid update."},
-    {"on_book", (PyCFunction)(void (*)(void))History_on_book, METH_FASTCALL,
+    {"on_book", (PyCFunction)(void (*)(void))FeatureState_on_book, METH_FASTCALL,
      "on_book(ts_recv, levels, row): a book event from a BookColumns bundle."},
-    {"on_trade", (PyCFunction)(void (*)(void))History_on_trade, METH_FASTCALL,
+    {"on_trade", (PyCFunction)(void (*)(void))FeatureState_on_trade, METH_FASTCALL,
      "on_trade(ts_recv, px, sz, side): a trade (px is not used)."},
-    {"compute", (PyCFunction)History_compute, METH_NOARGS,
+    {"compute", (PyCFunction)FeatureState_compute, METH_NOARGS,
      "compute(): write the vector in place and return it."},
-    {"reset", (PyCFunction)History_reset, METH_NOARGS,
+    {"reset", (PyCFunction)FeatureState_reset, METH_NOARGS,
      "reset(): every value NaN, every window empty (a new session)."},
     {NULL, NULL, 0, NULL},
 };
 
-static PyMemberDef History_members[] = {
-    {"ts_recv", T_LONGLONG, offsetof(History, ts_recv), READONLY, "latest event's ts_recv"},
-    {"n_mid_updates", T_LONGLONG, offsetof(History, n_mid_updates), READONLY, "mid updates"},
-    {"n_trades", T_LONGLONG, offsetof(History, n_trades), READONLY, "trades seen"},
+static PyMemberDef FeatureState_members[] = {
+    {"ts_recv", T_LONGLONG, offsetof(FeatureState, ts_recv), READONLY, "latest event's ts_recv"},
+    {"n_mid_updates", T_LONGLONG, offsetof(FeatureState, n_mid_updates), READONLY, "mid updates"},
+    {"n_trades", T_LONGLONG, offsetof(FeatureState, n_trades), READONLY, "trades seen"},
     {NULL, 0, 0, 0, NULL},
 };
 
-static PyTypeObject HistoryType = {
+static PyTypeObject FeatureStateType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "simulator.features._native.History",
+    .tp_name = "simulator.features._native.FeatureState",
     .tp_doc = PyDoc_STR("The history-mode feature state (see history.py), compiled."),
-    .tp_basicsize = sizeof(History),
+    .tp_basicsize = sizeof(FeatureState),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_new = PyType_GenericNew,
-    .tp_init = (initproc)History_init,
-    .tp_dealloc = (destructor)History_dealloc,
-    .tp_methods = History_methods,
-    .tp_members = History_members,
+    .tp_init = (initproc)FeatureState_init,
+    .tp_dealloc = (destructor)FeatureState_dealloc,
+    .tp_methods = FeatureState_methods,
+    .tp_members = FeatureState_members,
 };
 
 static struct PyModuleDef native_module = {
@@ -523,13 +523,13 @@ static struct PyModuleDef native_module = {
 };
 
 PyMODINIT_FUNC PyInit__native(void) {
-    if (PyType_Ready(&HistoryType) < 0) return NULL;
+    if (PyType_Ready(&FeatureStateType) < 0) return NULL;
     PyObject *module = PyModule_Create(&native_module);
     if (module == NULL) return NULL;
     if (PyModule_AddIntConstant(module, "N_MID", N_MID) < 0 ||
         PyModule_AddIntConstant(module, "SOURCE_FLOW", SOURCE_FLOW) < 0 ||
         PyModule_AddIntConstant(module, "SOURCE_SINCE", SOURCE_SINCE) < 0 ||
-        PyModule_AddObjectRef(module, "History", (PyObject *)&HistoryType) < 0) {
+        PyModule_AddObjectRef(module, "FeatureState", (PyObject *)&FeatureStateType) < 0) {
         Py_DECREF(module);
         return NULL;
     }

@@ -8,7 +8,7 @@ N_MID: int
 SOURCE_FLOW: int
 SOURCE_SINCE: int
 
-class History:
+class FeatureState:
     ts_recv: int
     n_mid_updates: int
     n_trades: int

@@ -23,9 +23,12 @@ from simulator.features import native
 from simulator.features.config import (
     LIGHT_FEATURES,
     MID_FEATURES,
+    SOURCE_FLOW,
+    SOURCE_SINCE,
     TRADE_FEATURES,
     FeatureConfig,
     Smoothing,
+    vector_sources,
     warmup,
 )
 from simulator.features.history import PACKED_RETURNS, QuoteHandler, history_on_quote
@@ -33,7 +36,7 @@ from simulator.sources.recorded import EventBatch
 from simulator.types import book_levels
 
 if TYPE_CHECKING:
-    from simulator.features._native import History
+    from simulator.features._native import FeatureState
 
 NAN: Final = float("nan")
 _BOOK_IMBALANCE: Final = MID_FEATURES.index("book_imbalance")
@@ -105,8 +108,8 @@ class FeatureBuffer:
         "_ask", "_ask_sz", "_bid", "_bid_sz", "_depth_ask", "_depth_bid", "_flow_a", "_flow_at",
         "_flow_s", "_flow_v", "_full", "_full_head", "_full_view", "_gather", "_getters",
         "_history", "_last_trade_ts", "_n_mid", "_n_trades", "_native", "_need", "_out",
-        "_out_head", "_reset_history", "_since_at", "_ts", "compute", "config", "kernel", "names",
-        "on_book", "on_quote", "on_trade", "vector",
+        "_out_head", "_reset_history", "_since_at", "_ts", "compute", "config", "names", "on_book",
+        "on_quote", "on_trade", "vector",
     )  # fmt: skip
 
     on_quote: QuoteHandler
@@ -118,8 +121,6 @@ class FeatureBuffer:
     flow and time)."""
     compute: Callable[[], npt.NDArray[np.float32]]
     """Write the current values into `vector` (in place) and return it."""
-    kernel: str
-    """Which implementation runs: "native" (the compiled twin) or "python"."""
 
     def __init__(self, config: FeatureConfig | None = None, *, kernel: str | None = None) -> None:
         self.config = FeatureConfig() if config is None else config
@@ -132,17 +133,12 @@ class FeatureBuffer:
         self._lay_out()
         self._reset_history: Callable[[], None] = _nothing
         self._getters: tuple[tuple[int, Callable[[], float]], ...] = ()
-        self._native: History | None = None
-        self.kernel = native.choose(kernel)
+        self._native: FeatureState | None = None
         self.on_book, self.on_trade = self._book, self._trade
-        if self.kernel == "native":
-            self._native = state = native.history(self.config, self.vector, light=not self._history)
-            self.on_quote, self.on_book, self.on_trade = (
-                state.on_quote,
-                state.on_book,
-                state.on_trade,
-            )
-            self.compute = state.compute
+        if native.choose(kernel) == "native":
+            self._native = state = native.build(self.config, self.vector, light=not self._history)
+            self.on_quote, self.on_book = state.on_quote, state.on_book
+            self.on_trade, self.compute = state.on_trade, state.compute
         elif self._history:
             self.on_quote, self._reset_history = history_on_quote(self, self._full)
             self.compute = _history_compute(self)
@@ -160,6 +156,7 @@ class FeatureBuffer:
         compute() copies them over (one memcpy when `names` starts with all of them, in order)
         and writes the trade features straight to their place in the vector."""
         mid_names = self.config.all_names[: -len(TRADE_FEATURES)]
+        sources = vector_sources(self.config)
         size = len(MID_FEATURES) + max(len(self.config.horizons), PACKED_RETURNS)
         self._full = np.full(size, NAN, dtype=np.float32)
         self._full_view = cast("memoryview[float]", self._full.data)
@@ -168,12 +165,10 @@ class FeatureBuffer:
         self._full_head = self._full.data.cast("B")[:head]
         self._gather: tuple[tuple[int, int], ...] | None = None
         if self.names[: len(mid_names)] != mid_names:
-            self._gather = tuple(
-                (j, mid_names.index(name)) for j, name in enumerate(self.names) if name in mid_names
-            )
-        at = {name: j for j, name in enumerate(self.names)}
-        self._flow_at = at.get("trade_flow", -1)
-        self._since_at = at.get("time_since_trade", -1)
+            self._gather = tuple((j, i) for j, i in enumerate(sources) if i >= 0)
+        at = {source: j for j, source in enumerate(sources)}
+        self._flow_at = at.get(SOURCE_FLOW, -1)
+        self._since_at = at.get(SOURCE_SINCE, -1)
 
     def reset(self) -> None:
         """Forget everything (a new session): every value back to NaN, every window empty."""
@@ -187,6 +182,11 @@ class FeatureBuffer:
         self._reset_history()
         if self._native is not None:
             self._native.reset()
+
+    @property
+    def kernel(self) -> str:
+        """Which implementation runs: "native" (the compiled twin) or "python"."""
+        return "python" if self._native is None else "native"
 
     @property
     def ts_recv(self) -> int:

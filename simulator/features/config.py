@@ -63,6 +63,19 @@ LIGHT_FEATURES: Final = frozenset(MID_FEATURES[:5] + TRADE_FEATURES)
 """Features that need no history: a selection of only these keeps the hot path tiny."""
 
 
+SOURCE_FLOW: Final = -1
+SOURCE_SINCE: Final = -2
+
+
+def vector_sources(config: FeatureConfig) -> list[int]:
+    """Where each entry of the vector comes from: its index among the mid features and
+    returns (`all_names` order, the layout both kernels keep them in), or SOURCE_FLOW /
+    SOURCE_SINCE for the trade features."""
+    mid_names = config.all_names[: -len(TRADE_FEATURES)]
+    trade = {"trade_flow": SOURCE_FLOW, "time_since_trade": SOURCE_SINCE}
+    return [trade[name] if name in trade else mid_names.index(name) for name in config.names]
+
+
 def feature_names(horizons: tuple[int, ...]) -> tuple[str, ...]:
     """Every feature, in the order of a full vector: MID_FEATURES, returns, TRADE_FEATURES."""
     return MID_FEATURES + tuple(f"ret_{h}" for h in horizons) + TRADE_FEATURES

@@ -18,19 +18,27 @@ import numpy as np
 import numpy.typing as npt
 
 from simulator.errors import ConfigError, InvariantViolation
-from simulator.features.config import MID_FEATURES, TRADE_FEATURES, FeatureConfig, Smoothing
+from simulator.features.config import (
+    MID_FEATURES,
+    SOURCE_FLOW,
+    SOURCE_SINCE,
+    FeatureConfig,
+    Smoothing,
+    vector_sources,
+)
 
 try:
-    from simulator.features._native import N_MID, SOURCE_FLOW, SOURCE_SINCE, History
+    from simulator.features import _native
+    from simulator.features._native import FeatureState
 except ImportError:  # not built: the Python path runs
-    History = None  # type: ignore[assignment,misc]
-    N_MID, SOURCE_FLOW, SOURCE_SINCE = len(MID_FEATURES), -1, -2
-
-if len(MID_FEATURES) != N_MID:
-    raise InvariantViolation(
-        f"the compiled feature kernel knows {N_MID} mid features, config.py "
-        f"{len(MID_FEATURES)}: rebuild it with `pip install -e .`"
-    )
+    FeatureState = None  # type: ignore[assignment,misc]
+else:
+    built = (_native.N_MID, _native.SOURCE_FLOW, _native.SOURCE_SINCE)
+    if built != (len(MID_FEATURES), SOURCE_FLOW, SOURCE_SINCE):
+        raise InvariantViolation(
+            f"the compiled feature kernel's layout {built} differs from config.py's: "
+            "rebuild it with `pip install -e .`"
+        )
 
 KERNELS: Final = ("native", "python")
 ENVIRONMENT: Final = "TICKTAPE_FEATURES"
@@ -38,7 +46,7 @@ ENVIRONMENT: Final = "TICKTAPE_FEATURES"
 
 def available() -> bool:
     """True when the compiled kernel was built and imports."""
-    return History is not None
+    return FeatureState is not None
 
 
 def choose(kernel: str | None) -> str:
@@ -57,23 +65,15 @@ def choose(kernel: str | None) -> str:
     return wanted
 
 
-def sources(config: FeatureConfig) -> list[int]:
-    """Where each entry of the vector comes from: its index among the mid features and
-    returns (`all_names` order), or SOURCE_FLOW / SOURCE_SINCE for the trade features."""
-    mid_names = config.all_names[: -len(TRADE_FEATURES)]
-    trade = {"trade_flow": SOURCE_FLOW, "time_since_trade": SOURCE_SINCE}
-    return [trade[name] if name in trade else mid_names.index(name) for name in config.names]
-
-
-def history(config: FeatureConfig, vector: npt.NDArray[np.float32], *, light: bool) -> History:
+def build(config: FeatureConfig, vector: npt.NDArray[np.float32], *, light: bool) -> FeatureState:
     """A compiled feature state writing `vector` (requires `available()`); `light` for a
     selection of only LIGHT_FEATURES (no history kept, as FeatureBuffer's light mode)."""
-    if History is None:
+    if FeatureState is None:
         raise ConfigError("the native feature kernel is not built")
     a = Smoothing.of(config)
-    return History(
+    return FeatureState(
         vector,
-        sources(config),
+        vector_sources(config),
         config.horizons,
         config.bollinger_window,
         2.0 * config.bollinger_k,
@@ -88,4 +88,4 @@ def history(config: FeatureConfig, vector: npt.NDArray[np.float32], *, light: bo
     )
 
 
-__all__ = ["KERNELS", "available", "choose", "history", "sources"]
+__all__ = ["KERNELS", "available", "build", "choose"]

@@ -190,7 +190,7 @@ def test_the_kernel_is_chosen_by_argument_then_environment(monkeypatch):
 
 
 def test_asking_for_a_kernel_that_was_not_built_is_a_clear_error(monkeypatch):
-    monkeypatch.setattr(native_module, "History", None)
+    monkeypatch.setattr(native_module, "FeatureState", None)
     assert not native_module.available()
     assert native_module.choose(None) == "python"
     with pytest.raises(ConfigError, match="native feature kernel is not built"):
