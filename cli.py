@@ -7,7 +7,6 @@ usage errors exit 2 (click).
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -720,12 +719,7 @@ def bench(
 
     from simulator import bench as benchmark
     from simulator.config import strategy_names
-    from simulator.features import native
     from simulator.sources.synthetic import write_synthetic_session
-
-    if kernel is not None:
-        native.choose(kernel)  # a clear error now if it is not built
-        os.environ[native.ENVIRONMENT] = kernel  # the cases run in subprocesses
 
     chosen = list(strategies) or [s for s in ("obi_rule", "obi_mlp") if s in strategy_names()]
     with tempfile.TemporaryDirectory() as tmp:
@@ -734,7 +728,7 @@ def bench(
             synthetic = write_synthetic_session(Path(tmp) / "synthetic", size)
             data = ["nasdaq/GOOG/2012-06-21", str(synthetic)]
         with _progress("benchmarking"):
-            results = benchmark.run_all(data, chosen, data_dir)
+            results = benchmark.run_all(data, chosen, data_dir, kernel=kernel)
     if as_json:
         for result in results:
             click.echo(json.dumps(result))

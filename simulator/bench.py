@@ -9,6 +9,7 @@ model warmed); `load_s` is reported apart. A benchmark, never a test: figures va
 from __future__ import annotations
 
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from time import perf_counter
 from simulator.config import apply_overrides, load_strategy
 from simulator.engine import BOOK, KIND_CODES, QUOTE
 from simulator.errors import InvariantViolation
-from simulator.features import FeatureBuffer
+from simulator.features import FeatureBuffer, native
 from simulator.runtime import build_features, replay, session_sources
 from simulator.session import resolve_session
 from simulator.sources.merge import merge
@@ -100,13 +101,19 @@ def default_cases(strategies: list[str]) -> list[tuple[str, str]]:
     return cases + [("pipeline", s) for s in strategies]
 
 
-def run_all(datasets: list[str], strategies: list[str], data_dir: Path) -> list[dict[str, object]]:
-    """Every case on every dataset, each in a fresh subprocess."""
+def run_all(
+    datasets: list[str], strategies: list[str], data_dir: Path, *, kernel: str | None = None
+) -> list[dict[str, object]]:
+    """Every case on every dataset, each in a fresh subprocess (with the feature `kernel`
+    forced when given, else the default choice of `native.choose`)."""
+    env = None if kernel is None else {**os.environ, native.ENVIRONMENT: native.choose(kernel)}
     results = []
     for data in datasets:
         for case, strategy in default_cases(strategies):
             command = [sys.executable, "-m", "simulator.bench", case, data, str(data_dir), strategy]
-            out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+            out = subprocess.run(
+                command, check=True, capture_output=True, text=True, env=env
+            ).stdout
             results.append(json.loads(out.strip().splitlines()[-1]))
     return results
 
