@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import orjson
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -316,23 +316,11 @@ def _request(message: str | bytes) -> tuple[str, str, list[str]]:
 @contextmanager
 def serving_coinbase(
     records: Sequence[CoinbaseRecord],
-    *,
-    speed: float | None,
-    host: str = "127.0.0.1",
-    port: int = 0,
-    drop_sequence_at: int | None = None,
-    settle_s: float = SETTLE_S,
+    **options: Any,  # noqa: ANN401
 ) -> Iterator[CoinbaseFeedServer]:
-    """A CoinbaseFeedServer run `in_background` (use `ws_url` and `join()` from the calling
-    thread)."""
-    server = CoinbaseFeedServer(
-        records,
-        speed=speed,
-        host=host,
-        port=port,
-        drop_sequence_at=drop_sequence_at,
-        settle_s=settle_s,
-    )
+    """A `CoinbaseFeedServer(records, **options)` run `in_background` (use `ws_url` and
+    `join()` from the calling thread)."""
+    server = CoinbaseFeedServer(records, **options)
     with in_background(server, "coinbase-feed-server"):
         yield server
 

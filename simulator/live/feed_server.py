@@ -27,7 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
-from typing import Final, Protocol, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
@@ -462,28 +462,10 @@ def in_background(server: ServerT, name: str) -> Iterator[ServerT]:
 
 
 @contextmanager
-def serving(
-    tape: FeedTape,
-    *,
-    speed: float | None,
-    faults: FaultSchedule | None = None,
-    fault_log: Path | None = None,
-    ping_interval: float = 20.0,
-    pong_timeout: float = 60.0,
-    host: str = "127.0.0.1",
-    port: int = 0,
-) -> Iterator[FeedServer]:
-    """A FeedServer run `in_background`; an error of its tape task re-raises on leaving."""
-    server = FeedServer(
-        tape,
-        speed=speed,
-        faults=faults,
-        fault_log=fault_log,
-        ping_interval=ping_interval,
-        pong_timeout=pong_timeout,
-        host=host,
-        port=port,
-    )
+def serving(tape: FeedTape, **options: Any) -> Iterator[FeedServer]:  # noqa: ANN401
+    """A `FeedServer(tape, **options)` run `in_background`; an error of its tape task
+    re-raises on leaving."""
+    server = FeedServer(tape, **options)
     with in_background(server, "feed-server"):
         yield server
     if server.error is not None:
