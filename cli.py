@@ -764,8 +764,8 @@ def feed() -> None:
 
 
 FEED_SERVERS = {
-    "binance": "simulator.live.feed_server",
-    "coinbase": "simulator.live.coinbase_server",
+    "binance": "simulator.feedsim.server",
+    "coinbase": "simulator.feedsim.coinbase_server",
 }
 """venue -> module with `serve_sessions(sessions, data_dir, FeedOptions, on_started)`."""
 
@@ -798,7 +798,7 @@ def feed_serve(
     import importlib
 
     from simulator.errors import ConfigError
-    from simulator.live.feed_server import FeedOptions, parse_speed
+    from simulator.feedsim.server import FeedOptions, parse_speed
 
     try:
         server = importlib.import_module(FEED_SERVERS[venue])
