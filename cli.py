@@ -652,8 +652,14 @@ def calibrate(run_dir: Path, out: Path) -> None:
 
 
 @main.command()
-@click.option("--dir", "local", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
-              show_default=True, help="Also list the strategy folders (*/strategy.toml) here.")
+@click.option(
+    "--dir",
+    "local",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="Also list the strategy folders (*/strategy.toml) here.",
+)
 @click.option("--defaults", is_flag=True,
               help="Print the defaults every strategy TOML starts from, as TOML.")  # fmt: skip
 def strategies(local: Path, defaults: bool) -> None:
@@ -671,7 +677,9 @@ def strategies(local: Path, defaults: bool) -> None:
         where = "shipped" if entry.shipped else str(entry.path.parent)
         table.add_row(escape(entry.name), escape(where), escape(entry.description))
     console.print(table)
-    console.print("[dim]use one with --strategy NAME (shipped) or --strategy DIR/strategy.toml[/dim]")
+    console.print(
+        "[dim]use one with --strategy NAME (shipped) or --strategy DIR/strategy.toml[/dim]"
+    )
 
 
 @main.command()
