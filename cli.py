@@ -332,21 +332,15 @@ def data_recover(session: str, data_dir: Path) -> None:
 @DATA_DIR_OPTION
 @click.option("--limit", default=20, show_default=True, help="Rows printed.")
 def data_sql(query: str, data_dir: Path, limit: int) -> None:
-    """Run SQL over the catalog (views: sessions, quotes, trades, book)."""
-    import duckdb
-
+    """Run one read-only SQL query over the catalog (sessions table; views quotes, trades,
+    book). Statements that would change anything (DROP, INSERT, COPY, ...) are refused."""
     from simulator.catalog import Catalog
-    from simulator.errors import DataError
 
     catalog = Catalog(data_dir)
     try:
-        result = catalog.connection.sql(query).to_arrow_table()
-    except duckdb.Error as e:
-        raise DataError(f"SQL query failed: {e}") from e
+        result = catalog.query(query)
     finally:
         catalog.close()
-    if result is None:
-        raise DataError(f"SQL statement returned no rows to show: {query}")
     console.print(_arrow_table(result.slice(0, limit)))
     console.print(f"[dim]{result.num_rows:,} row(s)[/dim]")
 
@@ -764,8 +758,8 @@ def feed() -> None:
 
 
 FEED_SERVERS = {
-    "binance": "simulator.live.feed_server",
-    "coinbase": "simulator.live.coinbase_server",
+    "binance": "simulator.feedsim.server",
+    "coinbase": "simulator.feedsim.coinbase_server",
 }
 """venue -> module with `serve_sessions(sessions, data_dir, FeedOptions, on_started)`."""
 
@@ -798,7 +792,7 @@ def feed_serve(
     import importlib
 
     from simulator.errors import ConfigError
-    from simulator.live.feed_server import FeedOptions, parse_speed
+    from simulator.feedsim.server import FeedOptions, parse_speed
 
     try:
         server = importlib.import_module(FEED_SERVERS[venue])

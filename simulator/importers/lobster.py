@@ -18,6 +18,7 @@ import hashlib
 import io
 import re
 import zipfile
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -53,7 +54,11 @@ NAME_PATTERN: Final = re.compile(
     r"_(?P<kind>message|orderbook)_(?P<levels>[1-9]\d*)\.csv$"
 )
 EXPECTED_NAME: Final = "TICKER_YYYY-MM-DD_START_END_message_N.csv (or _orderbook_N.csv)"
-TIME_PATTERN: Final = r"\d{1,6}(\.\d{1,9})?"
+TIME_PATTERN: Final = r"[0-9]{1,6}(\.[0-9]+)?"
+"""Seconds after midnight; real files carry float print artefacts past 9 decimals
+(``43002.632812672004``), which are rounded half-even to the nanosecond."""
+ZIP_MAGIC: Final = b"PK\x03\x04"
+"""A zip's first bytes: a file that starts so but does not open as a zip is damaged."""
 INT_PATTERN: Final = r"-?\d{1,18}"
 MESSAGE_COLUMNS: Final = ("time", "type", "order_id", "size", "price", "direction")
 
@@ -164,7 +169,7 @@ def _collect_pairs(paths: Sequence[Path]) -> list[_Pair]:
     for path in paths:
         if not path.is_file():
             raise DataError(f"{path}: no such file")
-        found = _zip_pairs(path) if zipfile.is_zipfile(path) else [_csv_pair(path)]
+        found = _zip_pairs(path) if _is_zip(path) else [_csv_pair(path)]
         for pair in found:
             pairs.setdefault(str(Path(pair.message.name).resolve()), pair)
     sessions: dict[SessionKey, str] = {}
@@ -176,6 +181,25 @@ def _collect_pairs(paths: Sequence[Path]) -> list[_Pair]:
             )
         sessions[pair.key] = pair.message.name
     return list(pairs.values())
+
+
+def _is_zip(path: Path) -> bool:
+    """True for a readable zip; DataError for one that is damaged (cut short, overwritten).
+
+    zipfile.is_zipfile looks only for the central directory at the end, so a zip cut short
+    reads as "not a zip"; its first bytes or its name still say what it was meant to be.
+    """
+    if zipfile.is_zipfile(path):
+        return True
+    with path.open("rb") as opened:
+        head = opened.read(len(ZIP_MAGIC))
+    if head == ZIP_MAGIC or path.suffix.lower() == ".zip":
+        raise _corrupt_zip(path, "its central directory is missing")
+    return False
+
+
+def _corrupt_zip(path: Path | str, cause: object) -> DataError:
+    return DataError(f"{path}: truncated or corrupt zip ({cause}); download or copy it again")
 
 
 def _match_name(name: str, where: str) -> re.Match[str]:
@@ -219,8 +243,11 @@ def _file_member(path: Path) -> _Member:
 
 
 def _zip_pairs(path: Path) -> list[_Pair]:
-    with zipfile.ZipFile(path) as archive:
-        names = archive.namelist()
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except zipfile.BadZipFile as e:
+        raise _corrupt_zip(path, e) from e
     members = {PurePosixPath(n).name: n for n in names if NAME_PATTERN.match(PurePosixPath(n).name)}
     if not members:
         raise DataError(
@@ -241,8 +268,12 @@ def _zip_pairs(path: Path) -> list[_Pair]:
 
 def _zip_member(path: Path, member: str) -> _Member:
     def read() -> bytes:
-        with zipfile.ZipFile(path) as archive:
-            return archive.read(member)
+        # A member cut short or overwritten fails its CRC or its inflate stream.
+        try:
+            with zipfile.ZipFile(path) as archive:
+                return archive.read(member)
+        except (zipfile.BadZipFile, zlib.error, EOFError) as e:
+            raise _corrupt_zip(f"{path}/{member}", e) from e
 
     return _Member(name=f"{path}/{member}", label=f"{path.name}/{member}", read=read)
 
@@ -327,14 +358,25 @@ def _parse_messages(member: _Member, data: bytes, day: date) -> _Messages:
 
 
 def _seconds_to_ns(name: str, text: npt.NDArray[np.object_]) -> Int64Array:
-    """'34200.004241176' -> 34200004241176 exactly: whole and fraction parsed as integers."""
+    """'34200.004241176' -> 34200004241176 exactly: whole and fraction parsed as integers.
+
+    Digits past the ninth decimal round half-even to the nanosecond, decided on the text
+    (never a float parse): '...0000000005' -> ...000000000, '...0000000015' -> ...000000002.
+    """
     series = pl.Series("time", text, dtype=pl.String)
     well_formed = series.str.contains(f"^{TIME_PATTERN}$").to_numpy()
-    _require(name, well_formed, "time", text, "seconds after midnight with up to 9 decimals")
+    _require(name, well_formed, "time", text, "seconds after midnight as digits[.digits]")
     parts = series.str.split_exact(".", 1).struct.unnest()
     whole = parts.get_column("field_0").cast(pl.Int64)
-    fraction = parts.get_column("field_1").fill_null("").str.pad_end(9, "0").cast(pl.Int64)
-    return np.asarray((whole * NS_PER_SECOND + fraction).to_numpy(), dtype=np.int64)
+    decimals = parts.get_column("field_1").fill_null("")
+    fraction = decimals.str.slice(0, 9).str.pad_end(9, "0").cast(pl.Int64)
+    # The rest without trailing zeros: "" exact, "5" a tie, above "5" up, below down.
+    rest = decimals.str.slice(9).str.strip_chars_end("0")
+    first = rest.str.slice(0, 1)
+    tie = rest == "5"
+    up = (first > "5") | ((first == "5") & ~tie) | (tie & (fraction % 2 == 1))
+    ns = whole * NS_PER_SECOND + fraction + up.cast(pl.Int64)
+    return np.asarray(ns.to_numpy(), dtype=np.int64)
 
 
 def _local_to_utc_ns(day: date, local_ns: Int64Array) -> Int64Array:
