@@ -135,7 +135,11 @@ def session_kinds(session: SessionRef, config: Config) -> tuple[list[str], int]:
 def timer_source(sources: list[ParquetSource], interval_ms: float) -> TimerSource | None:
     """Ticks over the session's span every `interval_ms` (None when 0), after its data sources
     in the merge order (at the same ts_recv, market data goes first)."""
-    if interval_ms <= 0:
+    if not interval_ms >= 0:  # also NaN
+        raise ConfigError(
+            f"strategy.timer_ms must be >= 0 (0: no timer events); found {interval_ms}"
+        )
+    if interval_ms == 0:
         return None
     spans = [file_time_span(s.path) for s in sources]
     start, end = min(span[1] for span in spans), max(span[2] for span in spans)
@@ -423,6 +427,8 @@ def run_summary(
         "n_orders": len(tables.orders),
         "n_fills": len(tables.fills),
         "n_rejections": len(tables.rejections),
+        # the one PnL everywhere: after fees (= final_equity - initial cash), with its parts
+        "net_pnl": portfolio.realized_pnl + portfolio.unrealized_pnl - portfolio.fees,
         "realized_pnl": portfolio.realized_pnl,
         "unrealized_pnl": portfolio.unrealized_pnl,
         "fees": portfolio.fees,
