@@ -24,6 +24,7 @@ from simulator.config import apply_overrides, load_strategy
 from simulator.engine import BOOK, KIND_CODES, QUOTE
 from simulator.errors import InvariantViolation, SimulatorError
 from simulator.features import FeatureBuffer, native
+from simulator.features.user import MixedFeatures
 from simulator.runtime import build_features, replay, session_sources
 from simulator.session import resolve_session
 from simulator.sources.merge import merge
@@ -65,7 +66,7 @@ def run_case(case: str, data: str, data_dir: Path, strategy: str) -> dict[str, o
     return result
 
 
-def _walk(sources: Sequence[BatchSource], features: FeatureBuffer | None) -> int:
+def _walk(sources: Sequence[BatchSource], features: FeatureBuffer | MixedFeatures | None) -> int:
     """Touch every event's fields (data case) or feed the feature stage too (features case)."""
     n = 0
     for merged in merge(sources):
@@ -147,9 +148,9 @@ def _main(argv: list[str]) -> int:
         result = run_case(case_name, data_name, Path(directory), strategy_name)
     except SimulatorError as e:
         error = {"type": type(e).__name__, "message": str(e)}
-        print(CHILD_ERROR + json.dumps(error), file=sys.stderr)  # noqa: T201
+        sys.stderr.write(CHILD_ERROR + json.dumps(error) + "\n")
         return 1
-    print(json.dumps(result))  # noqa: T201
+    sys.stdout.write(json.dumps(result) + "\n")  # answers the parent process, not a user
     return 0
 
 

@@ -164,8 +164,8 @@ def test_an_output_in_a_read_only_directory_is_one_red_line(command, run_dir):
     ("extra", "message"),
     [
         (["--latency", "bogus"], "ConfigError: latency model 'bogus' unknown"),
-        (["--set", 'venue.latency="bogus"'], "ConfigError: venue.latency 'bogus' unknown"),
-        (["--set", "strategy.timer_ms=-5"], "ConfigError: strategy.timer_ms must be >= 0"),
+        (["--set", 'venue.latency="bogus"'], "ConfigError: venue.latency must be one of zero"),
+        (["--set", "strategy.timer_ms=-5"], "ConfigError: strategy.timer_ms must be a finite"),
     ],
 )
 def test_stress_validates_settings_before_any_worker_starts(extra, message, tmp_path):
@@ -186,7 +186,9 @@ def test_replay_refuses_a_negative_timer_interval(tmp_path):
     out = tmp_path / "r"
     args = ["replay", str(AAPL_QUOTES), "--strategy", "obi_rule", "--set", "strategy.timer_ms=-5"]
     line = _one_red_line(_invoke(*args, "--out", str(out)), "ConfigError: ")
-    assert line == "ConfigError: strategy.timer_ms must be >= 0 (0: no timer events); found -5.0"
+    assert line == (
+        "ConfigError: strategy.timer_ms must be a finite number >= 0 (0 = no timer); found -5.0"
+    )
     assert not out.exists()
 
 
