@@ -146,7 +146,9 @@ def build(
     """`cls(**params)`, with unknown or missing parameters named by their TOML key; then the
     attributes `needs` names are checked on the object (set in __init__ or on the class)."""
     instance = _call(cls, params, key)
-    for attribute in () if needs is None else needs.attributes:
+    if needs is None:
+        return instance
+    for attribute in needs.attributes:
         if not hasattr(instance, attribute):
             raise ConfigError(
                 f"{key}: {cls.__name__} has no attribute '{attribute}' ({needs.describe()})"
