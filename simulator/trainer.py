@@ -60,7 +60,8 @@ def training_set(
     feature_config = build_features(config, levels).config
     kinds = tuple(s.kind for s in sources)
     events = session_events(session, kinds=kinds, levels=levels)
-    x = features_frame(events, feature_config)
+    # The models take float32: the same cast the runners make before every prediction.
+    x = features_frame(events, feature_config).astype(np.float32)
     kind = events["kind"].to_numpy()
     is_mid = kind != 1
     mid = ((events["bid_px"] + events["ask_px"]) / 2).to_numpy()[is_mid]
