@@ -17,7 +17,7 @@ from tests.sweep.conftest import SESSIONS
 READ_SWEEP = """() => ({
   charts: [...document.querySelectorAll("[data-figure]")].map(
     div => [div.id, div.querySelectorAll("svg.main-svg *").length]),
-  pnl: [...document.querySelectorAll("#cells-table td[data-key=final_equity]")].map(
+  pnl: [...document.querySelectorAll("#cells-table td[data-key=net_pnl]")].map(
     td => [Number(td.dataset.value), td.textContent]),
   status: [...document.querySelectorAll("#cells-table td[data-key=status]")].map(
     td => td.textContent),
@@ -55,15 +55,15 @@ def test_sweep_report_in_a_browser_draws_every_chart_with_the_results(sweep_dir,
                      "chart-latency-curve"]  # fmt: skip
     assert all(n_drawn > 0 for _, n_drawn in shown["charts"]), shown["charts"]
     results = pl.read_parquet(sweep_dir / "results.parquet")
-    assert [value for value, _ in shown["pnl"]] == results["final_equity"].to_list()
-    assert [text for _, text in shown["pnl"]] == [money(v) for v in results["final_equity"]]
+    assert [value for value, _ in shown["pnl"]] == results["net_pnl"].to_list()
+    assert [text for _, text in shown["pnl"]] == [money(v) for v in results["net_pnl"]]
     assert shown["status"] == ["ok"] * 16
     means = results.group_by("sizing.threshold", "venue.taker_fee_bps").agg(
-        pl.col("final_equity").mean()
+        pl.col("net_pnl").mean()
     )
     expected = [
         means.filter((pl.col("sizing.threshold") == t) & (pl.col("venue.taker_fee_bps") == f))
-        ["final_equity"].item() for t in (0.1, 0.3) for f in (0.0, 2.0)
+        ["net_pnl"].item() for t in (0.1, 0.3) for f in (0.0, 2.0)
     ]  # fmt: skip
     assert [len(row) for row in shown["heatmap"]] == [2, 2]  # rows: thresholds, columns: fees
     assert [v for row in shown["heatmap"] for v in row] == pytest.approx(expected, rel=1e-12)
