@@ -7,7 +7,9 @@ usage errors exit 2 (click).
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -44,17 +46,45 @@ DATA_DIR_OPTION = click.option(
 )
 
 
+def _interrupted(signum: int, frame: object) -> None:
+    # a second Ctrl-C must not cut short the clean-up that the first one started
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def _one_interrupt() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt once; later ones are ignored while it unwinds."""
+    main_thread = threading.current_thread() is threading.main_thread()
+    if not main_thread or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        yield  # a background job ignores Ctrl-C: keep it so
+        return
+    previous = signal.signal(signal.SIGINT, _interrupted)
+    try:
+        yield
+    except KeyboardInterrupt:
+        raise  # Ctrl-C stays ignored until the process has exited with 130
+    except BaseException:
+        signal.signal(signal.SIGINT, previous)
+        raise
+    signal.signal(signal.SIGINT, previous)
+
+
 class _ErrorMappingGroup(click.Group):
     """Maps library errors to one red line and exit code 1; --debug shows the traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:  # noqa: ANN401 - click's own signature
         try:
-            return super().invoke(ctx)
+            with _one_interrupt():
+                return super().invoke(ctx)
         except SimulatorError as e:
             if ctx.meta.get("ticktape.debug"):
                 raise
             err_console.print(f"[red]{type(e).__name__}[/red]: {escape(str(e))}")
             ctx.exit(1)
+        except KeyboardInterrupt:  # Ctrl-C: the run's threads are stopped, its output removed
+            err_console.print("[red]Interrupted[/red]: stopped by Ctrl-C; nothing unfinished kept")
+            ctx.exit(130)
 
 
 @click.group(cls=_ErrorMappingGroup)
@@ -373,6 +403,12 @@ STRATEGY_OPTIONS = (
 )  # fmt: skip
 
 
+FORCE_OPTION = click.option(
+    "--force", is_flag=True,
+    help="Clear a non-empty --out that does not hold a run of this kind (else refused).",
+)  # fmt: skip
+
+
 def _strategy_options(command: Callable[..., None]) -> Callable[..., None]:
     for option in reversed(STRATEGY_OPTIONS):
         command = option(command)
@@ -384,7 +420,9 @@ def _strategy_options(command: Callable[..., None]) -> Callable[..., None]:
 @_strategy_options
 @click.option("--seed", default=0, show_default=True, help="Seed of every random generator.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
-              help="Run directory (default: reports/<run-id>/).")  # fmt: skip
+              help="Run directory (default: reports/<run-id>/); a previous replay run there "
+                   "is replaced.")  # fmt: skip
+@FORCE_OPTION
 @click.option("--report/--no-report", "with_report", default=True, show_default=True,
               help="Write the run's HTML report (report.html) into the run directory.")  # fmt: skip
 @LATENCY_OPTION
@@ -396,19 +434,22 @@ def replay(
     sets: tuple[str, ...],
     seed: int,
     out: Path | None,
+    force: bool,
     with_report: bool,
     latency: str | None,
     data_dir: Path,
 ) -> None:
     """Replay SESSION (venue/symbol/date or a Parquet path) through a strategy's pipeline."""
     from simulator import runtime
+    from simulator.rundir import check_target, staged
     from simulator.session import resolve_session
 
     ref = resolve_session(session, data_dir)
     config = _with_latency(_load_config(strategy, config_file, sets), latency)
     out_dir = out or runtime.unique_dir(Path("reports"), runtime.run_id(config, ref, seed))
-    with _progress(f"replaying {ref.name}") as progress:
-        result = runtime.replay(ref, config, out_dir=out_dir, seed=seed, progress=progress)
+    check_target(out_dir, "replay", force=force)
+    with staged(out_dir) as staging, _progress(f"replaying {ref.name}") as progress:
+        result = runtime.replay(ref, config, out_dir=staging, seed=seed, progress=progress)
     _print_run(result.manifest, out_dir)
     if with_report:
         from simulator.report import write_report
@@ -576,7 +617,9 @@ def _print_run(manifest: dict[str, Any], out_dir: Path) -> None:
 @click.option("--report/--no-report", "with_report", default=True, show_default=True,
               help="Write each run's report.html (the baseline's: the comparison).")  # fmt: skip
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
-              help="Output directory (default: reports/stress--<run>/).")  # fmt: skip
+              help="Output directory (default: reports/stress--<run>/); a previous stress run "
+                   "there is replaced.")  # fmt: skip
+@FORCE_OPTION
 @LATENCY_OPTION
 @DATA_DIR_OPTION
 def stress(
@@ -588,11 +631,13 @@ def stress(
     workers: int | None,
     with_report: bool,
     out: Path | None,
+    force: bool,
     latency: str | None,
     data_dir: Path,
 ) -> None:
     """Run the baseline (calm) and each scenario on SESSION; print and save the comparison."""
     from simulator import runtime
+    from simulator.rundir import check_target, staged
     from simulator.session import resolve_session
     from simulator.stress.run import run_stress
 
@@ -600,9 +645,13 @@ def stress(
     config = _with_latency(_load_config(strategy, config_file, sets), latency)
     name = f"stress--{runtime.run_id(config, ref, 0).removesuffix('--seed0')}"
     out_dir = out or runtime.unique_dir(Path("reports"), name)
-    with console.status("running the baseline and the scenarios") as status:
+    check_target(out_dir, "stress", force=force)
+    with (
+        staged(out_dir) as staging,
+        console.status("running the baseline and the scenarios") as status,
+    ):
         table = run_stress(
-            session, data_dir, config, list(scenarios), out_dir,
+            session, data_dir, config, list(scenarios), staging,
             workers=workers, on_done=lambda done: status.update(f"done: {done}"),
         )  # fmt: skip
     _print_comparison(table.to_pylist())
@@ -654,19 +703,38 @@ def calibrate(run_dir: Path, out: Path) -> None:
 @main.command()
 @click.argument("session")
 @_strategy_options
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the model files and train.json (default: a new "
+                   "reports/train--<run>/); name the strategy's folder to replace its "
+                   "shipped model.")  # fmt: skip
+@FORCE_OPTION
 @DATA_DIR_OPTION
 def train(
-    session: str, strategy: str, config_file: Path | None, sets: tuple[str, ...], data_dir: Path
+    session: str,
+    strategy: str,
+    config_file: Path | None,
+    sets: tuple[str, ...],
+    out: Path | None,
+    force: bool,
+    data_dir: Path,
 ) -> None:
-    """Train a strategy's model on SESSION (seeded: same data => same weights) and export
-    ONNX + TorchScript next to the strategy."""
+    """Train a strategy's model on SESSION (seeded: same data, host and library versions =>
+    same bytes) and export ONNX + TorchScript into a new folder (or --out)."""
+    from simulator import runtime
+    from simulator.rundir import check_target, run_kind, staged
     from simulator.session import resolve_session
     from simulator.trainer import train_strategy
 
     ref = resolve_session(session, data_dir)
     config = _load_config(strategy, config_file, sets)
-    with console.status("training") as status:
-        report = train_strategy(ref, config, progress=lambda text: status.update(text))
+    name = f"train--{runtime.run_id(config, ref, config['train']['seed'])}"
+    out_dir = out or runtime.unique_dir(Path("reports"), name)
+    check_target(out_dir, "train", force=force)
+    merge = out_dir.is_dir() and run_kind(out_dir) == "train"  # keep the folder's other models
+    with staged(out_dir, merge=merge) as staging, console.status("training") as status:
+        report = train_strategy(
+            ref, config, out_dir=staging, progress=lambda text: status.update(text)
+        )
     console.print(
         f"[bold]{report.strategy}[/bold] trained on {report.session}: {report.n_samples:,} "
         f"samples of {report.n_events:,} events ({report.n_unlabelled:,} without a label), "
@@ -677,7 +745,10 @@ def train(
             f"  {name:>10}: n {split.n:,}  base rate {split.base_rate:.3f}  loss {split.loss:.4f}"
             f"  accuracy {split.accuracy:.3f}  AUC {split.auc:.3f}"
         )
-    console.print(f"  wrote {', '.join(report.files)} in {Path(config['strategy']['dir'])}")
+    written = [*report.files, f"{report.strategy}.train.json"]
+    console.print(f"  wrote {', '.join(written)} in {out_dir}")
+    model = (out_dir / Path(config["model"]["path"]).name).resolve()
+    console.print(f"  replay with it: --set model.path={model}")
 
 
 @main.command()
