@@ -8,4 +8,5 @@ Layers, imports pointing down only:
   L3 stress (scenario, inject, faults)
   L4 engine (knows protocols only), engine_timed (the same engine in simulated time)
   L5 runtime (the one place that picks implementations), trainer, bench, report, stress.run
+  L6 api (the notebook facade over runtime and report)
 """

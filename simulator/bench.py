@@ -22,6 +22,7 @@ from simulator.config import apply_overrides, load_strategy
 from simulator.engine import BOOK, KIND_CODES, QUOTE
 from simulator.errors import InvariantViolation
 from simulator.features import FeatureBuffer, native
+from simulator.features.user import MixedFeatures
 from simulator.runtime import build_features, replay, session_sources
 from simulator.session import resolve_session
 from simulator.sources.merge import merge
@@ -63,7 +64,7 @@ def run_case(case: str, data: str, data_dir: Path, strategy: str) -> dict[str, o
     return result
 
 
-def _walk(sources: Sequence[BatchSource], features: FeatureBuffer | None) -> int:
+def _walk(sources: Sequence[BatchSource], features: FeatureBuffer | MixedFeatures | None) -> int:
     """Touch every event's fields (data case) or feed the feature stage too (features case)."""
     n = 0
     for merged in merge(sources):

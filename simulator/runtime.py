@@ -18,13 +18,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from simulator.clock import SimClock, WallClock
-from simulator.config import Config
+from simulator.config import Config, settings
 from simulator.engine import Engine, EngineState, Pipeline
 from simulator.engine_live import RecordedEngine
 from simulator.engine_timed import TimedEngine, TimeModel
 from simulator.errors import ConfigError, DataError, InvariantViolation
 from simulator.execution import FixedLatency, SimVenue, ZeroLatency
-from simulator.features import FeatureBuffer, FeatureConfig, warmup
+from simulator.features import FeatureBuffer, warmup
+from simulator.features.user import MixedFeatures, build_feature_stage
 from simulator.market import MarketState
 from simulator.models.breaker import CircuitBreaker
 from simulator.models.precomputed import PrecomputedRunner
@@ -147,13 +148,16 @@ def timer_source(sources: list[ParquetSource], interval_ms: float) -> TimerSourc
     return TimerSource(start, end, int(interval_ms * MS), priority=len(sources))
 
 
-def build_features(config: Config, levels: int) -> FeatureBuffer:
-    names = tuple(config["features"]["names"]) or None
-    return FeatureBuffer(FeatureConfig(levels=levels, features=names))
+def build_features(config: Config, levels: int) -> FeatureBuffer | MixedFeatures:
+    """The built-in buffer, mixed with the user's feature classes when the strategy has some."""
+    typed = settings(config)
+    base = Path(typed.strategy.dir)
+    return build_feature_stage(typed.features.names, typed.features.plugins, base=base,
+                               levels=levels)  # fmt: skip
 
 
 def _require_trades_if_needed(
-    features: FeatureBuffer, sources: list[ParquetSource], session: SessionRef
+    features: FeatureBuffer | MixedFeatures, sources: list[ParquetSource], session: SessionRef
 ) -> None:
     """Trade features never become ready without trades: say so instead of never trading."""
     if warmup(features.config)[1] > 0 and not any(s.kind == "trades" for s in sources):
@@ -164,7 +168,9 @@ def _require_trades_if_needed(
         )
 
 
-def build_runner(section: Config, features: FeatureBuffer, strategy_dir: Path) -> ModelRunner:
+def build_runner(
+    section: Config, features: FeatureBuffer | MixedFeatures, strategy_dir: Path
+) -> ModelRunner:
     kind = section["kind"]
     n = len(features.names)
     path = strategy_dir / section["path"] if section.get("path") else None
@@ -280,7 +286,7 @@ class StagedPipeline:
     """A configured pipeline, with its circuit breaker (if any) and the health it reports."""
 
     pipeline: Pipeline
-    features: FeatureBuffer
+    features: FeatureBuffer | MixedFeatures
     health: Callable[[], bool]
     breaker: CircuitBreaker | None
 
@@ -302,7 +308,7 @@ def build_pipeline(
     health: Callable[[], bool] = lambda: True  # noqa: E731
     breaker: CircuitBreaker | None = None
     if config["breaker"]["enabled"]:
-        fallback = RuleRunner(features.names.index("l1_imbalance"))
+        fallback = RuleRunner(_fallback_index(settings(config).breaker.fallback, features))
         breaker = CircuitBreaker(
             runner,
             fallback,
@@ -320,6 +326,17 @@ def build_pipeline(
         lot=config["sizing"]["lot"],
     )
     return StagedPipeline(pipeline, features, health, breaker)
+
+
+def _fallback_index(name: str, features: FeatureBuffer | MixedFeatures) -> int:
+    """The slot the breaker's fallback rule reads as obi: a feature the strategy computes."""
+    if name not in features.names:
+        raise ConfigError(
+            f"breaker.fallback '{name}' is not among the strategy's features.names "
+            f"({', '.join(features.names)}); add it there, set breaker.fallback to one of them, "
+            "or set breaker.enabled = false"
+        )
+    return features.names.index(name)
 
 
 @dataclass(frozen=True, slots=True)
