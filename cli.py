@@ -416,19 +416,22 @@ def _strategy_options(command: Callable[..., None]) -> Callable[..., None]:
 
 
 @main.command()
-@click.argument("session")
+@click.argument("sessions", metavar="SESSION...", nargs=-1, required=True)
 @_strategy_options
 @click.option("--seed", default=0, show_default=True, help="Seed of every random generator.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
-              help="Run directory (default: reports/<run-id>/); a previous replay run there "
-                   "is replaced.")  # fmt: skip
+              help="Run directory (default: reports/<run-id>/); with several sessions, the "
+                   "directory of their run directories and summary.json. A previous replay "
+                   "there is replaced.")  # fmt: skip
 @FORCE_OPTION
 @click.option("--report/--no-report", "with_report", default=True, show_default=True,
               help="Write the run's HTML report (report.html) into the run directory.")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the summary (several sessions: the aggregate) as JSON.")  # fmt: skip
 @LATENCY_OPTION
 @DATA_DIR_OPTION
 def replay(
-    session: str,
+    sessions: tuple[str, ...],
     strategy: str,
     config_file: Path | None,
     sets: tuple[str, ...],
@@ -436,25 +439,104 @@ def replay(
     out: Path | None,
     force: bool,
     with_report: bool,
+    as_json: bool,
     latency: str | None,
     data_dir: Path,
 ) -> None:
-    """Replay SESSION (venue/symbol/date or a Parquet path) through a strategy's pipeline."""
+    """Replay SESSION (venue/symbol/date, a pattern such as 'nasdaq/GOOG/*', or a Parquet
+    path) through a strategy's pipeline. Several sessions (patterns or arguments) are replayed
+    independently, one run directory each, with an aggregate summary."""
     from simulator import runtime
     from simulator.rundir import check_target, staged
+    from simulator.selection import expand_sessions
     from simulator.session import resolve_session
 
-    ref = resolve_session(session, data_dir)
+    refs = [resolve_session(name, data_dir) for name in expand_sessions(sessions, data_dir)]
     config = _with_latency(_load_config(strategy, config_file, sets), latency)
+    if len(refs) > 1:
+        out_root = out or runtime.unique_dir(Path("reports"), batch_name(config, refs, seed))
+        check_target(out_root, "replay", force=force)
+        _replay_many(refs, config, seed=seed, out=out_root, with_report=with_report,
+                     as_json=as_json)  # fmt: skip
+        return
+    ref = refs[0]
     out_dir = out or runtime.unique_dir(Path("reports"), runtime.run_id(config, ref, seed))
     check_target(out_dir, "replay", force=force)
     with staged(out_dir) as staging, _progress(f"replaying {ref.name}") as progress:
         result = runtime.replay(ref, config, out_dir=staging, seed=seed, progress=progress)
-    _print_run(result.manifest, out_dir)
+    report_path = None
     if with_report:
         from simulator.report import write_report
 
-        console.print(f"  report {write_report(out_dir)}")
+        report_path = write_report(out_dir)
+    if as_json:
+        summary = {"session": ref.name, "run_dir": str(out_dir), **result.summary}
+        click.echo(json.dumps(summary, indent=2))
+        return
+    _print_run(result.manifest, out_dir)
+    if report_path is not None:
+        console.print(f"  report {report_path}")
+
+
+def batch_name(config: dict[str, Any], refs: Sequence[SessionRef], seed: int) -> str:
+    return f"{config['strategy']['name']}--{len(refs)}-sessions--seed{seed}"
+
+
+def _replay_many(
+    refs: Sequence[SessionRef],
+    config: dict[str, Any],
+    *,
+    seed: int,
+    out: Path | None,
+    with_report: bool,
+    as_json: bool,
+) -> None:
+    """Each session on its own (nothing carries over), then the per-session table + totals."""
+    from simulator import batch, runtime
+    from simulator.rundir import clear_directory
+
+    out_root = out or runtime.unique_dir(Path("reports"), batch_name(config, refs, seed))
+    clear_directory(out_root)  # checked by the caller: empty, a previous replay, or --force
+    out_root.mkdir(parents=True, exist_ok=True)
+    if not as_json:
+        console.print(f"{len(refs)} sessions: {batch.INDEPENDENCE}")
+    rows = []
+    for i, ref in enumerate(refs, 1):
+        with _progress(f"replaying {ref.name} ({i}/{len(refs)})") as progress:
+            run = batch.replay_into(ref, config, out_root, seed=seed, progress=progress)
+        if with_report:
+            from simulator.report import write_report
+
+            write_report(run.run_dir)
+        rows.append(batch.session_row(run))
+    summary = batch.aggregate(rows, strategy=config["strategy"]["name"], seed=seed)
+    path = batch.write_summary(out_root, summary)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    _print_sessions(rows, batch.totals(rows))
+    console.print(f"  summary written to {path}")
+
+
+def _print_sessions(rows: Sequence[dict[str, Any]], totals: dict[str, Any]) -> None:
+    table = Table(title="sessions, replayed independently", show_edge=False)
+    for head in ("session", "events", "fills", "PnL", "max DD", "digest"):
+        left = head in ("session", "digest")
+        table.add_column(head, justify="left" if left else "right", no_wrap=True)
+
+    def cells(r: dict[str, Any]) -> list[str]:
+        return [f"{r['n_events']:,}", f"{r['n_fills']:,}", f"{r['final_equity']:,.2f}",
+                f"{r['max_drawdown']:,.2f}"]  # fmt: skip
+
+    for r in rows:
+        table.add_row(r["session"], *cells(r), r["digest"][:8])
+    table.add_row(f"total ({totals['sessions']})", *cells(totals), "", style="bold")
+    console.print(table)
+    console.print(
+        f"  orders {totals['n_orders']:,}  fees {totals['fees']:,.4f}  rejections "
+        f"{totals['n_rejections']:,}\n  PnL: final equity (realised + unrealised - fees); "
+        "total max DD: the worst session's"
+    )
 
 
 @main.command()
@@ -685,6 +767,139 @@ def _print_comparison(rows: list[dict[str, Any]]) -> None:
     console.print(table)
     for note in notes:
         console.print(note)
+
+
+def _parsed(parse: Callable[[str], Any]) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """A click callback: the library's parser, its ConfigError a usage error (exit 2)."""
+
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:  # noqa: ANN401
+        try:
+            if isinstance(value, tuple):
+                return tuple(parse(v) for v in value)
+            return None if value is None else parse(value)
+        except SimulatorError as e:
+            raise click.BadParameter(str(e)) from e
+
+    return callback
+
+
+def _grid_parser(text: str) -> Any:  # noqa: ANN401 - a GridAxis, imported late
+    from simulator.sweep import parse_grid
+
+    return parse_grid(text)
+
+
+def _scales_parser(text: str) -> Any:  # noqa: ANN401 - a tuple of floats
+    from simulator.sweep import parse_scales
+
+    return parse_scales(text)
+
+
+@main.command()
+@click.argument("sessions", metavar="SESSION...", nargs=-1, required=True)
+@_strategy_options
+@click.option("--grid", "axes", multiple=True, metavar="KEY=V1,V2,...",
+              callback=_parsed(_grid_parser),
+              help="A setting and its values, e.g. sizing.threshold=0.2,0.3 (repeatable: "
+                   "cells are the product).")  # fmt: skip
+@click.option("--latency-scale", "scales", metavar="F1,F2,...", callback=_parsed(_scales_parser),
+              help="Also run each cell with every stage, feed and order latency times each "
+                   "factor, e.g. 0.5,1,2,4 (needs a non-zero latency model).")  # fmt: skip
+@click.option("--seed", default=0, show_default=True, help="Seed of every random generator.")
+@click.option("--workers", type=click.IntRange(min=1),
+              help="Local worker processes (default: one per core; 1: this process).")  # fmt: skip
+@click.option("--ray", "ray_address", metavar="ADDRESS",
+              help="Run cells on Ray: local (start one), auto or ray://host:10001.")  # fmt: skip
+@click.option("--reports", is_flag=True, help="Write each cell's report.html too.")
+@click.option("--force", is_flag=True, help="Rerun cells already done (default: skip them).")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Sweep directory: cells/, results.parquet, sweep.html.")  # fmt: skip
+@LATENCY_OPTION
+@DATA_DIR_OPTION
+def sweep(
+    sessions: tuple[str, ...], strategy: str, config_file: Path | None, sets: tuple[str, ...],
+    axes: tuple[Any, ...], scales: tuple[float, ...] | None, seed: int, workers: int | None,
+    ray_address: str | None, reports: bool, force: bool, out: Path, latency: str | None,
+    data_dir: Path,
+) -> None:  # fmt: skip
+    """Replay SESSIONs x the product of the grids x latency scales as independent cells, on
+    local processes or Ray; resumable (cells already done are skipped). Writes OUT/cells/,
+    OUT/results.parquet (one row per cell) and OUT/sweep.html. Exit 1 if any cell failed."""
+    from simulator.selection import expand_sessions
+    from simulator.sweep import Sweep, SweepSpec
+    from simulator.sweep.executors import executor_for
+
+    if ray_address is not None and workers is not None and ray_address != "local":
+        raise click.UsageError("--workers applies to local processes or --ray local only")
+    spec = SweepSpec(
+        sessions=tuple(expand_sessions(sessions, data_dir)), data_dir=data_dir,
+        config=_with_latency(_load_config(strategy, config_file, sets), latency),
+        axes=axes, scales=scales or (), seed=seed, reports=reports, force=force,
+    )  # fmt: skip
+    plan = Sweep(spec, out)
+    executor = executor_for(workers, ray_address)
+    try:
+        outcome = _run_sweep(plan, executor)
+    except KeyboardInterrupt:
+        err_console.print(
+            f"[yellow]interrupted[/yellow]: workers stopped; {plan.n_done} of {len(plan.cells)} "
+            f"cells done, kept under {out / 'cells'} and in {out / 'results.parquet'}; "
+            "run the same command to resume"
+        )
+        sys.exit(130)
+    _print_sweep(outcome, out)
+    if outcome.n_failed:
+        err_console.print(
+            f"[red]SweepError[/red]: {outcome.n_failed} of {len(outcome.rows)} cells failed "
+            f"(their status is in {outcome.results})"
+        )
+        sys.exit(1)
+
+
+def _run_sweep(plan: Any, executor: Any) -> Any:  # noqa: ANN401 - Sweep, Executor, Outcome
+    from rich.progress import MofNCompleteColumn, TimeRemainingColumn
+
+    from simulator.report.sweep import write_sweep_report
+
+    done, todo = plan.resumed()
+    if done:
+        console.print(f"resuming: {len(done)} of {len(plan.cells)} cells already done")
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),
+               TimeRemainingColumn())  # fmt: skip
+    failed = 0
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        label = f"sweep on {executor.name}"
+        task = bar.add_task(label, total=len(todo), rate="")
+
+        def on_row(row: dict[str, Any]) -> None:
+            nonlocal failed
+            failed += row["status"] != "ok"
+            speed = bar.tasks[task].speed
+            rate = "" if speed is None else f"{speed:.2f} cells/s"
+            note = f" ({failed} failed)" if failed else ""
+            bar.update(task, advance=1, rate=rate, description=f"{label}{note}")
+
+        try:
+            outcome = plan.run(executor, on_row)
+        finally:
+            write_sweep_report(plan.out_dir)
+    return outcome
+
+
+def _print_sweep(outcome: Any, out: Path) -> None:  # noqa: ANN401 - a SweepOutcome
+    ok = [r for r in outcome.rows if r["status"] == "ok"]
+    console.print(
+        f"{len(outcome.rows)} cells: {outcome.n_run} run, {outcome.n_resumed} resumed, "
+        f"{outcome.n_failed} failed"
+    )
+    if ok:
+        best = max(ok, key=lambda r: r["final_equity"])
+        console.print(f"  best PnL {best['final_equity']:,.4f}: cell {best['cell']}")
+    for row in outcome.rows:
+        if row["status"] not in ("ok", "not run"):
+            console.print(f"  [red]{escape(row['cell'])}[/red]: {escape(row['status'])}")
+    console.print(f"  results {outcome.results}\n  report {out / 'sweep.html'}")
 
 
 @main.command()

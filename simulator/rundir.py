@@ -27,10 +27,10 @@ STAGING_MARK: Final = ".partial-"
 
 
 def run_kind(directory: Path) -> RunKind | None:
-    """What run `directory` holds: replay (manifest.json), stress (comparison.parquet),
-    train (a `*.train.json`), or None."""
-    if (directory / "manifest.json").is_file():
-        return "replay"
+    """What run `directory` holds: replay (manifest.json, or summary.json over several
+    sessions), stress (comparison.parquet), train (a `*.train.json`), or None."""
+    if (directory / "manifest.json").is_file() or (directory / "summary.json").is_file():
+        return "replay"  # one session's run, or several sessions' runs and their summary
     if (directory / "comparison.parquet").is_file():
         return "stress"
     if any(directory.glob("*.train.json")):
@@ -75,6 +75,16 @@ def staged(target: Path, *, merge: bool = False) -> Iterator[Path]:
             with contextlib.suppress(OSError):
                 parent.rmdir()
         raise
+
+
+def clear_directory(target: Path) -> None:
+    """Empty `target` (a run about to be written in place, already checked)."""
+    if target.is_dir():
+        for path in target.iterdir():
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
 
 
 def _commit(staging: Path, target: Path, *, merge: bool) -> None:
