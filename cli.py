@@ -460,6 +460,7 @@ WITHOUT_EFFECT: dict[str, tuple[Callable[[dict[str, Any]], bool], str]] = {
     "breaker.latency_budget_us": _BREAKER_OFF,
     "breaker.max_violations": _BREAKER_OFF,
     "breaker.cooldown_ms": _BREAKER_OFF,
+    "breaker.fallback": _BREAKER_OFF,
 }
 """--set key -> (is the setting ignored under this config?, why): warned, not refused."""
 
@@ -816,16 +817,24 @@ def stress(
     from simulator import runtime
     from simulator.session import resolve_session
     from simulator.stress.run import BASELINE, run_stress, slug
+    from simulator.stress.scenario import load_scenario
 
     ref = resolve_session(session, data_dir)
     config = _with_latency(_load_config(strategy, config_file, sets), latency)
     name = f"stress--{runtime.run_id(config, ref, 0).removesuffix('--seed0')}"
     out_dir = out or runtime.unique_dir(Path("reports"), name)
     _check_writable(out_dir, "--out", directory=True)
-    with _status("running the baseline and the scenarios") as update:
+    total = len({BASELINE, *(load_scenario(path).name for path in scenarios)})
+    done: list[str] = []
+    with _progress("stress: baseline and scenarios") as progress:
+
+        def on_done(name: str) -> None:
+            done.append(name)
+            progress(len(done), total)
+
         table = run_stress(
             session, data_dir, config, list(scenarios), out_dir, workers=workers,
-            on_done=lambda done: update(f"done: {done}"), keep_latency_model=latency is not None,
+            on_done=on_done, keep_latency_model=latency is not None,
         )  # fmt: skip
     rows = table.to_pylist()
     runs = sorted(p.parent for p in out_dir.glob("*/manifest.json"))
@@ -888,16 +897,6 @@ def _dropped(row: dict[str, Any]) -> str:
     injected = json.loads(row.get("injected") or "{}")
     counts = {key.split(":")[0]: n for key, n in injected.items() if key.endswith("checks.dropped")}
     return ", ".join(f"{kind} {n:,}" for kind, n in sorted(counts.items()) if n)
-
-
-@contextmanager
-def _status(text: str) -> Iterator[Callable[[str], None]]:
-    """A spinner with `text` on a terminal; nothing when piped."""
-    if not console.is_terminal:
-        yield lambda _: None
-        return
-    with console.status(text) as status:
-        yield lambda update: status.update(update)
 
 
 def _parsed(parse: Callable[[str], Any]) -> Callable[[click.Context, click.Parameter, Any], Any]:
