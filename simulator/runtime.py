@@ -440,6 +440,8 @@ def run_summary(
         "n_orders": len(tables.orders),
         "n_fills": len(tables.fills),
         "n_rejections": len(tables.rejections),
+        # the one PnL everywhere: after fees (= final_equity - initial cash), with its parts
+        "net_pnl": portfolio.realized_pnl + portfolio.unrealized_pnl - portfolio.fees,
         "realized_pnl": portfolio.realized_pnl,
         "unrealized_pnl": portfolio.unrealized_pnl,
         "fees": portfolio.fees,
