@@ -62,10 +62,11 @@ def training_set(
     feature_config = features.config
     kinds = tuple(s.kind for s in sources)
     events = session_events(session, kinds=kinds, levels=levels)
+    # The models take float32: the same cast the runners make before every prediction.
     if isinstance(features, MixedFeatures):  # the user's features: their twins, or incremental
         x = np.asarray(features.frame(events), dtype=np.float32)
     else:
-        x = features_frame(events, feature_config)
+        x = features_frame(events, feature_config).astype(np.float32)
     kind = events["kind"].to_numpy()
     is_mid = kind != 1
     mid = ((events["bid_px"] + events["ask_px"]) / 2).to_numpy()[is_mid]

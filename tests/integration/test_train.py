@@ -67,7 +67,7 @@ def test_shipped_obi_mlp_torch_and_onnx_agree_on_real_features():
     onnx = OnnxRunner(STRATEGY_DIR / "obi_mlp.onnx", 16)
     torch = TorchRunner(STRATEGY_DIR / "obi_mlp.pt", 16)
     rows = x[:: max(1, len(x) // 2000)]
-    vector = np.zeros(16, dtype=np.float32)
+    vector = np.zeros(16, dtype=np.float64)
     diffs = []
     for row in rows:
         vector[:] = row
