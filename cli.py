@@ -7,7 +7,10 @@ usage errors exit 2 (click).
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -18,10 +21,17 @@ from zoneinfo import ZoneInfo
 import click
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
-from simulator.errors import SimulatorError
+from simulator.errors import OutputError, SimulatorError
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -44,21 +54,107 @@ DATA_DIR_OPTION = click.option(
 )
 
 
+def _interrupted(signum: int, frame: object) -> None:
+    # a second Ctrl-C must not cut short the clean-up that the first one started
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def _one_interrupt() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt once; later ones are ignored while it unwinds."""
+    main_thread = threading.current_thread() is threading.main_thread()
+    if not main_thread or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        yield  # a background job ignores Ctrl-C: keep it so
+        return
+    previous = signal.signal(signal.SIGINT, _interrupted)
+    try:
+        yield
+    finally:  # after a Ctrl-C it stays ignored until the process has exited with 130
+        if signal.getsignal(signal.SIGINT) is _interrupted:
+            signal.signal(signal.SIGINT, previous)
+
+
 class _ErrorMappingGroup(click.Group):
-    """Maps library errors to one red line and exit code 1; --debug shows the traceback."""
+    """Maps library errors (and files that cannot be written) to one red line and exit code 1;
+    --debug, anywhere on the line, shows the traceback. Subgroups are of this class too."""
+
+    group_class = type
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if ctx.parent is None and "--debug" in args:  # `ticktape replay ... --debug` works too
+            cut = args.index("--") if "--" in args else len(args)
+            args = ["--debug", *(a for a in args[:cut] if a != "--debug"), *args[cut:]]
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:  # noqa: ANN401 - click's own signature
         try:
-            return super().invoke(ctx)
-        except SimulatorError as e:
-            if ctx.meta.get("ticktape.debug"):
+            with _one_interrupt():
+                return super().invoke(ctx)
+        except (SimulatorError, OSError) as e:
+            if ctx.meta.get("ticktape.debug") or not _is_user_error(e):
                 raise
-            err_console.print(f"[red]{type(e).__name__}[/red]: {escape(str(e))}")
+            err_console.print(f"[red]{type(e).__name__}[/red]: {escape(_one_line(e))}")
             ctx.exit(1)
+        except KeyboardInterrupt:  # Ctrl-C: the run's threads are stopped, its output removed
+            err_console.print("[red]Interrupted[/red]: stopped by Ctrl-C; nothing unfinished kept")
+            ctx.exit(130)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Each command's first sentence in full (click cuts it with "..."), wrapped."""
+        rows = [
+            (name, command.get_short_help_str(limit=10_000))
+            for name in self.list_commands(ctx)
+            if (command := self.get_command(ctx, name)) is not None and not command.hidden
+        ]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
 
-@click.group(cls=_ErrorMappingGroup)
-@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+def _check_writable(path: Path, option: str, *, directory: bool) -> None:
+    """Refuse an output `path` that cannot be written (under a regular file, in a directory
+    without write permission, a directory where a file is wanted or the reverse)."""
+    if path.exists():
+        if path.is_dir() != directory:
+            found = "a directory" if path.is_dir() else "a file"
+            raise OutputError(
+                f"{option} {path}: is {found}; expected {'a directory' if directory else 'a file'}"
+            )
+        if not os.access(path, os.W_OK | (os.X_OK if directory else 0)):
+            raise OutputError(f"{option} {path}: not writable (permission denied)")
+        if not directory and not os.access(path.parent, os.W_OK | os.X_OK):
+            raise OutputError(f"{option} {path}: {path.parent} is not writable (permission denied)")
+        return
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OutputError(
+            f"{option} {path}: cannot be created, {parent} is a file, not a directory"
+        )
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(
+            f"{option} {path}: cannot be created, {parent} is not writable (permission denied)"
+        )
+
+
+def _is_user_error(e: Exception) -> bool:
+    """Library errors, and OS errors about a path the user named (a read-only --out, a
+    directory under a file): both are the user's to fix, not tracebacks."""
+    return isinstance(e, SimulatorError) or getattr(e, "filename", None) is not None
+
+
+def _one_line(e: Exception) -> str:
+    if isinstance(e, OSError) and e.filename is not None:
+        return f"{e.filename}: {e.strerror or e}"
+    return str(e)
+
+
+@click.group(cls=_ErrorMappingGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--debug", is_flag=True, help="Show full tracebacks on errors (anywhere on the line)."
+)
 @click.version_option(package_name="ticktape")
 @click.pass_context
 def main(ctx: click.Context, debug: bool) -> None:
@@ -78,11 +174,16 @@ def import_() -> None:
 
 @contextmanager
 def _progress(label: str) -> Iterator[Callable[[int, int], None]]:
+    if not err_console.is_terminal:  # piped: no bar, and no stray blank line on stderr
+        yield lambda done, total: None
+        return
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
         TaskProgressColumn(),
         TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
     )
     with Progress(*columns, console=err_console, transient=True) as bar:
         task = bar.add_task(label, total=None)
@@ -193,16 +294,40 @@ def data_ls(data_dir: Path, as_json: bool) -> None:
         console.print("no sessions yet: import one with `ticktape data import lobster|binance ...`")
 
 
+def _one_session(spec: str, data_dir: Path) -> str:
+    """A command that takes one SESSION accepts a pattern matching exactly one."""
+    from simulator.selection import expand_sessions, is_pattern
+
+    if not is_pattern(spec):
+        return spec
+    found = expand_sessions([spec], data_dir)
+    if len(found) > 1:
+        shown = ", ".join(found[:5]) + (", ..." if len(found) > 5 else "")
+        raise click.UsageError(
+            f"SESSION '{spec}' matches {len(found)} sessions ({shown}); this command takes one "
+            "(replay, sweep and data show take several)"
+        )
+    return found[0]
+
+
 @data.command(name="show")
-@click.argument("session")
+@click.argument("sessions", metavar="SESSION...", nargs=-1, required=True)
 @DATA_DIR_OPTION
-@click.option("--rows", "n_rows", default=5, show_default=True, help="First rows shown per kind.")
-def data_show(session: str, data_dir: Path, n_rows: int) -> None:
-    """Summary statistics and first rows of SESSION (venue/symbol/date or a Parquet path)."""
-    from simulator.inspect import summarize
+@click.option("--rows", "n_rows", default=5, show_default=True, type=click.IntRange(min=0),
+              help="First rows shown per kind.")  # fmt: skip
+def data_show(sessions: tuple[str, ...], data_dir: Path, n_rows: int) -> None:
+    """Summary statistics and first rows of SESSION (venue/symbol/date, a pattern such as
+    'nasdaq/*/2012-06-21', or a Parquet path); several are shown one after the other."""
+    from simulator.selection import expand_sessions
     from simulator.session import resolve_session
 
-    ref = resolve_session(session, data_dir)
+    for name in expand_sessions(sessions, data_dir):
+        _show_session(resolve_session(name, data_dir), n_rows)
+
+
+def _show_session(ref: SessionRef, n_rows: int) -> None:
+    from simulator.inspect import summarize
+
     console.print(f"[bold]{ref.name}[/bold]  (exchange time zone {ref.time_zone})")
     for kind, path in ref.files.items():
         summary = summarize(path, kind, first_rows=n_rows)
@@ -216,16 +341,28 @@ def data_show(session: str, data_dir: Path, n_rows: int) -> None:
         console.print(_arrow_table(summary.head))
 
 
-def _arrow_table(head: pa.Table, *, max_columns: int = 8) -> Table:
-    """A rich table of the rows; ts_* columns shown as UTC times, wide tables cut."""
-    names = head.column_names[:max_columns]
+def _arrow_table(head: pa.Table) -> Table:
+    """A rich table of the rows; ts_* columns shown as UTC times. Values are never cut: as
+    many whole columns as the console's width holds are shown, the rest counted."""
+    cells = {
+        name: [_fmt(name, value) for value in head.column(name).to_pylist()]
+        for name in head.column_names
+    }
+    widths = {name: max(map(len, [name, *column])) for name, column in cells.items()}
+    shown: list[str] = []
+    used = 0
+    for name in head.column_names:  # a column takes its width, 2 of padding and 1 rule
+        if shown and used + widths[name] + 3 > console.width:
+            break
+        shown.append(name)
+        used += widths[name] + 3
     table = Table(show_edge=False)
-    for name in names:
-        table.add_column(name, justify="right")
-    for row in head.select(names).to_pylist():
-        table.add_row(*(_fmt(name, value) for name, value in row.items()))
-    if len(head.column_names) > max_columns:
-        table.caption = f"{len(head.column_names) - max_columns} more column(s) not shown"
+    for name in shown:
+        table.add_column(name, justify="right", no_wrap=True, min_width=widths[name])
+    for i in range(head.num_rows):
+        table.add_row(*(cells[name][i] for name in shown))
+    if len(shown) < head.num_columns:
+        table.caption = f"{head.num_columns - len(shown)} more column(s) not shown"
     return table
 
 
@@ -242,7 +379,7 @@ def _fmt(name: str, value: object) -> str:
 
 
 @data.command(name="check")
-@click.argument("session")
+@click.argument("session", metavar="SESSION|PATH")
 @DATA_DIR_OPTION
 @click.option(
     "--repair",
@@ -256,13 +393,17 @@ def _fmt(name: str, value: object) -> str:
     help="With --repair: write repaired files here (a file for a Parquet path, else a dir).",
 )
 def data_check(session: str, data_dir: Path, repair: tuple[str, ...], out: Path | None) -> None:
-    """Validate every file of SESSION; exit 1 when a problem is found (or left unrepaired)."""
+    """Validate every file of SESSION|PATH (venue/symbol/date, a session directory or a Parquet
+    file); exit 1 when a problem is found (or left unrepaired)."""
     from simulator.session import resolve_session
     from simulator.sources.recorded import check_file
 
-    ref = resolve_session(session, data_dir)
+    ref = resolve_session(_one_session(session, data_dir), data_dir)
     if out is not None and not repair:
         raise click.UsageError("--out needs --repair drop and/or --repair sort")
+    if out is not None:
+        single = len(ref.files) == 1 and out.suffix == ".parquet"
+        _check_writable(out, "--out", directory=not single)
     failed = False
     for kind, path in ref.files.items():
         report = check_file(path, kind=kind)
@@ -317,7 +458,7 @@ def data_recover(session: str, data_dir: Path) -> None:
     from simulator.session import session_directory
     from simulator.store import read_meta
 
-    directory = session_directory(session, data_dir)
+    directory = session_directory(_one_session(session, data_dir), data_dir)
     rows = consolidate(directory)
     if read_meta(directory).get("recovered") is True:
         console.print(f"[yellow]recovered[/yellow] {directory} (the recorder did not close it)")
@@ -330,7 +471,8 @@ def data_recover(session: str, data_dir: Path) -> None:
 @data.command(name="sql")
 @click.argument("query")
 @DATA_DIR_OPTION
-@click.option("--limit", default=20, show_default=True, help="Rows printed.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=0),
+              help="Rows printed.")  # fmt: skip
 def data_sql(query: str, data_dir: Path, limit: int) -> None:
     """Run one read-only SQL query over the catalog (sessions table; views quotes, trades,
     book). Statements that would change anything (DROP, INSERT, COPY, ...) are refused."""
@@ -348,13 +490,47 @@ def data_sql(query: str, data_dir: Path, limit: int) -> None:
 def _load_config(strategy: str, config_file: Path | None, sets: tuple[str, ...]) -> dict[str, Any]:
     from simulator.config import apply_overrides, load_strategy
 
-    return apply_overrides(load_strategy(strategy), file=config_file, sets=sets)
+    config = apply_overrides(load_strategy(strategy), file=config_file, sets=sets)
+    _warn_without_effect(config, sets)
+    return config
+
+
+_ZERO_VENUE_LATENCY = (
+    lambda c: c["venue"]["latency"] == "zero",
+    "venue.latency is 'zero' (add --set venue.latency=fixed)",
+)
+_BREAKER_OFF = (lambda c: not c["breaker"]["enabled"], "breaker.enabled is false")
+WITHOUT_EFFECT: dict[str, tuple[Callable[[dict[str, Any]], bool], str]] = {
+    "venue.entry_us": _ZERO_VENUE_LATENCY,
+    "venue.response_us": _ZERO_VENUE_LATENCY,
+    "breaker.latency_budget_us": _BREAKER_OFF,
+    "breaker.max_violations": _BREAKER_OFF,
+    "breaker.cooldown_ms": _BREAKER_OFF,
+    "breaker.fallback": _BREAKER_OFF,
+}
+"""--set key -> (is the setting ignored under this config?, why): warned, not refused."""
+
+
+def _warn_without_effect(config: dict[str, Any], sets: tuple[str, ...]) -> None:
+    for item in sets:
+        key = item.partition("=")[0].strip()
+        if key in WITHOUT_EFFECT and WITHOUT_EFFECT[key][0](config):
+            err_console.print(
+                f"[yellow]warning[/yellow]: --set {escape(item)} has no effect while "
+                f"{WITHOUT_EFFECT[key][1]}"
+            )
 
 
 LATENCY_OPTION = click.option(
     "--latency", metavar="MODEL",
-    help="Pipeline service times: zero | fixed:STAGE=US,... | measured | calibrated:FILE "
-         "(overrides latency.model; queueing is simulated unless zero).",
+    help="Pipeline service times: zero | fixed:STAGE=US,... | measured | calibrated:FILE | "
+         "recorded (a `ticktape live` session's own decision times; overrides latency.model; "
+         "queueing is simulated unless zero).",
+)  # fmt: skip
+JSON_OPTION = click.option(
+    "--json", "as_json", is_flag=True,
+    help="Print one JSON object (summary, paths, digest; several sessions: the aggregate) "
+         "instead of the tables, for scripts.",
 )  # fmt: skip
 
 
@@ -373,6 +549,12 @@ STRATEGY_OPTIONS = (
 )  # fmt: skip
 
 
+FORCE_OPTION = click.option(
+    "--force", is_flag=True,
+    help="Clear a non-empty --out that does not hold a run of this kind (else refused).",
+)  # fmt: skip
+
+
 def _strategy_options(command: Callable[..., None]) -> Callable[..., None]:
     for option in reversed(STRATEGY_OPTIONS):
         command = option(command)
@@ -385,12 +567,13 @@ def _strategy_options(command: Callable[..., None]) -> Callable[..., None]:
 @click.option("--seed", default=0, show_default=True, help="Seed of every random generator.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Run directory (default: reports/<run-id>/); with several sessions, the "
-                   "directory of their run directories and summary.json.")  # fmt: skip
+                   "directory of their run directories and summary.json. A previous replay "
+                   "there is replaced.")  # fmt: skip
+@FORCE_OPTION
 @click.option("--report/--no-report", "with_report", default=True, show_default=True,
               help="Write the run's HTML report (report.html) into the run directory.")  # fmt: skip
-@click.option("--json", "as_json", is_flag=True,
-              help="Print the summary (several sessions: the aggregate) as JSON.")  # fmt: skip
 @LATENCY_OPTION
+@JSON_OPTION
 @DATA_DIR_OPTION
 def replay(
     sessions: tuple[str, ...],
@@ -399,39 +582,57 @@ def replay(
     sets: tuple[str, ...],
     seed: int,
     out: Path | None,
+    force: bool,
     with_report: bool,
-    as_json: bool,
     latency: str | None,
+    as_json: bool,
     data_dir: Path,
 ) -> None:
     """Replay SESSION (venue/symbol/date, a pattern such as 'nasdaq/GOOG/*', or a Parquet
     path) through a strategy's pipeline. Several sessions (patterns or arguments) are replayed
     independently, one run directory each, with an aggregate summary."""
     from simulator import runtime
+    from simulator.rundir import check_target, staged
     from simulator.selection import expand_sessions
     from simulator.session import resolve_session
 
     refs = [resolve_session(name, data_dir) for name in expand_sessions(sessions, data_dir)]
     config = _with_latency(_load_config(strategy, config_file, sets), latency)
     if len(refs) > 1:
-        _replay_many(refs, config, seed=seed, out=out, with_report=with_report, as_json=as_json)
+        out_root = out or runtime.unique_dir(Path("reports"), batch_name(config, refs, seed))
+        check_target(out_root, "replay", force=force)
+        _replay_many(refs, config, seed=seed, out=out_root, with_report=with_report,
+                     as_json=as_json)  # fmt: skip
         return
     ref = refs[0]
     out_dir = out or runtime.unique_dir(Path("reports"), runtime.run_id(config, ref, seed))
-    with _progress(f"replaying {ref.name}") as progress:
-        result = runtime.replay(ref, config, out_dir=out_dir, seed=seed, progress=progress)
+    check_target(out_dir, "replay", force=force)
+    _check_writable(out_dir, "--out", directory=True)
+    with staged(out_dir) as staging, _progress(f"replaying {ref.name}") as progress:
+        result = runtime.replay(ref, config, out_dir=staging, seed=seed, progress=progress)
     report_path = None
     if with_report:
         from simulator.report import write_report
 
         report_path = write_report(out_dir)
+    paths = {"run_dir": out_dir, "manifest": out_dir / "manifest.json", "report": report_path}
     if as_json:
-        summary = {"session": ref.name, "run_dir": str(out_dir), **result.summary}
-        click.echo(json.dumps(summary, indent=2))
+        _echo_json(
+            summary=result.manifest["summary"], paths=paths, digest=result.manifest["digest"]
+        )
         return
     _print_run(result.manifest, out_dir)
     if report_path is not None:
         console.print(f"  report {report_path}")
+
+
+def batch_name(config: dict[str, Any], refs: Sequence[SessionRef], seed: int) -> str:
+    return f"{config['strategy']['name']}--{len(refs)}-sessions--seed{seed}"
+
+
+def _echo_json(**fields: object) -> None:
+    """One JSON object on stdout (paths as strings), nothing else."""
+    click.echo(json.dumps(fields, default=lambda v: str(v) if isinstance(v, Path) else repr(v)))
 
 
 def _replay_many(
@@ -445,9 +646,11 @@ def _replay_many(
 ) -> None:
     """Each session on its own (nothing carries over), then the per-session table + totals."""
     from simulator import batch, runtime
+    from simulator.rundir import clear_directory
 
-    name = f"{config['strategy']['name']}--{len(refs)}-sessions--seed{seed}"
-    out_root = out or runtime.unique_dir(Path("reports"), name)
+    out_root = out or runtime.unique_dir(Path("reports"), batch_name(config, refs, seed))
+    _check_writable(out_root, "--out", directory=True)
+    clear_directory(out_root)  # checked by the caller: empty, a previous replay, or --force
     out_root.mkdir(parents=True, exist_ok=True)
     if not as_json:
         console.print(f"{len(refs)} sessions: {batch.INDEPENDENCE}")
@@ -476,7 +679,7 @@ def _print_sessions(rows: Sequence[dict[str, Any]], totals: dict[str, Any]) -> N
         table.add_column(head, justify="left" if left else "right", no_wrap=True)
 
     def cells(r: dict[str, Any]) -> list[str]:
-        return [f"{r['n_events']:,}", f"{r['n_fills']:,}", f"{r['final_equity']:,.2f}",
+        return [f"{r['n_events']:,}", f"{r['n_fills']:,}", f"{r['net_pnl']:,.2f}",
                 f"{r['max_drawdown']:,.2f}"]  # fmt: skip
 
     for r in rows:
@@ -485,7 +688,7 @@ def _print_sessions(rows: Sequence[dict[str, Any]], totals: dict[str, Any]) -> N
     console.print(table)
     console.print(
         f"  orders {totals['n_orders']:,}  fees {totals['fees']:,.4f}  rejections "
-        f"{totals['n_rejections']:,}\n  PnL: final equity (realised + unrealised - fees); "
+        f"{totals['n_rejections']:,}\n  PnL: after fees (realised + unrealised - fees); "
         "total max DD: the worst session's"
     )
 
@@ -611,6 +814,9 @@ def report(run_dir: Path, out: Path | None) -> None:
     """Write the self-contained HTML report of RUN_DIR (a `ticktape replay` output)."""
     from simulator.report import write_report
 
+    _check_writable(
+        out or run_dir / "report.html", "-o/--out" if out else "RUN_DIR", directory=False
+    )
     path = write_report(run_dir, out)
     console.print(f"report written to {path} ({path.stat().st_size / 1e6:.1f} MB)")
 
@@ -624,10 +830,12 @@ def _print_run(manifest: dict[str, Any], out_dir: Path) -> None:
         f"({timings['events_per_s']:,.0f} events/s)"
     )
     console.print(
-        f"  PnL {s['realized_pnl'] + s['unrealized_pnl']:.4f} (realised {s['realized_pnl']:.4f}, "
-        f"fees {s['fees']:.4f})  orders {s['n_orders']:,}  fills {s['n_fills']:,}  "
-        f"rejections {s['n_rejections']:,}  position {s['final_position']:g}  "
-        f"max drawdown {s['max_drawdown']:.4f}"
+        f"  PnL {s['net_pnl']:,.4f} after fees (realised {s['realized_pnl']:,.4f}, "
+        f"unrealised {s['unrealized_pnl']:,.4f}, fees {s['fees']:,.4f})"
+    )
+    console.print(
+        f"  orders {s['n_orders']:,}  fills {s['n_fills']:,}  rejections {s['n_rejections']:,}  "
+        f"position {s['final_position']:g}  max drawdown {s['max_drawdown']:,.4f}"
     )
     table = Table(title="stage latency (µs)", show_edge=False)
     for name in ("stage", "count", "p50", "p99", "p99.9", "max"):
@@ -646,12 +854,16 @@ def _print_run(manifest: dict[str, Any], out_dir: Path) -> None:
 @_strategy_options
 @click.option("--scenario", "scenarios", multiple=True, required=True, metavar="FILE|NAME",
               help="A scenario TOML file or a name in scenarios/ (repeatable).")  # fmt: skip
-@click.option("--workers", type=int, help="Worker processes (default: one per core).")
+@click.option("--workers", type=click.IntRange(min=1),
+              help="Worker processes (default: one per core).")  # fmt: skip
 @click.option("--report/--no-report", "with_report", default=True, show_default=True,
               help="Write each run's report.html (the baseline's: the comparison).")  # fmt: skip
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
-              help="Output directory (default: reports/stress--<run>/).")  # fmt: skip
+              help="Output directory (default: reports/stress--<run>/); a previous stress run "
+                   "there is replaced.")  # fmt: skip
+@FORCE_OPTION
 @LATENCY_OPTION
+@JSON_OPTION
 @DATA_DIR_OPTION
 def stress(
     session: str,
@@ -662,36 +874,72 @@ def stress(
     workers: int | None,
     with_report: bool,
     out: Path | None,
+    force: bool,
     latency: str | None,
+    as_json: bool,
     data_dir: Path,
 ) -> None:
-    """Run the baseline (calm) and each scenario on SESSION; print and save the comparison."""
-    from simulator import runtime
-    from simulator.session import resolve_session
-    from simulator.stress.run import run_stress
+    """Run the baseline (calm) and each scenario on SESSION; print and save the comparison.
 
+    Exit 1 when a scenario failed (every run is still compared and written)."""
+    from simulator import runtime
+    from simulator.rundir import check_target, staged
+    from simulator.session import resolve_session
+    from simulator.stress.run import BASELINE, run_stress, slug
+    from simulator.stress.scenario import load_scenario
+
+    session = _one_session(session, data_dir)
     ref = resolve_session(session, data_dir)
     config = _with_latency(_load_config(strategy, config_file, sets), latency)
     name = f"stress--{runtime.run_id(config, ref, 0).removesuffix('--seed0')}"
     out_dir = out or runtime.unique_dir(Path("reports"), name)
-    with console.status("running the baseline and the scenarios") as status:
+    check_target(out_dir, "stress", force=force)
+    _check_writable(out_dir, "--out", directory=True)
+    total = len({BASELINE, *(load_scenario(path).name for path in scenarios)})
+    done: list[str] = []
+    with staged(out_dir) as staging, _progress("stress: baseline and scenarios") as progress:
+
+        def on_done(name: str) -> None:
+            done.append(name)
+            progress(len(done), total)
+
         table = run_stress(
-            session, data_dir, config, list(scenarios), out_dir,
-            workers=workers, on_done=lambda done: status.update(f"done: {done}"),
+            session, data_dir, config, list(scenarios), staging, workers=workers,
+            on_done=on_done, keep_latency_model=latency is not None,
         )  # fmt: skip
-    _print_comparison(table.to_pylist())
-    console.print(f"  comparison written to {out_dir / 'comparison.parquet'}")
+    rows = table.to_pylist()
+    runs = sorted(p.parent for p in out_dir.glob("*/manifest.json"))
     if with_report:
         from simulator.report import write_report
 
-        runs = sorted(p.parent for p in out_dir.glob("*/manifest.json"))
         for run in runs:
             write_report(run)
-        console.print(f"  reports written in {len(runs)} run directories under {out_dir}")
+    baseline = out_dir / slug(BASELINE)
+    paths = {
+        "out_dir": out_dir,
+        "comparison": out_dir / "comparison.parquet",
+        "baseline_report": baseline / "report.html" if with_report and baseline in runs else None,
+        "runs": {str(r["scenario"]): str(out_dir / slug(str(r["scenario"]))) for r in rows},
+    }
+    if as_json:
+        _echo_json(summary=rows, paths=paths, digest=rows[0].get("digest"))
+    else:
+        _print_stress(rows, paths, len(runs) if with_report else 0)
+    if any(str(r.get("status", "")).startswith("failed") for r in rows):
+        sys.exit(1)
+
+
+def _print_stress(rows: list[dict[str, Any]], paths: dict[str, Any], n_reports: int) -> None:
+    _print_comparison(rows)
+    console.print(f"  comparison written to {paths['comparison']}")
+    if n_reports:
+        console.print(f"  reports written in {n_reports} run directories under {paths['out_dir']}")
+    if paths["baseline_report"] is not None:
+        console.print(f"  baseline report (with the comparison) {paths['baseline_report']}")
 
 
 def _print_comparison(rows: list[dict[str, Any]]) -> None:
-    table = Table(title="stress comparison (p99 latency in µs)", show_edge=False)
+    table = Table(title="stress comparison (PnL after fees; p99 latency in µs)", show_edge=False)
     heads = ("scenario", "fills", "PnL", "ΔPnL", "rej", "trips", "skip", "infer", "queue")
     for head in heads:
         table.add_column(head, justify="left" if head == "scenario" else "right", no_wrap=True)
@@ -707,9 +955,19 @@ def _print_comparison(rows: list[dict[str, Any]]) -> None:
             str(r["breaker_trips"]), f"{r['n_skipped'] + r['n_dropped']:,}",
             f"{r['inference_p99_us']:.1f}", f"{r['queue_p99_us']:.1f}",
         )  # fmt: skip
+        dropped = _dropped(r)
+        if dropped:
+            notes.append(f"  {r['scenario']}: bad rows dropped by the checks ({dropped})")
     console.print(table)
     for note in notes:
         console.print(note)
+
+
+def _dropped(row: dict[str, Any]) -> str:
+    """`quotes 12, trades 3`: rows the drop repair took out of each stream of a stress run."""
+    injected = json.loads(row.get("injected") or "{}")
+    counts = {key.split(":")[0]: n for key, n in injected.items() if key.endswith("checks.dropped")}
+    return ", ".join(f"{kind} {n:,}" for kind, n in sorted(counts.items()) if n)
 
 
 def _parsed(parse: Callable[[str], Any]) -> Callable[[click.Context, click.Parameter, Any], Any]:
@@ -837,8 +1095,8 @@ def _print_sweep(outcome: Any, out: Path) -> None:  # noqa: ANN401 - a SweepOutc
         f"{outcome.n_failed} failed"
     )
     if ok:
-        best = max(ok, key=lambda r: r["final_equity"])
-        console.print(f"  best PnL {best['final_equity']:,.4f}: cell {best['cell']}")
+        best = max(ok, key=lambda r: r["net_pnl"])
+        console.print(f"  best net PnL {best['net_pnl']:,.4f}: cell {best['cell']}")
     for row in outcome.rows:
         if row["status"] not in ("ok", "not run"):
             console.print(f"  [red]{escape(row['cell'])}[/red]: {escape(row['status'])}")
@@ -854,6 +1112,7 @@ def calibrate(run_dir: Path, out: Path) -> None:
     with --latency calibrated:FILE to sample them reproducibly."""
     from simulator.timing import calibrate as write_calibration
 
+    _check_writable(out, "-o/--out", directory=False)
     path = write_calibration(run_dir, out)
     console.print(f"calibrated latency model written to {path}; use --latency calibrated:{path}")
 
@@ -907,19 +1166,38 @@ def scenarios() -> None:
 @main.command()
 @click.argument("session")
 @_strategy_options
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the model files and train.json (default: a new "
+                   "reports/train--<run>/); name the strategy's folder to replace its "
+                   "shipped model.")  # fmt: skip
+@FORCE_OPTION
 @DATA_DIR_OPTION
 def train(
-    session: str, strategy: str, config_file: Path | None, sets: tuple[str, ...], data_dir: Path
+    session: str,
+    strategy: str,
+    config_file: Path | None,
+    sets: tuple[str, ...],
+    out: Path | None,
+    force: bool,
+    data_dir: Path,
 ) -> None:
-    """Train a strategy's model on SESSION (seeded: same data => same weights) and export
-    ONNX + TorchScript next to the strategy."""
+    """Train a strategy's model on SESSION (seeded: same data, host and library versions =>
+    same bytes) and export ONNX + TorchScript into a new folder (or --out)."""
+    from simulator import runtime
+    from simulator.rundir import check_target, run_kind, staged
     from simulator.session import resolve_session
     from simulator.trainer import train_strategy
 
-    ref = resolve_session(session, data_dir)
+    ref = resolve_session(_one_session(session, data_dir), data_dir)
     config = _load_config(strategy, config_file, sets)
-    with console.status("training") as status:
-        report = train_strategy(ref, config, progress=lambda text: status.update(text))
+    name = f"train--{runtime.run_id(config, ref, config['train']['seed'])}"
+    out_dir = out or runtime.unique_dir(Path("reports"), name)
+    check_target(out_dir, "train", force=force)
+    merge = out_dir.is_dir() and run_kind(out_dir) == "train"  # keep the folder's other models
+    with staged(out_dir, merge=merge) as staging, console.status("training") as status:
+        report = train_strategy(
+            ref, config, out_dir=staging, progress=lambda text: status.update(text)
+        )
     console.print(
         f"[bold]{report.strategy}[/bold] trained on {report.session}: {report.n_samples:,} "
         f"samples of {report.n_events:,} events ({report.n_unlabelled:,} without a label), "
@@ -930,7 +1208,10 @@ def train(
             f"  {name:>10}: n {split.n:,}  base rate {split.base_rate:.3f}  loss {split.loss:.4f}"
             f"  accuracy {split.accuracy:.3f}  AUC {split.auc:.3f}"
         )
-    console.print(f"  wrote {', '.join(report.files)} in {Path(config['strategy']['dir'])}")
+    written = [*report.files, f"{report.strategy}.train.json"]
+    console.print(f"  wrote {', '.join(written)} in {out_dir}")
+    model = (out_dir / Path(config["model"]["path"]).name).resolve()
+    console.print(f"  replay with it: --set model.path={model}")
 
 
 @main.command()
@@ -943,7 +1224,8 @@ def train(
     multiple=True,
     help="Strategy of the pipeline cases (repeatable). Default: obi_rule, obi_mlp.",
 )
-@click.option("--size", default=1_000_000, show_default=True, help="Quotes in the generated file.")
+@click.option("--size", default=1_000_000, show_default=True, type=click.IntRange(min=1),
+              help="Quotes in the generated file.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per case.")
 @click.option(
     "--kernel",
@@ -965,10 +1247,15 @@ def bench(
     import tempfile
 
     from simulator import bench as benchmark
-    from simulator.config import strategy_names
+    from simulator.config import load_strategy, strategy_names
+    from simulator.session import resolve_session
     from simulator.sources.synthetic import write_synthetic_session
 
     chosen = list(strategies) or [s for s in ("obi_rule", "obi_mlp") if s in strategy_names()]
+    for name in chosen:  # named errors here, before any case subprocess starts
+        load_strategy(name)
+    for spec in datasets:
+        resolve_session(spec, data_dir)
     with tempfile.TemporaryDirectory() as tmp:
         data = list(datasets)
         if not data:
@@ -986,15 +1273,27 @@ def bench(
 def _print_bench(results: list[dict[str, Any]]) -> None:
     table = Table(title="ticktape bench (run phase; load apart)", show_edge=False)
     columns = ("case", "strategy", "data", "kernel", "events", "events/s", "load s", "peak RSS MB")
-    for name in columns:
-        left = name in ("case", "strategy", "data", "kernel")
-        table.add_column(name, justify="left" if left else "right")
-    for r in results:
-        table.add_row(
-            r["case"], r["strategy"], Path(r["data"]).name if "/" in r["data"] else r["data"],
-            r.get("feature_kernel") or "-", f"{r['n_events']:,}", f"{r['events_per_s']:,.0f}",
-            f"{r['load_s']:.2f}", f"{r['peak_rss_mb']:.0f}",
-        )  # fmt: skip
+    rows = [
+        (
+            r["case"],
+            r["strategy"],
+            Path(r["data"]).name if "/" in r["data"] else r["data"],
+            r.get("feature_kernel") or "-",
+            f"{r['n_events']:,}",
+            f"{r['events_per_s']:,.0f}",
+            f"{r['load_s']:.2f}",
+            f"{r['peak_rss_mb']:.0f}",
+        )
+        for r in results
+    ]
+    for i, name in enumerate(columns):
+        width = max([len(row[i]) for row in rows], default=0)
+        if name in ("case", "strategy", "data", "kernel"):  # long names may wrap, numbers never
+            table.add_column(name, overflow="fold", min_width=max(len(name), min(width, 10)))
+        else:
+            table.add_column(name, justify="right", no_wrap=True, min_width=width)
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
     for r in results:
         for stage, h in r["stages"].items():
@@ -1067,7 +1366,10 @@ def feed_serve(
         click.echo(f"feed: {ws_url}/stream  rest: {rest_url}")
         sys.stdout.flush()  # a test or script waits for this line
 
-    summary = server.serve_sessions(list(sessions), data_dir, options, on_started)
+    from simulator.selection import expand_sessions
+
+    chosen = expand_sessions(sessions, data_dir)
+    summary = server.serve_sessions(chosen, data_dir, options, on_started)
     console.print(
         f"feed done ({summary.ended}): {summary.messages:,} messages, "
         f"{summary.frames_sent:,} frames sent, {summary.connections:,} connections, "

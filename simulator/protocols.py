@@ -23,10 +23,11 @@ class Clock(Protocol):
 
 
 class FeatureStage(Protocol):
-    """Incremental features: O(1) updates, one preallocated float32 vector."""
+    """Incremental features: O(1) updates, one preallocated float64 vector (decisions see
+    float64; a model runner casts to its model's input dtype itself)."""
 
     names: tuple[str, ...]
-    vector: npt.NDArray[np.float32]
+    vector: npt.NDArray[np.float64]
 
     @property
     def ready(self) -> bool:
@@ -42,7 +43,7 @@ class FeatureStage(Protocol):
     def book_columns(self, batch: EventBatch) -> object:
         """Build the per-batch column bundle `on_book` takes (once per batch, cold)."""
 
-    def compute(self) -> npt.NDArray[np.float32]: ...
+    def compute(self) -> npt.NDArray[np.float64]: ...
     def reset(self) -> None: ...
 
 
@@ -50,8 +51,10 @@ class ModelRunner(Protocol):
     name: str
 
     def warm_up(self) -> None: ...
-    def predict(self, features: npt.NDArray[np.float32], event_index: int) -> float:
-        """Probability that the mid goes up over the model's horizon, in [0, 1]."""
+    def predict(self, features: npt.NDArray[np.float64], event_index: int) -> float:
+        """Probability that the mid goes up over the model's horizon, in [0, 1]. `features`
+        is float64; a runner whose model takes another dtype casts into its own preallocated
+        input (no allocation per call)."""
 
     def reset(self) -> None: ...
 

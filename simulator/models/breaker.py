@@ -144,7 +144,7 @@ class CircuitBreaker:
         self.fallback.reset()
         self._clear()
 
-    def predict(self, features: npt.NDArray[np.float32], event_index: int) -> float:
+    def predict(self, features: npt.NDArray[np.float64], event_index: int) -> float:
         self._calls += 1
         if self._state == "closed" and self._budget_ns is None:
             # The per-event path: closed, no latency budget. Only exceptions can violate.
@@ -160,7 +160,7 @@ class CircuitBreaker:
             return p
         return self._guarded(features, event_index)
 
-    def _guarded(self, features: npt.NDArray[np.float32], event_index: int) -> float:
+    def _guarded(self, features: npt.NDArray[np.float64], event_index: int) -> float:
         """predict() while open or half-open, or with a latency budget to watch."""
         if self._state == "open":
             if self._clock.now() - self._opened_at < self._cooldown_ns:
@@ -190,7 +190,7 @@ class CircuitBreaker:
         return p
 
     def _on_exception(
-        self, error: Exception, features: npt.NDArray[np.float32], event_index: int
+        self, error: Exception, features: npt.NDArray[np.float64], event_index: int
     ) -> float:
         """The primary raised: count the violation and let the fallback answer this event."""
         self._exceptions += 1

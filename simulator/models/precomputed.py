@@ -53,7 +53,7 @@ class PrecomputedRunner:
     def warm_up(self) -> None:
         """Nothing to warm: the signals are already in memory."""
 
-    def predict(self, features: npt.NDArray[np.float32], event_index: int) -> float:
+    def predict(self, features: npt.NDArray[np.float64], event_index: int) -> float:
         if 0 <= event_index < self.size:
             return self._signals[event_index]
         raise ModelError(

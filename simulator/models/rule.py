@@ -29,13 +29,13 @@ class RuleRunner:
         self.name = f"rule:feature[{feature_index}]*{scale:g}"
         # a memoryview of the (reused) feature vector reads a Python float ~3x faster than
         # indexing the numpy array; rebuilt only if a different array is passed
-        self._array: npt.NDArray[np.float32] | None = None
+        self._array: npt.NDArray[np.float64] | None = None
         self._view: memoryview = memoryview(b"")
 
     def warm_up(self) -> None:
         """Nothing to warm."""
 
-    def predict(self, features: npt.NDArray[np.float32], event_index: int) -> float:
+    def predict(self, features: npt.NDArray[np.float64], event_index: int) -> float:
         if features is not self._array:
             self._array, self._view = features, features.data
         x = self._view[self.feature_index] * self.scale

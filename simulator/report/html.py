@@ -36,7 +36,7 @@ REPORT_NAME = "report.html"
 
 def _kpis(data: ReportData) -> str:
     stats = {s.key: s.value for s in data.pnl.stats}
-    net = stats["final_equity"]
+    net = stats.get("net_pnl", stats["final_equity"])  # runs before net_pnl: equity from 0
     tone = "neg" if net < 0 else "pos" if net > 0 else ""
     t2t = next(h for h in data.latency.stages if h.stage == "tick_to_trade").summary
     tiles = [
