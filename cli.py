@@ -31,7 +31,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from simulator.errors import SimulatorError
+from simulator.errors import OutputError, SimulatorError
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -110,10 +110,6 @@ class _ErrorMappingGroup(click.Group):
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
-
-
-class OutputError(SimulatorError):
-    """An output path (--out, -o) that cannot be written: found before any work starts."""
 
 
 def _check_writable(path: Path, option: str, *, directory: bool) -> None:
@@ -298,17 +294,40 @@ def data_ls(data_dir: Path, as_json: bool) -> None:
         console.print("no sessions yet: import one with `ticktape data import lobster|binance ...`")
 
 
+def _one_session(spec: str, data_dir: Path) -> str:
+    """A command that takes one SESSION accepts a pattern matching exactly one."""
+    from simulator.selection import expand_sessions, is_pattern
+
+    if not is_pattern(spec):
+        return spec
+    found = expand_sessions([spec], data_dir)
+    if len(found) > 1:
+        shown = ", ".join(found[:5]) + (", ..." if len(found) > 5 else "")
+        raise click.UsageError(
+            f"SESSION '{spec}' matches {len(found)} sessions ({shown}); this command takes one "
+            "(replay, sweep and data show take several)"
+        )
+    return found[0]
+
+
 @data.command(name="show")
-@click.argument("session")
+@click.argument("sessions", metavar="SESSION...", nargs=-1, required=True)
 @DATA_DIR_OPTION
 @click.option("--rows", "n_rows", default=5, show_default=True, type=click.IntRange(min=0),
               help="First rows shown per kind.")  # fmt: skip
-def data_show(session: str, data_dir: Path, n_rows: int) -> None:
-    """Summary statistics and first rows of SESSION (venue/symbol/date or a Parquet path)."""
-    from simulator.inspect import summarize
+def data_show(sessions: tuple[str, ...], data_dir: Path, n_rows: int) -> None:
+    """Summary statistics and first rows of SESSION (venue/symbol/date, a pattern such as
+    'nasdaq/*/2012-06-21', or a Parquet path); several are shown one after the other."""
+    from simulator.selection import expand_sessions
     from simulator.session import resolve_session
 
-    ref = resolve_session(session, data_dir)
+    for name in expand_sessions(sessions, data_dir):
+        _show_session(resolve_session(name, data_dir), n_rows)
+
+
+def _show_session(ref: SessionRef, n_rows: int) -> None:
+    from simulator.inspect import summarize
+
     console.print(f"[bold]{ref.name}[/bold]  (exchange time zone {ref.time_zone})")
     for kind, path in ref.files.items():
         summary = summarize(path, kind, first_rows=n_rows)
@@ -379,7 +398,7 @@ def data_check(session: str, data_dir: Path, repair: tuple[str, ...], out: Path 
     from simulator.session import resolve_session
     from simulator.sources.recorded import check_file
 
-    ref = resolve_session(session, data_dir)
+    ref = resolve_session(_one_session(session, data_dir), data_dir)
     if out is not None and not repair:
         raise click.UsageError("--out needs --repair drop and/or --repair sort")
     if out is not None:
@@ -448,7 +467,7 @@ def data_recover(session: str, data_dir: Path) -> None:
     from simulator.session import session_directory
     from simulator.store import read_meta
 
-    directory = session_directory(session, data_dir)
+    directory = session_directory(_one_session(session, data_dir), data_dir)
     rows = consolidate(directory)
     if read_meta(directory).get("recovered") is True:
         console.print(f"[yellow]recovered[/yellow] {directory} (the recorder did not close it)")
@@ -669,7 +688,7 @@ def _print_sessions(rows: Sequence[dict[str, Any]], totals: dict[str, Any]) -> N
         table.add_column(head, justify="left" if left else "right", no_wrap=True)
 
     def cells(r: dict[str, Any]) -> list[str]:
-        return [f"{r['n_events']:,}", f"{r['n_fills']:,}", f"{r['final_equity']:,.2f}",
+        return [f"{r['n_events']:,}", f"{r['n_fills']:,}", f"{r['net_pnl']:,.2f}",
                 f"{r['max_drawdown']:,.2f}"]  # fmt: skip
 
     for r in rows:
@@ -678,7 +697,7 @@ def _print_sessions(rows: Sequence[dict[str, Any]], totals: dict[str, Any]) -> N
     console.print(table)
     console.print(
         f"  orders {totals['n_orders']:,}  fees {totals['fees']:,.4f}  rejections "
-        f"{totals['n_rejections']:,}\n  PnL: final equity (realised + unrealised - fees); "
+        f"{totals['n_rejections']:,}\n  PnL: after fees (realised + unrealised - fees); "
         "total max DD: the worst session's"
     )
 
@@ -878,6 +897,7 @@ def stress(
     from simulator.stress.run import BASELINE, run_stress, slug
     from simulator.stress.scenario import load_scenario
 
+    session = _one_session(session, data_dir)
     ref = resolve_session(session, data_dir)
     config = _with_latency(_load_config(strategy, config_file, sets), latency)
     name = f"stress--{runtime.run_id(config, ref, 0).removesuffix('--seed0')}"
@@ -1084,8 +1104,8 @@ def _print_sweep(outcome: Any, out: Path) -> None:  # noqa: ANN401 - a SweepOutc
         f"{outcome.n_failed} failed"
     )
     if ok:
-        best = max(ok, key=lambda r: r["final_equity"])
-        console.print(f"  best PnL {best['final_equity']:,.4f}: cell {best['cell']}")
+        best = max(ok, key=lambda r: r["net_pnl"])
+        console.print(f"  best net PnL {best['net_pnl']:,.4f}: cell {best['cell']}")
     for row in outcome.rows:
         if row["status"] not in ("ok", "not run"):
             console.print(f"  [red]{escape(row['cell'])}[/red]: {escape(row['status'])}")
@@ -1177,7 +1197,7 @@ def train(
     from simulator.session import resolve_session
     from simulator.trainer import train_strategy
 
-    ref = resolve_session(session, data_dir)
+    ref = resolve_session(_one_session(session, data_dir), data_dir)
     config = _load_config(strategy, config_file, sets)
     name = f"train--{runtime.run_id(config, ref, config['train']['seed'])}"
     out_dir = out or runtime.unique_dir(Path("reports"), name)
@@ -1355,7 +1375,10 @@ def feed_serve(
         click.echo(f"feed: {ws_url}/stream  rest: {rest_url}")
         sys.stdout.flush()  # a test or script waits for this line
 
-    summary = server.serve_sessions(list(sessions), data_dir, options, on_started)
+    from simulator.selection import expand_sessions
+
+    chosen = expand_sessions(sessions, data_dir)
+    summary = server.serve_sessions(chosen, data_dir, options, on_started)
     console.print(
         f"feed done ({summary.ended}): {summary.messages:,} messages, "
         f"{summary.frames_sent:,} frames sent, {summary.connections:,} connections, "
