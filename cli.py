@@ -375,7 +375,7 @@ STRATEGY_OPTIONS = (
     click.option("--config", "config_file", type=click.Path(exists=True, path_type=Path),
                  help="TOML file overriding the strategy's defaults."),
     click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
-                 help="Override one setting, e.g. --set sizing.threshold=0.3 (repeatable)."),
+                 help="Override one setting, e.g. --set policy.threshold=0.3 (repeatable)."),
 )  # fmt: skip
 
 

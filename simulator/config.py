@@ -65,7 +65,7 @@ def apply_overrides(
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(
-                f"--set '{item}': expected section.key=value, e.g. sizing.threshold=0.3"
+                f"--set '{item}': expected section.key=value, e.g. policy.threshold=0.3"
             )
         nested: dict[str, object] = {}
         cursor = nested

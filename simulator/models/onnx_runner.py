@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -110,6 +110,8 @@ class OnnxRunner:
         "_copy",
         "_input",
         "_input_value",
+        "_out",
+        "_out_view",
         "_output",
         "_output_value",
         "_result",
@@ -137,6 +139,8 @@ class OnnxRunner:
         self._binding.bind_ortvalue_output(self._session.get_outputs()[0].name, self._output_value)
         self._run = _raw_run(self._session, self._binding)
         self._result = self._output.data.cast("B").cast("f")  # a flat float view of the output
+        self._out = np.zeros(1, dtype=np.float64)  # the runner's output vector: [p]
+        self._out_view: Any = self._out.data  # typeshed: memoryview items are int only
         self._bound: npt.NDArray[np.float32] | None = None  # the array the input is bound to
         self._copy = True
 
@@ -155,13 +159,16 @@ class OnnxRunner:
         for _ in range(WARM_UP_CALLS):
             self._session.run_with_iobinding(self._binding)
 
-    def predict(self, features: npt.NDArray[np.float32], event_index: int) -> float:
+    def predict(
+        self, features: npt.NDArray[np.float32], event_index: int
+    ) -> npt.NDArray[np.float64]:
         if features is not self._bound:
             self._bind_input(features)
         if self._copy:
             self._row[...] = features  # copy in place; faster than np.copyto for short vectors
         self._run()
-        return self._result[0]
+        self._out_view[0] = self._result[0]
+        return self._out
 
     def _bind_input(self, features: npt.NDArray[np.float32]) -> None:
         """Bind ONNX Runtime's input to the caller's vector itself when it can (the feature
