@@ -332,21 +332,15 @@ def data_recover(session: str, data_dir: Path) -> None:
 @DATA_DIR_OPTION
 @click.option("--limit", default=20, show_default=True, help="Rows printed.")
 def data_sql(query: str, data_dir: Path, limit: int) -> None:
-    """Run SQL over the catalog (views: sessions, quotes, trades, book)."""
-    import duckdb
-
+    """Run one read-only SQL query over the catalog (sessions table; views quotes, trades,
+    book). Statements that would change anything (DROP, INSERT, COPY, ...) are refused."""
     from simulator.catalog import Catalog
-    from simulator.errors import DataError
 
     catalog = Catalog(data_dir)
     try:
-        result = catalog.connection.sql(query).to_arrow_table()
-    except duckdb.Error as e:
-        raise DataError(f"SQL query failed: {e}") from e
+        result = catalog.query(query)
     finally:
         catalog.close()
-    if result is None:
-        raise DataError(f"SQL statement returned no rows to show: {query}")
     console.print(_arrow_table(result.slice(0, limit)))
     console.print(f"[dim]{result.num_rows:,} row(s)[/dim]")
 
@@ -658,6 +652,52 @@ def calibrate(run_dir: Path, out: Path) -> None:
 
 
 @main.command()
+@click.option(
+    "--dir",
+    "local",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="Also list the strategy folders (*/strategy.toml) here.",
+)
+@click.option("--defaults", is_flag=True,
+              help="Print the defaults every strategy TOML starts from, as TOML.")  # fmt: skip
+def strategies(local: Path, defaults: bool) -> None:
+    """List the shipped and local strategies with their descriptions."""
+    from simulator.config import strategy_catalog, to_toml
+    from simulator.settings import default_dict
+
+    if defaults:
+        click.echo(to_toml(default_dict()), nl=False)
+        return
+    table = Table(box=None)
+    for column in ("strategy", "where", "description"):
+        table.add_column(column)
+    for entry in strategy_catalog(local):
+        where = "shipped" if entry.shipped else str(entry.path.parent)
+        table.add_row(escape(entry.name), escape(where), escape(entry.description))
+    console.print(table)
+    console.print(
+        "[dim]use one with --strategy NAME (shipped) or --strategy DIR/strategy.toml[/dim]"
+    )
+
+
+@main.command()
+def scenarios() -> None:
+    """List the stress scenarios (scenarios/*.toml) with their descriptions."""
+    from simulator.stress.scenario import load_scenario, scenario_names
+
+    table = Table(box=None)
+    for column in ("scenario", "seed", "description"):
+        table.add_column(column)
+    for name in scenario_names():
+        scenario = load_scenario(name)
+        table.add_row(escape(name), str(scenario.seed), escape(scenario.description))
+    console.print(table)
+    console.print("[dim]use one with stress --scenario NAME (or a path to a scenario TOML)[/dim]")
+
+
+@main.command()
 @click.argument("session")
 @_strategy_options
 @DATA_DIR_OPTION
@@ -764,8 +804,8 @@ def feed() -> None:
 
 
 FEED_SERVERS = {
-    "binance": "simulator.live.feed_server",
-    "coinbase": "simulator.live.coinbase_server",
+    "binance": "simulator.feedsim.server",
+    "coinbase": "simulator.feedsim.coinbase_server",
 }
 """venue -> module with `serve_sessions(sessions, data_dir, FeedOptions, on_started)`."""
 
@@ -798,7 +838,7 @@ def feed_serve(
     import importlib
 
     from simulator.errors import ConfigError
-    from simulator.live.feed_server import FeedOptions, parse_speed
+    from simulator.feedsim.server import FeedOptions, parse_speed
 
     try:
         server = importlib.import_module(FEED_SERVERS[venue])

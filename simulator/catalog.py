@@ -2,8 +2,12 @@
 
 The catalog file (`<data_dir>/catalog.duckdb`) is derived data: it is rebuilt whenever the
 set of Parquet files under the data directory changes (compared by path, size and mtime),
-so it is never stale and never needs committing. A read-only data directory gets an
-in-memory catalog instead.
+so it is never stale and never needs committing. A catalog file that is damaged or lacks
+its tables is replaced; a read-only data directory, or one whose catalog another process holds
+open for writing, gets an in-memory catalog instead.
+
+`Catalog.query` runs a user's SQL read-only: one SELECT-type statement (SELECT, WITH, FROM,
+VALUES, DESCRIBE, SHOW, SUMMARIZE), on a connection opened read-only when the catalog is a file.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from pathlib import Path
 from typing import Final
 
 import duckdb
+import pyarrow as pa
 
 from simulator.errors import DataError
 from simulator.sources.recorded import file_time_span, open_parquet
@@ -23,6 +28,8 @@ from simulator.store import read_meta, session_dir
 from simulator.types import KINDS, SESSION_DATE_PATTERN, SessionKey, book_levels
 
 CATALOG_FILE: Final = "catalog.duckdb"
+CATALOG_FORMAT: Final = "2"
+"""Part of the stored signature: a catalog written by another layout is rebuilt."""
 _DATE_DIR: Final = re.compile(SESSION_DATE_PATTERN)  # 2012-06-21, or 2026-11-21T153005 (live)
 _PATH_PARTS: Final = r"([^/]+)/([^/]+)/([^/]+)/[^/]+$"
 
@@ -70,6 +77,11 @@ def session_files(data_dir: Path) -> dict[SessionKey, dict[str, Path]]:
     return found
 
 
+def _one_line(error: Exception) -> str:
+    """DuckDB's multi-line messages (a caret under the query) as one line."""
+    return " ".join(str(error).split())
+
+
 def _signature(files: dict[SessionKey, dict[str, Path]]) -> str:
     digest = hashlib.sha256()
     for key in sorted(files):
@@ -111,6 +123,7 @@ class Catalog:
             )
         self.data_dir = data_dir
         self._files = session_files(data_dir)
+        self._path: Path | None = None  # the catalog file; None for an in-memory catalog
         self._con = self._open()
 
     @property
@@ -120,24 +133,73 @@ class Catalog:
     def close(self) -> None:
         self._con.close()
 
-    def _open(self) -> duckdb.DuckDBPyConnection:
-        signature = _signature(self._files)
-        path = self.data_dir / CATALOG_FILE
+    def query(self, sql: str) -> pa.Table:
+        """The result of one read-only statement; DataError for anything that would change
+        the catalog or write files (DROP, INSERT, CREATE, COPY, ATTACH, SET, ...)."""
         try:
-            con = duckdb.connect(str(path))
-        except (duckdb.Error, OSError):  # read-only data dir: same catalog, in memory
+            statements = duckdb.extract_statements(sql)
+        except duckdb.Error as e:
+            raise DataError(f"SQL query failed: {_one_line(e)}") from e
+        if len(statements) != 1:
+            raise DataError(f"data sql runs one statement at a time; found {len(statements)}")
+        kind = statements[0].type
+        if kind != duckdb.StatementType.SELECT:
+            raise DataError(
+                f"data sql is read-only: {kind.name} statements are refused; "
+                "use SELECT, WITH, DESCRIBE, SHOW or SUMMARIZE"
+            )
+        if self._path is not None:  # a file catalog: run it on a read-only connection too
+            self._con.close()
+            try:
+                self._con = duckdb.connect(str(self._path), read_only=True)
+            except duckdb.Error:  # another connection of this process holds it read-write
+                self._con = self._open()
+        try:
+            return self._con.sql(sql).to_arrow_table()
+        except duckdb.Error as e:
+            raise DataError(f"SQL query failed: {_one_line(e)}") from e
+
+    def _open(self) -> duckdb.DuckDBPyConnection:
+        signature = f"{CATALOG_FORMAT}:{_signature(self._files)}"
+        self._path = self.data_dir / CATALOG_FILE
+        con = self._connect(self._path)
+        if con is None:  # read-only data dir, or held by another writer: same catalog, in memory
+            self._path = None
             con = duckdb.connect()
         if self._stored_signature(con) != signature:
             self._rebuild(con, signature)
         return con
 
     @staticmethod
-    def _stored_signature(con: duckdb.DuckDBPyConnection) -> str | None:
+    def _connect(path: Path) -> duckdb.DuckDBPyConnection | None:
+        """The catalog file, replaced when it is not a DuckDB database; None if unusable."""
         try:
-            row = con.execute("SELECT value FROM catalog_meta WHERE name = 'signature'").fetchone()
+            return duckdb.connect(str(path))
+        except duckdb.Error as e:
+            if "not a valid DuckDB database file" not in str(e):
+                return None  # a lock held by another process, a read-only directory
+        except OSError:
+            return None
+        try:  # derived data: a damaged catalog is rebuilt from the Parquet files
+            for stale in (path, path.with_name(path.name + ".wal")):
+                stale.unlink(missing_ok=True)
+            return duckdb.connect(str(path))
+        except (duckdb.Error, OSError):
+            return None
+
+    @staticmethod
+    def _stored_signature(con: duckdb.DuckDBPyConnection) -> str | None:
+        """The signature of a complete catalog; None when any of its parts is missing."""
+        try:
+            rows = con.execute("SELECT value FROM catalog_meta WHERE name = 'signature'").fetchall()
+            con.execute("SELECT * FROM sessions LIMIT 0").fetchall()
+            views = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views()").fetchall()}
+            kinds = {r[0] for r in con.execute("SELECT unnest(kinds) FROM sessions").fetchall()}
         except duckdb.Error:
             return None
-        return None if row is None else str(row[0])
+        if not rows or not kinds <= views:  # a view dropped by hand
+            return None
+        return str(rows[0][0])
 
     def _rebuild(self, con: duckdb.DuckDBPyConnection, signature: str) -> None:
         con.execute("DROP TABLE IF EXISTS catalog_meta")

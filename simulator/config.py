@@ -1,19 +1,26 @@
-"""Strategy configuration: TOML defaults, overridden by a user TOML file and `--set key=value`.
+"""Strategy configuration: the defaults of `simulator.settings`, overridden by the strategy's
+TOML, then by a user TOML file (`--config`) and `--set key=value`.
 
-A strategy is `strategies/<name>.toml`. Every key a user sets must already exist in the
-strategy's defaults (a typo is an error with a "did you mean" hint), and keeps its type.
+A strategy is `strategies/<name>.toml` or any `path/to/strategy.toml`; it holds only what it
+changes. Every key set must exist in the defaults (a typo is an error with a "did you mean"
+hint) and keeps its type. The result is a plain dict (what the manifest records and overrides
+merge into); `settings(config)` is its typed, validated view, checked at every load.
 """
 
 from __future__ import annotations
 
 import copy
 import difflib
+import json
+import math
 import tomllib
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from simulator.errors import ConfigError
+from simulator.settings import Settings, default_dict
 
 Config = dict[str, Any]
 
@@ -24,19 +31,91 @@ def strategy_names() -> list[str]:
     return sorted(p.stem for p in STRATEGY_DIR.glob("*.toml"))
 
 
+@dataclass(frozen=True, slots=True)
+class StrategyEntry:
+    """One strategy `ticktape strategies` lists: where it is and what it says it does."""
+
+    name: str
+    path: Path
+    shipped: bool
+    description: str  # or the reason it does not load, prefixed "invalid: "
+
+
+def strategy_catalog(local: Path | None = None) -> list[StrategyEntry]:
+    """The shipped strategies, then the strategy folders (`*/strategy.toml`) under `local`."""
+    paths = [(STRATEGY_DIR / f"{n}.toml", True) for n in strategy_names()]
+    if local is not None:
+        paths += [(p, False) for p in sorted(local.glob("*/strategy.toml"))]
+    entries = []
+    for path, shipped in paths:
+        try:
+            config = load_strategy(str(path))
+        except ConfigError as e:
+            entries.append(StrategyEntry(path.parent.name, path, shipped, f"invalid: {e}"))
+            continue
+        strategy = config["strategy"]
+        entries.append(StrategyEntry(strategy["name"], path, shipped, strategy["description"]))
+    return entries
+
+
+def to_toml(config: Mapping[str, Mapping[str, Any]]) -> str:
+    """A two-level config as TOML text (sections of scalars and flat lists)."""
+    blocks = []
+    for section, values in config.items():
+        body = "".join(f"{key} = {_toml_value(value)}\n" for key, value in values.items())
+        blocks.append(f"[{section}]\n{body}")
+    return "\n".join(blocks)
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, str):
+        return json.dumps(value)
+    return repr(value)
+
+
+def strategy_path(name: str) -> Path:
+    """The TOML of strategy `name`: a name in strategies/, a TOML file, or a strategy folder
+    (holding strategy.toml)."""
+    path = Path(name)
+    if path.is_dir() and (path / "strategy.toml").is_file():
+        return path / "strategy.toml"
+    if not name.endswith(".toml"):
+        path = STRATEGY_DIR / f"{name}.toml"
+    if path.is_file():
+        return path
+    if name.endswith(".toml") or "/" in name:
+        raise ConfigError(f"strategy file {name} not found")
+    hint = difflib.get_close_matches(name, strategy_names(), n=1)
+    maybe = f"; did you mean '{hint[0]}'?" if hint else ""
+    raise ConfigError(
+        f"unknown strategy '{name}'{maybe} (available: {', '.join(strategy_names())}, or a path "
+        "to a strategy TOML)"
+    )
+
+
 def load_strategy(name: str) -> Config:
-    """The defaults of strategy `name` (a name in strategies/ or a path to a TOML file)."""
-    path = Path(name) if name.endswith(".toml") else STRATEGY_DIR / f"{name}.toml"
-    if not path.exists():
-        hint = difflib.get_close_matches(name, strategy_names(), n=1)
-        maybe = f"; did you mean '{hint[0]}'?" if hint else ""
-        raise ConfigError(
-            f"unknown strategy '{name}'{maybe} (available: {', '.join(strategy_names())})"
-        )
-    config = _read_toml(path)
-    config.setdefault("strategy", {})["name"] = config.get("strategy", {}).get("name", path.stem)
+    """Strategy `name` (see `strategy_path`): its TOML merged over the defaults, validated.
+
+    The strategy's name is its TOML's stem (the folder's name for a `strategy.toml`) unless
+    it sets `strategy.name`."""
+    path = strategy_path(name)
+    config = default_dict()
+    config["strategy"]["name"] = path.parent.name if path.name == "strategy.toml" else path.stem
+    _merge(config, _read_toml(path), where=str(path))
     config["strategy"]["dir"] = str(path.parent)
+    settings(config)
     return config
+
+
+def settings(config: Config) -> Settings:
+    """The typed, validated view of `config` (range errors name the key, e.g. policy.lot)."""
+    return Settings.of(config)
 
 
 def _read_toml(path: Path) -> Config:
@@ -74,6 +153,7 @@ def apply_overrides(
             cursor = cursor.setdefault(part, {})  # type: ignore[assignment]
         cursor[parts[-1]] = parse_value(value.strip())
         _merge(merged, nested, where=f"--set {item}")
+    settings(merged)
     return merged
 
 
@@ -83,7 +163,8 @@ def _merge(base: Config, update: Mapping[str, Any], *, where: str, prefix: str =
         if key not in base:
             hint = difflib.get_close_matches(key, list(base), n=1)
             maybe = f"; did you mean '{prefix}{hint[0]}'?" if hint else ""
-            raise ConfigError(f"{where}: unknown key '{name}'{maybe}")
+            what = "section" if not prefix else "key"
+            raise ConfigError(f"{where}: unknown {what} '{name}'{maybe}")
         current = base[key]
         if isinstance(current, dict):
             if not isinstance(value, Mapping):

@@ -5,6 +5,7 @@ WallClock and live source here and nowhere else.
 
 from __future__ import annotations
 
+import difflib
 import platform
 import re
 from collections.abc import Callable
@@ -18,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from simulator.clock import SimClock, WallClock
-from simulator.config import Config
+from simulator.config import Config, settings
 from simulator.engine import Engine, EngineState, Pipeline
 from simulator.engine_live import RecordedEngine
 from simulator.engine_timed import TimedEngine, TimeModel
@@ -143,8 +144,14 @@ def timer_source(sources: list[ParquetSource], interval_ms: float) -> TimerSourc
 
 
 def build_features(config: Config, levels: int) -> FeatureBuffer:
-    names = tuple(config["features"]["names"]) or None
-    return FeatureBuffer(FeatureConfig(levels=levels, features=names))
+    names = settings(config).features.names
+    known = FeatureConfig().all_names
+    for name in names:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else f"; known: {', '.join(known)}"
+            raise ConfigError(f"features.names: unknown feature '{name}'{hint}")
+    return FeatureBuffer(FeatureConfig(levels=levels, features=names or None))
 
 
 def _require_trades_if_needed(
@@ -302,7 +309,7 @@ def build_pipeline(
     health: Callable[[], bool] = lambda: True  # noqa: E731
     breaker: CircuitBreaker | None = None
     if config["breaker"]["enabled"]:
-        fallback = RuleRunner(features.names.index("l1_imbalance"))
+        fallback = RuleRunner(_fallback_index(settings(config).breaker.fallback, features))
         breaker = CircuitBreaker(
             runner,
             fallback,
@@ -319,6 +326,17 @@ def build_pipeline(
         risk=build_risk(config["risk"]),
     )
     return StagedPipeline(pipeline, features, health, breaker)
+
+
+def _fallback_index(name: str, features: FeatureBuffer) -> int:
+    """The slot the breaker's fallback rule reads as obi: a feature the strategy computes."""
+    if name not in features.names:
+        raise ConfigError(
+            f"breaker.fallback '{name}' is not among the strategy's features.names "
+            f"({', '.join(features.names)}); add it there, set breaker.fallback to one of them, "
+            "or set breaker.enabled = false"
+        )
+    return features.names.index(name)
 
 
 @dataclass(frozen=True, slots=True)

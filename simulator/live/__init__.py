@@ -4,15 +4,15 @@ Modules, in import order (each imports only those before it):
   frames       what the network reader hands on: stamped, sequenced raw frames
   inbox        the bounded, conflating hand-off between the reader and the pipeline
   consumed     consumed events -> the engine's batches (contract-checked) and tables
-  binance      pure Binance normaliser: frames -> consumed events, book sync (LIVE.md 1.4)
-  coinbase     Coinbase Advanced Trade: profile and pure normaliser (sequence gaps, heartbeats)
+  adapter      what the client needs from a venue: VenueProfile, Normalizer, VenueAdapter
+  venues/      one module per venue (binance, coinbase): profile, subscriptions, normaliser
   parts        crash-safe rotating Parquet parts; session consolidation and recovery
-  connection   websocket connection manager (backoff, timers, rollover, REST snapshots)
+  keepalive    connection settings, reconnect backoff, connect limiter, counters
+  loop_base / rollover / connection
+               the websocket connection manager (timers, make-before-break, REST snapshots)
+  network      the connection on its own thread (LiveNetwork)
   session      one symbol: normaliser -> checks -> engine, with its recording and run dir
   run          `ticktape live`: threads, stop conditions, the run manifests
   dashboard    the rich live dashboard
-  feed_tape / feed_binance / feed_rest / feed_faults / feed_server
-               `ticktape feed serve`: a recorded session in Binance's wire format, with faults
-  coinbase_tape / coinbase_server
-               the same for Coinbase Advanced Trade (tests, `feed serve --venue coinbase`)
+The feed simulators that tests and `ticktape feed serve` use live apart, in simulator.feedsim.
 """

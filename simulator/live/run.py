@@ -22,31 +22,18 @@ from typing import Final
 from simulator.clock import WallClock
 from simulator.config import Config
 from simulator.errors import ConfigError
-from simulator.live.binance import BinanceNormalizer
-from simulator.live.coinbase import (
-    COINBASE_WS_URL,
-    MAX_MESSAGE_BYTES,
-    CoinbaseNormalizer,
-    CoinbaseProfile,
-)
-from simulator.live.connection import (
-    BINANCE_REST_URL,
-    BINANCE_WS_URL,
-    BinanceProfile,
-    ConnectionConfig,
-    LiveNetwork,
-    VenueProfile,
-)
+from simulator.live.adapter import LIVE_KINDS
 from simulator.live.frames import Direction, Frame, Stamper, raw_table
 from simulator.live.inbox import Inbox
+from simulator.live.keepalive import ConnectionConfig
+from simulator.live.network import LiveNetwork
 from simulator.live.parts import consolidate
-from simulator.live.session import Normalizer, SymbolRun, session_key
+from simulator.live.session import SymbolRun, session_key
+from simulator.live.venues import adapter
 from simulator.protocols import ModelRunner
 from simulator.recording import STAGES, write_manifest
 from simulator.runtime import run_summary, versions, write_breaker
 
-COINBASE_REST_URL: Final = "https://api.coinbase.com"
-BINANCE_MAX_MESSAGE_BYTES: Final = 1 << 22
 VIEW_EVERY_S: Final = 0.25
 RAW_FLUSH_S: Final = 0.1
 
@@ -155,63 +142,16 @@ def _timer_thread(
     return threading.Thread(target=tick, name="ticktape-timer", daemon=True)
 
 
-BINANCE_STREAMS: Final = {"quotes": "bookTicker", "trades": "trade", "book": "depth@100ms"}
-COINBASE_CHANNELS: Final = {"quotes": "ticker", "trades": "market_trades", "book": "level2"}
-
-
-@dataclass(frozen=True, slots=True)
-class _Venue:
-    """What differs between the feeds: the profile, the URLs, one normaliser per symbol."""
-
-    name: str
-    profile: VenueProfile
-    url: str
-    rest_url: str
-    max_size: int
-    conflatable: Callable[[str], bool]
-    normalizer: Callable[[str], Normalizer]
-    prefix: Callable[[str], str]  # a symbol's stream-name prefix, for routing frames
-
-
 def _kinds(config: Config) -> list[str]:
     """The strategy's kinds, and only those are subscribed: the session must hold exactly
     what the pipeline consumed, so that its replay consumes the same."""
-    kinds = [k for k in config["strategy"]["kinds"] if k in BINANCE_STREAMS]
+    kinds = [k for k in config["strategy"]["kinds"] if k in LIVE_KINDS]
     if "quotes" not in kinds and "book" not in kinds:
         raise ConfigError(
             f"strategy '{config['strategy']['name']}' consumes {kinds}; live mode needs quotes "
             "or book among strategy.kinds"
         )
     return kinds
-
-
-def _venue(options: LiveOptions, kinds: list[str]) -> _Venue:
-    depth = "book" in kinds
-    if options.feed == "binance":
-        streams = tuple(BINANCE_STREAMS[k] for k in kinds)
-        return _Venue(
-            "binance",
-            BinanceProfile(streams=streams),
-            options.url or BINANCE_WS_URL,
-            options.rest_url or BINANCE_REST_URL,
-            BINANCE_MAX_MESSAGE_BYTES,
-            lambda stream: stream.endswith("@bookTicker"),
-            lambda symbol: BinanceNormalizer(symbol, depth=depth),
-            lambda symbol: symbol.lower() + "@",
-        )
-    if options.feed == "coinbase":
-        profile = CoinbaseProfile(channels=tuple(COINBASE_CHANNELS[k] for k in kinds))
-        return _Venue(
-            "coinbase",
-            profile,
-            options.url or COINBASE_WS_URL,
-            options.rest_url or COINBASE_REST_URL,  # unused: level2 snapshots come in-band
-            MAX_MESSAGE_BYTES,  # a BTC-USD level2 snapshot is ~5 MB
-            profile.conflatable,
-            lambda symbol: CoinbaseNormalizer(symbol, depth=depth),
-            lambda symbol: symbol.upper() + "@",
-        )
-    raise ConfigError(f"--feed {options.feed!r} unknown; expected binance or coinbase")
 
 
 def run_live(
@@ -227,7 +167,7 @@ def run_live(
     wall = WallClock.wall_ns
     started_ns = wall()
     kinds = _kinds(config)
-    venue = _venue(options, kinds)
+    venue = adapter(options.feed, kinds, url=options.url, rest_url=options.rest_url)
     levels = options.levels if "book" in kinds else 1
     meta: dict[str, object] = {
         "venue": venue.name,
@@ -329,7 +269,8 @@ def _dispatch(
     by_prefix: dict[str, SymbolRun],
     network: LiveNetwork,
 ) -> None:
-    """Hand each frame to its symbol's run (shared frames to all), then ask for snapshots."""
+    """Hand each frame to its symbol's run (shared frames to all), then act on the
+    normalisers' requests."""
     if len(runs) == 1:
         runs[0].process(frames)
     else:
@@ -337,19 +278,7 @@ def _dispatch(
             if chosen:
                 by_prefix[prefix].process(chosen)
     for run in runs:
-        _act_on_requests(run.normalizer, network)
-
-
-def _act_on_requests(normalizer: Normalizer, network: LiveNetwork) -> None:
-    """The normalisers ask, the network acts (and records what it sent and got)."""
-    if isinstance(normalizer, BinanceNormalizer) and normalizer.needs_snapshot():
-        normalizer.snapshot_requested()
-        network.request_snapshot(normalizer.symbol)
-    elif isinstance(normalizer, CoinbaseNormalizer) and normalizer.needs_resubscribe():
-        normalizer.resubscribed()
-        profile = network.connection.profile
-        if isinstance(profile, CoinbaseProfile):
-            network.send(profile.resubscribe_messages([normalizer.product_id]))
+        run.normalizer.act(network)  # a snapshot or a resubscribe the book needs
 
 
 def _finish(

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final, Protocol
+from typing import Final
 
 import numpy as np
 import pyarrow as pa
@@ -20,6 +20,7 @@ import pyarrow as pa
 from simulator.clock import WallClock
 from simulator.config import Config
 from simulator.engine_live import LiveEngine
+from simulator.live.adapter import Normalizer
 from simulator.live.consumed import Checked, Consumed, schemas
 from simulator.live.frames import RAW_SCHEMA, Frame
 from simulator.live.parts import SessionParts
@@ -33,12 +34,6 @@ from simulator.types import SessionKey
 
 DECISIONS_SCHEMA: Final = pa.schema([("event_index", pa.int64()), ("ts_decision", pa.int64())])
 FEED_LATENCY_WINDOW: Final = 2048
-
-
-class Normalizer(Protocol):
-    """BinanceNormalizer, CoinbaseNormalizer: frames of one symbol -> consumed events."""
-
-    def on_frame(self, frame: Frame, out: Consumed) -> None: ...
 
 
 def session_key(venue: str, symbol: str, start_ns: int, data_dir: Path) -> SessionKey:

@@ -3,11 +3,15 @@
 `load_report_data(run_dir)` validates the directory once (DataError naming each missing file,
 manifest key or column), then computes the figures' data with polars/numpy on the full
 tables. Display series are downsampled (see downsample.py); tables and statistics never are.
+The per-event tables (decisions, the session's quotes) are read in batches (batches.py), so
+the report's memory stays bounded whatever the length of the run.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -18,9 +22,10 @@ import polars as pl
 
 from simulator.errors import DataError
 from simulator.recording import TIMING_COLUMNS
+from simulator.report.batches import column_batches, row_count
 from simulator.report.downsample import window_ns
 from simulator.report.latency import LatencyData, latency_data
-from simulator.report.pnl import Line, PnlData, pnl_data
+from simulator.report.pnl import Line, PnlData, Series, downsampled_lines, pnl_data
 from simulator.store import file_sha256
 from simulator.types import RejectReason
 
@@ -180,23 +185,26 @@ def data_file(recorded: str, sha256: str, run_dir: Path) -> DataFile:
     return DataFile(recorded=recorded, sha256=sha256, path=None, status="not found")
 
 
+def _mid_series(path: Path, bid: str, ask: str) -> Iterator[Series]:
+    """(best bid + best ask) / 2 of the rows where both are positive, batch by batch."""
+    for batch in column_batches(path, ("ts_recv", bid, ask)):
+        bids, asks = batch[bid].astype(np.float64), batch[ask].astype(np.float64)
+        both = (bids > 0) & (asks > 0)  # a null (NaN) side is not > 0
+        yield batch["ts_recv"][both].astype(np.int64), {"mid": (bids[both] + asks[both]) / 2}
+
+
 def mid_line(files: tuple[DataFile, ...]) -> tuple[Line | None, str]:
     """Mid price ((best bid + best ask) / 2) of the run's own quotes or book, with a note."""
     for bid, ask in QUOTE_COLUMN_SETS:
         for file in files:
             if file.path is None or file.status != "sha256 verified":
                 continue
-            frame = pl.scan_parquet(file.path)
-            if not {bid, ask, "ts_recv"} <= set(frame.collect_schema().names()):
+            path = file.path
+            if not {bid, ask, "ts_recv"} <= set(pl.scan_parquet(path).collect_schema().names()):
                 continue
-            quotes = (
-                frame.filter(pl.col(bid) > 0, pl.col(ask) > 0)
-                .select("ts_recv", ((pl.col(bid) + pl.col(ask)) / 2).alias("mid"))
-                .collect()
-            )
-            ts = quotes.get_column("ts_recv").to_numpy().astype(np.int64)
-            mid = quotes.get_column("mid").to_numpy().astype(np.float64)
-            return Line.downsampled(ts, mid), f"mid = ({bid} + {ask}) / 2 from {file.recorded}"
+            lines = downsampled_lines(functools.partial(_mid_series, path, bid, ask))
+            mid = lines.get("mid", Line(ts=np.zeros(0, np.int64), values=np.zeros(0)))
+            return mid, f"mid = ({bid} + {ask}) / 2 from {file.recorded}"
     states = "; ".join(f"{f.recorded}: {f.status}" for f in files) or "no data files recorded"
     return None, f"no mid price: no verified quotes or book file among the run's data ({states})"
 
@@ -296,28 +304,39 @@ def optional_table(run_dir: Path, name: str, columns: tuple[str, ...]) -> pl.Dat
     return scan_run_file(run_dir, name, columns).collect()
 
 
+def _first_last_ts(decisions: Path) -> tuple[int, int]:
+    """ts_recv of the first and the last event (decisions are in receive order)."""
+    first = last = None
+    for batch in column_batches(decisions, ("ts_recv",)):
+        ts = batch["ts_recv"]
+        if ts.size:
+            first = int(ts[0]) if first is None else first
+            last = int(ts[-1])
+    if first is None or last is None:
+        raise DataError(f"{decisions}: the run has no events to report")
+    return first, last
+
+
 def load_report_data(run_dir: Path) -> ReportData:
     """Everything the report shows about the run in `run_dir`."""
     manifest = load_manifest(run_dir)
     summary, config = manifest["summary"], manifest["config"]
     lazy = {name: scan_run_file(run_dir, name, cols) for name, cols in RUN_FILES.items()}
-    decisions = lazy["decisions.parquet"]
-    pnl_columns = decisions.select("ts_recv", "equity", "position").collect()
+    decisions = run_dir / "decisions.parquet"
     fills = lazy["fills.parquet"].collect()
     rejections = lazy["risk_rejections.parquet"].collect()
     rows = {"fills": fills.height, "risk_rejections": rejections.height,
-            "orders": int(lazy["orders.parquet"].select(pl.len()).collect().item()),
-            "decisions": pnl_columns.height}  # fmt: skip
+            "orders": row_count(run_dir / "orders.parquet"),
+            "decisions": row_count(decisions)}  # fmt: skip
     check_counts(run_dir, summary, rows)
-    ts = pnl_columns.get_column("ts_recv")
-    ts_first, ts_last = int(ts[0]), int(ts[-1])
+    ts_first, ts_last = _first_last_ts(decisions)
     info = run_info(run_dir, manifest, ts_first, ts_last)
     histograms = lazy["latency_histograms.parquet"].collect()
     breaker = bool(config.get("breaker", {}).get("enabled", False))
     switches = optional_table(run_dir, "breaker_switches.parquet", BREAKER_COLUMNS)
     return ReportData(
         info=info,
-        pnl=pnl_data(pnl_columns, fills, summary, mid_line(info.data_files)),
+        pnl=pnl_data(decisions, (ts_first, ts_last), fills, summary, mid_line(info.data_files)),
         latency=latency_data(decisions, histograms, ts_last - ts_first, summary),
         risk=risk_data(rejections, ts_last - ts_first, breaker, switches),
         comparison=optional_table(run_dir, "comparison.parquet", ()),

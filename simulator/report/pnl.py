@@ -1,19 +1,23 @@
 """PnL figures of a run: equity, drawdown, position, fees, fills on the mid price, statistics.
 
-Lines are computed on every event and only then downsampled for display (`m4_indices`); the
-statistics come from the manifest (what the engine measured) or from the full tables.
+Lines are computed on every event and only then downsampled for display (`m4_indices`, or
+`M4Stream` on the same points when decisions are read batch by batch); the statistics come
+from the manifest (what the engine measured) or from the full tables.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 import polars as pl
 
-from simulator.report.downsample import m4_indices, window_ns
+from simulator.report.batches import column_batches
+from simulator.report.downsample import FiniteSpan, M4Stream, m4_indices, window_ns
 from simulator.report.format import ValueKind
 
 MAX_MARKERS: Final = 1_000
@@ -32,6 +36,28 @@ class Line:
     def downsampled(cls, ts: npt.NDArray[np.int64], values: npt.NDArray[np.float64]) -> Line:
         keep = m4_indices(ts, values)
         return cls(ts=ts[keep], values=values[keep])
+
+
+Series = tuple[npt.NDArray[np.int64], dict[str, npt.NDArray[np.float64]]]
+"""One batch of display series: timestamps and each series' values at them."""
+
+
+def downsampled_lines(read: Callable[[], Iterable[Series]]) -> dict[str, Line]:
+    """Every series `read()` yields, downsampled as Line.downsampled would on the whole series,
+    in two passes over the batches (placing the buckets, then filling them)."""
+    spans: dict[str, FiniteSpan] = {}
+    for ts, series in read():
+        for name, values in series.items():
+            spans.setdefault(name, FiniteSpan()).add(ts, values)
+    streams = {name: M4Stream(span) for name, span in spans.items()}
+    for ts, series in read():
+        for name, values in series.items():
+            streams[name].add(ts, values)
+    lines = {}
+    for name, stream in streams.items():
+        ts, values = stream.result()
+        lines[name] = Line(ts=ts, values=values)
+    return lines
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -81,6 +107,25 @@ def drawdown(equity: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """
     peak = np.maximum.accumulate(np.maximum(equity, 0.0))
     return peak - equity
+
+
+def decision_series(path: Path) -> Iterator[Series]:
+    """Equity, drawdown and position of decisions.parquet, batch by batch; the drawdown's
+    running peak carries across batches (the same maxima as `drawdown` on the whole column)."""
+    peak = 0.0
+    for batch in column_batches(path, ("ts_recv", "equity", "position")):
+        equity = batch["equity"].astype(np.float64)
+        running = np.maximum.accumulate(np.maximum(equity, peak))
+        if running.size:
+            peak = float(running[-1])
+        yield (
+            batch["ts_recv"].astype(np.int64),
+            {
+                "equity": equity,
+                "drawdown": running - equity,
+                "position": batch["position"].astype(np.float64),
+            },
+        )
 
 
 def cumulative_fees(
@@ -197,20 +242,20 @@ def statistics(summary: dict[str, float], fills: pl.DataFrame) -> tuple[Stat, ..
 
 
 def pnl_data(
-    decisions: pl.DataFrame,
+    decisions: Path,
+    span: tuple[int, int],
     fills: pl.DataFrame,
     summary: dict[str, float],
     mid: tuple[Line | None, str],
 ) -> PnlData:
-    """Every PnL figure of the run from its decisions, fills and manifest summary."""
-    ts = decisions.get_column("ts_recv").to_numpy().astype(np.int64)
-    equity = decisions.get_column("equity").to_numpy().astype(np.float64)
-    position = decisions.get_column("position").to_numpy().astype(np.float64)
-    fee_ts, fees = cumulative_fees(fills, int(ts[0]), int(ts[-1]))
+    """Every PnL figure of the run from its decisions (read in batches; `span`: the first and
+    last event's ts_recv), fills and manifest summary."""
+    lines = downsampled_lines(lambda: decision_series(decisions))
+    fee_ts, fees = cumulative_fees(fills, *span)
     return PnlData(
-        equity=Line.downsampled(ts, equity),
-        drawdown=Line.downsampled(ts, drawdown(equity)),
-        position=Line.downsampled(ts, position),
+        equity=lines["equity"],
+        drawdown=lines["drawdown"],
+        position=lines["position"],
         fees=Line.downsampled(fee_ts, fees),
         mid=mid[0],
         mid_note=mid[1],

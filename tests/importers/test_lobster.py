@@ -295,6 +295,39 @@ def test_bad_line_raises_data_error_naming_file_and_line(tmp_path, data_dir, mes
     assert not any(data_dir.iterdir())  # nothing half-written
 
 
+# Float print artefacts as real LOBSTER files carry them, in non-decreasing order, and the
+# nanoseconds after 34200 s each must become (rounded half-even on the decimal text).
+_LONG_TIMES = [
+    ("34200.0000000005", 0),  # tie, 0 is even: stays
+    ("34200.0000000015", 2),  # tie, 1 is odd: up to even
+    ("34200.000000002499999", 2),  # below half: down
+    ("34200.0000000025", 2),  # tie, 2 is even: stays
+    ("34200.00000000250000000000000000001", 3),  # just above half: up
+    ("34200.0000000035000", 4),  # trailing zeros do not make it more than a tie
+    ("34200.632812672004", 632_812_672),  # as in a real file
+    ("34200.9999999994", 999_999_999),
+    ("34200.9999999995", 1_000_000_000),  # tie on 9 (odd): carries into the next second
+    ("34201.000000000", 1_000_000_000),
+]
+
+
+def test_times_past_nine_decimals_round_half_even_to_the_nanosecond(tmp_path, data_dir):
+    messages = "".join(f"{text},1,{n},1,5853300,1\n" for n, (text, _) in enumerate(_LONG_TIMES))
+    message, _ = _write_pair(tmp_path, messages, "5859400,200,5853300,18\n" * len(_LONG_TIMES))
+    (result,) = import_lobster([message], data_dir)
+    book = pq.read_table(result.path / "book.parquet").column("ts_event").to_pylist()
+    assert [ts - SESSION_OPEN_UTC_NS for ts in book] == [ns for _, ns in _LONG_TIMES]
+
+
+@pytest.mark.parametrize("text", ["34200.5.1", "34200.", ".5", "3e4", "34200.5x", "\u0663\u0664"])
+def test_time_that_is_not_a_decimal_number_is_refused(tmp_path, data_dir, text):
+    message, _ = _write_pair(tmp_path, _SMALL_MESSAGES.replace("34200.5", text), _SMALL_BOOK)
+    with pytest.raises(
+        DataError, match=rf"message_1\.csv line 2: time is {re.escape(repr(text))}; expected sec"
+    ):
+        import_lobster([message], data_dir)
+
+
 def test_unequal_row_counts_raise_data_error_naming_both_files(tmp_path, data_dir):
     message, _ = _write_pair(tmp_path, _SMALL_MESSAGES, _SMALL_BOOK.rsplit("\n", 2)[0] + "\n")
     with pytest.raises(
@@ -350,6 +383,37 @@ def test_bad_line_inside_a_zip_names_archive_member_and_line(tmp_path, data_dir)
         DataError, match=r"sample\.zip/TEST_.*_message_1\.csv line 2: order_id is '\?'"
     ):
         import_lobster([archive], data_dir)
+
+
+def test_truncated_real_zip_raises_data_error_naming_it(tmp_path, data_dir):
+    archive = tmp_path / AAPL_ZIP.name
+    data = AAPL_ZIP.read_bytes()
+    archive.write_bytes(data[: len(data) // 2])
+    with pytest.raises(
+        DataError, match=rf"^{re.escape(str(archive))}: truncated or corrupt zip \("
+    ):
+        import_lobster([archive], data_dir)
+    assert not any(data_dir.iterdir())
+
+
+def test_truncated_zip_is_recognised_by_content_without_the_zip_suffix(tmp_path, data_dir):
+    archive = tmp_path / "download.bin"
+    archive.write_bytes(AAPL_ZIP.read_bytes()[:4096])
+    with pytest.raises(DataError, match=r"download\.bin: truncated or corrupt zip"):
+        import_lobster([archive], data_dir)
+
+
+def test_zip_with_a_damaged_member_raises_data_error_naming_the_member(tmp_path, data_dir):
+    archive = tmp_path / AAPL_ZIP.name
+    data = bytearray(AAPL_ZIP.read_bytes())
+    middle = len(data) // 4  # inside the first member's compressed bytes
+    data[middle : middle + 64] = bytes(64)
+    archive.write_bytes(bytes(data))
+    with pytest.raises(
+        DataError, match=rf"{re.escape(archive.name)}/{AAPL_STEM}_\w+_1\.csv: truncated or corrupt"
+    ):
+        import_lobster([archive], data_dir)
+    assert not any(data_dir.iterdir())
 
 
 def test_zip_holding_two_pairs_imports_two_sessions(tmp_path, data_dir):

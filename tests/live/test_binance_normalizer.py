@@ -12,10 +12,10 @@ import pytest
 import zstandard
 
 from simulator.importers.binance_tables import bbo_agreement
-from simulator.live.binance import BinanceNormalizer
 from simulator.live.consumed import Checked, Consumed
 from simulator.live.frames import Direction, Frame, Stamper, stream_of
 from simulator.live.inbox import GAP_DIRECTION, Inbox
+from simulator.live.venues.binance import BinanceNormalizer
 from simulator.types import StatusCode
 from tests.conftest import REPO
 

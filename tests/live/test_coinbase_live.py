@@ -20,8 +20,19 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
+from simulator.feedsim.coinbase_server import (
+    CoinbaseFeedServer,
+    CoinbaseRecord,
+    load_coinbase_records,
+    serving_coinbase,
+)
+from simulator.feedsim.coinbase_tape import ReplayBooks, envelope
 from simulator.importers.coinbase import import_coinbase
-from simulator.live.coinbase import (
+from simulator.live.adapter import VenueProfile
+from simulator.live.consumed import Consumed
+from simulator.live.frames import Direction, Frame, Stamper
+from simulator.live.inbox import GAP_DIRECTION
+from simulator.live.venues.coinbase import (
     COINBASE_WS_URL,
     MAX_MESSAGE_BYTES,
     CoinbaseNormalizer,
@@ -29,17 +40,6 @@ from simulator.live.coinbase import (
     sequence_num,
     stream_of,
 )
-from simulator.live.coinbase_server import (
-    CoinbaseFeedServer,
-    CoinbaseRecord,
-    load_coinbase_records,
-    serving_coinbase,
-)
-from simulator.live.coinbase_tape import ReplayBooks, envelope
-from simulator.live.connection import VenueProfile
-from simulator.live.consumed import Consumed
-from simulator.live.frames import Direction, Frame, Stamper
-from simulator.live.inbox import GAP_DIRECTION
 from simulator.types import StatusCode, book_columns
 from tests.conftest import ORIGINALS
 

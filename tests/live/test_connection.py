@@ -27,16 +27,12 @@ from websockets.http11 import Request, Response
 
 from simulator.clock import WallClock
 from simulator.errors import ConfigError, FeedError
-from simulator.live.connection import (
-    Backoff,
-    BinanceProfile,
-    ConnectionConfig,
-    ConnectLimiter,
-    FeedConnection,
-    LiveNetwork,
-    VenueProfile,
-)
+from simulator.live.adapter import VenueProfile
+from simulator.live.connection import FeedConnection
 from simulator.live.frames import Direction, Frame, Stamper
+from simulator.live.keepalive import Backoff, ConnectionConfig, ConnectLimiter
+from simulator.live.network import LiveNetwork
+from simulator.live.venues.binance import BinanceProfile
 
 SNAPSHOT = '{"lastUpdateId":1027024,"bids":[["4.00000000","431.00000000"]],"asks":[]}'
 SHUTDOWN = '{"stream":"!serverShutdown","data":{"e":"serverShutdown","E":1770123456789}}'

@@ -26,11 +26,11 @@ from websockets.sync.client import ClientConnection, connect
 
 from cli import main
 from simulator.errors import ConfigError, DataError
-from simulator.live import feed_binance as wire
-from simulator.live.feed_faults import FaultSchedule, load_faults, parse_faults
-from simulator.live.feed_rest import RestApi
-from simulator.live.feed_server import FeedServer, parse_speed, serving
-from simulator.live.feed_tape import FeedTape, TapeEntry, load_tape, merge_tapes
+from simulator.feedsim import binance_wire as wire
+from simulator.feedsim.faults import FaultSchedule, load_faults, parse_faults
+from simulator.feedsim.rest import RestApi
+from simulator.feedsim.server import FeedServer, parse_speed, serving
+from simulator.feedsim.tape import FeedTape, TapeEntry, load_tape, merge_tapes
 from simulator.live.frames import Frame, raw_table
 from tests.conftest import BUNDLED_DATA
 

@@ -11,9 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from simulator.config import apply_overrides, load_strategy
-from simulator.live.feed_faults import parse_faults
-from simulator.live.feed_server import serving
-from simulator.live.feed_tape import load_tape
+from simulator.feedsim.faults import parse_faults
+from simulator.feedsim.server import serving
+from simulator.feedsim.tape import load_tape
 from simulator.live.run import LiveOptions, LiveResult, run_live
 from simulator.runtime import replay
 from simulator.session import resolve_session
@@ -168,7 +168,7 @@ COINBASE_RECORDING = REPO / "data" / "originals" / "coinbase" / "COINBASE.jsonl.
 
 @pytest.mark.parametrize("drop_sequence_at", [None, 300], ids=["clean", "sequence-gap"])
 def test_coinbase_live_run_and_its_replay_have_the_same_digest(tmp_path, drop_sequence_at):
-    from simulator.live.coinbase_server import load_coinbase_records, serving_coinbase
+    from simulator.feedsim.coinbase_server import load_coinbase_records, serving_coinbase
 
     config = _config()
     records = load_coinbase_records(COINBASE_RECORDING)

@@ -16,11 +16,11 @@ import pytest
 from simulator.config import load_strategy
 from simulator.errors import DataError
 from simulator.recording import STAGES
-from simulator.report import build_report_html, load_report_data, write_report
-from simulator.report.downsample import m4_indices, window_ns
+from simulator.report import batches, build_report_html, load_report_data, write_report
+from simulator.report.downsample import FiniteSpan, M4Stream, m4_indices, window_ns
 from simulator.report.format import count, local_time, money, utc_offset, value
 from simulator.report.plotting import local_ms, time_axis_title
-from simulator.report.pnl import drawdown, fill_markers, round_trips
+from simulator.report.pnl import Line, drawdown, fill_markers, round_trips
 from simulator.report.tables import PERCENTILE_COLUMNS
 from simulator.runtime import replay
 from simulator.session import resolve_session
@@ -345,3 +345,80 @@ def test_report_in_a_browser_draws_every_chart_offline_with_the_manifest_numbers
     assert len(pnl) == 10
     for key, text in pnl.items():
         assert text == value(stat_kinds[key], manifest["summary"][key]), key
+
+
+# bounded memory: batch by batch equals whole tables ------------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_m4_stream_over_any_batches_equals_m4_on_the_whole_series(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(300, 3_000))
+    ts = np.sort(rng.integers(0, 10**6, n)).astype(np.int64)  # repeated timestamps too
+    values = np.round(np.cumsum(rng.normal(size=n)), 1).astype(np.float64)  # ties across batches
+    values[rng.integers(0, n, n // 20)] = np.nan
+    buckets = int(rng.choice([5, 40, 1_000]))  # 1,000: every finite point is kept
+    cuts = np.sort(rng.choice(np.arange(1, n), size=int(rng.integers(1, 30)), replace=False))
+    parts = list(zip(np.split(ts, cuts), np.split(values, cuts), strict=True))
+    span = FiniteSpan()
+    for part_ts, part in parts:
+        span.add(part_ts, part)
+    stream = M4Stream(span, buckets=buckets)
+    for part_ts, part in parts:
+        stream.add(part_ts, part)
+    kept = m4_indices(ts, values, buckets=buckets)
+    got_ts, got = stream.result()
+    assert got_ts.tolist() == ts[kept].tolist()
+    assert got.tolist() == values[kept].tolist()
+
+
+def _over_time_reference(decisions, columns, window):
+    """The whole-table version: per window, sorted samples and the higher-rank quantiles."""
+    windows = decisions.get_column("ts_recv").to_numpy() // window * window
+    reference = {}
+    for stage, column in columns.items():
+        values = decisions.get_column(column).to_numpy()
+        rows = []
+        for start in np.unique(windows):
+            ran = np.sort(values[(windows == start) & (values >= 0)])
+            if ran.size:
+                p50, p99 = (ran[int(np.ceil(q * (ran.size - 1)))] / 1e3 for q in (0.5, 0.99))
+                rows.append((start, p50, p99, ran.size))
+        reference[stage] = rows
+    return reference
+
+
+def test_report_read_in_tiny_batches_equals_the_whole_table_figures(run_dir, monkeypatch):
+    decisions = pl.read_parquet(run_dir / "decisions.parquet")
+    monkeypatch.setattr(batches, "BATCH_ROWS", 997)  # batch edges mid-window, mid-bucket
+    small = load_report_data(run_dir)
+    ts = decisions.get_column("ts_recv").to_numpy()
+    equity = decisions.get_column("equity").to_numpy()
+    position = decisions.get_column("position").to_numpy()
+    expected = {"equity": Line.downsampled(ts, equity),
+                "drawdown": Line.downsampled(ts, drawdown(equity)),
+                "position": Line.downsampled(ts, position)}  # fmt: skip
+    quotes_path = small.info.data_files[0].path
+    assert quotes_path is not None
+    quotes = pl.read_parquet(quotes_path).filter(pl.col("bid_px") > 0, pl.col("ask_px") > 0)
+    expected["mid"] = Line.downsampled(
+        quotes.get_column("ts_recv").to_numpy(),
+        ((quotes.get_column("bid_px") + quotes.get_column("ask_px")) / 2).to_numpy(),
+    )
+    got = {name: getattr(small.pnl, name) for name in expected}
+    for name, line in expected.items():
+        assert got[name].ts.tolist() == line.ts.tolist(), name
+        assert got[name].values.tolist() == line.values.tolist(), name
+    stages = {s.stage: s for s in small.latency.over_time}
+    window = small.latency.window_ns
+    reference = _over_time_reference(decisions, {s: f"{s}_ns" for s in stages}, window)
+    for stage, rows in reference.items():
+        own = stages[stage]
+        assert list(zip(own.ts, own.p50_us, own.p99_us, own.samples, strict=True)) == rows
+    monkeypatch.undo()
+    assert build_report_html(run_dir) == _html_in_batches(run_dir, monkeypatch, 997)
+
+
+def _html_in_batches(run_dir, monkeypatch, rows):
+    monkeypatch.setattr(batches, "BATCH_ROWS", rows)
+    return build_report_html(run_dir)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -112,12 +113,16 @@ def test_rule_sizer_rejects_bad_config():
 # --- the built-in policies: outputs + view -> intents ------------------------------------------
 
 
-class View:
+class _View:
     """A hand-written StrategyView: only what the target policies read."""
 
-    def __init__(self, position=0.0, in_flight=False):
+    def __init__(self, position: float, in_flight: bool) -> None:
         self.position = position
         self.order_in_flight = in_flight
+
+
+def View(position: float = 0.0, in_flight: bool = False) -> Any:
+    return _View(position, in_flight)
 
 
 def outputs(p: float) -> np.ndarray:

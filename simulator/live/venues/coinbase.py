@@ -38,6 +38,7 @@ from simulator.importers.coinbase_messages import (
     ticker_bbo,
     trade_row,
 )
+from simulator.live.adapter import FeedActions, VenueAdapter
 from simulator.live.consumed import Consumed
 from simulator.live.frames import Direction, Frame
 from simulator.live.inbox import GAP_DIRECTION
@@ -45,7 +46,10 @@ from simulator.types import NS_PER_SECOND, StatusCode
 
 COINBASE_WS_URL: Final = "wss://advanced-trade-ws.coinbase.com"
 COINBASE_SANDBOX_WS_URL: Final = "wss://advanced-trade-ws-sandbox.coinbase.com"
-MAX_MESSAGE_BYTES: Final = 1 << 24
+MAX_MESSAGE_BYTES: Final = 1 << 24  # a BTC-USD level2 snapshot is ~5 MB
+COINBASE_REST_URL: Final = "https://api.coinbase.com"  # unused: level2 snapshots come in-band
+CHANNELS: Final = {"quotes": "ticker", "trades": "market_trades", "book": "level2"}
+"""The channel of each consumed kind."""
 """Level2 snapshots are large (5 MB for BTC-USD in the sample): a client's max_size must allow."""
 DATA_CHANNELS: Final = ("level2", "market_trades", "ticker")
 HEARTBEATS: Final = "heartbeats"
@@ -160,6 +164,10 @@ class CoinbaseProfile:
     def is_shutdown_notice(self, stream: str) -> bool:
         return False  # Coinbase sends none
 
+    @property
+    def refusal_hint(self) -> str:
+        return "use an endpoint that serves your region"
+
 
 @dataclass(slots=True)
 class CoinbaseStats:
@@ -214,6 +222,12 @@ class CoinbaseNormalizer:
 
     def resubscribed(self) -> None:
         self.wants_resubscribe = False
+
+    def act(self, feed: FeedActions) -> None:
+        """Resubscribe level2 (a fresh snapshot) once a gap has reset the book."""
+        if self.needs_resubscribe():
+            self.resubscribed()
+            feed.send(CoinbaseProfile().resubscribe_messages([self.product_id]))
 
     def on_frame(self, frame: Frame, out: Consumed) -> None:
         self._count_unseen(frame)
@@ -433,3 +447,22 @@ class CoinbaseNormalizer:
                 self.stats.heartbeats_missed += max(counter - last - 1, 0)
             self._beat[conn] = counter
         self._beat_ts[conn] = frame.ts_recv
+
+
+def adapter(kinds: Sequence[str], url: str | None, rest_url: str | None) -> VenueAdapter:
+    """Coinbase Advanced Trade subscribed to the channels of `kinds` (and heartbeats)."""
+    unknown = sorted(set(kinds) - set(CHANNELS))
+    if unknown:
+        raise ConfigError(f"kinds {unknown}: Coinbase channels exist for {sorted(CHANNELS)}")
+    depth = "book" in kinds
+    profile = CoinbaseProfile(channels=tuple(CHANNELS[k] for k in kinds))
+    return VenueAdapter(
+        "coinbase",
+        profile,
+        url or COINBASE_WS_URL,
+        rest_url or COINBASE_REST_URL,
+        MAX_MESSAGE_BYTES,
+        profile.conflatable,
+        lambda symbol: CoinbaseNormalizer(symbol, depth=depth),
+        lambda symbol: symbol.upper() + "@",
+    )

@@ -1,6 +1,6 @@
 """Binance's websocket wire format for the feed server (LIVE.md 1.1, 1.2): stream names, URL
 paths, the JSON control protocol and payload framing. No sockets here: the server core
-(feed_server.py) calls these and writes the bytes; the REST side is feed_rest.py.
+(server.py) calls these and writes the bytes; the REST side is rest.py.
 
 Control-message errors use the shape the real server sends on the wire,
 `{"error":{"code":2,"msg":"Invalid request: ..."},"id":1}`; the docs' table lists the inner

@@ -1,4 +1,6 @@
-"""Binance frames -> consumed events: a pure normalizer, one per symbol (no clock, no I/O).
+"""The Binance Spot adapter: connection profile, subscriptions, and the pure normaliser.
+
+Frames -> consumed events: a pure normalizer, one per symbol (no clock, no I/O).
 
 Book sync follows LIVE.md 1.4 with the importer's `DepthChain`: diffs are buffered until a
 REST snapshot frame arrives, then applied; a broken update-id chain declares a GAP, resets
@@ -11,11 +13,13 @@ reproduces what live consumed.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 from orjson import loads
 
+from simulator.errors import ConfigError
 from simulator.importers.binance_book import DepthChain, Verdict
 from simulator.importers.binance_messages import (
     Depth,
@@ -25,13 +29,71 @@ from simulator.importers.binance_messages import (
     parse_snapshot,
 )
 from simulator.importers.book import OrderBook
+from simulator.live.adapter import FeedActions, VenueAdapter
 from simulator.live.consumed import Consumed
 from simulator.live.frames import SNAPSHOT_SUFFIX, Direction, Frame
+from simulator.live.frames import stream_of as combined_stream_of
 from simulator.live.inbox import GAP_DIRECTION
 from simulator.types import StatusCode
 
+BINANCE_WS_URL: Final = "wss://stream.binance.com:9443"
+BINANCE_REST_URL: Final = "https://api.binance.com"
+BINANCE_US_WS_URL: Final = "wss://stream.binance.us:9443"
+BINANCE_US_REST_URL: Final = "https://api.binance.us"
+MAX_MESSAGE_BYTES: Final = 1 << 22
+STREAMS: Final = {"quotes": "bookTicker", "trades": "trade", "book": "depth@100ms"}
+"""The stream of each consumed kind."""
+
 MAX_BUFFERED_DIFFS: Final = 10_000
 """Diffs kept while waiting for a snapshot (NautilusTrader's bound); beyond it, a gap."""
+
+
+@dataclass(frozen=True, slots=True)
+class BinanceProfile:
+    """Binance Spot JSON combined streams; binance.us speaks the same (LIVE.md §1.1-1.2)."""
+
+    streams: tuple[str, ...] = ("bookTicker", "trade", "depth@100ms")
+    depth_limit: int = 1000  # REST weight 50; 5000 costs 250
+    time_unit: str | None = None  # "MICROSECOND": µs timestamps, recorded in the URL
+
+    @property
+    def name(self) -> str:
+        return "binance"
+
+    @property
+    def needs_client_ping(self) -> bool:
+        return False  # the server pings every 20 s; client pings count against 5 msgs/s
+
+    def stream_url(self, base_url: str, symbols: Sequence[str]) -> str:
+        names = [f"{symbol.lower()}@{stream}" for symbol in symbols for stream in self.streams]
+        if len(names) > 1024:
+            raise ConfigError(f"{len(names)} streams on one connection; Binance allows 1024")
+        url = f"{base_url.rstrip('/')}/stream?streams={'/'.join(names)}"
+        return url if self.time_unit is None else f"{url}&timeUnit={self.time_unit}"
+
+    def subscribe_messages(self, symbols: Sequence[str]) -> list[bytes]:
+        return []  # the combined-stream URL already subscribes
+
+    def stream_of(self, payload: bytes) -> str:
+        return combined_stream_of(payload)
+
+    def is_data(self, stream: str) -> bool:
+        return stream != "" and not stream.startswith("!")  # "": a reply; "!...": a notice
+
+    def snapshot_url(self, rest_base: str, symbol: str) -> str | None:
+        return (
+            f"{rest_base.rstrip('/')}/api/v3/depth?symbol={symbol.upper()}&limit={self.depth_limit}"
+        )
+
+    def is_shutdown_notice(self, stream: str) -> bool:
+        return stream == "!serverShutdown"
+
+    @property
+    def refusal_hint(self) -> str:
+        return (
+            f"Binance.US serves the same feed: --url {BINANCE_US_WS_URL} "
+            f"--rest-url {BINANCE_US_REST_URL}"
+        )
 
 
 @dataclass(slots=True)
@@ -73,6 +135,12 @@ class BinanceNormalizer:
 
     def snapshot_requested(self) -> None:
         self.wants_snapshot = False
+
+    def act(self, feed: FeedActions) -> None:
+        """Ask for the REST snapshot once the book needs one."""
+        if self.needs_snapshot():
+            self.snapshot_requested()
+            feed.request_snapshot(self.symbol)
 
     def on_frame(self, frame: Frame, out: Consumed) -> None:
         direction = frame.direction
@@ -199,6 +267,24 @@ class BinanceNormalizer:
         out.status_event(
             frame.ts_recv, StatusCode.BOOK_SYNCED, f"snapshot {snapshot.last_update_id}"
         )
+
+
+def adapter(kinds: Sequence[str], url: str | None, rest_url: str | None) -> VenueAdapter:
+    """Binance Spot (or binance.us, by URL) subscribed to the streams of `kinds`."""
+    unknown = sorted(set(kinds) - set(STREAMS))
+    if unknown:
+        raise ConfigError(f"kinds {unknown}: Binance streams exist for {sorted(STREAMS)}")
+    depth = "book" in kinds
+    return VenueAdapter(
+        "binance",
+        BinanceProfile(streams=tuple(STREAMS[k] for k in kinds)),
+        url or BINANCE_WS_URL,
+        rest_url or BINANCE_REST_URL,
+        MAX_MESSAGE_BYTES,
+        lambda stream: stream.endswith("@bookTicker"),
+        lambda symbol: BinanceNormalizer(symbol, depth=depth),
+        lambda symbol: symbol.lower() + "@",
+    )
 
 
 def _object(value: object) -> dict[str, Any]:

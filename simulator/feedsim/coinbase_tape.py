@@ -25,7 +25,7 @@ from simulator.importers.coinbase_messages import (
     seconds_to_ns,
 )
 from simulator.importers.common import numbered_lines
-from simulator.live.coinbase import SEQUENCE_NUM
+from simulator.live.venues.coinbase import SEQUENCE_NUM
 
 
 class L2Event(NamedTuple):

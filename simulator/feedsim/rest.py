@@ -16,10 +16,10 @@ from urllib.parse import parse_qs
 
 import orjson
 
+from simulator.feedsim.faults import HTTP_KINDS, Fault
+from simulator.feedsim.tape import FeedTape, TapeSnapshot, is_diff_depth, symbol_of
 from simulator.importers.binance_book import DepthChain, Verdict
 from simulator.importers.book import Level, OrderBook
-from simulator.live.feed_faults import HTTP_KINDS, Fault
-from simulator.live.feed_tape import FeedTape, TapeSnapshot, is_diff_depth, symbol_of
 
 DEPTH_LIMIT_DEFAULT: Final = 100
 DEPTH_LIMIT_MAX: Final = 5000

@@ -9,7 +9,7 @@ between a disconnect and its reconnect except what a fault drops on purpose. At 
 connection is closed with 1001 "end of recording".
 
 REST (/api/v3/depth, /time, /exchangeInfo) is answered on the same port from websockets'
-`process_request` hook by feed_rest.RestApi, from the server's own book at the current send
+`process_request` hook by rest.RestApi, from the server's own book at the current send
 position.
 
 Incoming-message limit: websockets answers client pings itself, so only data frames (JSON
@@ -35,8 +35,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from simulator.errors import ConfigError
-from simulator.live import feed_binance as wire
-from simulator.live.feed_faults import (
+from simulator.feedsim import binance_wire as wire
+from simulator.feedsim.faults import (
     HTTP_KINDS,
     Fault,
     FaultLog,
@@ -44,8 +44,8 @@ from simulator.live.feed_faults import (
     FaultSchedule,
     InjectedFault,
 )
-from simulator.live.feed_rest import HttpReply, RestApi, error_reply, not_found
-from simulator.live.feed_tape import FeedTape
+from simulator.feedsim.rest import HttpReply, RestApi, error_reply, not_found
+from simulator.feedsim.tape import FeedTape
 
 END_OF_RECORDING: Final = "end of recording"
 CLOSE_TIMEOUT_S: Final = 2.0
@@ -502,8 +502,8 @@ def serve_sessions(
 ) -> FeedSummary:
     """Serve SESSIONs until the tape ends or SIGINT/SIGTERM; `on_started(ws_url, rest_url)`
     is called once the port is bound. The venue contract the CLI dispatches on."""
-    from simulator.live.feed_faults import load_faults
-    from simulator.live.feed_tape import load_tape
+    from simulator.feedsim.faults import load_faults
+    from simulator.feedsim.tape import load_tape
 
     tape = load_tape(sessions, data_dir).slice(options.start, options.limit)
     schedule = load_faults(options.faults) if options.faults is not None else None

@@ -33,21 +33,21 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from simulator.errors import ConfigError, InvariantViolation
-from simulator.importers.coinbase_messages import MessageError, json_field
-from simulator.live.coinbase import DATA_CHANNELS, HEARTBEATS, stream_channel
-from simulator.live.coinbase_tape import (
+from simulator.feedsim.coinbase_tape import (
     CoinbaseRecord,
     ReplayBooks,
     envelope,
     load_coinbase_records,
 )
-from simulator.live.feed_server import (
+from simulator.feedsim.server import (
     FeedOptions,
     FeedSummary,
     ServerLifecycle,
     in_background,
     serve_until_signal,
 )
+from simulator.importers.coinbase_messages import MessageError, json_field
+from simulator.live.venues.coinbase import DATA_CHANNELS, HEARTBEATS, stream_channel
 from simulator.types import NS_PER_SECOND
 
 END_OF_RECORDING: Final = "end of recording"

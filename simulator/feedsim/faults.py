@@ -40,7 +40,7 @@ from typing import IO, Final
 import orjson
 
 from simulator.errors import ConfigError
-from simulator.live.feed_tape import FeedTape, is_diff_depth, symbol_of
+from simulator.feedsim.tape import FeedTape, is_diff_depth, symbol_of
 
 STREAM_KINDS: Final = (
     "disconnect",

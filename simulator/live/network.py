@@ -1,0 +1,92 @@
+"""`LiveNetwork`: a FeedConnection (connection.py) on its own event loop in a daemon thread.
+
+For the consumer of the frames:
+- conn_id numbers sockets; REST frames carry the conn_id active when requested (0: none yet).
+- Around a rollover every frame of the new connection is handed on from its CONNECT; the old
+  one's stop at the switch, the new one's first data frame (even while later subscribe
+  messages are still going out: venues that subscribe per channel send each channel's snapshot
+  on subscribing). Before the switch the new one's acks and heartbeats interleave with the old
+  one's data, and the old one's CLOSE follows the switch: key per-connection state (Coinbase
+  sequence_num) by conn_id, and tell a rollover from a drop by comparing a CLOSE's conn_id
+  with that of the latest data frame.
+- The switch is hole-free when the new connection is not ahead of the old one. If the old one
+  lags (a slower server), the messages it had not yet delivered are lost: Binance depth U/u
+  then shows a gap (never silent); a trade or quote in between would be skipped.
+- A snapshot that still fails after `snapshot_tries` arrives as an HTTP_RESP with an EMPTY
+  payload: the book stays unsynced, ask again later. A request superseded by a newer one for the
+  same symbol is dropped (counted); its HTTP_REQ stays in the recording without a response.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Iterator, Sequence
+
+from simulator.errors import FeedError, InvariantViolation
+from simulator.live.adapter import VenueProfile
+from simulator.live.connection import FeedConnection
+from simulator.live.frames import Frame, Stamper
+from simulator.live.keepalive import ConnectionConfig, ConnectionStats
+
+
+class LiveNetwork:
+    """A FeedConnection (same arguments) run on its own event loop in a daemon thread. What
+    ended the loop with an error is raised again by `check()` / `stop()` in the caller's thread."""
+
+    def __init__(
+        self,
+        profile: VenueProfile,
+        config: ConnectionConfig,
+        stamper: Stamper,
+        sink: Callable[[Frame], None],
+        wall: Callable[[], int],
+        *,
+        conn_ids: Iterator[int] | None = None,
+    ) -> None:
+        self.connection = FeedConnection(profile, config, stamper, sink, wall, conn_ids=conn_ids)
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    @property
+    def stats(self) -> ConnectionStats:
+        return self.connection.stats
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        if self._thread is not None:
+            raise InvariantViolation("LiveNetwork.start() may be called only once")
+        self._thread = threading.Thread(target=self._main, name="ticktape-network", daemon=True)
+        self._thread.start()
+
+    def request_snapshot(self, symbol: str) -> None:
+        self.connection.request_snapshot(symbol)
+
+    def send(self, messages: Sequence[bytes]) -> None:
+        self.connection.send(messages)
+
+    def check(self) -> None:
+        """Raise the error that ended the network loop, if any."""
+        if self._error is not None:
+            raise self._error
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Close the connections (1000) and wait for the thread; then `check()`."""
+        self.connection.stop()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                raise FeedError(f"the network thread did not stop within {timeout} s")
+        self.check()
+
+    def _main(self) -> None:
+        try:
+            asyncio.run(self.connection.run())
+        except BaseException as e:  # handed to the caller's thread by check() / stop()
+            self._error = e
+
+
+__all__ = ["LiveNetwork"]

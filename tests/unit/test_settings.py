@@ -1,0 +1,91 @@
+"""Typed settings: defaults, a strategy TOML holding only its changes, range errors naming the
+key the user typed, and the plain-dict view that overrides merge into."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from simulator.config import apply_overrides, load_strategy, settings
+from simulator.errors import ConfigError
+from simulator.settings import SECTIONS, Settings, default_dict
+
+
+def test_defaults_are_valid_and_every_section_is_a_frozen_dataclass():
+    typed = Settings.of(default_dict())
+    assert typed == Settings()
+    for name, kind in SECTIONS.items():
+        section = getattr(typed, name)
+        assert isinstance(section, kind)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            setattr(section, dataclasses.fields(kind)[0].name, None)
+
+
+def test_a_strategy_toml_changes_only_what_it_names():
+    config = load_strategy("obi_rule")
+    typed = settings(config)
+    assert typed.policy.kind == "obi_rule"
+    assert typed.policy.threshold == 0.6
+    assert typed.latency == Settings().latency  # not in obi_rule.toml: the defaults
+    assert config["latency"] == default_dict()["latency"]
+    assert typed.strategy.name == "obi_rule"
+    assert typed.features.names == ("l1_imbalance",)
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("policy.threshold=0.7", r"^policy\.threshold must be in \[0, 0\.5\) for policy\.kind "
+                                 r"'threshold'; found 0\.7$"),
+        ("risk.max_position=-1", r"^risk\.max_position must be a finite number > 0; found -1\.0$"),
+        ("risk.max_orders=0", r"^risk\.max_orders must be an integer > 0; found 0$"),
+        ("strategy.timer_ms=-5", r"^strategy\.timer_ms must be a finite number >= 0"),
+        ("policy.lot=20.0", r"^policy\.lot \(20\.0\) is larger than policy\.max_position"),
+        ('venue.depth="l3"', r"^venue\.depth must be one of l1, l2; found 'l3'$"),
+        ('latency.conflation="some"', r"^latency\.conflation must be one of all, latest"),
+        ('strategy.kinds=["quotes", "bars"]', r"^strategy\.kinds must be a non-empty list"),
+        ("breaker.max_violations=0", r"^breaker\.max_violations must be an integer >= 1"),
+        ("train.hidden=[16, 0]", r"^train\.hidden must be a list of integers >= 1"),
+    ],
+)  # fmt: skip
+def test_range_errors_name_the_key_the_user_typed(setting, message):
+    with pytest.raises(ConfigError, match=message):
+        apply_overrides(load_strategy("obi_mlp"), sets=(setting,))
+
+
+def test_rule_threshold_range_follows_the_kind():
+    config = apply_overrides(load_strategy("obi_rule"), sets=("policy.threshold=0.9",))
+    assert settings(config).policy.threshold == 0.9
+    with pytest.raises(ConfigError, match=r"^policy\.threshold must be in \[0, 1\.0\)"):
+        apply_overrides(load_strategy("obi_rule"), sets=("policy.threshold=1.0",))
+
+
+def test_unknown_keys_and_sections_in_a_strategy_toml_get_a_suggestion(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text('[policy]\nkind = "obi_rule"\ntreshold = 0.5\n')
+    with pytest.raises(ConfigError, match=r"unknown key 'policy\.treshold'; did you mean "
+                                          r"'policy\.threshold'\?$"):  # fmt: skip
+        load_strategy(str(path))
+    path.write_text("[polcy]\nkind = 1\n")
+    with pytest.raises(ConfigError, match=r"unknown section 'polcy'; did you mean 'policy'\?$"):
+        load_strategy(str(path))
+
+
+def test_a_strategy_folder_loads_by_its_folder_or_its_toml(tmp_path):
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "strategy.toml").write_text('[strategy]\ndescription = "mine"\n')
+    for name in (str(folder), str(folder / "strategy.toml")):
+        config = load_strategy(name)
+        assert config["strategy"]["name"] == "mine"
+        assert config["strategy"]["dir"] == str(folder)
+    with pytest.raises(ConfigError, match=r"strategy file .*nope\.toml not found$"):
+        load_strategy(str(folder / "nope.toml"))
+
+
+def test_the_dict_view_is_plain_toml_values():
+    config = load_strategy("obi_mlp")
+    assert isinstance(config["strategy"]["kinds"], list)
+    assert config["train"]["hidden"] == [64, 64]
+    assert settings(config).train.hidden == (64, 64)
