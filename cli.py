@@ -7,6 +7,7 @@ usage errors exit 2 (click).
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -18,7 +19,14 @@ from zoneinfo import ZoneInfo
 import click
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from simulator.errors import SimulatorError
@@ -45,20 +53,85 @@ DATA_DIR_OPTION = click.option(
 
 
 class _ErrorMappingGroup(click.Group):
-    """Maps library errors to one red line and exit code 1; --debug shows the traceback."""
+    """Maps library errors (and files that cannot be written) to one red line and exit code 1;
+    --debug, anywhere on the line, shows the traceback. Subgroups are of this class too."""
+
+    group_class = type
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if ctx.parent is None and "--debug" in args:  # `ticktape replay ... --debug` works too
+            cut = args.index("--") if "--" in args else len(args)
+            args = ["--debug", *(a for a in args[:cut] if a != "--debug"), *args[cut:]]
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:  # noqa: ANN401 - click's own signature
         try:
             return super().invoke(ctx)
-        except SimulatorError as e:
-            if ctx.meta.get("ticktape.debug"):
+        except (SimulatorError, OSError) as e:
+            if ctx.meta.get("ticktape.debug") or not _is_user_error(e):
                 raise
-            err_console.print(f"[red]{type(e).__name__}[/red]: {escape(str(e))}")
+            err_console.print(f"[red]{type(e).__name__}[/red]: {escape(_one_line(e))}")
             ctx.exit(1)
 
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Each command's first sentence in full (click cuts it with "..."), wrapped."""
+        rows = [
+            (name, command.get_short_help_str(limit=10_000))
+            for name in self.list_commands(ctx)
+            if (command := self.get_command(ctx, name)) is not None and not command.hidden
+        ]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
 
-@click.group(cls=_ErrorMappingGroup)
-@click.option("--debug", is_flag=True, help="Show full tracebacks on errors.")
+
+class OutputError(SimulatorError):
+    """An output path (--out, -o) that cannot be written: found before any work starts."""
+
+
+def _check_writable(path: Path, option: str, *, directory: bool) -> None:
+    """Refuse an output `path` that cannot be written (under a regular file, in a directory
+    without write permission, a directory where a file is wanted or the reverse)."""
+    if path.exists():
+        if path.is_dir() != directory:
+            found = "a directory" if path.is_dir() else "a file"
+            raise OutputError(
+                f"{option} {path}: is {found}; expected {'a directory' if directory else 'a file'}"
+            )
+        if not os.access(path, os.W_OK | (os.X_OK if directory else 0)):
+            raise OutputError(f"{option} {path}: not writable (permission denied)")
+        if not directory and not os.access(path.parent, os.W_OK | os.X_OK):
+            raise OutputError(f"{option} {path}: {path.parent} is not writable (permission denied)")
+        return
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OutputError(
+            f"{option} {path}: cannot be created, {parent} is a file, not a directory"
+        )
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(
+            f"{option} {path}: cannot be created, {parent} is not writable (permission denied)"
+        )
+
+
+def _is_user_error(e: Exception) -> bool:
+    """Library errors, and OS errors about a path the user named (a read-only --out, a
+    directory under a file): both are the user's to fix, not tracebacks."""
+    return isinstance(e, SimulatorError) or getattr(e, "filename", None) is not None
+
+
+def _one_line(e: Exception) -> str:
+    if isinstance(e, OSError) and e.filename is not None:
+        return f"{e.filename}: {e.strerror or e}"
+    return str(e)
+
+
+@click.group(cls=_ErrorMappingGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--debug", is_flag=True, help="Show full tracebacks on errors (anywhere on the line)."
+)
 @click.version_option(package_name="ticktape")
 @click.pass_context
 def main(ctx: click.Context, debug: bool) -> None:
@@ -78,11 +151,16 @@ def import_() -> None:
 
 @contextmanager
 def _progress(label: str) -> Iterator[Callable[[int, int], None]]:
+    if not err_console.is_terminal:  # piped: no bar, and no stray blank line on stderr
+        yield lambda done, total: None
+        return
     columns = (
         TextColumn("{task.description}"),
         BarColumn(),
         TaskProgressColumn(),
         TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
     )
     with Progress(*columns, console=err_console, transient=True) as bar:
         task = bar.add_task(label, total=None)
@@ -196,7 +274,8 @@ def data_ls(data_dir: Path, as_json: bool) -> None:
 @data.command(name="show")
 @click.argument("session")
 @DATA_DIR_OPTION
-@click.option("--rows", "n_rows", default=5, show_default=True, help="First rows shown per kind.")
+@click.option("--rows", "n_rows", default=5, show_default=True, type=click.IntRange(min=0),
+              help="First rows shown per kind.")  # fmt: skip
 def data_show(session: str, data_dir: Path, n_rows: int) -> None:
     """Summary statistics and first rows of SESSION (venue/symbol/date or a Parquet path)."""
     from simulator.inspect import summarize
@@ -216,16 +295,28 @@ def data_show(session: str, data_dir: Path, n_rows: int) -> None:
         console.print(_arrow_table(summary.head))
 
 
-def _arrow_table(head: pa.Table, *, max_columns: int = 8) -> Table:
-    """A rich table of the rows; ts_* columns shown as UTC times, wide tables cut."""
-    names = head.column_names[:max_columns]
+def _arrow_table(head: pa.Table) -> Table:
+    """A rich table of the rows; ts_* columns shown as UTC times. Values are never cut: as
+    many whole columns as the console's width holds are shown, the rest counted."""
+    cells = {
+        name: [_fmt(name, value) for value in head.column(name).to_pylist()]
+        for name in head.column_names
+    }
+    widths = {name: max(map(len, [name, *column])) for name, column in cells.items()}
+    shown: list[str] = []
+    used = 0
+    for name in head.column_names:  # a column takes its width, 2 of padding and 1 rule
+        if shown and used + widths[name] + 3 > console.width:
+            break
+        shown.append(name)
+        used += widths[name] + 3
     table = Table(show_edge=False)
-    for name in names:
-        table.add_column(name, justify="right")
-    for row in head.select(names).to_pylist():
-        table.add_row(*(_fmt(name, value) for name, value in row.items()))
-    if len(head.column_names) > max_columns:
-        table.caption = f"{len(head.column_names) - max_columns} more column(s) not shown"
+    for name in shown:
+        table.add_column(name, justify="right", no_wrap=True, min_width=widths[name])
+    for i in range(head.num_rows):
+        table.add_row(*(cells[name][i] for name in shown))
+    if len(shown) < head.num_columns:
+        table.caption = f"{head.num_columns - len(shown)} more column(s) not shown"
     return table
 
 
@@ -242,7 +333,7 @@ def _fmt(name: str, value: object) -> str:
 
 
 @data.command(name="check")
-@click.argument("session")
+@click.argument("session", metavar="SESSION|PATH")
 @DATA_DIR_OPTION
 @click.option(
     "--repair",
@@ -256,13 +347,17 @@ def _fmt(name: str, value: object) -> str:
     help="With --repair: write repaired files here (a file for a Parquet path, else a dir).",
 )
 def data_check(session: str, data_dir: Path, repair: tuple[str, ...], out: Path | None) -> None:
-    """Validate every file of SESSION; exit 1 when a problem is found (or left unrepaired)."""
+    """Validate every file of SESSION|PATH (venue/symbol/date, a session directory or a Parquet
+    file); exit 1 when a problem is found (or left unrepaired)."""
     from simulator.session import resolve_session
     from simulator.sources.recorded import check_file
 
     ref = resolve_session(session, data_dir)
     if out is not None and not repair:
         raise click.UsageError("--out needs --repair drop and/or --repair sort")
+    if out is not None:
+        single = len(ref.files) == 1 and out.suffix == ".parquet"
+        _check_writable(out, "--out", directory=not single)
     failed = False
     for kind, path in ref.files.items():
         report = check_file(path, kind=kind)
@@ -330,7 +425,8 @@ def data_recover(session: str, data_dir: Path) -> None:
 @data.command(name="sql")
 @click.argument("query")
 @DATA_DIR_OPTION
-@click.option("--limit", default=20, show_default=True, help="Rows printed.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=0),
+              help="Rows printed.")  # fmt: skip
 def data_sql(query: str, data_dir: Path, limit: int) -> None:
     """Run one read-only SQL query over the catalog (sessions table; views quotes, trades,
     book). Statements that would change anything (DROP, INSERT, COPY, ...) are refused."""
@@ -348,13 +444,46 @@ def data_sql(query: str, data_dir: Path, limit: int) -> None:
 def _load_config(strategy: str, config_file: Path | None, sets: tuple[str, ...]) -> dict[str, Any]:
     from simulator.config import apply_overrides, load_strategy
 
-    return apply_overrides(load_strategy(strategy), file=config_file, sets=sets)
+    config = apply_overrides(load_strategy(strategy), file=config_file, sets=sets)
+    _warn_without_effect(config, sets)
+    return config
+
+
+_ZERO_VENUE_LATENCY = (
+    lambda c: c["venue"]["latency"] == "zero",
+    "venue.latency is 'zero' (add --set venue.latency=fixed)",
+)
+_BREAKER_OFF = (lambda c: not c["breaker"]["enabled"], "breaker.enabled is false")
+WITHOUT_EFFECT: dict[str, tuple[Callable[[dict[str, Any]], bool], str]] = {
+    "venue.entry_us": _ZERO_VENUE_LATENCY,
+    "venue.response_us": _ZERO_VENUE_LATENCY,
+    "breaker.latency_budget_us": _BREAKER_OFF,
+    "breaker.max_violations": _BREAKER_OFF,
+    "breaker.cooldown_ms": _BREAKER_OFF,
+}
+"""--set key -> (is the setting ignored under this config?, why): warned, not refused."""
+
+
+def _warn_without_effect(config: dict[str, Any], sets: tuple[str, ...]) -> None:
+    for item in sets:
+        key = item.partition("=")[0].strip()
+        if key in WITHOUT_EFFECT and WITHOUT_EFFECT[key][0](config):
+            err_console.print(
+                f"[yellow]warning[/yellow]: --set {escape(item)} has no effect while "
+                f"{WITHOUT_EFFECT[key][1]}"
+            )
 
 
 LATENCY_OPTION = click.option(
     "--latency", metavar="MODEL",
-    help="Pipeline service times: zero | fixed:STAGE=US,... | measured | calibrated:FILE "
-         "(overrides latency.model; queueing is simulated unless zero).",
+    help="Pipeline service times: zero | fixed:STAGE=US,... | measured | calibrated:FILE | "
+         "recorded (a `ticktape live` session's own decision times; overrides latency.model; "
+         "queueing is simulated unless zero).",
+)  # fmt: skip
+JSON_OPTION = click.option(
+    "--json", "as_json", is_flag=True,
+    help="Print one JSON object (summary, paths, digest; several sessions: the aggregate) "
+         "instead of the tables, for scripts.",
 )  # fmt: skip
 
 
@@ -380,17 +509,19 @@ def _strategy_options(command: Callable[..., None]) -> Callable[..., None]:
 
 
 @main.command()
-@click.argument("session")
+@click.argument("sessions", metavar="SESSION...", nargs=-1, required=True)
 @_strategy_options
 @click.option("--seed", default=0, show_default=True, help="Seed of every random generator.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
-              help="Run directory (default: reports/<run-id>/).")  # fmt: skip
+              help="Run directory (default: reports/<run-id>/); with several sessions, the "
+                   "directory of their run directories and summary.json.")  # fmt: skip
 @click.option("--report/--no-report", "with_report", default=True, show_default=True,
               help="Write the run's HTML report (report.html) into the run directory.")  # fmt: skip
 @LATENCY_OPTION
+@JSON_OPTION
 @DATA_DIR_OPTION
 def replay(
-    session: str,
+    sessions: tuple[str, ...],
     strategy: str,
     config_file: Path | None,
     sets: tuple[str, ...],
@@ -398,22 +529,102 @@ def replay(
     out: Path | None,
     with_report: bool,
     latency: str | None,
+    as_json: bool,
     data_dir: Path,
 ) -> None:
-    """Replay SESSION (venue/symbol/date or a Parquet path) through a strategy's pipeline."""
+    """Replay SESSION (venue/symbol/date, a pattern such as 'nasdaq/GOOG/*', or a Parquet
+    path) through a strategy's pipeline. Several sessions (patterns or arguments) are replayed
+    independently, one run directory each, with an aggregate summary."""
     from simulator import runtime
+    from simulator.selection import expand_sessions
     from simulator.session import resolve_session
 
-    ref = resolve_session(session, data_dir)
+    refs = [resolve_session(name, data_dir) for name in expand_sessions(sessions, data_dir)]
     config = _with_latency(_load_config(strategy, config_file, sets), latency)
+    if len(refs) > 1:
+        _replay_many(refs, config, seed=seed, out=out, with_report=with_report, as_json=as_json)
+        return
+    ref = refs[0]
     out_dir = out or runtime.unique_dir(Path("reports"), runtime.run_id(config, ref, seed))
+    _check_writable(out_dir, "--out", directory=True)
     with _progress(f"replaying {ref.name}") as progress:
         result = runtime.replay(ref, config, out_dir=out_dir, seed=seed, progress=progress)
-    _print_run(result.manifest, out_dir)
+    report_path = None
     if with_report:
         from simulator.report import write_report
 
-        console.print(f"  report {write_report(out_dir)}")
+        report_path = write_report(out_dir)
+    paths = {"run_dir": out_dir, "manifest": out_dir / "manifest.json", "report": report_path}
+    if as_json:
+        _echo_json(
+            summary=result.manifest["summary"], paths=paths, digest=result.manifest["digest"]
+        )
+        return
+    _print_run(result.manifest, out_dir)
+    if report_path is not None:
+        console.print(f"  report {report_path}")
+
+
+def _echo_json(**fields: object) -> None:
+    """One JSON object on stdout (paths as strings), nothing else."""
+    click.echo(json.dumps(fields, default=lambda v: str(v) if isinstance(v, Path) else repr(v)))
+
+
+def _replay_many(
+    refs: Sequence[SessionRef],
+    config: dict[str, Any],
+    *,
+    seed: int,
+    out: Path | None,
+    with_report: bool,
+    as_json: bool,
+) -> None:
+    """Each session on its own (nothing carries over), then the per-session table + totals."""
+    from simulator import batch, runtime
+
+    name = f"{config['strategy']['name']}--{len(refs)}-sessions--seed{seed}"
+    out_root = out or runtime.unique_dir(Path("reports"), name)
+    _check_writable(out_root, "--out", directory=True)
+    out_root.mkdir(parents=True, exist_ok=True)
+    if not as_json:
+        console.print(f"{len(refs)} sessions: {batch.INDEPENDENCE}")
+    rows = []
+    for i, ref in enumerate(refs, 1):
+        with _progress(f"replaying {ref.name} ({i}/{len(refs)})") as progress:
+            run = batch.replay_into(ref, config, out_root, seed=seed, progress=progress)
+        if with_report:
+            from simulator.report import write_report
+
+            write_report(run.run_dir)
+        rows.append(batch.session_row(run))
+    summary = batch.aggregate(rows, strategy=config["strategy"]["name"], seed=seed)
+    path = batch.write_summary(out_root, summary)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    _print_sessions(rows, batch.totals(rows))
+    console.print(f"  summary written to {path}")
+
+
+def _print_sessions(rows: Sequence[dict[str, Any]], totals: dict[str, Any]) -> None:
+    table = Table(title="sessions, replayed independently", show_edge=False)
+    for head in ("session", "events", "fills", "PnL", "max DD", "digest"):
+        left = head in ("session", "digest")
+        table.add_column(head, justify="left" if left else "right", no_wrap=True)
+
+    def cells(r: dict[str, Any]) -> list[str]:
+        return [f"{r['n_events']:,}", f"{r['n_fills']:,}", f"{r['final_equity']:,.2f}",
+                f"{r['max_drawdown']:,.2f}"]  # fmt: skip
+
+    for r in rows:
+        table.add_row(r["session"], *cells(r), r["digest"][:8])
+    table.add_row(f"total ({totals['sessions']})", *cells(totals), "", style="bold")
+    console.print(table)
+    console.print(
+        f"  orders {totals['n_orders']:,}  fees {totals['fees']:,.4f}  rejections "
+        f"{totals['n_rejections']:,}\n  PnL: final equity (realised + unrealised - fees); "
+        "total max DD: the worst session's"
+    )
 
 
 @main.command()
@@ -537,6 +748,9 @@ def report(run_dir: Path, out: Path | None) -> None:
     """Write the self-contained HTML report of RUN_DIR (a `ticktape replay` output)."""
     from simulator.report import write_report
 
+    _check_writable(
+        out or run_dir / "report.html", "-o/--out" if out else "RUN_DIR", directory=False
+    )
     path = write_report(run_dir, out)
     console.print(f"report written to {path} ({path.stat().st_size / 1e6:.1f} MB)")
 
@@ -550,10 +764,12 @@ def _print_run(manifest: dict[str, Any], out_dir: Path) -> None:
         f"({timings['events_per_s']:,.0f} events/s)"
     )
     console.print(
-        f"  PnL {s['realized_pnl'] + s['unrealized_pnl']:.4f} (realised {s['realized_pnl']:.4f}, "
-        f"fees {s['fees']:.4f})  orders {s['n_orders']:,}  fills {s['n_fills']:,}  "
-        f"rejections {s['n_rejections']:,}  position {s['final_position']:g}  "
-        f"max drawdown {s['max_drawdown']:.4f}"
+        f"  PnL {s['net_pnl']:,.4f} after fees (realised {s['realized_pnl']:,.4f}, "
+        f"unrealised {s['unrealized_pnl']:,.4f}, fees {s['fees']:,.4f})"
+    )
+    console.print(
+        f"  orders {s['n_orders']:,}  fills {s['n_fills']:,}  rejections {s['n_rejections']:,}  "
+        f"position {s['final_position']:g}  max drawdown {s['max_drawdown']:,.4f}"
     )
     table = Table(title="stage latency (µs)", show_edge=False)
     for name in ("stage", "count", "p50", "p99", "p99.9", "max"):
@@ -572,12 +788,14 @@ def _print_run(manifest: dict[str, Any], out_dir: Path) -> None:
 @_strategy_options
 @click.option("--scenario", "scenarios", multiple=True, required=True, metavar="FILE|NAME",
               help="A scenario TOML file or a name in scenarios/ (repeatable).")  # fmt: skip
-@click.option("--workers", type=int, help="Worker processes (default: one per core).")
+@click.option("--workers", type=click.IntRange(min=1),
+              help="Worker processes (default: one per core).")  # fmt: skip
 @click.option("--report/--no-report", "with_report", default=True, show_default=True,
               help="Write each run's report.html (the baseline's: the comparison).")  # fmt: skip
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Output directory (default: reports/stress--<run>/).")  # fmt: skip
 @LATENCY_OPTION
+@JSON_OPTION
 @DATA_DIR_OPTION
 def stress(
     session: str,
@@ -589,35 +807,59 @@ def stress(
     with_report: bool,
     out: Path | None,
     latency: str | None,
+    as_json: bool,
     data_dir: Path,
 ) -> None:
-    """Run the baseline (calm) and each scenario on SESSION; print and save the comparison."""
+    """Run the baseline (calm) and each scenario on SESSION; print and save the comparison.
+
+    Exit 1 when a scenario failed (every run is still compared and written)."""
     from simulator import runtime
     from simulator.session import resolve_session
-    from simulator.stress.run import run_stress
+    from simulator.stress.run import BASELINE, run_stress, slug
 
     ref = resolve_session(session, data_dir)
     config = _with_latency(_load_config(strategy, config_file, sets), latency)
     name = f"stress--{runtime.run_id(config, ref, 0).removesuffix('--seed0')}"
     out_dir = out or runtime.unique_dir(Path("reports"), name)
-    with console.status("running the baseline and the scenarios") as status:
+    _check_writable(out_dir, "--out", directory=True)
+    with _status("running the baseline and the scenarios") as update:
         table = run_stress(
-            session, data_dir, config, list(scenarios), out_dir,
-            workers=workers, on_done=lambda done: status.update(f"done: {done}"),
+            session, data_dir, config, list(scenarios), out_dir, workers=workers,
+            on_done=lambda done: update(f"done: {done}"), keep_latency_model=latency is not None,
         )  # fmt: skip
-    _print_comparison(table.to_pylist())
-    console.print(f"  comparison written to {out_dir / 'comparison.parquet'}")
+    rows = table.to_pylist()
+    runs = sorted(p.parent for p in out_dir.glob("*/manifest.json"))
     if with_report:
         from simulator.report import write_report
 
-        runs = sorted(p.parent for p in out_dir.glob("*/manifest.json"))
         for run in runs:
             write_report(run)
-        console.print(f"  reports written in {len(runs)} run directories under {out_dir}")
+    baseline = out_dir / slug(BASELINE)
+    paths = {
+        "out_dir": out_dir,
+        "comparison": out_dir / "comparison.parquet",
+        "baseline_report": baseline / "report.html" if with_report and baseline in runs else None,
+        "runs": {str(r["scenario"]): str(out_dir / slug(str(r["scenario"]))) for r in rows},
+    }
+    if as_json:
+        _echo_json(summary=rows, paths=paths, digest=rows[0].get("digest"))
+    else:
+        _print_stress(rows, paths, len(runs) if with_report else 0)
+    if any(str(r.get("status", "")).startswith("failed") for r in rows):
+        sys.exit(1)
+
+
+def _print_stress(rows: list[dict[str, Any]], paths: dict[str, Any], n_reports: int) -> None:
+    _print_comparison(rows)
+    console.print(f"  comparison written to {paths['comparison']}")
+    if n_reports:
+        console.print(f"  reports written in {n_reports} run directories under {paths['out_dir']}")
+    if paths["baseline_report"] is not None:
+        console.print(f"  baseline report (with the comparison) {paths['baseline_report']}")
 
 
 def _print_comparison(rows: list[dict[str, Any]]) -> None:
-    table = Table(title="stress comparison (p99 latency in µs)", show_edge=False)
+    table = Table(title="stress comparison (PnL after fees; p99 latency in µs)", show_edge=False)
     heads = ("scenario", "fills", "PnL", "ΔPnL", "rej", "trips", "skip", "infer", "queue")
     for head in heads:
         table.add_column(head, justify="left" if head == "scenario" else "right", no_wrap=True)
@@ -633,9 +875,162 @@ def _print_comparison(rows: list[dict[str, Any]]) -> None:
             str(r["breaker_trips"]), f"{r['n_skipped'] + r['n_dropped']:,}",
             f"{r['inference_p99_us']:.1f}", f"{r['queue_p99_us']:.1f}",
         )  # fmt: skip
+        dropped = _dropped(r)
+        if dropped:
+            notes.append(f"  {r['scenario']}: bad rows dropped by the checks ({dropped})")
     console.print(table)
     for note in notes:
         console.print(note)
+
+
+def _dropped(row: dict[str, Any]) -> str:
+    """`quotes 12, trades 3`: rows the drop repair took out of each stream of a stress run."""
+    injected = json.loads(row.get("injected") or "{}")
+    counts = {key.split(":")[0]: n for key, n in injected.items() if key.endswith("checks.dropped")}
+    return ", ".join(f"{kind} {n:,}" for kind, n in sorted(counts.items()) if n)
+
+
+@contextmanager
+def _status(text: str) -> Iterator[Callable[[str], None]]:
+    """A spinner with `text` on a terminal; nothing when piped."""
+    if not console.is_terminal:
+        yield lambda _: None
+        return
+    with console.status(text) as status:
+        yield lambda update: status.update(update)
+
+
+def _parsed(parse: Callable[[str], Any]) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """A click callback: the library's parser, its ConfigError a usage error (exit 2)."""
+
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:  # noqa: ANN401
+        try:
+            if isinstance(value, tuple):
+                return tuple(parse(v) for v in value)
+            return None if value is None else parse(value)
+        except SimulatorError as e:
+            raise click.BadParameter(str(e)) from e
+
+    return callback
+
+
+def _grid_parser(text: str) -> Any:  # noqa: ANN401 - a GridAxis, imported late
+    from simulator.sweep import parse_grid
+
+    return parse_grid(text)
+
+
+def _scales_parser(text: str) -> Any:  # noqa: ANN401 - a tuple of floats
+    from simulator.sweep import parse_scales
+
+    return parse_scales(text)
+
+
+@main.command()
+@click.argument("sessions", metavar="SESSION...", nargs=-1, required=True)
+@_strategy_options
+@click.option("--grid", "axes", multiple=True, metavar="KEY=V1,V2,...",
+              callback=_parsed(_grid_parser),
+              help="A setting and its values, e.g. policy.threshold=0.2,0.3 (repeatable: "
+                   "cells are the product).")  # fmt: skip
+@click.option("--latency-scale", "scales", metavar="F1,F2,...", callback=_parsed(_scales_parser),
+              help="Also run each cell with every stage, feed and order latency times each "
+                   "factor, e.g. 0.5,1,2,4 (needs a non-zero latency model).")  # fmt: skip
+@click.option("--seed", default=0, show_default=True, help="Seed of every random generator.")
+@click.option("--workers", type=click.IntRange(min=1),
+              help="Local worker processes (default: one per core; 1: this process).")  # fmt: skip
+@click.option("--ray", "ray_address", metavar="ADDRESS",
+              help="Run cells on Ray: local (start one), auto or ray://host:10001.")  # fmt: skip
+@click.option("--reports", is_flag=True, help="Write each cell's report.html too.")
+@click.option("--force", is_flag=True, help="Rerun cells already done (default: skip them).")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Sweep directory: cells/, results.parquet, sweep.html.")  # fmt: skip
+@LATENCY_OPTION
+@DATA_DIR_OPTION
+def sweep(
+    sessions: tuple[str, ...], strategy: str, config_file: Path | None, sets: tuple[str, ...],
+    axes: tuple[Any, ...], scales: tuple[float, ...] | None, seed: int, workers: int | None,
+    ray_address: str | None, reports: bool, force: bool, out: Path, latency: str | None,
+    data_dir: Path,
+) -> None:  # fmt: skip
+    """Replay SESSIONs x the product of the grids x latency scales as independent cells, on
+    local processes or Ray; resumable (cells already done are skipped). Writes OUT/cells/,
+    OUT/results.parquet (one row per cell) and OUT/sweep.html. Exit 1 if any cell failed."""
+    from simulator.selection import expand_sessions
+    from simulator.sweep import Sweep, SweepSpec
+    from simulator.sweep.executors import executor_for
+
+    if ray_address is not None and workers is not None and ray_address != "local":
+        raise click.UsageError("--workers applies to local processes or --ray local only")
+    spec = SweepSpec(
+        sessions=tuple(expand_sessions(sessions, data_dir)), data_dir=data_dir,
+        config=_with_latency(_load_config(strategy, config_file, sets), latency),
+        axes=axes, scales=scales or (), seed=seed, reports=reports, force=force,
+    )  # fmt: skip
+    plan = Sweep(spec, out)
+    executor = executor_for(workers, ray_address)
+    try:
+        outcome = _run_sweep(plan, executor)
+    except KeyboardInterrupt:
+        err_console.print(
+            f"[yellow]interrupted[/yellow]: workers stopped; {plan.n_done} of {len(plan.cells)} "
+            f"cells done, kept under {out / 'cells'} and in {out / 'results.parquet'}; "
+            "run the same command to resume"
+        )
+        sys.exit(130)
+    _print_sweep(outcome, out)
+    if outcome.n_failed:
+        err_console.print(
+            f"[red]SweepError[/red]: {outcome.n_failed} of {len(outcome.rows)} cells failed "
+            f"(their status is in {outcome.results})"
+        )
+        sys.exit(1)
+
+
+def _run_sweep(plan: Any, executor: Any) -> Any:  # noqa: ANN401 - Sweep, Executor, Outcome
+    from rich.progress import MofNCompleteColumn, TimeRemainingColumn
+
+    from simulator.report.sweep import write_sweep_report
+
+    done, todo = plan.resumed()
+    if done:
+        console.print(f"resuming: {len(done)} of {len(plan.cells)} cells already done")
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),
+               TimeRemainingColumn())  # fmt: skip
+    failed = 0
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        label = f"sweep on {executor.name}"
+        task = bar.add_task(label, total=len(todo), rate="")
+
+        def on_row(row: dict[str, Any]) -> None:
+            nonlocal failed
+            failed += row["status"] != "ok"
+            speed = bar.tasks[task].speed
+            rate = "" if speed is None else f"{speed:.2f} cells/s"
+            note = f" ({failed} failed)" if failed else ""
+            bar.update(task, advance=1, rate=rate, description=f"{label}{note}")
+
+        try:
+            outcome = plan.run(executor, on_row)
+        finally:
+            write_sweep_report(plan.out_dir)
+    return outcome
+
+
+def _print_sweep(outcome: Any, out: Path) -> None:  # noqa: ANN401 - a SweepOutcome
+    ok = [r for r in outcome.rows if r["status"] == "ok"]
+    console.print(
+        f"{len(outcome.rows)} cells: {outcome.n_run} run, {outcome.n_resumed} resumed, "
+        f"{outcome.n_failed} failed"
+    )
+    if ok:
+        best = max(ok, key=lambda r: r["final_equity"])
+        console.print(f"  best PnL {best['final_equity']:,.4f}: cell {best['cell']}")
+    for row in outcome.rows:
+        if row["status"] not in ("ok", "not run"):
+            console.print(f"  [red]{escape(row['cell'])}[/red]: {escape(row['status'])}")
+    console.print(f"  results {outcome.results}\n  report {out / 'sweep.html'}")
 
 
 @main.command()
@@ -647,6 +1042,7 @@ def calibrate(run_dir: Path, out: Path) -> None:
     with --latency calibrated:FILE to sample them reproducibly."""
     from simulator.timing import calibrate as write_calibration
 
+    _check_writable(out, "-o/--out", directory=False)
     path = write_calibration(run_dir, out)
     console.print(f"calibrated latency model written to {path}; use --latency calibrated:{path}")
 
@@ -736,7 +1132,8 @@ def train(
     multiple=True,
     help="Strategy of the pipeline cases (repeatable). Default: obi_rule, obi_mlp.",
 )
-@click.option("--size", default=1_000_000, show_default=True, help="Quotes in the generated file.")
+@click.option("--size", default=1_000_000, show_default=True, type=click.IntRange(min=1),
+              help="Quotes in the generated file.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per case.")
 @click.option(
     "--kernel",
@@ -758,10 +1155,15 @@ def bench(
     import tempfile
 
     from simulator import bench as benchmark
-    from simulator.config import strategy_names
+    from simulator.config import load_strategy, strategy_names
+    from simulator.session import resolve_session
     from simulator.sources.synthetic import write_synthetic_session
 
     chosen = list(strategies) or [s for s in ("obi_rule", "obi_mlp") if s in strategy_names()]
+    for name in chosen:  # named errors here, before any case subprocess starts
+        load_strategy(name)
+    for spec in datasets:
+        resolve_session(spec, data_dir)
     with tempfile.TemporaryDirectory() as tmp:
         data = list(datasets)
         if not data:
@@ -779,15 +1181,27 @@ def bench(
 def _print_bench(results: list[dict[str, Any]]) -> None:
     table = Table(title="ticktape bench (run phase; load apart)", show_edge=False)
     columns = ("case", "strategy", "data", "kernel", "events", "events/s", "load s", "peak RSS MB")
-    for name in columns:
-        left = name in ("case", "strategy", "data", "kernel")
-        table.add_column(name, justify="left" if left else "right")
-    for r in results:
-        table.add_row(
-            r["case"], r["strategy"], Path(r["data"]).name if "/" in r["data"] else r["data"],
-            r.get("feature_kernel") or "-", f"{r['n_events']:,}", f"{r['events_per_s']:,.0f}",
-            f"{r['load_s']:.2f}", f"{r['peak_rss_mb']:.0f}",
-        )  # fmt: skip
+    rows = [
+        (
+            r["case"],
+            r["strategy"],
+            Path(r["data"]).name if "/" in r["data"] else r["data"],
+            r.get("feature_kernel") or "-",
+            f"{r['n_events']:,}",
+            f"{r['events_per_s']:,.0f}",
+            f"{r['load_s']:.2f}",
+            f"{r['peak_rss_mb']:.0f}",
+        )
+        for r in results
+    ]
+    for i, name in enumerate(columns):
+        width = max([len(row[i]) for row in rows], default=0)
+        if name in ("case", "strategy", "data", "kernel"):  # long names may wrap, numbers never
+            table.add_column(name, overflow="fold", min_width=max(len(name), min(width, 10)))
+        else:
+            table.add_column(name, justify="right", no_wrap=True, min_width=width)
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
     for r in results:
         for stage, h in r["stages"].items():

@@ -17,11 +17,14 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from time import perf_counter
+from typing import Final
 
+from simulator import errors
 from simulator.config import apply_overrides, load_strategy
 from simulator.engine import BOOK, KIND_CODES, QUOTE
-from simulator.errors import InvariantViolation
+from simulator.errors import InvariantViolation, SimulatorError
 from simulator.features import FeatureBuffer, native
+from simulator.features.user import MixedFeatures
 from simulator.runtime import build_features, replay, session_sources
 from simulator.session import resolve_session
 from simulator.sources.merge import merge
@@ -63,7 +66,7 @@ def run_case(case: str, data: str, data_dir: Path, strategy: str) -> dict[str, o
     return result
 
 
-def _walk(sources: Sequence[BatchSource], features: FeatureBuffer | None) -> int:
+def _walk(sources: Sequence[BatchSource], features: FeatureBuffer | MixedFeatures | None) -> int:
     """Touch every event's fields (data case) or feed the feature stage too (features case)."""
     n = 0
     for merged in merge(sources):
@@ -111,13 +114,45 @@ def run_all(
     for data in datasets:
         for case, strategy in default_cases(strategies):
             command = [sys.executable, "-m", "simulator.bench", case, data, str(data_dir), strategy]
-            out = subprocess.run(
-                command, check=True, capture_output=True, text=True, env=env
-            ).stdout
-            results.append(json.loads(out.strip().splitlines()[-1]))
+            done = subprocess.run(command, capture_output=True, text=True, env=env)
+            if done.returncode != 0:
+                raise _child_error(done.stderr, f"bench case {case} ({strategy} on {data})")
+            results.append(json.loads(done.stdout.strip().splitlines()[-1]))
     return results
 
 
-if __name__ == "__main__":  # one case, in a subprocess of run_all
-    case_name, data_name, directory, strategy_name = sys.argv[1:5]
-    print(json.dumps(run_case(case_name, data_name, Path(directory), strategy_name)))  # noqa: T201
+CHILD_ERROR: Final = "ticktape-bench-error "
+"""Prefix of the one line a case subprocess writes for a SimulatorError: `<prefix><json>`."""
+
+
+def _child_error(stderr: str, what: str) -> SimulatorError:
+    """The case subprocess's own error, as the same SimulatorError class, or (for a crash)
+    the last line it wrote."""
+    lines = stderr.strip().splitlines()
+    for line in reversed(lines):
+        if line.startswith(CHILD_ERROR):
+            found = json.loads(line.removeprefix(CHILD_ERROR))
+            cls = getattr(errors, found["type"], SimulatorError)
+            if isinstance(cls, type) and issubclass(cls, SimulatorError):
+                return cls(found["message"])
+            break
+    last = lines[-1] if lines else "no output"
+    return SimulatorError(f"{what} failed: {last}")
+
+
+def _main(argv: list[str]) -> int:
+    """One case, in a subprocess of run_all: its result as a JSON line on stdout, or its
+    SimulatorError as one tagged line on stderr (exit 1)."""
+    case_name, data_name, directory, strategy_name = argv[:4]
+    try:
+        result = run_case(case_name, data_name, Path(directory), strategy_name)
+    except SimulatorError as e:
+        error = {"type": type(e).__name__, "message": str(e)}
+        sys.stderr.write(CHILD_ERROR + json.dumps(error) + "\n")
+        return 1
+    sys.stdout.write(json.dumps(result) + "\n")  # answers the parent process, not a user
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

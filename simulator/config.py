@@ -157,6 +157,22 @@ def apply_overrides(
     return merged
 
 
+def apply_values(config: Config, values: Mapping[str, object], *, where: str) -> Config:
+    """A copy of `config` with `values` applied: `{"section.key": value}` or nested
+    `{"section": {"key": value}}` (the Python API's overrides), checked like `--set`."""
+    nested: dict[str, Any] = {}
+    for key, value in values.items():
+        parts = key.split(".")
+        cursor = nested
+        for part in parts[:-1]:
+            cursor = cursor.setdefault(part, {})
+        cursor[parts[-1]] = value
+    merged = copy.deepcopy(config)
+    _merge(merged, nested, where=where)
+    settings(merged)
+    return merged
+
+
 def _merge(base: Config, update: Mapping[str, Any], *, where: str, prefix: str = "") -> None:
     for key, value in update.items():
         name = f"{prefix}{key}"

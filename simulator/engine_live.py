@@ -10,7 +10,7 @@ venue sees the same order arrival times and the run is identical (`--latency rec
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
@@ -18,6 +18,10 @@ from simulator.engine import TIMER, TRADE, Engine, EngineState
 from simulator.errors import InvariantViolation
 from simulator.metrics import LatencyHistogram
 from simulator.sources.merge import MergedBatch
+from simulator.sources.recorded import EventBatch
+
+_ROW0: Final = np.zeros(1, dtype=np.int64).data  # order_part = order_row = [0]
+_SAMPLES: Final = 4096
 
 
 class LiveEngine(Engine):
@@ -27,8 +31,34 @@ class LiveEngine(Engine):
         super().__init__(sources=(), **engine)
         self._wall = wall
         self.decisions: list[tuple[int, int]] = []  # (event index, ts_decision), taken by caller
-        self.recv_to_done = LatencyHistogram("recv_to_done")
+        self._recv_to_done = LatencyHistogram("recv_to_done")
+        self._samples = np.zeros(_SAMPLES, dtype=np.int64)  # binned when full: no per-event numpy
+        self._n_samples = 0
+
+    @property
+    def recv_to_done(self) -> LatencyHistogram:
         """Receive time to the end of the pipeline's work on the event (quotes, books)."""
+        if self._n_samples:
+            self._recv_to_done.add_samples(self._samples[: self._n_samples])
+            self._n_samples = 0
+        return self._recv_to_done
+
+    def prepare_one(self, batch: EventBatch) -> list[tuple[Any, ...]]:
+        """The engine's handles on a one-row batch whose columns the caller rewrites in place
+        before each `step_one` (the lean live path: no table, no batch per event)."""
+        return [self._prepare(batch)]
+
+    def step_one(self, prepared: list[tuple[Any, ...]]) -> None:
+        """Run the one event now in the columns of `prepared` (from `prepare_one`)."""
+        self._slot = self._walk(prepared, _ROW0, _ROW0, self._slot)
+        kind, ts_col = prepared[0][:2]
+        if kind != TRADE and kind < TIMER:
+            n = self._n_samples
+            self._samples[n] = self._wall() - ts_col[0]
+            self._n_samples = n = n + 1
+            if n == _SAMPLES:
+                self._recv_to_done.add_samples(self._samples)
+                self._n_samples = 0
 
     def _walk_merged(self, parts: list[tuple[Any, ...]], merged: MergedBatch, slot: int) -> int:
         order_part, order_row = merged.order_part, merged.order_row
@@ -39,7 +69,7 @@ class LiveEngine(Engine):
             if kind != TRADE and kind < TIMER:
                 samples.append(wall() - ts_col[order_row[k]])
         if samples:
-            self.recv_to_done.add_samples(np.asarray(samples, dtype=np.int64))
+            self._recv_to_done.add_samples(np.asarray(samples, dtype=np.int64))
         return slot
 
     def _stamp(self, ts: int) -> int:

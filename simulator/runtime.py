@@ -5,7 +5,6 @@ WallClock and live source here and nowhere else.
 
 from __future__ import annotations
 
-import difflib
 import platform
 import re
 from collections.abc import Callable
@@ -25,7 +24,8 @@ from simulator.engine_live import RecordedEngine
 from simulator.engine_timed import TimedEngine, TimeModel
 from simulator.errors import ConfigError, DataError, InvariantViolation
 from simulator.execution import FixedLatency, SimVenue, ZeroLatency
-from simulator.features import FeatureBuffer, FeatureConfig, warmup
+from simulator.features import FeatureBuffer, warmup
+from simulator.features.user import MixedFeatures, build_feature_stage
 from simulator.market import MarketState
 from simulator.models.breaker import CircuitBreaker
 from simulator.models.precomputed import PrecomputedRunner
@@ -143,19 +143,16 @@ def timer_source(sources: list[ParquetSource], interval_ms: float) -> TimerSourc
     return TimerSource(start, end, int(interval_ms * MS), priority=len(sources))
 
 
-def build_features(config: Config, levels: int) -> FeatureBuffer:
-    names = settings(config).features.names
-    known = FeatureConfig().all_names
-    for name in names:
-        if name not in known:
-            close = difflib.get_close_matches(name, known, n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else f"; known: {', '.join(known)}"
-            raise ConfigError(f"features.names: unknown feature '{name}'{hint}")
-    return FeatureBuffer(FeatureConfig(levels=levels, features=names or None))
+def build_features(config: Config, levels: int) -> FeatureBuffer | MixedFeatures:
+    """The built-in buffer, mixed with the user's feature classes when the strategy has some."""
+    typed = settings(config)
+    base = Path(typed.strategy.dir)
+    return build_feature_stage(typed.features.names, typed.features.plugins, base=base,
+                               levels=levels)  # fmt: skip
 
 
 def _require_trades_if_needed(
-    features: FeatureBuffer, sources: list[ParquetSource], session: SessionRef
+    features: FeatureBuffer | MixedFeatures, sources: list[ParquetSource], session: SessionRef
 ) -> None:
     """Trade features never become ready without trades: say so instead of never trading."""
     if warmup(features.config)[1] > 0 and not any(s.kind == "trades" for s in sources):
@@ -166,7 +163,9 @@ def _require_trades_if_needed(
         )
 
 
-def build_runner(section: Config, features: FeatureBuffer, strategy_dir: Path) -> ModelRunner:
+def build_runner(
+    section: Config, features: FeatureBuffer | MixedFeatures, strategy_dir: Path
+) -> ModelRunner:
     kind = section["kind"]
     n = len(features.names)
     path = strategy_dir / section["path"] if section.get("path") else None
@@ -287,7 +286,7 @@ class StagedPipeline:
     """A configured pipeline, with its circuit breaker (if any) and the health it reports."""
 
     pipeline: Pipeline
-    features: FeatureBuffer
+    features: FeatureBuffer | MixedFeatures
     health: Callable[[], bool]
     breaker: CircuitBreaker | None
 
@@ -328,7 +327,7 @@ def build_pipeline(
     return StagedPipeline(pipeline, features, health, breaker)
 
 
-def _fallback_index(name: str, features: FeatureBuffer) -> int:
+def _fallback_index(name: str, features: FeatureBuffer | MixedFeatures) -> int:
     """The slot the breaker's fallback rule reads as obi: a feature the strategy computes."""
     if name not in features.names:
         raise ConfigError(
@@ -445,6 +444,8 @@ def run_summary(
         "n_orders": len(tables.orders),
         "n_fills": len(tables.fills),
         "n_rejections": len(tables.rejections),
+        # the one PnL everywhere: after fees (= final_equity - initial cash), with its parts
+        "net_pnl": portfolio.realized_pnl + portfolio.unrealized_pnl - portfolio.fees,
         "realized_pnl": portfolio.realized_pnl,
         "unrealized_pnl": portfolio.unrealized_pnl,
         "fees": portfolio.fees,

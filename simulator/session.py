@@ -8,6 +8,7 @@ A live session is usable once its Parquet parts are consolidated (`ticktape data
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -77,10 +78,29 @@ def resolve_session(spec: str, data_dir: Path) -> SessionRef:
     key = SessionKey.parse(spec)
     directory = session_dir(data_dir, key)
     if not directory.is_dir():
+        hint = _closest_session(str(key), data_dir)
+        maybe = f" (did you mean {hint}?)" if hint else ""
         raise DataError(
-            f"no session {key} under {data_dir}; `ticktape data ls` lists the sessions there"
+            f"no session {key} under {data_dir}{maybe}; `ticktape data ls` lists the sessions there"
         )
     return _from_directory(directory, str(key))
+
+
+def _closest_session(name: str, data_dir: Path) -> str | None:
+    """The session under `data_dir` whose venue, symbol and date each equal or closely match
+    those of `name` (a typo'd symbol gets the right one; another symbol gets nothing)."""
+    typed = name.split("/")
+    best, best_score = None, 0.0
+    for path in sorted(data_dir.glob("*/*/*")):
+        parts = path.relative_to(data_dir).parts
+        if not path.is_dir() or len(parts) != len(typed):
+            continue
+        scores = [
+            difflib.SequenceMatcher(None, a, b).ratio() for a, b in zip(typed, parts, strict=True)
+        ]
+        if min(scores) >= 0.6 and sum(scores) > best_score:
+            best, best_score = "/".join(parts), sum(scores)
+    return best
 
 
 def session_directory(spec: str, data_dir: Path) -> Path:

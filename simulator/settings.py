@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from simulator.errors import ConfigError
+from simulator.plugins import PluginSpec
 
 KINDS = ("quotes", "book", "trades")
 MODEL_KINDS = ("rule", "onnx", "torch", "gru", "precomputed")
@@ -57,6 +58,15 @@ class _Section:
     def check(self) -> None:
         """Checks between keys (subclasses)."""
 
+    @classmethod
+    def typed(cls, values: dict[str, Any]) -> dict[str, Any]:
+        """TOML values as the fields' types (subclasses with richer fields)."""
+        return _tuples(values)
+
+
+def _tuples(values: dict[str, Any]) -> dict[str, Any]:
+    return {key: tuple(v) if isinstance(v, list) else v for key, v in values.items()}
+
 
 def _one_of(*choices: str) -> tuple[Callable[[Any], bool], str]:
     return (lambda v: v in choices), "one of " + ", ".join(choices)
@@ -85,7 +95,17 @@ class FeaturesSection(_Section):
         ("names", lambda v: len(set(v)) == len(v), "a list of distinct feature names"),
     )
 
-    names: tuple[str, ...] = ()  # () = the whole built-in library
+    names: tuple[str, ...] = ()  # () = the whole built-in library; else built-ins and plug-ins
+    plugins: tuple[PluginSpec, ...] = ()  # the user's feature classes, "file.py:Class"
+
+    @classmethod
+    def typed(cls, values: dict[str, Any]) -> dict[str, Any]:
+        out = _tuples(values)
+        out["plugins"] = tuple(
+            PluginSpec.of(raw, f"features.plugins[{i}]")
+            for i, raw in enumerate(values.get("plugins", ()))
+        )
+        return out
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -263,11 +283,7 @@ class Settings:
         sections: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             kind = SECTIONS[f.name]
-            values = {
-                key: tuple(v) if isinstance(v, list) else v
-                for key, v in config.get(f.name, {}).items()
-            }
-            sections[f.name] = kind(**values)
+            sections[f.name] = kind(**kind.typed(dict(config.get(f.name, {}))))
         return cls(**sections)
 
 
@@ -289,9 +305,10 @@ def default_dict() -> dict[str, dict[str, Any]]:
     """The defaults as a plain TOML-shaped dict (lists, not tuples): what a strategy TOML,
     `--config` and `--set` are merged over, key by key."""
     return {
-        name: {
-            key: list(value) if isinstance(value, tuple) else value
-            for key, value in dataclasses.asdict(kind()).items()
-        }
+        name: {f.name: _plain(getattr(kind(), f.name)) for f in dataclasses.fields(kind)}
         for name, kind in SECTIONS.items()
     }
+
+
+def _plain(value: object) -> object:
+    return list(value) if isinstance(value, tuple) else value

@@ -104,8 +104,8 @@ def parse_service_model(spec: str, *, seed: int = 0) -> ServiceModel:
     if kind == "calibrated" and rest:
         return CalibratedService(Path(rest), seed)
     raise ConfigError(
-        f"latency model '{spec}' unknown; expected zero, fixed:STAGE=US,..., measured or "
-        "calibrated:FILE"
+        f"latency model '{spec}' unknown; expected zero, fixed:STAGE=US,..., measured, "
+        "calibrated:FILE or recorded (a `ticktape live` session)"
     )
 
 

@@ -22,6 +22,7 @@ import numpy.typing as npt
 from simulator.config import Config
 from simulator.errors import ConfigError, DataError
 from simulator.features import features_frame, session_events, warmup
+from simulator.features.user import MixedFeatures
 from simulator.models import export_gru, export_mlp, train_gru, train_mlp
 from simulator.models.train import SplitMetrics
 from simulator.runtime import build_features, session_sources
@@ -57,10 +58,14 @@ def training_set(
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], int, int, tuple[str, ...]]:
     """(X, y, events, unlabelled, feature names) over the mid updates with ready features."""
     sources, levels = session_sources(session, config)
-    feature_config = build_features(config, levels).config
+    features = build_features(config, levels)
+    feature_config = features.config
     kinds = tuple(s.kind for s in sources)
     events = session_events(session, kinds=kinds, levels=levels)
-    x = features_frame(events, feature_config)
+    if isinstance(features, MixedFeatures):  # the user's features: their twins, or incremental
+        x = np.asarray(features.frame(events), dtype=np.float32)
+    else:
+        x = features_frame(events, feature_config)
     kind = events["kind"].to_numpy()
     is_mid = kind != 1
     mid = ((events["bid_px"] + events["ask_px"]) / 2).to_numpy()[is_mid]
@@ -78,7 +83,7 @@ def training_set(
         labels[keep].astype(np.float32),
         events.height,
         int(np.count_nonzero(ready_mid & (labels < 0))),
-        feature_config.names,
+        features.names,
     )
 
 

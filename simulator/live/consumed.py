@@ -10,7 +10,7 @@ from the checked batches are the session: replaying them reproduces the consumed
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final, Protocol
 
 import pyarrow as pa
 
@@ -75,12 +75,24 @@ def schemas(levels: int) -> dict[str, pa.Schema]:
     }
 
 
+class EventSink(Protocol):
+    """Takes each consumed event at once, as its row tuple (live.stepper.EventStepper)."""
+
+    def quote(self, row: tuple[Any, ...]) -> None: ...
+    def trade(self, row: tuple[Any, ...]) -> None: ...
+    def book(self, row: tuple[Any, ...]) -> None: ...
+    def tick(self, row: tuple[Any, ...]) -> None: ...
+    def status(self, row: tuple[Any, ...]) -> None: ...
+
+
 @dataclass(slots=True)
 class Consumed:
-    """The consumed events of one drain, per kind, each with the next session `seq`."""
+    """The consumed events, each with the next session `seq`: handed to `sink` one by one
+    as the normaliser emits them (live), else kept per kind for `tables()` (tests, tools)."""
 
     levels: int
     next_seq: int = 0
+    sink: EventSink | None = None
     quotes: list[tuple[object, ...]] = field(default_factory=list)
     trades: list[tuple[object, ...]] = field(default_factory=list)
     book: list[tuple[object, ...]] = field(default_factory=list)
@@ -104,21 +116,41 @@ class Consumed:
         ask: tuple[float, float],
         update_id: int,
     ) -> None:
-        self.quotes.append((ts_event, ts_recv, *bid, *ask, update_id, self._seq()))
+        row = (ts_event, ts_recv, *bid, *ask, update_id, self._seq())
+        if self.sink is None:
+            self.quotes.append(row)
+        else:
+            self.sink.quote(row)
 
     def trade(
         self, ts_recv: int, ts_event: int | None, px: float, sz: float, side: int, trade_id: int
     ) -> None:
-        self.trades.append((ts_event, ts_recv, px, sz, side, trade_id, self._seq()))
+        row = (ts_event, ts_recv, px, sz, side, trade_id, self._seq())
+        if self.sink is None:
+            self.trades.append(row)
+        else:
+            self.sink.trade(row)
 
     def book_row(self, ts_recv: int, ts_event: int | None, update_id: int, book: OrderBook) -> None:
-        self.book.append((ts_event, ts_recv, *book.top_row(self.levels), update_id, self._seq()))
+        row = (ts_event, ts_recv, *book.top_row(self.levels), update_id, self._seq())
+        if self.sink is None:
+            self.book.append(row)
+        else:
+            self.sink.book(row)
 
     def tick(self, ts_recv: int) -> None:
-        self.timer.append((ts_recv, ts_recv, self._seq()))
+        row = (ts_recv, ts_recv, self._seq())
+        if self.sink is None:
+            self.timer.append(row)
+        else:
+            self.sink.tick(row)
 
     def status_event(self, ts_recv: int, code: StatusCode, reason: str) -> None:
-        self.status.append((ts_recv, ts_recv, self._seq(), int(code), reason))
+        row = (ts_recv, ts_recv, self._seq(), int(code), reason)
+        if self.sink is None:
+            self.status.append(row)
+        else:
+            self.sink.status(row)
 
     def __len__(self) -> int:
         return (

@@ -92,7 +92,8 @@ def route(frames: list[Frame], prefixes: Iterable[str]) -> dict[str, list[Frame]
 
 class _RawSpool:
     """Frames waiting to be written to the raw parts: the network thread appends (a deque
-    append is atomic), a flusher thread writes them to every session they belong to."""
+    append is atomic), a flusher thread writes them to every session they belong to, and
+    the consumed rows and outputs each run's spool holds."""
 
     def __init__(self, runs: list[SymbolRun]) -> None:
         self._frames: deque[Frame] = deque()
@@ -118,11 +119,11 @@ class _RawSpool:
         frames: list[Frame] = []
         while self._frames:
             frames.append(self._frames.popleft())
-        if not frames:
-            return
-        for prefix, selected in route(frames, self._runs).items():
+        for prefix, selected in route(frames, self._runs).items() if frames else ():
             if selected:
                 self._runs[prefix].parts.append("raw", raw_table(selected))
+        for run in self._runs.values():  # the consumed rows and outputs, off the path
+            run.spool.flush()
 
     def close(self) -> None:
         self._stop.set()
@@ -293,6 +294,8 @@ def _finish(
     for run in runs:
         state = run.engine.end()
         run.record_outputs()
+        run.spool.flush()
+        run.spool.raise_if_failed()
         digest = run.recorder.close()
         summary = run_summary(state, run.recorder, run.portfolio, digest)
         summary["breaker_trips"] = write_breaker(run.staged.breaker, run.run_dir)
@@ -302,7 +305,7 @@ def _finish(
         live_facts: dict[str, object] = {
             "elapsed_s": elapsed_s,
             "normalizer": _as_dict(normalizer_stats),
-            "contract_drops": run.checked.dropped,
+            "contract_drops": run.contract_drops,
             "status_events": state.n_status,
             "recv_to_done_us": run.engine.recv_to_done.summary(),
             "inbox": {**_as_dict(inbox.stats), "capacity": inbox.capacity},

@@ -7,6 +7,7 @@ raw frames, the consumed events, the decisions with their measured times, orders
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,15 +16,15 @@ from pathlib import Path
 from typing import Final
 
 import numpy as np
-import pyarrow as pa
 
 from simulator.clock import WallClock
 from simulator.config import Config
 from simulator.engine_live import LiveEngine
 from simulator.live.adapter import Normalizer
-from simulator.live.consumed import Checked, Consumed, schemas
+from simulator.live.consumed import Consumed, schemas
 from simulator.live.frames import RAW_SCHEMA, Frame
 from simulator.live.parts import SessionParts
+from simulator.live.stepper import DECISIONS_SCHEMA, EventStepper, RowSpool
 from simulator.market import MarketState
 from simulator.portfolio import Portfolio
 from simulator.protocols import ModelRunner
@@ -32,7 +33,6 @@ from simulator.runtime import StagedPipeline, build_pipeline, build_venue
 from simulator.store import session_dir
 from simulator.types import SessionKey
 
-DECISIONS_SCHEMA: Final = pa.schema([("event_index", pa.int64()), ("ts_decision", pa.int64())])
 FEED_LATENCY_WINDOW: Final = 2048
 
 
@@ -49,8 +49,6 @@ def session_key(venue: str, symbol: str, start_ns: int, data_dir: Path) -> Sessi
 
 @dataclass(slots=True)
 class SymbolCounters:
-    orders_recorded: int = 0  # orders and fills already appended to the session's parts
-    fills_recorded: int = 0
     feed_latency_ns: deque[int] = field(default_factory=lambda: deque(maxlen=FEED_LATENCY_WINDOW))
 
 
@@ -107,63 +105,33 @@ class SymbolRun:
             tables,
             roll_seconds=roll_seconds,
         )
-        self.consumed = Consumed(levels)
-        self.checked = Checked()
         self.counters = SymbolCounters()
         self.engine.begin()
+        self.spool = RowSpool(self.parts, levels, f"live {key}")
+        self.stepper = EventStepper(
+            self.engine, self.recorder.tables, levels, self.spool, self.counters.feed_latency_ns
+        )
+        self.consumed = Consumed(levels, sink=self.stepper)
+
+    @property
+    def contract_drops(self) -> dict[str, int]:
+        """Consumed rows dropped by the per-event contract checks, by kind."""
+        return dict(self.stepper.dropped)
 
     def process(self, frames: list[Frame]) -> None:
-        """Normalise, check, record and run the frames of one drain (consumer thread)."""
+        """Normalise the frames of one drain in receive order; each event the normaliser
+        emits is checked, recorded and run at once (consumer thread)."""
+        if any(a.seq > b.seq for a, b in itertools.pairwise(frames)):
+            # a thread stamped a frame first but put it in the inbox later: receive order
+            frames = sorted(frames, key=lambda f: f.seq)
         on_frame, consumed = self.normalizer.on_frame, self.consumed
         for frame in frames:
             on_frame(frame, consumed)
-        if not len(consumed):
-            return
-        passed, merged = self.checked.batches(consumed.tables())
-        for kind, table in passed.items():
-            self.parts.append(kind, table)
-        self._feed_latency(passed)
-        if merged is None:
-            return
-        self.engine.step(merged)
-        self.record_outputs()
-
-    def _feed_latency(self, passed: dict[str, pa.Table]) -> None:
-        """Receive minus exchange time of trades and diffs (may be negative: clock skew)."""
-        window = self.counters.feed_latency_ns
-        for kind in ("trades", "book"):
-            table = passed.get(kind)
-            if table is None:
-                continue
-            ts_event = table.column("ts_event")
-            if ts_event.null_count == 0:  # Binance trades and diffs always carry E/T
-                lag = table.column("ts_recv").to_numpy() - ts_event.to_numpy()
-                window.extend(lag[-FEED_LATENCY_WINDOW:].tolist())
+        self.stepper.record_outputs()
 
     def record_outputs(self) -> None:
-        """Append the decisions, orders and fills made since the last call to the parts."""
-        engine, tables, counters = self.engine, self.recorder.tables, self.counters
-        if engine.decisions:
-            index, ts = zip(*engine.decisions, strict=True)
-            self.parts.append(
-                "decisions",
-                pa.table(
-                    {
-                        "event_index": pa.array(index, pa.int64()),
-                        "ts_decision": pa.array(ts, pa.int64()),
-                    },
-                    schema=DECISIONS_SCHEMA,
-                ),
-            )
-            engine.decisions.clear()
-        if len(tables.orders) > counters.orders_recorded:
-            new = tables.orders[counters.orders_recorded :]
-            p = tables.order_p[counters.orders_recorded :]
-            self.parts.append("orders", orders_table(RunTables(orders=new, order_p=p)))
-            counters.orders_recorded = len(tables.orders)
-        if len(tables.fills) > counters.fills_recorded:
-            self.parts.append("fills", fills_table(tables.fills[counters.fills_recorded :]))
-            counters.fills_recorded = len(tables.fills)
+        """Hand the decisions, orders and fills made since the last call to the recording."""
+        self.stepper.record_outputs()
 
     def feed_latency_ms(self) -> tuple[float, float]:
         """(median, p99) of the recent feed latency in ms; NaN before any."""

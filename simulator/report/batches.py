@@ -15,8 +15,8 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow.parquet as pq
 
-BATCH_ROWS: Final = 262_144
-"""Rows per batch: a few MB per column, and few enough Python steps for a 10M-row table."""
+BATCH_ROWS: Final = 65_536
+"""Rows per batch: a run's row group (recording.CHUNK_ROWS), half a MB per column."""
 
 
 def column_batches(
@@ -25,7 +25,8 @@ def column_batches(
     """Consecutive batches of `columns` of a Parquet file as numpy arrays (nulls: NaN);
     `batch_rows` defaults to BATCH_ROWS as it is when called (tests make it tiny)."""
     size = BATCH_ROWS if batch_rows is None else batch_rows
-    file = pq.ParquetFile(path)
+    # pre_buffer would fetch every row group's column chunks up front (~compressed file size)
+    file = pq.ParquetFile(path, pre_buffer=False)
     for batch in file.iter_batches(batch_size=size, columns=list(columns)):
         yield {
             name: np.asarray(batch.column(name).to_numpy(zero_copy_only=False)) for name in columns

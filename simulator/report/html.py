@@ -7,9 +7,7 @@ page is deterministic: the same run directory gives the same bytes (no build tim
 from __future__ import annotations
 
 import json
-from functools import cache
 from html import escape
-from importlib import resources
 from pathlib import Path
 from typing import Any, Final
 from zoneinfo import ZoneInfo
@@ -18,8 +16,9 @@ from simulator.report import figures
 from simulator.report.data import ReportData, RunInfo, load_report_data
 from simulator.report.downsample import DISPLAY_BUCKETS
 from simulator.report.format import count, duration, micros, money
-from simulator.report.plotting import CONFIG
-from simulator.report.style import CONTENT_SECURITY_POLICY, CSS, LOADER
+from simulator.report.page import chart as _chart
+from simulator.report.page import document
+from simulator.report.page import kpi as _kpi
 from simulator.report.tables import (
     data_files_table,
     frame_table,
@@ -35,41 +34,9 @@ from simulator.report.tables import (
 REPORT_NAME = "report.html"
 
 
-@cache
-def plotly_js() -> str:
-    """plotly.js's "basic" build (scatter and bar: all the report draws), vendored from npm's
-    plotly.js-basic-dist-min 4.1.1 (MIT, see assets/plotly-LICENSE): a quarter of the full
-    bundle, so a report opens ~1 s sooner. Read once per process."""
-    return (resources.files("simulator.report") / "assets" / "plotly-basic.min.js").read_text(
-        "utf-8"
-    )
-
-
-def _json(value: Any) -> str:  # noqa: ANN401 - any JSON-ready value
-    # "</" inside a <script> block would end it; "<\/" is the same JSON string
-    return json.dumps(value, separators=(",", ":"), allow_nan=False).replace("</", "<\\/")
-
-
-def _chart(name: str, figure: dict[str, Any], caption: str = "") -> str:
-    """A chart's <div> and, next to it, its figure as a JSON block the loader draws."""
-    text = f'<p class="caption">{caption}</p>' if caption else ""
-    return (
-        f'{text}<div class="chart" id="chart-{name}" data-figure="figure-{name}"></div>'
-        f'<script type="application/json" id="figure-{name}">{_json(figure)}</script>'
-    )
-
-
-def _kpi(label: str, text: str, unit: str = "", tone: str = "") -> str:
-    small = f"<small>{escape(unit)}</small>" if unit else ""
-    return (
-        f'<div class="kpi"><div class="label">{escape(label)}</div>'
-        f'<div class="value {tone}">{escape(text)}{small}</div></div>'
-    )
-
-
 def _kpis(data: ReportData) -> str:
     stats = {s.key: s.value for s in data.pnl.stats}
-    net = stats["final_equity"]
+    net = stats.get("net_pnl", stats["final_equity"])  # runs before net_pnl: equity from 0
     tone = "neg" if net < 0 else "pos" if net > 0 else ""
     t2t = next(h for h in data.latency.stages if h.stage == "tick_to_trade").summary
     tiles = [
@@ -271,18 +238,11 @@ def render(data: ReportData) -> str:
     )
     info = data.info
     title = f"ticktape · {info.strategy} on {info.session}"
-    return (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f'<meta http-equiv="Content-Security-Policy" content="{CONTENT_SECURITY_POLICY}">'
-        f"<title>{escape(title)}</title><style>{CSS}</style></head><body>"
-        f"{_header(info, data.comparison is not None)}<main>{body}</main>"
-        f"<footer>ticktape report of {escape(str(info.run_dir))} · self-contained, works "
-        "offline · times in the exchange's time zone unless marked UTC</footer>"
-        f'<script type="application/json" id="plot-config">{_json(CONFIG)}</script>'
-        # plotly.js last: the tables are painted while its ~5 MB are still being parsed
-        f"<script>{plotly_js()}</script><script>{LOADER}</script></body></html>\n"
+    footer = (
+        f"ticktape report of {escape(str(info.run_dir))} · self-contained, works "
+        "offline · times in the exchange's time zone unless marked UTC"
     )
+    return document(title, _header(info, data.comparison is not None), body, footer)
 
 
 def build_report_html(run_dir: Path) -> str:

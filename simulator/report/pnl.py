@@ -189,7 +189,8 @@ def round_trips(fills: pl.DataFrame) -> npt.NDArray[np.float64]:
 
 
 SUMMARY_ROWS: Final[tuple[tuple[str, str, ValueKind, str], ...]] = (
-    ("final_equity", "Net PnL (final equity)", "money", "quote ccy"),
+    ("net_pnl", "Net PnL (after fees)", "money", "quote ccy"),
+    ("final_equity", "Final equity", "money", "quote ccy"),
     ("realized_pnl", "Realized PnL", "money", "quote ccy"),
     ("unrealized_pnl", "Unrealized PnL", "money", "quote ccy"),
     ("fees", "Fees", "money", "quote ccy"),

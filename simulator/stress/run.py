@@ -25,13 +25,15 @@ from typing import Final
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from simulator import runtime
+from simulator.clock import SimClock
 from simulator.config import Config
 from simulator.errors import SimulatorError
 from simulator.protocols import ModelRunner
 from simulator.recording import STAGES
 from simulator.runtime import ReplayHooks, replay
 from simulator.session import SessionRef, resolve_session
-from simulator.sources.recorded import ParquetSource
+from simulator.sources.recorded import ParquetSource, check_file
 from simulator.stress.faults import CpuContention, FaultChain, apply_faults
 from simulator.stress.inject import StressedSource, apply_scenario, injection_summary
 from simulator.stress.scenario import load_scenario
@@ -52,15 +54,17 @@ class StressJob:
     config: Config
     scenario_path: str
     out_dir: str
+    keep_latency_model: bool = False  # `--latency` was given: a scenario's model does not win
 
 
 def unsupported(scenario: Scenario, config: Config) -> list[str]:
     """What in the scenario cannot be honoured: background CPU load means something only
     when the pipeline's measured compute time is what is charged."""
     load = any(isinstance(f, CpuContentionSpec) for f in scenario.faults)
+    model = config["latency"]["model"]
     return (
-        ["cpu_contention without the measured model"]
-        if load and config["latency"]["model"] != "measured"
+        [f"cpu_contention needs the measured model, not {model}"]
+        if load and model != "measured"
         else []
     )
 
@@ -74,7 +78,7 @@ def run_one(job: StressJob) -> dict[str, object]:
         "description": scenario.description,
         "definition": definition(scenario),
     }
-    config = with_scenario_latency(job.config, scenario)
+    config = with_scenario_latency(job.config, scenario, keep_model=job.keep_latency_model)
     missing = unsupported(scenario, config)
     if missing:
         return {**row, "status": f"not run: {', '.join(missing)}"}
@@ -125,6 +129,31 @@ def run_one(job: StressJob) -> dict[str, object]:
     return {**row, "status": "ok", **_row(result.manifest)}
 
 
+def check_inputs(
+    session: SessionRef, config: Config, scenarios: Sequence[Scenario], keep_model: bool
+) -> None:
+    """Raise what a worker would: the session's files under the replay's contract (a bad row
+    stops a stress run as it stops a replay; only injected bad ticks are dropped, counted),
+    and each scenario's settings (latency model, venue, timer, pipeline parts)."""
+    kinds, levels = runtime.session_kinds(session, config)
+    for kind in kinds:
+        check_file(session.files[kind], kind=kind).raise_if_bad()
+    runtime.build_pipeline(config, levels, SimClock())
+    for scenario in scenarios:
+        settings = with_scenario_latency(config, scenario, keep_model=keep_model)
+        if unsupported(scenario, settings):
+            continue
+        if settings["latency"]["model"] == "recorded":
+            runtime.recorded_decisions(session)
+        else:
+            runtime.build_time_model(settings["latency"], scenario.seed)
+        runtime.build_venue(settings["venue"])
+        if not runtime.is_live_recording(session):
+            runtime.timer_source(
+                [session.source(k) for k in kinds], settings["strategy"]["timer_ms"]
+            )
+
+
 def definition(scenario: Scenario) -> str:
     """The scenario's transforms, faults and latency settings as one compact JSON line."""
     parts = [{"transform": t.kind, **_fields(t)} for t in scenario.transforms]
@@ -139,16 +168,21 @@ def _fields(spec: object) -> dict[str, object]:
     return {k: v for k, v in dataclasses.asdict(spec).items() if k != "kind"}  # type: ignore[call-overload]
 
 
-def with_scenario_latency(config: Config, scenario: Scenario) -> Config:
+def with_scenario_latency(
+    config: Config, scenario: Scenario, *, keep_model: bool = False
+) -> Config:
     """A copy of `config` with the scenario's [latency] settings: stage times become a fixed
-    model (unless it names one), order latency goes to the venue."""
+    model (unless it names one), order latency goes to the venue. With `keep_model` (the user
+    named a model with `--latency`) the config's model stays: a scenario that needs another
+    one (cpu_contention: measured) is then listed as not run, never run on a model not asked for.
+    """
     settings = scenario.latency.as_dict()
     latency, venue = dict(config["latency"]), dict(config["venue"])
     stages = settings.get("stage_us")
-    if isinstance(stages, dict) and stages:
+    if isinstance(stages, dict) and stages and not keep_model:
         latency["model"] = "fixed:" + ",".join(f"{k}={v}" for k, v in sorted(stages.items()))
     for key in ("model", "feed_us", "conflation", "queue_bound"):
-        if key in settings:
+        if key in settings and not (key == "model" and keep_model):
             latency[key] = settings[key]
     order_us = settings.get("order_us")
     if isinstance(order_us, int | float):
@@ -175,7 +209,7 @@ def _row(manifest: dict[str, object]) -> dict[str, object]:
     latency = manifest["latency_us"]
     if not isinstance(summary, dict) or not isinstance(latency, dict):
         raise SimulatorError("a run manifest lacks its summary or latency")
-    pnl = summary["realized_pnl"] + summary["unrealized_pnl"] - summary["fees"]
+    pnl = summary["net_pnl"]  # after fees, as everywhere
     row: dict[str, object] = {
         "n_events": summary["n_events"],
         "n_orders": summary["n_orders"],
@@ -183,6 +217,8 @@ def _row(manifest: dict[str, object]) -> dict[str, object]:
         "n_rejections": summary["n_rejections"],
         "breaker_trips": summary["breaker_trips"],
         "pnl": pnl,
+        "realized_pnl": summary["realized_pnl"],
+        "unrealized_pnl": summary["unrealized_pnl"],
         "fees": summary["fees"],
         "max_drawdown": summary["max_drawdown"],
         "digest": summary["digest"],
@@ -219,15 +255,19 @@ def run_stress(
     *,
     workers: int | None = None,
     on_done: Callable[[str], None] = lambda _: None,
+    keep_latency_model: bool = False,
 ) -> pa.Table:
-    """Run the baseline and every scenario; write and return the comparison table."""
-    resolve_session(session, data_dir)  # a clear error before any worker starts
+    """Run the baseline and every scenario; write and return the comparison table.
+
+    Everything a worker would refuse is refused here first, before anything is written."""
     paths = [BASELINE, *[p for p in scenario_paths if load_scenario(p).name != BASELINE]]
     scenarios = [load_scenario(p) for p in paths]
+    check_inputs(resolve_session(session, data_dir), config, scenarios, keep_latency_model)
     jobs = [
-        StressJob(session, str(data_dir), config, str(s.path), str(out_root / slug(s.name)))
+        StressJob(session, str(data_dir), config, str(s.path), str(out_root / slug(s.name)),
+                  keep_latency_model)
         for s in scenarios
-    ]
+    ]  # fmt: skip
     out_root.mkdir(parents=True, exist_ok=True)
     count = workers or min(len(jobs), os.cpu_count() or 1)
     rows: list[dict[str, object]] = []

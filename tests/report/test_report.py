@@ -141,7 +141,9 @@ def test_pnl_statistics_equal_the_manifest_summary(report, manifest):
     summary = manifest["summary"]
     from_manifest = {s.key: s.value for s in report.pnl.stats if s.source.startswith("manifest")}
     assert from_manifest == {k: float(summary[k]) for k in from_manifest}
-    assert len(from_manifest) == 10
+    assert len(from_manifest) == 11
+    assert next(iter(from_manifest)) == "net_pnl"  # the headline: PnL after fees
+    assert from_manifest["net_pnl"] == pytest.approx(summary["final_equity"], abs=1e-9)
     assert float(report.pnl.drawdown.values.max()) == summary["max_drawdown"]
     assert report.pnl.equity.values[-1] == summary["final_equity"]
     assert report.pnl.buys.total + report.pnl.sells.total == summary["n_fills"]
@@ -342,7 +344,7 @@ def test_report_in_a_browser_draws_every_chart_offline_with_the_manifest_numbers
         assert text == value(kinds[key], manifest["latency_us"][stage][key]), (stage, key)
     stat_kinds = {s.key: s.kind for s in load_report_data(run_dir).pnl.stats}
     pnl = {key: text for key, text in shown["pnl"] if key in manifest["summary"]}
-    assert len(pnl) == 10
+    assert len(pnl) == 11
     for key, text in pnl.items():
         assert text == value(stat_kinds[key], manifest["summary"][key]), key
 

@@ -83,7 +83,7 @@ def test_cpu_load_runs_only_with_the_measured_model():
     base = load_strategy("obi_rule")
     contention = load_scenario("cpu_contention")  # sets latency.model = "measured" itself
     assert unsupported(contention, with_scenario_latency(base, contention)) == []
-    assert unsupported(contention, base) == ["cpu_contention without the measured model"]
+    assert unsupported(contention, base) == ["cpu_contention needs the measured model, not zero"]
 
 
 def test_a_feed_gap_makes_stale_data_reject_orders_until_data_returns(tmp_path):

@@ -1,0 +1,223 @@
+"""`ticktape sweep`: sessions x grid values x latency scales as independent, resumable cells.
+
+Each cell is a normal replay (runtime.replay) into `<out>/cells/<session>--<key>/`. A cell's
+content key hashes what decides its result: the session files' sha256, the effective
+configuration, the seed, the model or calibration files it reads and the ticktape version.
+Running the same sweep again skips every cell already done with the same key (`force`
+reruns them); a cell whose key changed, that failed or that was interrupted runs again.
+A failing cell is a row with status `failed: ...`; the sweep goes on. `results.parquet`
+holds one row per cell, in cell order, and is written also when the sweep is interrupted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Final
+
+from simulator.config import Config
+from simulator.errors import ConfigError
+from simulator.session import SessionRef, resolve_session
+from simulator.store import file_sha256
+from simulator.sweep.cell import OK, CellJob, Row, finished_row
+from simulator.sweep.executors import Executor
+from simulator.sweep.grid import GridAxis, cell_config, check_axes, require_scalable, setting
+from simulator.sweep.results import write_results
+
+CELLS_DIR: Final = "cells"
+META_FILE: Final = "sweep.json"
+
+
+@dataclass(frozen=True, slots=True)
+class SweepSpec:
+    """A sweep as the user asked for it (validated by `plan`)."""
+
+    sessions: tuple[str, ...]
+    data_dir: Path
+    config: Config
+    axes: tuple[GridAxis, ...] = ()
+    scales: tuple[float, ...] = ()
+    seed: int = 0
+    reports: bool = False
+    force: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Cell:
+    index: int
+    session: int  # index into the plan's sessions
+    params: tuple[tuple[str, str], ...]
+    scale: float | None
+
+
+@dataclass(slots=True)
+class SweepOutcome:
+    rows: list[Row]
+    n_run: int
+    n_resumed: int
+    results: Path
+
+    @property
+    def n_failed(self) -> int:
+        return sum(1 for row in self.rows if row["status"] != OK)
+
+
+Progress = Callable[[Row], None]
+
+
+class Sweep:
+    """A planned sweep: its cells, their configurations and content keys, and the run."""
+
+    def __init__(self, spec: SweepSpec, out_dir: Path) -> None:
+        self.spec, self.out_dir = spec, out_dir
+        self.refs: list[SessionRef] = [resolve_session(s, spec.data_dir) for s in spec.sessions]
+        check_axes(spec.config, spec.axes)
+        self.cells = list(_cells(len(self.refs), spec.axes, spec.scales))
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self._write_meta()
+        if spec.scales:
+            for combo in _combos(spec.axes):  # before any cell runs: one error, not N
+                require_scalable(cell_config(spec.config, combo, None, out_dir))
+        self._session_keys = [_files_digest(ref.files.values()) for ref in self.refs]
+        self._version = metadata.version("ticktape")
+        self._hashes: dict[Path, str] = {}  # model and calibration files, hashed once
+        self.n_done = 0  # cells with a result, once run() has returned or been interrupted
+
+    def _write_meta(self) -> None:
+        """sweep.json: what the sweep varies (the report's header and chart axes)."""
+        meta = {
+            "strategy": self.spec.config["strategy"]["name"],
+            "sessions": [ref.name for ref in self.refs],
+            "grid": {axis.key: list(axis.values) for axis in self.spec.axes},
+            "latency_scale": list(self.spec.scales),
+            "seed": self.spec.seed,
+            "cells": len(self.cells),
+        }
+        (self.out_dir / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+
+    def config(self, cell: Cell) -> Config:
+        return cell_config(self.spec.config, cell.params, cell.scale, self.out_dir)
+
+    def key(self, cell: Cell, config: Config) -> str:
+        """sha256 over what decides the cell's result (see the module docstring)."""
+        content = {
+            "session_files": self._session_keys[cell.session],
+            "config": config,
+            "files": self._config_files(config),
+            "seed": self.spec.seed,
+            "ticktape": self._version,
+        }
+        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+    def _config_files(self, config: Config) -> dict[str, str]:
+        """sha256 of the files the configuration reads (model, calibration): retraining a
+        model or recalibrating changes the key even though the path stays the same."""
+        files: dict[str, Path] = {}
+        model = config["model"].get("path")
+        if model:
+            files["model"] = Path(config["strategy"]["dir"]) / str(model)
+        kind, _, rest = str(config["latency"]["model"]).partition(":")
+        if kind == "calibrated":
+            files["calibration"] = Path(rest)
+        out = {}
+        for name, path in files.items():
+            if path.is_file():
+                if path not in self._hashes:
+                    self._hashes[path] = file_sha256(path)
+                out[name] = self._hashes[path]
+        return out
+
+    def cell_dir(self, cell: Cell, key: str) -> Path:
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.refs[cell.session].name.strip("/"))[-60:]
+        return self.out_dir / CELLS_DIR / f"{name}--{key[:16]}"
+
+    def labels(self, cell: Cell, config: Config) -> Row:
+        """session, each grid key's effective value (typed), latency_scale."""
+        row: Row = {"session": self.refs[cell.session].name}
+        row.update({axis.key: setting(config, axis.key) for axis in self.spec.axes})
+        row["latency_scale"] = 1.0 if cell.scale is None else cell.scale
+        return row
+
+    def job(self, cell: Cell) -> CellJob:
+        config = self.config(cell)
+        key = self.key(cell, config)
+        return CellJob(
+            index=cell.index, session=self.refs[cell.session].name,
+            data_dir=str(self.spec.data_dir), config=config, seed=self.spec.seed,
+            out_dir=str(self.cell_dir(cell, key)), key=key, reports=self.spec.reports,
+            labels=self.labels(cell, config),
+        )  # fmt: skip
+
+    def resumed(self) -> tuple[dict[int, Row], list[Cell]]:
+        """Rows of the cells already done (same key), and the cells left to run."""
+        done: dict[int, Row] = {}
+        todo: list[Cell] = []
+        for cell in self.cells:
+            config = self.config(cell)
+            key = self.key(cell, config)
+            row = None if self.spec.force else finished_row(self.cell_dir(cell, key), key)
+            if row is None:
+                todo.append(cell)
+            else:
+                done[cell.index] = {**row, "index": cell.index, **self.labels(cell, config)}
+        return done, todo
+
+    def run(self, executor: Executor, on_row: Progress | None = None) -> SweepOutcome:
+        """Run every cell not done yet; write results.parquet (also when interrupted)."""
+        rows, todo = self.resumed()
+        n_resumed = len(rows)
+        try:
+            for row in executor.results(self.job(cell) for cell in todo):
+                rows[int(_index(row))] = row
+                if on_row is not None:
+                    on_row(row)
+        finally:
+            path = write_results(self.out_dir, self._all_rows(rows), self.spec.axes)
+        ordered = [rows[cell.index] for cell in self.cells]
+        return SweepOutcome(ordered, len(todo), n_resumed, path)
+
+    def _all_rows(self, rows: dict[int, Row]) -> list[Row]:
+        """One row per cell in cell order. A cell whose result did not come back (the sweep
+        was interrupted as it finished) but whose cell.json is written counts as done; any
+        other cell missing says it did not run."""
+        out = []
+        for cell in self.cells:
+            row = rows.get(cell.index)
+            if row is None:
+                config = self.config(cell)
+                key = self.key(cell, config)
+                labels = {"index": cell.index, **self.labels(cell, config)}
+                done = finished_row(self.cell_dir(cell, key), key)
+                row = {**labels, "status": "not run"} if done is None else {**done, **labels}
+            out.append(row)
+        self.n_done = sum(1 for row in out if row["status"] != "not run")
+        return out
+
+
+def _cells(n_sessions: int, axes: Sequence[GridAxis], scales: Sequence[float]) -> Iterator[Cell]:
+    levels: Sequence[float | None] = tuple(scales) or (None,)
+    product = itertools.product(range(n_sessions), _combos(axes), levels)
+    for index, (session, params, scale) in enumerate(product):
+        yield Cell(index, session, params, scale)
+
+
+def _combos(axes: Sequence[GridAxis]) -> list[tuple[tuple[str, str], ...]]:
+    values = [[(axis.key, v) for v in axis.values] for axis in axes]
+    return [tuple(combo) for combo in itertools.product(*values)]
+
+
+def _index(row: Row) -> int:
+    index = row["index"]
+    if not isinstance(index, int):
+        raise ConfigError(f"a cell row has no index: {row}")
+    return index
+
+
+def _files_digest(paths: Iterable[Path]) -> dict[str, str]:
+    return {path.name: file_sha256(path) for path in sorted(paths)}
