@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -52,6 +54,27 @@ DATA_DIR_OPTION = click.option(
 )
 
 
+def _interrupted(signum: int, frame: object) -> None:
+    # a second Ctrl-C must not cut short the clean-up that the first one started
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def _one_interrupt() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt once; later ones are ignored while it unwinds."""
+    main_thread = threading.current_thread() is threading.main_thread()
+    if not main_thread or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        yield  # a background job ignores Ctrl-C: keep it so
+        return
+    previous = signal.signal(signal.SIGINT, _interrupted)
+    try:
+        yield
+    finally:  # after a Ctrl-C it stays ignored until the process has exited with 130
+        if signal.getsignal(signal.SIGINT) is _interrupted:
+            signal.signal(signal.SIGINT, previous)
+
+
 class _ErrorMappingGroup(click.Group):
     """Maps library errors (and files that cannot be written) to one red line and exit code 1;
     --debug, anywhere on the line, shows the traceback. Subgroups are of this class too."""
@@ -66,12 +89,16 @@ class _ErrorMappingGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:  # noqa: ANN401 - click's own signature
         try:
-            return super().invoke(ctx)
+            with _one_interrupt():
+                return super().invoke(ctx)
         except (SimulatorError, OSError) as e:
             if ctx.meta.get("ticktape.debug") or not _is_user_error(e):
                 raise
             err_console.print(f"[red]{type(e).__name__}[/red]: {escape(_one_line(e))}")
             ctx.exit(1)
+        except KeyboardInterrupt:  # Ctrl-C: the run's threads are stopped, its output removed
+            err_console.print("[red]Interrupted[/red]: stopped by Ctrl-C; nothing unfinished kept")
+            ctx.exit(130)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """Each command's first sentence in full (click cuts it with "..."), wrapped."""
@@ -271,17 +298,40 @@ def data_ls(data_dir: Path, as_json: bool) -> None:
         console.print("no sessions yet: import one with `ticktape data import lobster|binance ...`")
 
 
+def _one_session(spec: str, data_dir: Path) -> str:
+    """A command that takes one SESSION accepts a pattern matching exactly one."""
+    from simulator.selection import expand_sessions, is_pattern
+
+    if not is_pattern(spec):
+        return spec
+    found = expand_sessions([spec], data_dir)
+    if len(found) > 1:
+        shown = ", ".join(found[:5]) + (", ..." if len(found) > 5 else "")
+        raise click.UsageError(
+            f"SESSION '{spec}' matches {len(found)} sessions ({shown}); this command takes one "
+            "(replay, sweep and data show take several)"
+        )
+    return found[0]
+
+
 @data.command(name="show")
-@click.argument("session")
+@click.argument("sessions", metavar="SESSION...", nargs=-1, required=True)
 @DATA_DIR_OPTION
 @click.option("--rows", "n_rows", default=5, show_default=True, type=click.IntRange(min=0),
               help="First rows shown per kind.")  # fmt: skip
-def data_show(session: str, data_dir: Path, n_rows: int) -> None:
-    """Summary statistics and first rows of SESSION (venue/symbol/date or a Parquet path)."""
-    from simulator.inspect import summarize
+def data_show(sessions: tuple[str, ...], data_dir: Path, n_rows: int) -> None:
+    """Summary statistics and first rows of SESSION (venue/symbol/date, a pattern such as
+    'nasdaq/*/2012-06-21', or a Parquet path); several are shown one after the other."""
+    from simulator.selection import expand_sessions
     from simulator.session import resolve_session
 
-    ref = resolve_session(session, data_dir)
+    for name in expand_sessions(sessions, data_dir):
+        _show_session(resolve_session(name, data_dir), n_rows)
+
+
+def _show_session(ref: SessionRef, n_rows: int) -> None:
+    from simulator.inspect import summarize
+
     console.print(f"[bold]{ref.name}[/bold]  (exchange time zone {ref.time_zone})")
     for kind, path in ref.files.items():
         summary = summarize(path, kind, first_rows=n_rows)
@@ -352,7 +402,7 @@ def data_check(session: str, data_dir: Path, repair: tuple[str, ...], out: Path 
     from simulator.session import resolve_session
     from simulator.sources.recorded import check_file
 
-    ref = resolve_session(session, data_dir)
+    ref = resolve_session(_one_session(session, data_dir), data_dir)
     if out is not None and not repair:
         raise click.UsageError("--out needs --repair drop and/or --repair sort")
     if out is not None:
@@ -412,7 +462,7 @@ def data_recover(session: str, data_dir: Path) -> None:
     from simulator.session import session_directory
     from simulator.store import read_meta
 
-    directory = session_directory(session, data_dir)
+    directory = session_directory(_one_session(session, data_dir), data_dir)
     rows = consolidate(directory)
     if read_meta(directory).get("recovered") is True:
         console.print(f"[yellow]recovered[/yellow] {directory} (the recorder did not close it)")
@@ -460,6 +510,7 @@ WITHOUT_EFFECT: dict[str, tuple[Callable[[dict[str, Any]], bool], str]] = {
     "breaker.latency_budget_us": _BREAKER_OFF,
     "breaker.max_violations": _BREAKER_OFF,
     "breaker.cooldown_ms": _BREAKER_OFF,
+    "breaker.fallback": _BREAKER_OFF,
 }
 """--set key -> (is the setting ignored under this config?, why): warned, not refused."""
 
@@ -502,6 +553,12 @@ STRATEGY_OPTIONS = (
 )  # fmt: skip
 
 
+FORCE_OPTION = click.option(
+    "--force", is_flag=True,
+    help="Clear a non-empty --out that does not hold a run of this kind (else refused).",
+)  # fmt: skip
+
+
 def _strategy_options(command: Callable[..., None]) -> Callable[..., None]:
     for option in reversed(STRATEGY_OPTIONS):
         command = option(command)
@@ -514,7 +571,9 @@ def _strategy_options(command: Callable[..., None]) -> Callable[..., None]:
 @click.option("--seed", default=0, show_default=True, help="Seed of every random generator.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Run directory (default: reports/<run-id>/); with several sessions, the "
-                   "directory of their run directories and summary.json.")  # fmt: skip
+                   "directory of their run directories and summary.json. A previous replay "
+                   "there is replaced.")  # fmt: skip
+@FORCE_OPTION
 @click.option("--report/--no-report", "with_report", default=True, show_default=True,
               help="Write the run's HTML report (report.html) into the run directory.")  # fmt: skip
 @LATENCY_OPTION
@@ -527,6 +586,7 @@ def replay(
     sets: tuple[str, ...],
     seed: int,
     out: Path | None,
+    force: bool,
     with_report: bool,
     latency: str | None,
     as_json: bool,
@@ -536,19 +596,24 @@ def replay(
     path) through a strategy's pipeline. Several sessions (patterns or arguments) are replayed
     independently, one run directory each, with an aggregate summary."""
     from simulator import runtime
+    from simulator.rundir import check_target, staged
     from simulator.selection import expand_sessions
     from simulator.session import resolve_session
 
     refs = [resolve_session(name, data_dir) for name in expand_sessions(sessions, data_dir)]
     config = _with_latency(_load_config(strategy, config_file, sets), latency)
     if len(refs) > 1:
-        _replay_many(refs, config, seed=seed, out=out, with_report=with_report, as_json=as_json)
+        out_root = out or runtime.unique_dir(Path("reports"), batch_name(config, refs, seed))
+        check_target(out_root, "replay", force=force)
+        _replay_many(refs, config, seed=seed, out=out_root, with_report=with_report,
+                     as_json=as_json)  # fmt: skip
         return
     ref = refs[0]
     out_dir = out or runtime.unique_dir(Path("reports"), runtime.run_id(config, ref, seed))
+    check_target(out_dir, "replay", force=force)
     _check_writable(out_dir, "--out", directory=True)
-    with _progress(f"replaying {ref.name}") as progress:
-        result = runtime.replay(ref, config, out_dir=out_dir, seed=seed, progress=progress)
+    with staged(out_dir) as staging, _progress(f"replaying {ref.name}") as progress:
+        result = runtime.replay(ref, config, out_dir=staging, seed=seed, progress=progress)
     report_path = None
     if with_report:
         from simulator.report import write_report
@@ -563,6 +628,10 @@ def replay(
     _print_run(result.manifest, out_dir)
     if report_path is not None:
         console.print(f"  report {report_path}")
+
+
+def batch_name(config: dict[str, Any], refs: Sequence[SessionRef], seed: int) -> str:
+    return f"{config['strategy']['name']}--{len(refs)}-sessions--seed{seed}"
 
 
 def _echo_json(**fields: object) -> None:
@@ -581,10 +650,11 @@ def _replay_many(
 ) -> None:
     """Each session on its own (nothing carries over), then the per-session table + totals."""
     from simulator import batch, runtime
+    from simulator.rundir import clear_directory
 
-    name = f"{config['strategy']['name']}--{len(refs)}-sessions--seed{seed}"
-    out_root = out or runtime.unique_dir(Path("reports"), name)
+    out_root = out or runtime.unique_dir(Path("reports"), batch_name(config, refs, seed))
     _check_writable(out_root, "--out", directory=True)
+    clear_directory(out_root)  # checked by the caller: empty, a previous replay, or --force
     out_root.mkdir(parents=True, exist_ok=True)
     if not as_json:
         console.print(f"{len(refs)} sessions: {batch.INDEPENDENCE}")
@@ -613,7 +683,7 @@ def _print_sessions(rows: Sequence[dict[str, Any]], totals: dict[str, Any]) -> N
         table.add_column(head, justify="left" if left else "right", no_wrap=True)
 
     def cells(r: dict[str, Any]) -> list[str]:
-        return [f"{r['n_events']:,}", f"{r['n_fills']:,}", f"{r['final_equity']:,.2f}",
+        return [f"{r['n_events']:,}", f"{r['n_fills']:,}", f"{r['net_pnl']:,.2f}",
                 f"{r['max_drawdown']:,.2f}"]  # fmt: skip
 
     for r in rows:
@@ -622,7 +692,7 @@ def _print_sessions(rows: Sequence[dict[str, Any]], totals: dict[str, Any]) -> N
     console.print(table)
     console.print(
         f"  orders {totals['n_orders']:,}  fees {totals['fees']:,.4f}  rejections "
-        f"{totals['n_rejections']:,}\n  PnL: final equity (realised + unrealised - fees); "
+        f"{totals['n_rejections']:,}\n  PnL: after fees (realised + unrealised - fees); "
         "total max DD: the worst session's"
     )
 
@@ -793,7 +863,9 @@ def _print_run(manifest: dict[str, Any], out_dir: Path) -> None:
 @click.option("--report/--no-report", "with_report", default=True, show_default=True,
               help="Write each run's report.html (the baseline's: the comparison).")  # fmt: skip
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
-              help="Output directory (default: reports/stress--<run>/).")  # fmt: skip
+              help="Output directory (default: reports/stress--<run>/); a previous stress run "
+                   "there is replaced.")  # fmt: skip
+@FORCE_OPTION
 @LATENCY_OPTION
 @JSON_OPTION
 @DATA_DIR_OPTION
@@ -806,6 +878,7 @@ def stress(
     workers: int | None,
     with_report: bool,
     out: Path | None,
+    force: bool,
     latency: str | None,
     as_json: bool,
     data_dir: Path,
@@ -814,18 +887,29 @@ def stress(
 
     Exit 1 when a scenario failed (every run is still compared and written)."""
     from simulator import runtime
+    from simulator.rundir import check_target, staged
     from simulator.session import resolve_session
     from simulator.stress.run import BASELINE, run_stress, slug
+    from simulator.stress.scenario import load_scenario
 
+    session = _one_session(session, data_dir)
     ref = resolve_session(session, data_dir)
     config = _with_latency(_load_config(strategy, config_file, sets), latency)
     name = f"stress--{runtime.run_id(config, ref, 0).removesuffix('--seed0')}"
     out_dir = out or runtime.unique_dir(Path("reports"), name)
+    check_target(out_dir, "stress", force=force)
     _check_writable(out_dir, "--out", directory=True)
-    with _status("running the baseline and the scenarios") as update:
+    total = len({BASELINE, *(load_scenario(path).name for path in scenarios)})
+    done: list[str] = []
+    with staged(out_dir) as staging, _progress("stress: baseline and scenarios") as progress:
+
+        def on_done(name: str) -> None:
+            done.append(name)
+            progress(len(done), total)
+
         table = run_stress(
-            session, data_dir, config, list(scenarios), out_dir, workers=workers,
-            on_done=lambda done: update(f"done: {done}"), keep_latency_model=latency is not None,
+            session, data_dir, config, list(scenarios), staging, workers=workers,
+            on_done=on_done, keep_latency_model=latency is not None,
         )  # fmt: skip
     rows = table.to_pylist()
     runs = sorted(p.parent for p in out_dir.glob("*/manifest.json"))
@@ -888,16 +972,6 @@ def _dropped(row: dict[str, Any]) -> str:
     injected = json.loads(row.get("injected") or "{}")
     counts = {key.split(":")[0]: n for key, n in injected.items() if key.endswith("checks.dropped")}
     return ", ".join(f"{kind} {n:,}" for kind, n in sorted(counts.items()) if n)
-
-
-@contextmanager
-def _status(text: str) -> Iterator[Callable[[str], None]]:
-    """A spinner with `text` on a terminal; nothing when piped."""
-    if not console.is_terminal:
-        yield lambda _: None
-        return
-    with console.status(text) as status:
-        yield lambda update: status.update(update)
 
 
 def _parsed(parse: Callable[[str], Any]) -> Callable[[click.Context, click.Parameter, Any], Any]:
@@ -1025,8 +1099,8 @@ def _print_sweep(outcome: Any, out: Path) -> None:  # noqa: ANN401 - a SweepOutc
         f"{outcome.n_failed} failed"
     )
     if ok:
-        best = max(ok, key=lambda r: r["final_equity"])
-        console.print(f"  best PnL {best['final_equity']:,.4f}: cell {best['cell']}")
+        best = max(ok, key=lambda r: r["net_pnl"])
+        console.print(f"  best net PnL {best['net_pnl']:,.4f}: cell {best['cell']}")
     for row in outcome.rows:
         if row["status"] not in ("ok", "not run"):
             console.print(f"  [red]{escape(row['cell'])}[/red]: {escape(row['status'])}")
@@ -1096,19 +1170,38 @@ def scenarios() -> None:
 @main.command()
 @click.argument("session")
 @_strategy_options
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the model files and train.json (default: a new "
+                   "reports/train--<run>/); name the strategy's folder to replace its "
+                   "shipped model.")  # fmt: skip
+@FORCE_OPTION
 @DATA_DIR_OPTION
 def train(
-    session: str, strategy: str, config_file: Path | None, sets: tuple[str, ...], data_dir: Path
+    session: str,
+    strategy: str,
+    config_file: Path | None,
+    sets: tuple[str, ...],
+    out: Path | None,
+    force: bool,
+    data_dir: Path,
 ) -> None:
-    """Train a strategy's model on SESSION (seeded: same data => same weights) and export
-    ONNX + TorchScript next to the strategy."""
+    """Train a strategy's model on SESSION (seeded: same data, host and library versions =>
+    same bytes) and export ONNX + TorchScript into a new folder (or --out)."""
+    from simulator import runtime
+    from simulator.rundir import check_target, run_kind, staged
     from simulator.session import resolve_session
     from simulator.trainer import train_strategy
 
-    ref = resolve_session(session, data_dir)
+    ref = resolve_session(_one_session(session, data_dir), data_dir)
     config = _load_config(strategy, config_file, sets)
-    with console.status("training") as status:
-        report = train_strategy(ref, config, progress=lambda text: status.update(text))
+    name = f"train--{runtime.run_id(config, ref, config['train']['seed'])}"
+    out_dir = out or runtime.unique_dir(Path("reports"), name)
+    check_target(out_dir, "train", force=force)
+    merge = out_dir.is_dir() and run_kind(out_dir) == "train"  # keep the folder's other models
+    with staged(out_dir, merge=merge) as staging, console.status("training") as status:
+        report = train_strategy(
+            ref, config, out_dir=staging, progress=lambda text: status.update(text)
+        )
     console.print(
         f"[bold]{report.strategy}[/bold] trained on {report.session}: {report.n_samples:,} "
         f"samples of {report.n_events:,} events ({report.n_unlabelled:,} without a label), "
@@ -1119,7 +1212,10 @@ def train(
             f"  {name:>10}: n {split.n:,}  base rate {split.base_rate:.3f}  loss {split.loss:.4f}"
             f"  accuracy {split.accuracy:.3f}  AUC {split.auc:.3f}"
         )
-    console.print(f"  wrote {', '.join(report.files)} in {Path(config['strategy']['dir'])}")
+    written = [*report.files, f"{report.strategy}.train.json"]
+    console.print(f"  wrote {', '.join(written)} in {out_dir}")
+    model = (out_dir / Path(config["model"]["path"]).name).resolve()
+    console.print(f"  replay with it: --set model.path={model}")
 
 
 @main.command()
@@ -1274,7 +1370,10 @@ def feed_serve(
         click.echo(f"feed: {ws_url}/stream  rest: {rest_url}")
         sys.stdout.flush()  # a test or script waits for this line
 
-    summary = server.serve_sessions(list(sessions), data_dir, options, on_started)
+    from simulator.selection import expand_sessions
+
+    chosen = expand_sessions(sessions, data_dir)
+    summary = server.serve_sessions(chosen, data_dir, options, on_started)
     console.print(
         f"feed done ({summary.ended}): {summary.messages:,} messages, "
         f"{summary.frames_sent:,} frames sent, {summary.connections:,} connections, "

@@ -138,22 +138,25 @@ def _check(cls: type[Any], where: str, needs: Requirement) -> None:
             raise ConfigError(
                 f"{where}: {cls.__name__} has no method {method}() ({needs.describe()})"
             )
+
+
+def build(
+    cls: type[Any], params: Mapping[str, Any], *, key: str, needs: Requirement | None = None
+) -> Any:  # noqa: ANN401 - a user object of the stage's protocol
+    """`cls(**params)`, with unknown or missing parameters named by their TOML key; then the
+    attributes `needs` names are checked on the object (set in __init__ or on the class)."""
+    instance = _call(cls, params, key)
+    if needs is None:
+        return instance
     for attribute in needs.attributes:
-        if not hasattr(cls, attribute) and attribute not in _annotations(cls):
+        if not hasattr(instance, attribute):
             raise ConfigError(
-                f"{where}: {cls.__name__} has no attribute '{attribute}' ({needs.describe()})"
+                f"{key}: {cls.__name__} has no attribute '{attribute}' ({needs.describe()})"
             )
+    return instance
 
 
-def _annotations(cls: type[Any]) -> set[str]:
-    names: set[str] = set()
-    for klass in cls.__mro__:
-        names.update(getattr(klass, "__annotations__", {}))
-    return names
-
-
-def build(cls: type[Any], params: Mapping[str, Any], *, key: str) -> Any:  # noqa: ANN401
-    """`cls(**params)`, with unknown or missing parameters named by their TOML key."""
+def _call(cls: type[Any], params: Mapping[str, Any], key: str) -> Any:  # noqa: ANN401
     try:
         signature = inspect.signature(cls)
     except (TypeError, ValueError):  # builtins without a signature: let the call decide

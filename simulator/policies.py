@@ -84,14 +84,19 @@ class ThresholdSizer:
 class LongOnlyRuleSizer:
     """The order-book-imbalance rule as a sizer: buy `size` when flat, sell to flat when long.
 
-    The rule runner reports p = (1 + obi) / 2, so this sizer reads obi = 2p - 1 back
-    (obi > threshold <=> p > 0.5 + threshold / 2, up to one rounding step at the boundary):
     obi > threshold and flat -> target `size`; obi < -threshold and long -> target 0;
     otherwise hold. "Long" means position > size * 1e-9, so float residue from fills does not
     count as a position; a (never expected) short position is treated as flat and bought back.
+
+    The rule runner reports p = (1 + obi) * 0.5 (float64). Reading obi back as 2p - 1 is not
+    exact: obi 0.6 (sizes 80/20) came back as 0.6000000000000001 and bought at a threshold of
+    0.6. So the thresholds are mapped into p instead, with the runner's own arithmetic: p is
+    monotone in obi, hence p > (1 + threshold) * 0.5 never holds unless obi > threshold, and
+    the two agree except for an obi within one rounding step (2.2e-16) above the threshold
+    (never for books of whole shares below ~10^7 a side).
     """
 
-    __slots__ = ("_long_above", "size", "threshold")
+    __slots__ = ("_buy_above", "_long_above", "_sell_below", "size", "threshold")
 
     def __init__(self, threshold: float, size: float) -> None:
         owner = "LongOnlyRuleSizer"
@@ -100,13 +105,14 @@ class LongOnlyRuleSizer:
         self.threshold = threshold
         self.size = size
         self._long_above = size * _LOT_EPSILON
+        self._buy_above = (1.0 + threshold) * 0.5  # the runner's p at obi == threshold
+        self._sell_below = (1.0 + -threshold) * 0.5  # ... and at obi == -threshold
 
     def target(self, p: float, position: float) -> float:
-        obi = 2.0 * p - 1.0
         is_long = position > self._long_above
-        if obi > self.threshold and not is_long:
+        if p > self._buy_above and not is_long:
             return self.size
-        if obi < -self.threshold and is_long:
+        if p < self._sell_below and is_long:
             return 0.0
         return position
 

@@ -17,8 +17,9 @@ from simulator.intents import Intent, OpenOrder
 from simulator.market import MarketState
 from simulator.types import Fill, OrderRequest
 
-FeatureVector: TypeAlias = npt.NDArray[np.float32]
-"""The feature stage's preallocated vector (the runner casts it to its model's input dtype)."""
+FeatureVector: TypeAlias = npt.NDArray[np.float64]
+"""The feature stage's preallocated float64 vector: decisions see float64; a model runner casts
+it to its model's input dtype itself, into its own preallocated input (no allocation)."""
 Outputs: TypeAlias = npt.NDArray[np.float64]
 """A model runner's preallocated output vector, rewritten in place on every prediction."""
 

@@ -12,6 +12,7 @@ decisions, orders and fills, bit for bit.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import queue
@@ -129,6 +130,12 @@ class RunRecorder:
                 self._digest.update(_canonical_bytes(column))
         pq.write_table(self._histogram_table(), self.out_dir / "latency_histograms.parquet")
         return self._digest.hexdigest()
+
+    def abort(self) -> None:
+        """Stop the writer thread of a run that failed or was interrupted; the error that
+        stopped the run is the one reported, so a write error here is not raised."""
+        with contextlib.suppress(Exception):
+            self._writer.close()
 
     def _histogram_table(self) -> pa.Table:
         rows: dict[str, list[object]] = {"stage": [], "bucket": [], "upper_ns": [], "count": []}

@@ -47,7 +47,12 @@ from simulator.risk import (
     StaleData,
 )
 from simulator.session import SessionRef
-from simulator.sources.recorded import ParquetSource, file_time_span, open_parquet
+from simulator.sources.recorded import (
+    ParquetSource,
+    file_time_span,
+    open_parquet,
+    stop_readers,
+)
 from simulator.sources.table import TableSource
 from simulator.sources.timer import TimerSource
 from simulator.store import file_sha256
@@ -400,9 +405,14 @@ def replay(
             Engine(**parts) if time_model is None else TimedEngine(time_model=time_model, **parts)
         )
     loaded = perf_counter()
-    state = engine.run()
-    ran = perf_counter()
-    digest = recorder.close()
+    try:
+        state = engine.run()
+        ran = perf_counter()
+        digest = recorder.close()
+    except BaseException:  # failed or interrupted (Ctrl-C): no thread may outlive the run
+        stop_readers()
+        recorder.abort()
+        raise
     summary = run_summary(state, recorder, portfolio, digest)
     summary["breaker_trips"] = write_breaker(breaker, out_dir)
     summary["latency_model"] = config["latency"]["model"]

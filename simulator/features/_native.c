@@ -1,10 +1,9 @@
 /* The compiled twin of the feature path (history.py and buffer.py).
  *
  * `FeatureState` holds the same state as the Python code and does the same arithmetic in the same
- * order, in double precision, rounding to float32 where Python packs into float32 (struct 'f'
- * / memoryview 'f', i.e. PyFloat_Pack4, overflow raising the same OverflowError). Built with
- * -ffp-contract=off so no multiply-add is fused: results are bit-identical to the Python path,
- * which tests prove on real and generated streams. Two modes, as in buffer.py: history (every
+ * order, in double precision, and stores doubles where Python packs into its float64 vector
+ * (struct 'd' / memoryview 'd'). Built with -ffp-contract=off so no multiply-add is fused:
+ * results are bit-identical to the Python path, which tests prove on real and generated streams. Two modes, as in buffer.py: history (every
  * running statistic, mid features written on each quote) and light (top of book and trades
  * kept, the few selected values computed in compute()).
  *
@@ -32,8 +31,8 @@ typedef struct {
     Py_ssize_t *horizons;
     Py_ssize_t *source; /* per output slot: index into full, SOURCE_FLOW or SOURCE_SINCE */
     double *logs, *mids; /* rings of log-mid and mid, NaN until written */
-    float *full;         /* MID_FEATURES then the returns (at least PACKED_RETURNS of them) */
-    Py_buffer out;       /* the FeatureBuffer's float32 vector */
+    double *full;        /* MID_FEATURES then the returns (at least PACKED_RETURNS of them) */
+    Py_buffer out;       /* the FeatureBuffer's float64 vector */
     /* state */
     long long ts_recv, last_trade_ts, n_mid_updates, n_trades;
     Py_ssize_t pos, run;
@@ -42,17 +41,6 @@ typedef struct {
     int light; /* light mode: only the top of book, the depths and the trade state are kept */
     double bid, bid_sz, ask, ask_sz, depth_bid, depth_ask;
 } FeatureState;
-
-/* PyFloat_Pack4's rounding and overflow rule: a finite double too large for a float raises. */
-static inline int pack4(float *to, double x) {
-    float y = (float)x;
-    if (isinf(y) && !isinf(x)) {
-        PyErr_SetString(PyExc_OverflowError, "float too large to pack with f format");
-        return -1;
-    }
-    *to = y;
-    return 0;
-}
 
 static inline Py_ssize_t wrap(Py_ssize_t index, Py_ssize_t size) {
     return index < 0 ? index + size : index; /* Python's negative indexing of the rings */
@@ -66,7 +54,7 @@ static int zero_division(void) {
 static void clear_state(FeatureState *s) {
     for (Py_ssize_t i = 0; i < s->size; i++) s->logs[i] = s->mids[i] = NAN;
     for (Py_ssize_t i = 0; i < s->n_full; i++) s->full[i] = NAN;
-    float *out = (float *)s->out.buf;
+    double *out = (double *)s->out.buf;
     for (Py_ssize_t i = 0; i < s->n_out; i++) out[i] = NAN;
     s->ts_recv = s->last_trade_ts = s->n_mid_updates = s->n_trades = 0;
     s->pos = -1;
@@ -175,14 +163,13 @@ static int quote(FeatureState *s, long long ts, double bid_px, double bid_sz, do
     double micro = (bid_px * ask_sz + ask_px * bid_sz) / (bid_sz + ask_sz) - mid;
     const double values[N_MID] = {mid,  spread, micro, l1,    l1,       vol,
                                   rsi,  macd,   macd - s->signal, pct_b, spread_z, vol_z};
-    float *full = s->full;
-    for (int i = 0; i < N_MID; i++)
-        if (pack4(&full[i], values[i]) < 0) return -1;
+    double *full = s->full;
+    memcpy(full, values, sizeof values);
     Py_ssize_t n_returns = s->n_horizons > PACKED_RETURNS ? s->n_horizons : PACKED_RETURNS;
     for (Py_ssize_t k = 0; k < n_returns; k++) {
         /* fewer horizons than PACKED_RETURNS are padded with the first (as history.py) */
         Py_ssize_t h = s->horizons[k < s->n_horizons ? k : 0];
-        if (pack4(&full[N_MID + k], log_mid - logs[wrap(pos - h, size)]) < 0) return -1;
+        full[N_MID + k] = log_mid - logs[wrap(pos - h, size)];
     }
     return 0;
 }
@@ -283,8 +270,7 @@ static PyObject *FeatureState_on_book(FeatureState *s, PyObject *const *args, Py
         zero_division();
         return NULL;
     }
-    double imbalance = (depth_bid - depth_ask) / (depth_bid + depth_ask);
-    if (pack4(&s->full[BOOK_IMBALANCE], imbalance) < 0) return NULL;
+    s->full[BOOK_IMBALANCE] = (depth_bid - depth_ask) / (depth_bid + depth_ask);
     Py_RETURN_NONE;
 }
 
@@ -343,8 +329,8 @@ static int light_value(const FeatureState *s, Py_ssize_t from, double *to) {
 /* buffer.py's compute() of either mode: trade features once a trade was seen (NaN before,
  * as the vector starts), mid features copied (history) or computed (light). */
 static int compute(FeatureState *s) {
-    float *out = (float *)s->out.buf;
-    const float *full = s->full;
+    double *out = (double *)s->out.buf;
+    const double *full = s->full;
     for (Py_ssize_t j = 0; j < s->n_out; j++) {
         Py_ssize_t from = s->source[j];
         double value;
@@ -361,7 +347,7 @@ static int compute(FeatureState *s) {
         } else {
             value = (double)(s->ts_recv - s->last_trade_ts) / 1e9;
         }
-        if (pack4(&out[j], value) < 0) return -1;
+        out[j] = value;
     }
     return 0;
 }
@@ -452,12 +438,12 @@ static int FeatureState_init(FeatureState *s, PyObject *args, PyObject *kwargs) 
     if (PyObject_GetBuffer(vector, &s->out, PyBUF_WRITABLE | PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) <
         0)
         return -1;
-    if (s->out.itemsize != 4 || s->out.format == NULL ||
-        s->out.format[strlen(s->out.format) - 1] != 'f') {
-        PyErr_SetString(PyExc_TypeError, "FeatureState(): vector must be a float32 array");
+    if (s->out.itemsize != 8 || s->out.format == NULL ||
+        s->out.format[strlen(s->out.format) - 1] != 'd') {
+        PyErr_SetString(PyExc_TypeError, "FeatureState(): vector must be a float64 array");
         return -1;
     }
-    s->n_out = s->out.len / 4;
+    s->n_out = s->out.len / 8;
     Py_ssize_t n_source;
     if (parse_indices(source, "FeatureState(): source must be a sequence of ints", &s->source,
                       &n_source) < 0 ||
@@ -472,7 +458,7 @@ static int FeatureState_init(FeatureState *s, PyObject *args, PyObject *kwargs) 
     if (check_layout(s) < 0) return -1;
     s->logs = PyMem_New(double, s->size);
     s->mids = PyMem_New(double, s->size);
-    s->full = PyMem_New(float, s->n_full);
+    s->full = PyMem_New(double, s->n_full);
     if (s->logs == NULL || s->mids == NULL || s->full == NULL) {
         PyErr_NoMemory();
         return -1;

@@ -28,12 +28,12 @@ IntArray = npt.NDArray[np.int64]
 Values = dict[str, FloatArray]
 
 
-def features_frame(events: pl.DataFrame, config: FeatureConfig) -> npt.NDArray[np.float32]:
-    """n_events x n_features float32, row i = the feature vector after event i."""
+def features_frame(events: pl.DataFrame, config: FeatureConfig) -> FloatArray:
+    """n_events x n_features float64, row i = the feature vector after event i."""
     kind = events["kind"].to_numpy()
     values = _mid_features(events, kind, config)
     values.update(_trade_features(events, kind, Smoothing.of(config)))
-    out = np.empty((events.height, len(config.names)), dtype=np.float32)
+    out = np.empty((events.height, len(config.names)), dtype=np.float64)
     for j, name in enumerate(config.names):
         out[:, j] = values[name]
     return out
@@ -194,7 +194,7 @@ def frame_book_columns(events: pl.DataFrame, levels: int) -> BookColumns:
 
 def incremental_features(
     events: pl.DataFrame, config: FeatureConfig, *, kernel: str | None = None
-) -> npt.NDArray[np.float32]:
+) -> FloatArray:
     """Drive a FeatureBuffer (of `kernel`, see `native.choose`) over `events`, calling
     compute() after every event."""
     buffer = FeatureBuffer(config, kernel=kernel)
@@ -205,7 +205,7 @@ def incremental_features(
         _floats(events, c).tolist() for c in ("bid_px", "bid_sz", "ask_px", "ask_sz", "px", "sz")
     )
     side = events["side"].fill_null(0).to_list()
-    out = np.empty((events.height, len(buffer.names)), dtype=np.float32)
+    out = np.empty((events.height, len(buffer.names)), dtype=np.float64)
     on_quote, on_trade, on_book, compute = (
         buffer.on_quote, buffer.on_trade, buffer.on_book, buffer.compute
     )  # fmt: skip

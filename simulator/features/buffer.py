@@ -1,11 +1,15 @@
-"""Incremental features: O(1) work per market event into one preallocated float32 vector.
+"""Incremental features: O(1) work per market event into one preallocated float64 vector.
 
 `FeatureBuffer` implements the feature stage of the pipeline. The features, when each one
 updates and what it is before data exists are listed in `simulator.features.config`; the
 vectorised twin in `batch` computes the same values over a whole session, and tests prove
 the two equal. The buffer never allocates per event beyond the floats CPython boxes anyway:
-rings are plain-float lists, the output is written into preallocated float32 arrays through
+rings are plain-float lists, the output is written into preallocated float64 arrays through
 memoryviews and `struct.pack_into`.
+
+Float64 end to end: decisions (rules, thresholds, policies) see exactly the numbers a user's
+own float64 code computes (with sizes 80/20, l1_imbalance is 0.6, not float32's
+0.6000000238). A model runner casts the vector to its model's input dtype itself.
 
 Inputs must obey the data contract (finite positive prices and level-0 sizes, which
 `sources.schema` checks at load time), so no division here can meet a zero.
@@ -119,13 +123,13 @@ class FeatureBuffer:
     on_trade: Callable[[int, float, float, int], None]
     """A trade: (ts_recv, px, sz, side) -> None; `px` is not used (the features are about
     flow and time)."""
-    compute: Callable[[], npt.NDArray[np.float32]]
+    compute: Callable[[], FloatArray]
     """Write the current values into `vector` (in place) and return it."""
 
     def __init__(self, config: FeatureConfig | None = None, *, kernel: str | None = None) -> None:
         self.config = FeatureConfig() if config is None else config
         self.names: tuple[str, ...] = self.config.names
-        self.vector: npt.NDArray[np.float32] = np.full(len(self.names), NAN, dtype=np.float32)
+        self.vector: FloatArray = np.full(len(self.names), NAN, dtype=np.float64)
         self._out = cast("memoryview[float]", self.vector.data)
         self._need = warmup(self.config)
         self._flow_a = Smoothing.of(self.config).flow
@@ -158,9 +162,9 @@ class FeatureBuffer:
         mid_names = self.config.all_names[: -len(TRADE_FEATURES)]
         sources = vector_sources(self.config)
         size = len(MID_FEATURES) + max(len(self.config.horizons), PACKED_RETURNS)
-        self._full = np.full(size, NAN, dtype=np.float32)
+        self._full = np.full(size, NAN, dtype=np.float64)
         self._full_view = cast("memoryview[float]", self._full.data)
-        head = 4 * len(mid_names)  # float32 bytes; the views are sliced once, here
+        head = 8 * len(mid_names)  # float64 bytes; the views are sliced once, here
         self._out_head = self.vector.data.cast("B")[:head]
         self._full_head = self._full.data.cast("B")[:head]
         self._gather: tuple[tuple[int, int], ...] | None = None
@@ -282,14 +286,14 @@ def _nothing() -> None:
     pass
 
 
-def _history_compute(buffer: FeatureBuffer) -> Callable[[], npt.NDArray[np.float32]]:
+def _history_compute(buffer: FeatureBuffer) -> Callable[[], FloatArray]:
     """compute() with history: the mid features were written by on_quote; copy them over
     (one memcpy when `names` starts with all of them in order), add the trade features."""
     out, vector, gather = buffer._out, buffer.vector, buffer._gather
     out_head, full_head, full = buffer._out_head, buffer._full_head, buffer._full_view
     flow_at, since_at = buffer._flow_at, buffer._since_at
 
-    def compute() -> npt.NDArray[np.float32]:
+    def compute() -> FloatArray:
         if buffer._n_trades:
             if flow_at >= 0:
                 out[flow_at] = buffer._flow_s / buffer._flow_v
@@ -305,20 +309,20 @@ def _history_compute(buffer: FeatureBuffer) -> Callable[[], npt.NDArray[np.float
     return compute
 
 
-def _light_compute(buffer: FeatureBuffer) -> Callable[[], npt.NDArray[np.float32]]:
+def _light_compute(buffer: FeatureBuffer) -> Callable[[], FloatArray]:
     """compute() without history: call the getters (one of them without a loop: that is
     the rule strategy's whole feature stage, so every bytecode counts)."""
     out, vector, getters = buffer._out, buffer.vector, buffer._getters
     if len(getters) == 1:
         ((j, get),) = getters
 
-        def compute_one() -> npt.NDArray[np.float32]:
+        def compute_one() -> FloatArray:
             out[j] = get()
             return vector
 
         return compute_one
 
-    def compute() -> npt.NDArray[np.float32]:
+    def compute() -> FloatArray:
         for i, getter in getters:
             out[i] = getter()
         return vector

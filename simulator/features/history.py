@@ -33,7 +33,7 @@ class QuoteHandler(Protocol):
 
 
 def history_on_quote(  # noqa: C901 - see on_quote
-    buffer: FeatureBuffer, values: npt.NDArray[np.float32]
+    buffer: FeatureBuffer, values: npt.NDArray[np.float64]
 ) -> tuple[QuoteHandler, Callable[[], None]]:
     """The history mode's (on_quote, reset): on_quote updates every running statistic, then
     packs the twelve MID_FEATURES and the first returns into `values` in one struct call.
@@ -56,7 +56,7 @@ def history_on_quote(  # noqa: C901 - see on_quote
     more_returns = tuple(
         (len(MID_FEATURES) + k, h) for k, h in enumerate(config.horizons) if k >= PACKED_RETURNS
     )
-    pack = struct.Struct(f"<{len(MID_FEATURES) + PACKED_RETURNS}f").pack_into
+    pack = struct.Struct(f"={len(MID_FEATURES) + PACKED_RETURNS}d").pack_into
     full_view, full_bytes = cast("memoryview[float]", values.data), values.data.cast("B")
     pos = run = 0  # the state, (re)set by reset() below
     fast = slow = signal = spread_m = spread_v = var = gain = loss = vol_m = vol_v = 0.0

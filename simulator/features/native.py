@@ -65,7 +65,7 @@ def choose(kernel: str | None) -> str:
     return wanted
 
 
-def build(config: FeatureConfig, vector: npt.NDArray[np.float32], *, light: bool) -> FeatureState:
+def build(config: FeatureConfig, vector: npt.NDArray[np.float64], *, light: bool) -> FeatureState:
     """A compiled feature state writing `vector` (requires `available()`); `light` for a
     selection of only LIGHT_FEATURES (no history kept, as FeatureBuffer's light mode)."""
     if FeatureState is None:

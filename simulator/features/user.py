@@ -354,7 +354,8 @@ def build_feature_stage(
     for i, spec in enumerate(plugins):
         key = f"features.plugins[{i}]"
         cls = load_class(spec.ref, key=key, base=base, needs=NEEDS)
-        users.append((cast("UserFeature", build(cls, spec.params, key=key)), key))
+        feature = build(cls, spec.params, key=key, needs=NEEDS)
+        users.append((cast("UserFeature", feature), key))
     provided = _user_names(users, known)
     for name in names:
         if name not in known and name not in provided:

@@ -145,7 +145,7 @@ class CircuitBreaker:
         self._clear()
 
     def predict(
-        self, features: npt.NDArray[np.float32], event_index: int
+        self, features: npt.NDArray[np.float64], event_index: int
     ) -> npt.NDArray[np.float64]:
         self._calls += 1
         if self._state == "closed" and self._budget_ns is None:
@@ -163,7 +163,7 @@ class CircuitBreaker:
         return self._guarded(features, event_index)
 
     def _guarded(
-        self, features: npt.NDArray[np.float32], event_index: int
+        self, features: npt.NDArray[np.float64], event_index: int
     ) -> npt.NDArray[np.float64]:
         """predict() while open or half-open, or with a latency budget to watch."""
         if self._state == "open":
@@ -194,7 +194,7 @@ class CircuitBreaker:
         return p
 
     def _on_exception(
-        self, error: Exception, features: npt.NDArray[np.float32], event_index: int
+        self, error: Exception, features: npt.NDArray[np.float64], event_index: int
     ) -> npt.NDArray[np.float64]:
         """The primary raised: count the violation and let the fallback answer this event."""
         self._exceptions += 1

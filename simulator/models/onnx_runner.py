@@ -1,8 +1,9 @@
 """ONNX Runtime model runner: one thread, deterministic, IO-bound buffers allocated once.
 
 The session's input and output are bound to numpy arrays through OrtValues that share their
-memory, so a prediction is: copy the features into the bound input, `run_with_iobinding`, read
-the bound output. Nothing is allocated per call on the ONNX Runtime side.
+memory, so a prediction is: cast the float64 features into the bound float32 input (the model's
+input dtype; one preallocated array), `run_with_iobinding`, read the bound output. Nothing is
+allocated per call, on either side.
 """
 
 from __future__ import annotations
@@ -106,8 +107,6 @@ class OnnxRunner:
 
     __slots__ = (
         "_binding",
-        "_bound",
-        "_copy",
         "_input",
         "_input_value",
         "_out",
@@ -141,8 +140,6 @@ class OnnxRunner:
         self._result = self._output.data.cast("B").cast("f")  # a flat float view of the output
         self._out = np.zeros(1, dtype=np.float64)  # the runner's output vector: [p]
         self._out_view: Any = self._out.data  # typeshed: memoryview items are int only
-        self._bound: npt.NDArray[np.float32] | None = None  # the array the input is bound to
-        self._copy = True
 
     @property
     def session(self) -> ort.InferenceSession:
@@ -160,29 +157,14 @@ class OnnxRunner:
             self._session.run_with_iobinding(self._binding)
 
     def predict(
-        self, features: npt.NDArray[np.float32], event_index: int
+        self, features: npt.NDArray[np.float64], event_index: int
     ) -> npt.NDArray[np.float64]:
-        if features is not self._bound:
-            self._bind_input(features)
-        if self._copy:
-            self._row[...] = features  # copy in place; faster than np.copyto for short vectors
+        # The cast to the model's float32 input, in place into the bound array (~0.3 µs for
+        # 16 features; faster than np.copyto for short vectors).
+        self._row[...] = features
         self._run()
         self._out_view[0] = self._result[0]
         return self._out
-
-    def _bind_input(self, features: npt.NDArray[np.float32]) -> None:
-        """Bind ONNX Runtime's input to the caller's vector itself when it can (the feature
-        stage rewrites one float32 array in place), so no copy is made per prediction."""
-        self._bound = features
-        shareable = (
-            features.dtype == np.float32
-            and features.shape == (self._row.shape[0],)
-            and features.flags.c_contiguous
-        )
-        source = features.reshape(1, -1) if shareable else self._input
-        self._input_value = ort.OrtValue.ortvalue_from_numpy(source)
-        self._binding.bind_ortvalue_input(self._session.get_inputs()[0].name, self._input_value)
-        self._copy = not shareable
 
     def reset(self) -> None:
         """Stateless: nothing to clear."""

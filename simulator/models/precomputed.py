@@ -57,7 +57,7 @@ class PrecomputedRunner:
         """Nothing to warm: the signals are already in memory."""
 
     def predict(
-        self, features: npt.NDArray[np.float32], event_index: int
+        self, features: npt.NDArray[np.float64], event_index: int
     ) -> npt.NDArray[np.float64]:
         if 0 <= event_index < self.size:
             self._out_view[0] = self._signals[event_index]

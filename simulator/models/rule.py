@@ -30,7 +30,7 @@ class RuleRunner:
         self.name = f"rule:feature[{feature_index}]*{scale:g}"
         # a memoryview of the (reused) feature vector reads a Python float ~3x faster than
         # indexing the numpy array; rebuilt only if a different array is passed
-        self._array: npt.NDArray[np.float32] | None = None
+        self._array: npt.NDArray[np.float64] | None = None
         self._view: memoryview = memoryview(b"")
         self._out = np.zeros(1, dtype=np.float64)  # the output vector: [p]
         self._out_view: Any = self._out.data  # item stores ~3x faster than numpy
@@ -39,7 +39,7 @@ class RuleRunner:
         """Nothing to warm."""
 
     def predict(
-        self, features: npt.NDArray[np.float32], event_index: int
+        self, features: npt.NDArray[np.float64], event_index: int
     ) -> npt.NDArray[np.float64]:
         if features is not self._array:
             self._array, self._view = features, features.data

@@ -1,7 +1,9 @@
 """TorchScript model runners: frozen, optimised for inference, one thread, preallocated input.
 
-The input tensor is `torch.from_numpy` over a preallocated float32 array, so a prediction copies
-the features into that array (no tensor is built per call) and runs the frozen graph.
+The input tensor is `torch.from_numpy` over a preallocated float32 array, so a prediction casts
+the float64 features into that array (no tensor is built per call) and runs the frozen graph.
+The cast rounds each value to the nearest float32, as the feature stage itself did when its
+vector was float32: the shipped models see the same inputs they were trained on.
 `StatefulTorchRunner` carries a recurrent hidden state from event to event within a session.
 """
 
@@ -98,9 +100,9 @@ class TorchRunner:
                 self._module(self._input)
 
     def predict(
-        self, features: npt.NDArray[np.float32], event_index: int
+        self, features: npt.NDArray[np.float64], event_index: int
     ) -> npt.NDArray[np.float64]:
-        self._row[...] = features  # copy in place; faster than np.copyto for short vectors
+        self._row[...] = features  # the cast to float32, in place; faster than np.copyto
         with torch.inference_mode():
             self._out_view[0] = self._module(self._input).item()
         return self._out
@@ -169,9 +171,9 @@ class StatefulTorchRunner:
                 self._module(self._input, self._scratch)
 
     def predict(
-        self, features: npt.NDArray[np.float32], event_index: int
+        self, features: npt.NDArray[np.float64], event_index: int
     ) -> npt.NDArray[np.float64]:
-        self._row[...] = features  # copy in place; faster than np.copyto for short vectors
+        self._row[...] = features  # the cast to float32, in place; faster than np.copyto
         with torch.inference_mode():
             p, h_new = self._module(self._input, self._hidden)
             self._hidden.copy_(h_new)

@@ -128,7 +128,7 @@ class ExceptionFault:
         self.calls = self.injected = 0
 
     def predict(
-        self, features: npt.NDArray[np.float32], event_index: int
+        self, features: npt.NDArray[np.float64], event_index: int
     ) -> npt.NDArray[np.float64]:
         self.calls += 1
         if self._hit(event_index):
@@ -192,7 +192,7 @@ class LatencySpike:
         self.calls = self.injected = self.extra_ns = self.last_extra_ns = self._pending = 0
 
     def predict(
-        self, features: npt.NDArray[np.float32], event_index: int
+        self, features: npt.NDArray[np.float64], event_index: int
     ) -> npt.NDArray[np.float64]:
         self.calls += 1
         extra = 0

@@ -94,8 +94,7 @@ def test_fixed_order_latency_fills_against_the_quote_at_arrival(tmp_path):
 def _obi_rule_reference(quotes: pa.Table, threshold: float, size: float):
     """obi_rule written independently, vectorised: alternating signals fill at the touch."""
     bid_sz, ask_sz = quotes.column("bid_sz").to_numpy(), quotes.column("ask_sz").to_numpy()
-    # the pipeline's feature vector is float32 by contract: compare the same rounded value
-    obi = np.float32((bid_sz - ask_sz) / (bid_sz + ask_sz)).astype(np.float64)
+    obi = (bid_sz - ask_sz) / (bid_sz + ask_sz)  # float64, as the user's own code computes it
     signal = np.where(obi > threshold, 1, np.where(obi < -threshold, -1, 0))
     idx = np.flatnonzero(signal)
     sig = signal[idx]
@@ -128,6 +127,53 @@ def test_obi_rule_on_goog_equals_an_independent_vectorised_computation(tmp_path)
     assert summary["realized_pnl"] + summary["unrealized_pnl"] == pytest.approx(
         cash + position * last_mid
     )
+
+
+def _integer_size_quotes(n: int, seed: int) -> list[tuple[float, float, float, float]]:
+    """Quotes with whole-share sizes, many of them exactly at obi +-0.6 (80/20, 4/1, ...):
+    0.6 in float64, 0.6000000238 in float32."""
+    rng = np.random.default_rng(seed)
+    at_threshold = [(80, 20), (20, 80), (4, 1), (1, 4), (160, 40), (40, 160), (8, 2), (2, 8)]
+    rows = []
+    bid_ticks = 10_000
+    for _ in range(n):
+        bid_ticks += int(rng.integers(-1, 2))
+        ask_ticks = bid_ticks + int(rng.integers(1, 4))
+        if rng.random() < 0.4:
+            bid_sz, ask_sz = at_threshold[int(rng.integers(len(at_threshold)))]
+        else:
+            bid_sz, ask_sz = (int(v) for v in rng.integers(1, 200, size=2))
+        rows.append((bid_ticks / 100, float(bid_sz), ask_ticks / 100, float(ask_sz)))
+    return rows
+
+
+def _obi_rule_loop(rows, threshold: float, size: float) -> list[tuple[int, int, float]]:
+    """obi_rule as a user would write it in plain float64 Python: (event, side, price) fills."""
+    fills = []
+    position = 0.0
+    for i, (bid, bid_sz, ask, ask_sz) in enumerate(rows):
+        obi = (bid_sz - ask_sz) / (bid_sz + ask_sz)
+        if obi > threshold and position == 0.0:
+            fills.append((i, 1, ask))
+            position = size
+        elif obi < -threshold and position > 0.0:
+            fills.append((i, -1, bid))
+            position = 0.0
+    return fills
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_obi_rule_with_integer_sizes_fills_exactly_as_a_float64_loop(tmp_path, seed):
+    rows = _integer_size_quotes(3_000, seed)
+    path = write(_quotes(rows), tmp_path / "integer_sizes.parquet")
+    result = _run(tmp_path, resolve_session(str(path), tmp_path))
+    expected = _obi_rule_loop(rows, 0.6, 1.0)
+    fills = pq.read_table(result.out_dir / "fills.parquet").to_pylist()
+    found = [((f["ts_event"] - T0) // 1_000, f["side"], f["px"]) for f in fills]
+    assert found == expected
+    exact = sum((b - a) / (b + a) == 0.6 for _, b, _, a in rows)
+    assert exact > 500  # the threshold itself is hit many times
+    assert len(expected) > 100
 
 
 def test_manifest_carries_summary_config_and_data_hashes(tmp_path):

@@ -140,7 +140,7 @@ def test_native_kernel_equals_python_bit_for_bit_on_generated_streams(stream):
     events, config = stream
     python = incremental_features(events, config, kernel="python")
     compiled = incremental_features(events, config, kernel="native")
-    np.testing.assert_array_equal(python.view(np.uint32), compiled.view(np.uint32))
+    np.testing.assert_array_equal(python.view(np.uint64), compiled.view(np.uint64))
 
 
 @SETTINGS

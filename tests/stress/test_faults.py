@@ -23,7 +23,7 @@ from simulator.stress import (
 )
 from simulator.stress.spec import seed_sequence
 
-FEATURES = np.zeros(4, dtype=np.float32)
+FEATURES = np.zeros(4, dtype=np.float64)
 
 
 class ConstRunner:

@@ -102,3 +102,18 @@ def test_cpu_contention_is_not_run_under_a_calibrated_model_and_runs_repeat(sess
             f"not run: cpu_contention needs the measured model, not calibrated:{model}"
         )
     assert runs[0][0]["digest"] == runs[1][0]["digest"]
+
+
+def test_stress_on_a_terminal_shows_a_progress_bar_with_an_eta(session, tmp_path, monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    import cli
+
+    screen = io.StringIO()
+    monkeypatch.setattr(cli, "err_console", Console(file=screen, force_terminal=True, width=120))
+    result = _stress(session, tmp_path / "s", "--scenario", "dirty_feed", "--no-report")
+    assert result.exit_code == 0, result.output
+    assert "stress: baseline and scenarios" in screen.getvalue()
+    assert "ETA" in screen.getvalue()

@@ -149,3 +149,20 @@ def test_ctrl_c_stops_the_workers_and_keeps_finished_cells(tmp_path, sweep_data)
     resumed = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert f"resuming: {kept} of 8 cells already done" in resumed.stdout
+
+
+def test_data_show_takes_a_pattern_and_shows_each_session(sweep_data):
+    result = _invoke(sweep_data, "data", "show", "synth/*/*", "--rows", "1")
+    assert result.exit_code == 0, result.output
+    assert [line.split()[0] for line in result.output.splitlines() if line.startswith("synth")] == (
+        list(SESSIONS)
+    )
+
+
+def test_a_one_session_command_takes_a_pattern_matching_one_and_refuses_several(sweep_data):
+    one = _invoke(sweep_data, "data", "check", "synth/AAA/*-02")
+    assert one.exit_code == 0, one.output
+    assert "quotes.parquet: 3,000 rows checked: OK" in one.output
+    several = _invoke(sweep_data, "data", "check", "synth/AAA/*")
+    assert several.exit_code == 2
+    assert "SESSION 'synth/AAA/*' matches 2 sessions" in several.output

@@ -49,7 +49,8 @@ def test_results_parquet_has_one_typed_row_per_cell(serial):
     assert table.num_rows == 8
     assert table.column_names[:3] == ["session", "policy.threshold", "latency_scale"]
     assert str(table.schema.field("policy.threshold").type) == "double"
-    for name in ("n_events", "n_orders", "n_fills", "realized_pnl", "fees", "final_equity",
+    for name in ("n_events", "n_orders", "n_fills", "net_pnl", "realized_pnl", "fees",
+                 "final_equity",
                  "max_drawdown", "tick_to_trade_p50_us", "tick_to_trade_p99_us", "digest",
                  "status", "wall_s"):  # fmt: skip
         assert name in table.column_names, name

@@ -35,7 +35,7 @@ def assert_same_bits(events, config: FeatureConfig) -> None:
     assert np.isfinite(python[-1]).all()  # the comparison covers warm values, not only NaNs
     for j, name in enumerate(config.names):
         np.testing.assert_array_equal(
-            python[:, j].view(np.uint32), compiled[:, j].view(np.uint32), err_msg=name
+            python[:, j].view(np.uint64), compiled[:, j].view(np.uint64), err_msg=name
         )
 
 
@@ -91,7 +91,6 @@ def test_light_and_history_selections_both_run_natively():
 QUOTE_FAULTS = [
     ((100.0, 0.0, 100.02, 0.0), ZeroDivisionError),  # no size on either side
     ((-1.0, 1.0, 0.5, 1.0), ValueError),  # non-positive mid: log's domain
-    ((1e39, 1.0, 1e39, 1.0), OverflowError),  # finite, but too large for float32
 ]
 
 
@@ -102,6 +101,32 @@ def test_both_kernels_raise_the_same_error_on_a_bad_quote(quote, error):
         buffer = FeatureBuffer(kernel=kernel)
         with pytest.raises(error):
             buffer.on_quote(T0, *quote)
+
+
+@pytest.mark.parametrize("kernel", native_module.KERNELS)
+@pytest.mark.parametrize("features", [None, ("l1_imbalance", "book_imbalance", "mid")])
+def test_both_kernels_keep_float64_exactly_as_user_code_computes_it(kernel, features):
+    if kernel == "native" and not native_module.available():
+        pytest.skip("the native feature kernel is not built")
+    config = FeatureConfig(levels=2, features=features)
+    buffer = FeatureBuffer(config, kernel=kernel)
+    assert buffer.vector.dtype == np.float64
+    bid, ask = 100.0, 100.01
+    buffer.on_quote(T0, bid, 80.0, ask, 20.0)  # obi 0.6 exactly; float32 would give 0.6000000238
+    vector = buffer.compute()
+    assert vector[config.names.index("l1_imbalance")] == (80.0 - 20.0) / (80.0 + 20.0) == 0.6
+    assert vector[config.names.index("mid")] == (bid + ask) * 0.5
+    big = 1e39  # finite in float64 (float32 overflowed: both kernels raised OverflowError)
+    buffer.on_quote(T0 + 1, big, 80.0, big, 20.0)
+    assert buffer.compute()[config.names.index("mid")] == big
+    levels = BookColumns.from_arrays(
+        [np.array([bid]), np.array([bid - 0.01])],
+        [np.array([80.0]), np.array([7.0])],
+        [np.array([ask]), np.array([ask + 0.01])],
+        [np.array([20.0]), np.array([3.0])],
+    )
+    buffer.on_book(T0 + 2, levels, 0)
+    assert buffer.compute()[config.names.index("book_imbalance")] == (87.0 - 23.0) / (87.0 + 23.0)
 
 
 @needs_native

@@ -175,12 +175,12 @@ def test_a_flat_bollinger_window_is_exactly_one_half():
     assert buffer.compute()[SMALL.names.index("rsi")] == 50.0
 
 
-def test_names_are_fixed_and_the_vector_is_one_preallocated_float32_array():
+def test_names_are_fixed_and_the_vector_is_one_preallocated_float64_array():
     buffer = FeatureBuffer()
     assert buffer.names == FEATURE_NAMES
     assert len(set(FEATURE_NAMES)) == len(FEATURE_NAMES) == 17
     vector = buffer.vector
-    assert vector.dtype == np.float32
+    assert vector.dtype == np.float64
     assert vector.shape == (len(FEATURE_NAMES),)
     for _ in range(3):
         _feed(buffer)

@@ -83,7 +83,7 @@ def test_onnx_and_torchscript_runners_agree_with_the_trained_mlp(mlp_files):
     inputs = _random_features(1000)
     with torch.no_grad():
         expected = result.model(torch.from_numpy(inputs)).numpy()[:, 0]
-    features = np.zeros(N_FEATURES, dtype=np.float32)  # one buffer, rewritten per event
+    features = np.zeros(N_FEATURES, dtype=np.float64)  # one buffer, rewritten per event
     served = np.zeros((2, len(inputs)))
     for i, row in enumerate(inputs):
         features[:] = row
@@ -232,7 +232,7 @@ def test_stateful_runner_rejects_a_wrong_hidden_size_and_a_stateless_model(gru_f
 
 
 def _serve(runner: ModelRunner, inputs: np.ndarray) -> list[float]:
-    features = np.zeros(N_FEATURES, dtype=np.float32)
+    features = np.zeros(N_FEATURES, dtype=np.float64)
     out = []
     for i, row in enumerate(inputs):
         features[:] = row
@@ -289,7 +289,7 @@ def test_onnx_gru_cell_matches_the_torchscript_cell(gru_files):
 
 def test_precomputed_runner_serves_by_event_index_and_names_the_gap():
     runner = PrecomputedRunner(np.array([0.1, 0.9, 0.5]))
-    features = np.zeros(1, dtype=np.float32)
+    features = np.zeros(1, dtype=np.float64)
     assert [runner.predict(features, i)[0] for i in (2, 0, 1)] == [0.5, 0.1, 0.9]
     for index in (3, -1):
         with pytest.raises(
@@ -307,7 +307,7 @@ def test_precomputed_runner_loads_npy_and_parquet(tmp_path):
     values = np.array([0.25, 0.75])
     np.save(tmp_path / "s.npy", values)
     pq.write_table(pa.table({"ts": [1, 2], "p": values}), tmp_path / "s.parquet")
-    features = np.zeros(1, dtype=np.float32)
+    features = np.zeros(1, dtype=np.float64)
     for runner in (
         PrecomputedRunner.from_file(tmp_path / "s.npy"),
         PrecomputedRunner.from_file(tmp_path / "s.parquet", column="p"),
@@ -337,8 +337,8 @@ def test_precomputed_runner_loads_npy_and_parquet(tmp_path):
     ],
 )
 def test_rule_runner_maps_imbalance_to_probability(obi, scale, expected):
-    features = np.array([7.0, obi], dtype=np.float32)
-    assert RuleRunner(1, scale).predict(features, 0) == pytest.approx(expected)
+    features = np.array([7.0, obi], dtype=np.float64)
+    assert RuleRunner(1, scale).predict(features, 0)[0] == pytest.approx(expected)
 
 
 # --- circuit breaker --------------------------------------------------------------------------
@@ -417,7 +417,7 @@ def _breaker(
 def test_breaker_trips_after_consecutive_failures_and_recovers_after_cool_down():
     clock, primary = FakeClock(), ScriptedRunner(0.9)
     breaker = _breaker(primary, clock)
-    features = np.zeros(1, dtype=np.float32)
+    features = np.zeros(1, dtype=np.float64)
     primary.failing = True
     assert [breaker.predict(features, i)[0] for i in range(3)] == [
         0.5,
@@ -449,7 +449,7 @@ def test_breaker_trips_after_consecutive_failures_and_recovers_after_cool_down()
 
 def test_a_success_between_failures_restarts_the_count():
     breaker = _breaker(ScriptedRunner(0.9, fail_at={0, 1, 3, 4, 6, 7, 8}), FakeClock())
-    features = np.zeros(1, dtype=np.float32)
+    features = np.zeros(1, dtype=np.float64)
     served = [breaker.predict(features, i)[0] for i in range(10)]
     assert served == [0.5, 0.5, 0.9, 0.5, 0.5, 0.9, 0.5, 0.5, 0.5, 0.5]
     assert [(s.event_index, s.state) for s in breaker.switches] == [(8, "open")]
@@ -458,7 +458,7 @@ def test_a_success_between_failures_restarts_the_count():
 def _run_flaky(seed: int) -> tuple[list[float], list[BreakerSwitch], FlakyRunner]:
     clock, primary = FakeClock(), FlakyRunner(p_fail=0.4, seed=seed)
     breaker = _breaker(primary, clock, max_violations=2, cooldown_ns=5_000)
-    features = np.zeros(1, dtype=np.float32)
+    features = np.zeros(1, dtype=np.float64)
     served = []
     for i in range(2_000):
         clock.ts += 1_000
@@ -501,7 +501,7 @@ def test_flaky_primary_switches_deterministically_and_every_switch_is_recorded()
 def test_slow_primary_trips_the_latency_budget():
     primary = ScriptedRunner(0.9, sleep_s=0.003)
     breaker = _breaker(primary, FakeClock(), budget=1_000_000, max_violations=2)
-    features = np.zeros(1, dtype=np.float32)
+    features = np.zeros(1, dtype=np.float64)
     served = [breaker.predict(features, i)[0] for i in range(4)]
     assert served == [0.9, 0.9, 0.5, 0.5]  # late answers are served, then the fallback
     (switch,) = breaker.switches
@@ -525,7 +525,7 @@ def test_breaker_warms_and_resets_both_runners_and_starts_each_session_closed():
     breaker.warm_up()
     assert (primary.warm_ups, fallback.warm_ups) == (1, 1)
     primary.failing = True
-    breaker.predict(np.zeros(1, dtype=np.float32), 0)[0]
+    breaker.predict(np.zeros(1, dtype=np.float64), 0)[0]
     assert breaker.is_open
     breaker.reset()
     assert (primary.resets, fallback.resets) == (1, 1)
@@ -541,11 +541,11 @@ def test_breaker_lets_an_invariant_violation_stop_the_run():
 
     breaker = _breaker(Broken(0.9), FakeClock())
     with pytest.raises(InvariantViolation):
-        breaker.predict(np.zeros(1, dtype=np.float32), 0)[0]
+        breaker.predict(np.zeros(1, dtype=np.float64), 0)[0]
 
 
 def test_breaker_serves_fallback_when_precomputed_signals_run_out():
-    features = np.array([0.2], dtype=np.float32)
+    features = np.array([0.2], dtype=np.float64)
     breaker = CircuitBreaker(
         PrecomputedRunner(np.array([0.8])),
         RuleRunner(0),

@@ -10,6 +10,7 @@ import pytest
 
 from simulator.errors import ConfigError
 from simulator.intents import NO_INTENTS, MarketOrder
+from simulator.models.rule import RuleRunner
 from simulator.policies import (
     LongOnlyRuleSizer,
     ObiRulePolicy,
@@ -95,6 +96,29 @@ def test_rule_sizer_threshold_is_strict():
     rule = LongOnlyRuleSizer(threshold=0.5, size=1.0)
     assert rule.target(0.75, 0.0) == 0.0  # obi == 0.5 exactly: not above
     assert rule.target(0.25, 1.0) == 1.0  # obi == -0.5 exactly: not below
+
+
+@pytest.mark.parametrize(
+    ("bid_sz", "ask_sz", "position", "expected"),
+    [
+        (80.0, 20.0, 0.0, 0.0),  # obi 0.6 exactly (float64): not above 0.6, no buy
+        (81.0, 20.0, 0.0, 1.0),  # obi 0.6040 > 0.6: buy
+        (20.0, 80.0, 1.0, 1.0),  # obi -0.6 exactly: not below, hold the long
+        (20.0, 81.0, 1.0, 0.0),  # obi -0.6040 < -0.6: sell to flat
+        (400.0, 100.0, 0.0, 0.0),  # 0.6 again
+        (0.3, 0.075, 0.0, 0.0),  # 0.6 from fractional sizes, as float64 computes it
+    ],
+)
+def test_rule_sizer_on_the_rule_runner_decides_as_float64_obi_does(
+    bid_sz, ask_sz, position, expected
+):
+    features = np.array([(bid_sz - ask_sz) / (bid_sz + ask_sz)])  # the float64 feature
+    p = RuleRunner(0).predict(features, 0)[0]
+    obi = features[0]
+    rule = LongOnlyRuleSizer(threshold=0.6, size=1.0)
+    assert rule.target(p, position) == expected
+    wanted = 1.0 if obi > 0.6 and position == 0.0 else 0.0 if obi < -0.6 else position
+    assert expected == wanted
 
 
 def test_rule_sizer_treats_float_residue_as_flat():

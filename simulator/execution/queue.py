@@ -1,0 +1,153 @@
+"""Queue position of a resting limit order: how much is queued ahead of it at its price.
+
+The models follow hftbacktest (the reference users compare against), read from its source:
+`queue.rs` = hftbacktest/src/backtest/models/queue.rs, `nopfx.rs` =
+hftbacktest/src/backtest/proc/nopartialfillexchange.rs (line numbers of the 2.4.4 tag).
+
+- `risk_averse` (RiskAdverseQueueModel, queue.rs:67-95):
+  * on acceptance, ahead = the quantity displayed at the order's price on its own side, or 0
+    when there is no level there (an order better than the best starts at the front);
+  * a book change at our price: ahead = min(ahead, new quantity) — a decrease is a cancel
+    *behind* us unless the level shrinks below ahead; an increase never pushes us back; a
+    deleted level puts us at the front;
+  * a trade at exactly our price: ahead -= trade size; the order is executable once ahead is
+    negative (a trade equal to ahead leaves us at the front, unfilled).
+- `prob_power` / `prob_log` (ProbQueueModel, queue.rs:160-217): trades as above, and a level
+  decrease not explained by the trades counted since the last book change (chg = prev - new -
+  traded) advances ahead by the probability that the cancelled quantity was in front of us:
+  with front = ahead and back = prev - front, p = f(back) / (f(back) + f(front)), and
+  ahead' = min(front - (1 - p) * chg + min(back - p * chg, 0), new). `prob_power` uses
+  f(x) = x**n (PowerProbQueueFunc), `prob_log` f(x) = log(1 + x) (LogProbQueueFunc). An
+  increase of the level only caps ahead at the new quantity. These are expectations, not
+  draws: nothing random, so the same tape always gives the same fills.
+- `none`: no queue at all; a resting order fills when the opposite best reaches its price
+  (the venue's touch rule).
+
+How much is executable: floor(-ahead / lot) lots once round(ahead / lot) < 0 (queue.rs
+`is_filled`). With partial fills off (hftbacktest's NoPartialFillExchange) any executable
+quantity fills the whole order (nopfx.rs:123-158).
+
+`l3_fifo` needs no estimate (order-level data gives the exact place): see `l3.py`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Final, Protocol
+
+from simulator.errors import ConfigError
+
+QUEUE_MODELS: Final = ("none", "risk_averse", "prob_power", "prob_log", "l3_fifo")
+
+
+class QueuePos:
+    """One resting order's queue estimate (mutable, one per order: allocated at acceptance)."""
+
+    __slots__ = ("ahead", "level_qty", "traded")
+
+    def __init__(self, ahead: float) -> None:
+        self.ahead = ahead  # quantity estimated in front of us at our price
+        self.level_qty = ahead  # the level's displayed quantity when last seen
+        self.traded = 0.0  # trade quantity at our price since the last book change
+
+    def __repr__(self) -> str:
+        return f"QueuePos(ahead={self.ahead!r}, level_qty={self.level_qty!r})"
+
+
+class QueueModel(Protocol):
+    """Advances a resting order's QueuePos on trades and book changes at its price."""
+
+    name: str
+
+    def on_trade(self, pos: QueuePos, qty: float) -> None: ...
+    def on_depth(self, pos: QueuePos, new_qty: float) -> None: ...
+
+
+class RiskAverseQueue:
+    """hftbacktest's RiskAdverseQueueModel: only trades advance us; cancels are behind us."""
+
+    __slots__ = ()
+    name = "risk_averse"
+
+    def on_trade(self, pos: QueuePos, qty: float) -> None:
+        pos.ahead -= qty
+
+    def on_depth(self, pos: QueuePos, new_qty: float) -> None:
+        pos.level_qty = new_qty
+        if new_qty < pos.ahead:
+            pos.ahead = new_qty
+
+
+class ProbQueue:
+    """hftbacktest's ProbQueueModel with a power or a log weighting (see the module docstring)."""
+
+    __slots__ = ("_power", "name")
+
+    def __init__(self, name: str, power: float = 3.0) -> None:
+        if name not in ("prob_power", "prob_log"):
+            raise ConfigError(f"ProbQueue: unknown model {name!r}")
+        if name == "prob_power" and not 0.0 < power < math.inf:
+            raise ConfigError(f"venue.queue_power must be a finite number > 0; found {power!r}")
+        self.name = name
+        self._power = power
+
+    def probability(self, front: float, back: float) -> float:
+        """The chance that a cancel came from behind us, given front and back quantities."""
+        if self.name == "prob_power":
+            f_back, f_front = _pow(back, self._power), _pow(front, self._power)
+        else:
+            f_back, f_front = math.log1p(back), math.log1p(front)
+        total = f_back + f_front
+        if total == 0.0:  # nothing in front nor behind: the reference's 0/0 (NaN)
+            return math.nan
+        prob = f_back / total
+        return 1.0 if math.isinf(prob) else prob
+
+    def on_trade(self, pos: QueuePos, qty: float) -> None:
+        pos.ahead -= qty
+        pos.traded += qty
+
+    def on_depth(self, pos: QueuePos, new_qty: float) -> None:
+        prev = pos.level_qty
+        pos.level_qty = new_qty
+        change = prev - new_qty - pos.traded
+        pos.traded = 0.0  # the trades are now reflected in the level's quantity
+        if change < 0.0:  # an increase: front unchanged, capped by the level
+            if new_qty < pos.ahead:
+                pos.ahead = new_qty
+            return
+        front = pos.ahead
+        back = prev - front
+        prob = self.probability(front, back)
+        if prob != prob:  # 0/0: the reference's estimate is NaN and min(NaN, new) is new
+            pos.ahead = new_qty
+            return
+        estimate = front - (1.0 - prob) * change + min(back - prob * change, 0.0)
+        pos.ahead = estimate if estimate < new_qty else new_qty
+
+
+def _pow(x: float, n: float) -> float:
+    return x**n if x > 0.0 else 0.0
+
+
+def executable(pos: QueuePos, lot: float) -> float:
+    """Quantity the queue lets execute now (0 while anything is still ahead): queue.rs is_filled."""
+    if _round_half_away(pos.ahead / lot) < 0.0:
+        return math.floor(-pos.ahead / lot) * lot
+    return 0.0
+
+
+def _round_half_away(x: float) -> float:
+    """Rust's f64::round (halves away from zero), not Python's round (halves to even)."""
+    return math.copysign(math.floor(abs(x) + 0.5), x)
+
+
+def build_queue_model(name: str, power: float = 3.0) -> QueueModel | None:
+    """The model named in `venue.queue`; None for `none` and for `l3_fifo` (handled apart)."""
+    if name in ("none", "l3_fifo"):
+        return None
+    if name == "risk_averse":
+        return RiskAverseQueue()
+    if name in ("prob_power", "prob_log"):
+        return ProbQueue(name, power)
+    raise ConfigError(f"venue.queue '{name}' unknown; expected one of {', '.join(QUEUE_MODELS)}")
