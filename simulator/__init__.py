@@ -3,9 +3,9 @@
 Layers, imports pointing down only (tests/test_architecture.py checks every module; inside
 one layer only a package's own modules import each other):
   L0 errors, types, intents (order intents a policy returns), plugins (the loader)
-  L1 clock, market, metrics, timing, settings, rundir; then config, protocols (the seams, over L0/L1)
+  L1 clock, market, metrics, timing, settings, rundir; then config, protocols (the seams)
   L2 sources (schema -> recorded -> merge, timer, table, synthetic); then store; then
-     importers, catalog, session, inspect; then selection and the stages, which never import
+     importers, catalog, session, inspect; then selection, repair and the stages, which never import
      each other: features, models, policies, risk, execution, portfolio, recording
   L3 live (feeds, venues' normalisers, recording parts); then stress (scenario, inject,
      faults) and feedsim (feed simulators serving recorded sessions)

@@ -95,6 +95,7 @@ LAYER_OF = {
     "simulator.session": 7,
     "simulator.inspect": 7,
     "simulator.selection": 8,
+    "simulator.repair": 8,
     "simulator.features": 8,
     "simulator.models": 8,
     "simulator.policies": 8,
