@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -29,7 +31,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from simulator.errors import SimulatorError
+from simulator.errors import OutputError, SimulatorError
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -52,6 +54,27 @@ DATA_DIR_OPTION = click.option(
 )
 
 
+def _interrupted(signum: int, frame: object) -> None:
+    # a second Ctrl-C must not cut short the clean-up that the first one started
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def _one_interrupt() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt once; later ones are ignored while it unwinds."""
+    main_thread = threading.current_thread() is threading.main_thread()
+    if not main_thread or signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        yield  # a background job ignores Ctrl-C: keep it so
+        return
+    previous = signal.signal(signal.SIGINT, _interrupted)
+    try:
+        yield
+    finally:  # after a Ctrl-C it stays ignored until the process has exited with 130
+        if signal.getsignal(signal.SIGINT) is _interrupted:
+            signal.signal(signal.SIGINT, previous)
+
+
 class _ErrorMappingGroup(click.Group):
     """Maps library errors (and files that cannot be written) to one red line and exit code 1;
     --debug, anywhere on the line, shows the traceback. Subgroups are of this class too."""
@@ -66,12 +89,16 @@ class _ErrorMappingGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:  # noqa: ANN401 - click's own signature
         try:
-            return super().invoke(ctx)
+            with _one_interrupt():
+                return super().invoke(ctx)
         except (SimulatorError, OSError) as e:
             if ctx.meta.get("ticktape.debug") or not _is_user_error(e):
                 raise
             err_console.print(f"[red]{type(e).__name__}[/red]: {escape(_one_line(e))}")
             ctx.exit(1)
+        except KeyboardInterrupt:  # Ctrl-C: the run's threads are stopped, its output removed
+            err_console.print("[red]Interrupted[/red]: stopped by Ctrl-C; nothing unfinished kept")
+            ctx.exit(130)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         """Each command's first sentence in full (click cuts it with "..."), wrapped."""
@@ -83,10 +110,6 @@ class _ErrorMappingGroup(click.Group):
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
-
-
-class OutputError(SimulatorError):
-    """An output path (--out, -o) that cannot be written: found before any work starts."""
 
 
 def _check_writable(path: Path, option: str, *, directory: bool) -> None:
@@ -271,17 +294,40 @@ def data_ls(data_dir: Path, as_json: bool) -> None:
         console.print("no sessions yet: import one with `ticktape data import lobster|binance ...`")
 
 
+def _one_session(spec: str, data_dir: Path) -> str:
+    """A command that takes one SESSION accepts a pattern matching exactly one."""
+    from simulator.selection import expand_sessions, is_pattern
+
+    if not is_pattern(spec):
+        return spec
+    found = expand_sessions([spec], data_dir)
+    if len(found) > 1:
+        shown = ", ".join(found[:5]) + (", ..." if len(found) > 5 else "")
+        raise click.UsageError(
+            f"SESSION '{spec}' matches {len(found)} sessions ({shown}); this command takes one "
+            "(replay, sweep and data show take several)"
+        )
+    return found[0]
+
+
 @data.command(name="show")
-@click.argument("session")
+@click.argument("sessions", metavar="SESSION...", nargs=-1, required=True)
 @DATA_DIR_OPTION
 @click.option("--rows", "n_rows", default=5, show_default=True, type=click.IntRange(min=0),
               help="First rows shown per kind.")  # fmt: skip
-def data_show(session: str, data_dir: Path, n_rows: int) -> None:
-    """Summary statistics and first rows of SESSION (venue/symbol/date or a Parquet path)."""
-    from simulator.inspect import summarize
+def data_show(sessions: tuple[str, ...], data_dir: Path, n_rows: int) -> None:
+    """Summary statistics and first rows of SESSION (venue/symbol/date, a pattern such as
+    'nasdaq/*/2012-06-21', or a Parquet path); several are shown one after the other."""
+    from simulator.selection import expand_sessions
     from simulator.session import resolve_session
 
-    ref = resolve_session(session, data_dir)
+    for name in expand_sessions(sessions, data_dir):
+        _show_session(resolve_session(name, data_dir), n_rows)
+
+
+def _show_session(ref: SessionRef, n_rows: int) -> None:
+    from simulator.inspect import summarize
+
     console.print(f"[bold]{ref.name}[/bold]  (exchange time zone {ref.time_zone})")
     for kind, path in ref.files.items():
         summary = summarize(path, kind, first_rows=n_rows)
@@ -352,24 +398,29 @@ def data_check(session: str, data_dir: Path, repair: tuple[str, ...], out: Path 
     from simulator.session import resolve_session
     from simulator.sources.recorded import check_file
 
-    ref = resolve_session(session, data_dir)
+    ref = resolve_session(_one_session(session, data_dir), data_dir)
     if out is not None and not repair:
         raise click.UsageError("--out needs --repair drop and/or --repair sort")
     if out is not None:
         single = len(ref.files) == 1 and out.suffix == ".parquet"
         _check_writable(out, "--out", directory=not single)
-    failed = False
-    for kind, path in ref.files.items():
-        report = check_file(path, kind=kind)
-        _print_report(kind, path, report)
-        if report.ok:
-            continue
-        if not repair:
-            failed = True
-            continue
-        failed |= not _repair(ref, kind, cast("tuple[Repair, ...]", repair), out, len(ref.files))
-    if failed:
+    reports = {kind: check_file(path, kind=kind) for kind, path in ref.files.items()}
+    for kind, report in reports.items():
+        _print_report(kind, ref.files[kind], report)
+    bad = [kind for kind, report in reports.items() if not report.ok]
+    if not bad:
+        return
+    if not repair:
         sys.exit(1)
+    policy = cast("tuple[Repair, ...]", repair)
+    if out is None:
+        for kind in bad:
+            _try_repair(ref, kind, policy)
+        console.print(
+            "[yellow]nothing was written[/yellow]: pass --out DIR to write the repaired session"
+        )
+        sys.exit(1)
+    _write_repaired(ref, policy, out)
 
 
 def _print_report(kind: str, path: Path, report: CheckReport) -> None:
@@ -379,28 +430,32 @@ def _print_report(kind: str, path: Path, report: CheckReport) -> None:
         console.print(f"  row {problem.row}: {escape(problem.message)}")
 
 
-def _repair(
-    ref: SessionRef, kind: str, repair: tuple[Repair, ...], out: Path | None, n_files: int
-) -> bool:
-    """Apply a repair; True when the repaired data passes (written when --out is given)."""
-    from simulator.sources.recorded import write_repaired
+def _repaired(report: CheckReport) -> str:
+    return ", ".join(f"{n:,} rows {what}" for what, n in sorted(report.repaired.items()))
 
+
+def _try_repair(ref: SessionRef, kind: str, repair: tuple[Repair, ...]) -> None:
+    """Say what the repair would do to one file, writing nothing."""
     source = ref.source(kind, repair=repair)
     try:
-        if out is None:
-            for _ in source.batches():
-                pass
-        else:
-            target = out if n_files == 1 and out.suffix == ".parquet" else out / f"{kind}.parquet"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            write_repaired(source, target)
+        for _ in source.batches():
+            pass
     except SimulatorError as e:
-        console.print(f"  [red]repair not enough[/red]: {escape(str(e))}")
-        return False
-    repaired = ", ".join(f"{n:,} rows {what}" for what, n in sorted(source.report.repaired.items()))
-    where = "" if out is None else f" -> written to {out}"
-    console.print(f"  [yellow]repaired[/yellow]: {repaired}{where}")
-    return True
+        console.print(f"  {kind}: [red]repair not enough[/red]: {escape(str(e))}")
+        return
+    console.print(f"  {kind}: [yellow]would repair[/yellow] {_repaired(source.report)}")
+
+
+def _write_repaired(ref: SessionRef, repair: tuple[Repair, ...], out: Path) -> None:
+    """The whole session, repaired, at `out` (all of it or nothing)."""
+    from simulator.repair import repair_session
+
+    copy = repair_session(ref, repair, out)
+    for kind, report in copy.reports.items():
+        if report.repaired:
+            console.print(f"  {kind}: [yellow]repaired[/yellow] {_repaired(report)}")
+    what = ", ".join(sorted(copy.reports))
+    console.print(f"[green]repaired session written[/green] to {out} ({what})")
 
 
 @data.command(name="recover")
@@ -412,7 +467,7 @@ def data_recover(session: str, data_dir: Path) -> None:
     from simulator.session import session_directory
     from simulator.store import read_meta
 
-    directory = session_directory(session, data_dir)
+    directory = session_directory(_one_session(session, data_dir), data_dir)
     rows = consolidate(directory)
     if read_meta(directory).get("recovered") is True:
         console.print(f"[yellow]recovered[/yellow] {directory} (the recorder did not close it)")
@@ -499,7 +554,13 @@ STRATEGY_OPTIONS = (
     click.option("--config", "config_file", type=click.Path(exists=True, path_type=Path),
                  help="TOML file overriding the strategy's defaults."),
     click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
-                 help="Override one setting, e.g. --set sizing.threshold=0.3 (repeatable)."),
+                 help="Override one setting, e.g. --set policy.threshold=0.3 (repeatable)."),
+)  # fmt: skip
+
+
+FORCE_OPTION = click.option(
+    "--force", is_flag=True,
+    help="Clear a non-empty --out that does not hold a run of this kind (else refused).",
 )  # fmt: skip
 
 
@@ -515,7 +576,9 @@ def _strategy_options(command: Callable[..., None]) -> Callable[..., None]:
 @click.option("--seed", default=0, show_default=True, help="Seed of every random generator.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               help="Run directory (default: reports/<run-id>/); with several sessions, the "
-                   "directory of their run directories and summary.json.")  # fmt: skip
+                   "directory of their run directories and summary.json. A previous replay "
+                   "there is replaced.")  # fmt: skip
+@FORCE_OPTION
 @click.option("--report/--no-report", "with_report", default=True, show_default=True,
               help="Write the run's HTML report (report.html) into the run directory.")  # fmt: skip
 @LATENCY_OPTION
@@ -528,6 +591,7 @@ def replay(
     sets: tuple[str, ...],
     seed: int,
     out: Path | None,
+    force: bool,
     with_report: bool,
     latency: str | None,
     as_json: bool,
@@ -537,19 +601,24 @@ def replay(
     path) through a strategy's pipeline. Several sessions (patterns or arguments) are replayed
     independently, one run directory each, with an aggregate summary."""
     from simulator import runtime
+    from simulator.rundir import check_target, staged
     from simulator.selection import expand_sessions
     from simulator.session import resolve_session
 
     refs = [resolve_session(name, data_dir) for name in expand_sessions(sessions, data_dir)]
     config = _with_latency(_load_config(strategy, config_file, sets), latency)
     if len(refs) > 1:
-        _replay_many(refs, config, seed=seed, out=out, with_report=with_report, as_json=as_json)
+        out_root = out or runtime.unique_dir(Path("reports"), batch_name(config, refs, seed))
+        check_target(out_root, "replay", force=force)
+        _replay_many(refs, config, seed=seed, out=out_root, with_report=with_report,
+                     as_json=as_json)  # fmt: skip
         return
     ref = refs[0]
     out_dir = out or runtime.unique_dir(Path("reports"), runtime.run_id(config, ref, seed))
+    check_target(out_dir, "replay", force=force)
     _check_writable(out_dir, "--out", directory=True)
-    with _progress(f"replaying {ref.name}") as progress:
-        result = runtime.replay(ref, config, out_dir=out_dir, seed=seed, progress=progress)
+    with staged(out_dir) as staging, _progress(f"replaying {ref.name}") as progress:
+        result = runtime.replay(ref, config, out_dir=staging, seed=seed, progress=progress)
     report_path = None
     if with_report:
         from simulator.report import write_report
@@ -564,6 +633,10 @@ def replay(
     _print_run(result.manifest, out_dir)
     if report_path is not None:
         console.print(f"  report {report_path}")
+
+
+def batch_name(config: dict[str, Any], refs: Sequence[SessionRef], seed: int) -> str:
+    return f"{config['strategy']['name']}--{len(refs)}-sessions--seed{seed}"
 
 
 def _echo_json(**fields: object) -> None:
@@ -582,10 +655,11 @@ def _replay_many(
 ) -> None:
     """Each session on its own (nothing carries over), then the per-session table + totals."""
     from simulator import batch, runtime
+    from simulator.rundir import clear_directory
 
-    name = f"{config['strategy']['name']}--{len(refs)}-sessions--seed{seed}"
-    out_root = out or runtime.unique_dir(Path("reports"), name)
+    out_root = out or runtime.unique_dir(Path("reports"), batch_name(config, refs, seed))
     _check_writable(out_root, "--out", directory=True)
+    clear_directory(out_root)  # checked by the caller: empty, a previous replay, or --force
     out_root.mkdir(parents=True, exist_ok=True)
     if not as_json:
         console.print(f"{len(refs)} sessions: {batch.INDEPENDENCE}")
@@ -614,7 +688,7 @@ def _print_sessions(rows: Sequence[dict[str, Any]], totals: dict[str, Any]) -> N
         table.add_column(head, justify="left" if left else "right", no_wrap=True)
 
     def cells(r: dict[str, Any]) -> list[str]:
-        return [f"{r['n_events']:,}", f"{r['n_fills']:,}", f"{r['final_equity']:,.2f}",
+        return [f"{r['n_events']:,}", f"{r['n_fills']:,}", f"{r['net_pnl']:,.2f}",
                 f"{r['max_drawdown']:,.2f}"]  # fmt: skip
 
     for r in rows:
@@ -623,7 +697,7 @@ def _print_sessions(rows: Sequence[dict[str, Any]], totals: dict[str, Any]) -> N
     console.print(table)
     console.print(
         f"  orders {totals['n_orders']:,}  fees {totals['fees']:,.4f}  rejections "
-        f"{totals['n_rejections']:,}\n  PnL: final equity (realised + unrealised - fees); "
+        f"{totals['n_rejections']:,}\n  PnL: after fees (realised + unrealised - fees); "
         "total max DD: the worst session's"
     )
 
@@ -794,7 +868,9 @@ def _print_run(manifest: dict[str, Any], out_dir: Path) -> None:
 @click.option("--report/--no-report", "with_report", default=True, show_default=True,
               help="Write each run's report.html (the baseline's: the comparison).")  # fmt: skip
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
-              help="Output directory (default: reports/stress--<run>/).")  # fmt: skip
+              help="Output directory (default: reports/stress--<run>/); a previous stress run "
+                   "there is replaced.")  # fmt: skip
+@FORCE_OPTION
 @LATENCY_OPTION
 @JSON_OPTION
 @DATA_DIR_OPTION
@@ -807,6 +883,7 @@ def stress(
     workers: int | None,
     with_report: bool,
     out: Path | None,
+    force: bool,
     latency: str | None,
     as_json: bool,
     data_dir: Path,
@@ -815,25 +892,28 @@ def stress(
 
     Exit 1 when a scenario failed (every run is still compared and written)."""
     from simulator import runtime
+    from simulator.rundir import check_target, staged
     from simulator.session import resolve_session
     from simulator.stress.run import BASELINE, run_stress, slug
     from simulator.stress.scenario import load_scenario
 
+    session = _one_session(session, data_dir)
     ref = resolve_session(session, data_dir)
     config = _with_latency(_load_config(strategy, config_file, sets), latency)
     name = f"stress--{runtime.run_id(config, ref, 0).removesuffix('--seed0')}"
     out_dir = out or runtime.unique_dir(Path("reports"), name)
+    check_target(out_dir, "stress", force=force)
     _check_writable(out_dir, "--out", directory=True)
     total = len({BASELINE, *(load_scenario(path).name for path in scenarios)})
     done: list[str] = []
-    with _progress("stress: baseline and scenarios") as progress:
+    with staged(out_dir) as staging, _progress("stress: baseline and scenarios") as progress:
 
         def on_done(name: str) -> None:
             done.append(name)
             progress(len(done), total)
 
         table = run_stress(
-            session, data_dir, config, list(scenarios), out_dir, workers=workers,
+            session, data_dir, config, list(scenarios), staging, workers=workers,
             on_done=on_done, keep_latency_model=latency is not None,
         )  # fmt: skip
     rows = table.to_pylist()
@@ -930,7 +1010,7 @@ def _scales_parser(text: str) -> Any:  # noqa: ANN401 - a tuple of floats
 @_strategy_options
 @click.option("--grid", "axes", multiple=True, metavar="KEY=V1,V2,...",
               callback=_parsed(_grid_parser),
-              help="A setting and its values, e.g. sizing.threshold=0.2,0.3 (repeatable: "
+              help="A setting and its values, e.g. policy.threshold=0.2,0.3 (repeatable: "
                    "cells are the product).")  # fmt: skip
 @click.option("--latency-scale", "scales", metavar="F1,F2,...", callback=_parsed(_scales_parser),
               help="Also run each cell with every stage, feed and order latency times each "
@@ -966,6 +1046,7 @@ def sweep(
         config=_with_latency(_load_config(strategy, config_file, sets), latency),
         axes=axes, scales=scales or (), seed=seed, reports=reports, force=force,
     )  # fmt: skip
+    _check_writable(out, "--out", directory=True)
     plan = Sweep(spec, out)
     executor = executor_for(workers, ray_address)
     try:
@@ -1024,8 +1105,8 @@ def _print_sweep(outcome: Any, out: Path) -> None:  # noqa: ANN401 - a SweepOutc
         f"{outcome.n_failed} failed"
     )
     if ok:
-        best = max(ok, key=lambda r: r["final_equity"])
-        console.print(f"  best PnL {best['final_equity']:,.4f}: cell {best['cell']}")
+        best = max(ok, key=lambda r: r["net_pnl"])
+        console.print(f"  best net PnL {best['net_pnl']:,.4f}: cell {best['cell']}")
     for row in outcome.rows:
         if row["status"] not in ("ok", "not run"):
             console.print(f"  [red]{escape(row['cell'])}[/red]: {escape(row['status'])}")
@@ -1095,19 +1176,38 @@ def scenarios() -> None:
 @main.command()
 @click.argument("session")
 @_strategy_options
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the model files and train.json (default: a new "
+                   "reports/train--<run>/); name the strategy's folder to replace its "
+                   "shipped model.")  # fmt: skip
+@FORCE_OPTION
 @DATA_DIR_OPTION
 def train(
-    session: str, strategy: str, config_file: Path | None, sets: tuple[str, ...], data_dir: Path
+    session: str,
+    strategy: str,
+    config_file: Path | None,
+    sets: tuple[str, ...],
+    out: Path | None,
+    force: bool,
+    data_dir: Path,
 ) -> None:
-    """Train a strategy's model on SESSION (seeded: same data => same weights) and export
-    ONNX + TorchScript next to the strategy."""
+    """Train a strategy's model on SESSION (seeded: same data, host and library versions =>
+    same bytes) and export ONNX + TorchScript into a new folder (or --out)."""
+    from simulator import runtime
+    from simulator.rundir import check_target, run_kind, staged
     from simulator.session import resolve_session
     from simulator.trainer import train_strategy
 
-    ref = resolve_session(session, data_dir)
+    ref = resolve_session(_one_session(session, data_dir), data_dir)
     config = _load_config(strategy, config_file, sets)
-    with console.status("training") as status:
-        report = train_strategy(ref, config, progress=lambda text: status.update(text))
+    name = f"train--{runtime.run_id(config, ref, config['train']['seed'])}"
+    out_dir = out or runtime.unique_dir(Path("reports"), name)
+    check_target(out_dir, "train", force=force)
+    merge = out_dir.is_dir() and run_kind(out_dir) == "train"  # keep the folder's other models
+    with staged(out_dir, merge=merge) as staging, console.status("training") as status:
+        report = train_strategy(
+            ref, config, out_dir=staging, progress=lambda text: status.update(text)
+        )
     console.print(
         f"[bold]{report.strategy}[/bold] trained on {report.session}: {report.n_samples:,} "
         f"samples of {report.n_events:,} events ({report.n_unlabelled:,} without a label), "
@@ -1118,7 +1218,10 @@ def train(
             f"  {name:>10}: n {split.n:,}  base rate {split.base_rate:.3f}  loss {split.loss:.4f}"
             f"  accuracy {split.accuracy:.3f}  AUC {split.auc:.3f}"
         )
-    console.print(f"  wrote {', '.join(report.files)} in {Path(config['strategy']['dir'])}")
+    written = [*report.files, f"{report.strategy}.train.json"]
+    console.print(f"  wrote {', '.join(written)} in {out_dir}")
+    model = (out_dir / Path(config["model"]["path"]).name).resolve()
+    console.print(f"  replay with it: --set model.path={model}")
 
 
 @main.command()
@@ -1273,7 +1376,10 @@ def feed_serve(
         click.echo(f"feed: {ws_url}/stream  rest: {rest_url}")
         sys.stdout.flush()  # a test or script waits for this line
 
-    summary = server.serve_sessions(list(sessions), data_dir, options, on_started)
+    from simulator.selection import expand_sessions
+
+    chosen = expand_sessions(sessions, data_dir)
+    summary = server.serve_sessions(chosen, data_dir, options, on_started)
     console.print(
         f"feed done ({summary.ended}): {summary.messages:,} messages, "
         f"{summary.frames_sent:,} frames sent, {summary.connections:,} connections, "

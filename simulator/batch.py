@@ -24,7 +24,7 @@ INDEPENDENCE: Final = (
     "each session is replayed independently: positions, cash, features and model state "
     "start fresh and do not carry over"
 )
-SUMMED: Final = ("n_events", "n_orders", "n_fills", "n_rejections", "realized_pnl",
+SUMMED: Final = ("n_events", "n_orders", "n_fills", "n_rejections", "net_pnl", "realized_pnl",
                  "unrealized_pnl", "fees", "final_equity")  # fmt: skip
 """Totals add these up; max_drawdown's total is the worst session's (drawdowns of separate
 accounts do not add)."""

@@ -174,11 +174,9 @@ class SessionWriter:
             writer.write_table(pending.slice(0, full).combine_chunks(), ROW_GROUP_ROWS)
         self._pending[kind] = [pending.slice(full)] if full < pending.num_rows else []
 
-    def commit(
-        self, meta: Mapping[str, object], extra_files: Mapping[str, bytes | Path] | None = None
-    ) -> Path:
-        """Check, finish and publish the session; return its directory. `extra_files` are
-        copied in by name (a Path is copied, never read whole)."""
+    def close_tables(self) -> dict[str, Path]:
+        """Check and finish every table (DataError for the first kind with a bad row); return
+        the written files by kind, readable until commit() or abort()."""
         for kind in self.kinds:
             checker = self._checkers.get(kind)
             if checker is not None:
@@ -191,6 +189,22 @@ class SessionWriter:
                 writer.close()
                 with (self._staging / f"{kind}.parquet").open("rb") as handle:
                     os.fsync(handle.fileno())
+        return {
+            kind: self._staging / f"{kind}.parquet"
+            for kind in self.kinds
+            if (self._staging / f"{kind}.parquet").exists()
+        }
+
+    def staged(self, name: str) -> Path:
+        """Where to write an extra file of the session (committed with it)."""
+        return self._staging / name
+
+    def commit(
+        self, meta: Mapping[str, object], extra_files: Mapping[str, bytes | Path] | None = None
+    ) -> Path:
+        """Check, finish and publish the session; return its directory. `extra_files` are
+        copied in by name (a Path is copied, never read whole)."""
+        self.close_tables()
         for name, payload in (extra_files or {}).items():
             if isinstance(payload, Path):
                 shutil.copyfile(payload, self._staging / name)

@@ -12,8 +12,10 @@ The split is chronological (the validation part is the end of the session).
 from __future__ import annotations
 
 import json
+import platform
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +26,7 @@ from simulator.errors import ConfigError, DataError
 from simulator.features import features_frame, session_events, warmup
 from simulator.features.user import MixedFeatures
 from simulator.models import export_gru, export_mlp, train_gru, train_mlp
-from simulator.models.train import SplitMetrics
+from simulator.models.train import SplitMetrics, torch_cpu_capability
 from simulator.runtime import build_features, session_sources
 from simulator.session import SessionRef
 
@@ -42,6 +44,7 @@ class TrainReport:
     train: SplitMetrics
     val: SplitMetrics
     files: tuple[str, ...]
+    versions: dict[str, str]
 
 
 def make_labels(mid: npt.NDArray[np.float64], horizon: int) -> npt.NDArray[np.int8]:
@@ -92,9 +95,11 @@ def train_strategy(
     session: SessionRef,
     config: Config,
     *,
+    out_dir: Path,
     progress: Callable[[str], None] = lambda _: None,
 ) -> TrainReport:
-    """Train, export next to the strategy's TOML and write `<model>.train.json`."""
+    """Train, export `<model>.onnx` and `<model>.pt` into `out_dir` (created) and write
+    `<strategy>.train.json` there (metrics, the library versions that made the bytes)."""
     section = config["train"]
     model = config["model"]
     if model["kind"] not in ("onnx", "torch", "gru"):
@@ -107,10 +112,10 @@ def train_strategy(
     if len(y) < 100:
         raise DataError(f"session {session.name}: only {len(y)} labelled samples; need >= 100")
     progress(f"training on {len(y):,} samples")
-    directory = Path(config["strategy"]["dir"])
-    stem = directory / Path(model["path"]).with_suffix("")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = out_dir / Path(model["path"]).with_suffix("").name
     fitted = _fit_and_export(x, y, config, stem)
-    return _report(config, session, n_events, len(y), unlabelled, names, fitted)
+    return _report(config, session, n_events, len(y), unlabelled, names, fitted, out_dir)
 
 
 def _fit_and_export(
@@ -139,6 +144,7 @@ def _report(
     unlabelled: int,
     names: tuple[str, ...],
     fitted: tuple[tuple[str, ...], SplitMetrics, SplitMetrics],
+    out_dir: Path,
 ) -> TrainReport:
     files, train, val = fitted
     report = TrainReport(
@@ -153,7 +159,22 @@ def _report(
         train=train,
         val=val,
         files=files,
+        versions=training_versions(),
     )
-    path = Path(config["strategy"]["dir"]) / f"{config['strategy']['name']}.train.json"
+    path = out_dir / f"{config['strategy']['name']}.train.json"
     path.write_text(json.dumps(asdict(report), indent=2, sort_keys=True) + "\n")
     return report
+
+
+def training_versions() -> dict[str, str]:
+    """What the model bytes depend on besides data, config and seed: the same values give
+    the same bytes (float results of torch's CPU kernels and the exporters' output can
+    change between versions and CPU instruction sets)."""
+    found = {"python": platform.python_version(), "machine": platform.machine()}
+    for name in ("torch", "numpy", "onnx", "onnxruntime"):
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    found["torch_cpu_capability"] = torch_cpu_capability()
+    return found

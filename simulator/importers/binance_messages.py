@@ -88,6 +88,14 @@ class Line(NamedTuple):
 
 def parse_line(path: Path, source: int, number: int, text: str) -> Line:
     """Parse and validate one `<receive time ns> <json>` line."""
+    ts_recv, stream, symbol, data = split_line(path, number, text)
+    message = parse_payload(path, number, stream, symbol, data)
+    return Line(source, number, ts_recv, stream, symbol, message, text)
+
+
+def split_line(path: Path, number: int, text: str) -> tuple[int, str, str, dict[str, Any]]:
+    """(receive time, stream type, SYMBOL or "" for a snapshot, payload) of one line: the
+    format, JSON and envelope checks of parse_line, without parsing the payload."""
     head, _, body = text.partition(" ")
     if not (head.isascii() and head.isdigit()) or not body:
         raise DataError(f"{path} line {number}: {_LINE_FORMAT}, found {text[:60]!r}")
@@ -96,6 +104,13 @@ def parse_line(path: Path, source: int, number: int, text: str) -> Line:
     except ValueError as e:
         raise DataError(f"{path} line {number}: message is not valid JSON ({e})") from e
     stream, symbol, data = _unwrap(envelope, path, number)
+    return int(head), stream, symbol, data
+
+
+def parse_payload(
+    path: Path, number: int, stream: str, symbol: str, data: dict[str, Any]
+) -> Message:
+    """The typed message of a split line; DataError for an unknown stream or a bad payload."""
     parser = _parser(stream) if symbol else _snapshot
     if parser is None:
         raise DataError(
@@ -103,12 +118,16 @@ def parse_line(path: Path, source: int, number: int, text: str) -> Line:
             f"'{symbol.lower()}@{stream}'; expected one of {KNOWN_STREAMS}"
         )
     try:
-        message = parser(data)
+        return parser(data)
     except (KeyError, TypeError, ValueError) as e:
         raise DataError(
             f"{path} line {number}: malformed {stream} message ({type(e).__name__}: {e})"
         ) from e
-    return Line(source, number, int(head), stream, symbol, message, text)
+
+
+def is_depth(stream: str) -> bool:
+    """True for a diff-depth stream type ("depth", "depth@100ms", ...)."""
+    return _DEPTH_STREAM.match(stream) is not None
 
 
 def _unwrap(envelope: object, path: Path, number: int) -> tuple[str, str, dict[str, Any]]:

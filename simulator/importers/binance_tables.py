@@ -47,18 +47,33 @@ class BookColumns:
             side[i, : len(values)] = values
         self.rows = i + 1
 
+    def reset(self) -> None:
+        """Empty the columns for the next batch of rows (tables already made keep theirs)."""
+        self.rows = 0
+        self._sides.fill(np.nan)
+
+    def l1(self, row: int) -> tuple[float, float, float, float]:
+        """Best bid px/sz and ask px/sz of a row (NaN: the side is empty)."""
+        return (
+            float(self._sides[0, row, 0]),
+            float(self._sides[1, row, 0]),
+            float(self._sides[2, row, 0]),
+            float(self._sides[3, row, 0]),
+        )
+
     def table(self) -> pa.Table:
+        """The rows so far, copied: reset() may reuse the columns while the table lives on."""
         n = self.rows
         columns: dict[str, pa.Array] = {
-            "ts_event": pa.array(self.ts_event[:n]),
-            "ts_recv": pa.array(self.ts_recv[:n]),
+            "ts_event": pa.array(self.ts_event[:n].copy()),
+            "ts_recv": pa.array(self.ts_recv[:n].copy()),
         }
         for name in book_columns(self.levels):
             kind, level = name.rsplit("_", 1)
-            values = self._sides[_SIDES.index(kind), :n, int(level)]
+            values = self._sides[_SIDES.index(kind), :n, int(level)].copy()
             columns[name] = pa.array(values, mask=np.isnan(values))
-        columns["update_id"] = pa.array(self.update_id[:n])
-        columns["seq"] = pa.array(self.seq[:n])
+        columns["update_id"] = pa.array(self.update_id[:n].copy())
+        columns["seq"] = pa.array(self.seq[:n].copy())
         return pa.table(columns)
 
 

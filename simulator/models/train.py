@@ -56,6 +56,12 @@ class _Split:
     std: FloatArray
 
 
+def torch_cpu_capability() -> str:
+    """The vector instruction set torch's CPU kernels use here (e.g. AVX2, AVX512): another
+    one may round differently, so the same seed can give other weights on another host."""
+    return str(torch.backends.cpu.get_cpu_capability())
+
+
 @contextmanager
 def deterministic(seed: int) -> Iterator[None]:
     """Seeded, single-threaded, deterministic torch; the global settings are restored after."""

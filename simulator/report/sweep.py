@@ -26,11 +26,11 @@ from simulator.report.tables import number_cell, table
 SWEEP_REPORT: Final = "sweep.html"
 SWEEP_META: Final = "sweep.json"
 RESULTS: Final = "results.parquet"
-PNL: Final = "final_equity"
-METRICS: Final = (("final_equity", "net PnL"), ("n_fills", "fills"),
+PNL: Final = "net_pnl"
+METRICS: Final = ((PNL, "net PnL"), ("n_fills", "fills"),
                   ("tick_to_trade_p99_us", "tick-to-trade p99 (µs)"))  # fmt: skip
 CELL_COLUMNS: Final = (("n_events", "count"), ("n_orders", "count"), ("n_fills", "count"),
-                       ("realized_pnl", "money"), ("fees", "money"), ("final_equity", "money"),
+                       ("net_pnl", "money"), ("realized_pnl", "money"), ("fees", "money"),
                        ("max_drawdown", "money"), ("tick_to_trade_p50_us", "micros"),
                        ("tick_to_trade_p99_us", "micros"), ("wall_s", "money"))  # fmt: skip
 MAX_SERIES: Final = 12
@@ -110,7 +110,7 @@ def _cells(frame: pl.DataFrame, keys: list[str]) -> str:
     return (
         '<section id="cells"><h2>Cells</h2><div class="card" style="overflow-x:auto">'
         f"{table(head, rows, table_id='cells-table', numeric=numeric)}"
-        '<p class="note">Net PnL is the final equity (realised + unrealised - fees); each '
+        '<p class="note">net_pnl is after fees (realised + unrealised - fees); each '
         "cell's run directory is cells/&lt;cell&gt;/.</p></div></section>"
     )
 

@@ -241,6 +241,54 @@ class ParquetSource:
 
 
 _END: Final = object()
+_READERS: Final[set[_Reader]] = set()  # running read-ahead threads, for stop_readers()
+_JOIN_S: Final = 30.0  # a reader finishes the batch it is decoding (ms) and stops
+
+
+class _Reader:
+    """One read-ahead thread: decodes into a bounded queue until told to stop."""
+
+    def __init__(self, batches: Iterator[pa.RecordBatch], depth: int) -> None:
+        self.pending: queue.Queue[object] = queue.Queue(maxsize=depth)
+        self.stop_event = threading.Event()
+        self._batches = batches
+        self.thread = threading.Thread(
+            target=self._produce, name="ticktape-read-ahead", daemon=True
+        )
+        _READERS.add(self)
+        self.thread.start()
+
+    def _produce(self) -> None:
+        try:
+            for batch in self._batches:
+                if not self._put(batch):
+                    return
+            self._put(_END)
+        except BaseException as e:  # handed to the consumer, which raises it
+            self._put(e)
+
+    def _put(self, item: object) -> bool:
+        while not self.stop_event.is_set():
+            try:
+                self.pending.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def stop(self) -> None:
+        """Stop and join the thread: no thread may still be in Arrow's native code when the
+        process exits (that aborts it: "terminate called without an active exception")."""
+        self.stop_event.set()
+        if self.thread is not threading.current_thread():
+            self.thread.join(_JOIN_S)
+        _READERS.discard(self)
+
+
+def stop_readers() -> None:
+    """Stop every read-ahead thread still running (an interrupted or failed run)."""
+    for reader in list(_READERS):
+        reader.stop()
 
 
 def read_ahead(batches: Iterator[pa.RecordBatch], depth: int = 2) -> Iterator[pa.RecordBatch]:
@@ -248,38 +296,20 @@ def read_ahead(batches: Iterator[pa.RecordBatch], depth: int = 2) -> Iterator[pa
 
     Arrow releases the GIL while it decompresses, so reading overlaps the Python event walk.
     Order is unchanged and at most `depth` batches wait, so memory stays bounded; an error
-    in the reader is raised here, in the caller's thread.
+    in the reader is raised here, in the caller's thread. Closing the iterator (or
+    stop_readers()) stops and joins the thread.
     """
-    pending: queue.Queue[object] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for batch in batches:
-                while not stop.is_set():
-                    try:
-                        pending.put(batch, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            pending.put(_END)
-        except BaseException as e:  # handed to the consumer, which raises it
-            pending.put(e)
-
-    thread = threading.Thread(target=produce, name="ticktape-read-ahead", daemon=True)
-    thread.start()
+    reader = _Reader(batches, depth)
     try:
         while True:
-            item = pending.get()
+            item = reader.pending.get()
             if item is _END:
                 return
             if isinstance(item, BaseException):
                 raise item
             yield cast(pa.RecordBatch, item)
     finally:
-        stop.set()
+        reader.stop()
 
 
 def _one_line(error: BaseException) -> str:
@@ -415,5 +445,6 @@ __all__ = [
     "file_time_span",
     "infer_kind",
     "open_parquet",
+    "stop_readers",
     "write_repaired",
 ]

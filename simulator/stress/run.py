@@ -16,7 +16,9 @@ import json
 import multiprocessing
 import os
 import re
-from collections.abc import Callable, Sequence
+import signal
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +41,6 @@ from simulator.stress.inject import StressedSource, apply_scenario, injection_su
 from simulator.stress.scenario import load_scenario
 from simulator.stress.spec import CpuContentionSpec, LatencySpikeSpec, Scenario
 from simulator.timing import INFERENCE, ServiceModel
-from simulator.types import RejectReason
 
 BASELINE: Final = "calm"
 STAGES_SHOWN: Final = STAGES  # every measured stage, tick-to-trade and the queueing delay
@@ -240,7 +241,7 @@ def _rejections_by_reason(run_dir: Path) -> dict[str, int]:
     if not path.exists():
         return {}
     reasons = pq.read_table(path).column("reason").to_pylist()
-    return {RejectReason(r).name.lower(): reasons.count(r) for r in sorted(set(reasons))}
+    return {str(r).lower(): reasons.count(r) for r in sorted(set(reasons))}
 
 
 def slug(name: str) -> str:
@@ -279,9 +280,15 @@ def run_stress(
     else:  # spawn: workers start clean, whatever the parent imported
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=count, mp_context=context) as pool:
-            for row in pool.map(run_one, jobs):
-                rows.append(row)
-                on_done(str(row["scenario"]))
+            try:
+                with _workers_ignore_interrupts():  # map() starts them
+                    results = pool.map(run_one, jobs)
+                for row in results:
+                    rows.append(row)
+                    on_done(str(row["scenario"]))
+            except BaseException:  # Ctrl-C or a failure: no worker outlives the parent
+                _stop_workers(pool)
+                raise
     for job, row in zip(jobs, rows, strict=True):
         row["rejections"] = json.dumps(_rejections_by_reason(Path(job.out_dir)), sort_keys=True)
     table = _comparison(rows, out_root)
@@ -289,6 +296,28 @@ def run_stress(
     if baseline_dir.is_dir():  # the baseline's report then shows the whole comparison
         pq.write_table(table, baseline_dir / "comparison.parquet")
     return table
+
+
+@contextlib.contextmanager
+def _workers_ignore_interrupts() -> Iterator[None]:
+    """Processes started inside inherit an ignored SIGINT: Ctrl-C, sent to the whole process
+    group by a terminal, is the parent's to handle (it stops the workers), not theirs."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Terminate the workers and wait for them, so none still writes into a run directory
+    that the caller is about to remove."""
+    for process in list(pool._processes.values()):  # no public API to stop running tasks
+        process.terminate()
+    pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _comparison(rows: list[dict[str, object]], out_root: Path) -> pa.Table:

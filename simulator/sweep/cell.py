@@ -20,8 +20,9 @@ from simulator.config import Config
 from simulator.errors import SimulatorError
 
 CELL_FILE: Final = "cell.json"
-SUMMARY_FIELDS: Final = ("n_events", "n_orders", "n_fills", "n_rejections", "realized_pnl",
-                         "unrealized_pnl", "fees", "final_equity", "max_drawdown")  # fmt: skip
+SUMMARY_FIELDS: Final = ("n_events", "n_orders", "n_fills", "n_rejections", "net_pnl",
+                          "realized_pnl", "unrealized_pnl", "fees", "final_equity",
+                          "max_drawdown")  # fmt: skip
 LATENCY_FIELDS: Final = ("tick_to_trade_p50_us", "tick_to_trade_p99_us")
 OK: Final = "ok"
 

@@ -88,12 +88,12 @@ WINDOW: Final = 5
 class _BinanceBook:
     """A book of exactly WINDOW levels per side around a random-walk mid (in cents)."""
 
-    def __init__(self, rng: np.random.Generator) -> None:
-        self.rng = rng
+    def __init__(self, rng: np.random.Generator, symbol: str, first_update_id: int) -> None:
+        self.rng, self.symbol = rng, symbol
         self.mid = 6_000_000
         self.bids: dict[int, int] = {}
         self.asks: dict[int, int] = {}
-        self.update_id = 1_000
+        self.update_id = first_update_id
 
     def move(self) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
         """Move the mid, reset the window; the (price, size) changes, removals as size 0."""
@@ -116,16 +116,17 @@ def _binance_lines(book: _BinanceBook, ts_ns: int, trade_id: int) -> tuple[list[
     first = book.update_id + 1
     bids, asks = book.move()
     book.update_id = first + int(book.rng.integers(0, 3))
-    stream = SYMBOL.lower()
+    symbol = book.symbol
+    stream = symbol.lower()
     lines = [
         f'{ts_ns} {{"stream":"{stream}@depth@100ms","data":{{"e":"depthUpdate","E":{ms},'
-        f'"s":"{SYMBOL}","U":{first},"u":{book.update_id},"b":[{_levels(bids)}],'
+        f'"s":"{symbol}","U":{first},"u":{book.update_id},"b":[{_levels(bids)}],'
         f'"a":[{_levels(asks)}]}}}}'
     ]
     bid, ask = book.mid - 1, book.mid + 1
     lines.append(
         f'{ts_ns + 1_000} {{"stream":"{stream}@bookTicker","data":{{"u":{book.update_id},'
-        f'"s":"{SYMBOL}","b":"{bid / 100:.2f}","B":"{book.bids[bid] / 1000:.3f}",'
+        f'"s":"{symbol}","b":"{bid / 100:.2f}","B":"{book.bids[bid] / 1000:.3f}",'
         f'"a":"{ask / 100:.2f}","A":"{book.asks[ask] / 1000:.3f}"}}}}'
     )
     if book.rng.random() < 0.7:
@@ -133,26 +134,30 @@ def _binance_lines(book: _BinanceBook, ts_ns: int, trade_id: int) -> tuple[list[
         maker = "true" if book.rng.random() < 0.5 else "false"
         lines.append(
             f'{ts_ns + 2_000} {{"stream":"{stream}@trade","data":{{"e":"trade","E":{ms},'
-            f'"s":"{SYMBOL}","t":{trade_id},"p":"{book.mid / 100:.2f}","q":"0.010",'
+            f'"s":"{symbol}","t":{trade_id},"p":"{book.mid / 100:.2f}","q":"0.010",'
             f'"T":{ms},"m":{maker}}}}}'
         )
     return lines, trade_id
 
 
-def write_binance_recording(path: Path, steps: int, *, seed: int = 0) -> Path:
-    """A spot recording of `steps` depth diffs (plus quotes and trades) with its snapshot,
-    received after the first few diffs (so some are buffered, some discarded as stale)."""
+def write_binance_recording(
+    path: Path, steps: int, *, seed: int = 0, symbols: tuple[str, ...] = (SYMBOL,)
+) -> Path:
+    """A spot recording of `steps` depth diffs per symbol (plus quotes and trades), symbols
+    interleaved step by step, with each symbol's snapshot received after its fourth diff (so
+    some diffs are buffered and discarded). Symbol k's update ids start at 1,000 + 10**9 k."""
     rng = np.random.default_rng(seed)
-    book = _BinanceBook(rng)
-    ts_ns, trade_id = T0_MS * 1_000_000, 0
+    books = [_BinanceBook(rng, symbol, 1_000 + 10**9 * k) for k, symbol in enumerate(symbols)]
+    ts_ns, trade_ids = T0_MS * 1_000_000, [0] * len(books)
     with path.open("w", encoding="utf-8") as out:
         chunk: list[str] = []
         for step in range(steps):
-            ts_ns += int(rng.integers(1_000_000, 50_000_000))
-            lines, trade_id = _binance_lines(book, ts_ns, trade_id)
-            chunk += lines
-            if step == 3:  # REST snapshot of the book as of the second diff's end
-                chunk.append(f"{ts_ns + 3_000} {_snapshot_line(book)}")
+            for k, book in enumerate(books):
+                ts_ns += int(rng.integers(1_000_000, 50_000_000))
+                lines, trade_ids[k] = _binance_lines(book, ts_ns, trade_ids[k])
+                chunk += lines
+                if step == 3:  # the REST snapshot of the book as it is now
+                    chunk.append(f"{ts_ns + 3_000} {_snapshot_line(book)}")
             if len(chunk) >= 10_000:
                 out.write("\n".join(chunk) + "\n")
                 chunk = []

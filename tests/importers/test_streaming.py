@@ -4,15 +4,19 @@ groups) writes exactly the files of a whole-file import."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 from pathlib import Path
 
 import pytest
+import zstandard
 
 from simulator import store
+from simulator.importers import binance_session
+from simulator.importers.binance import import_binance
 from simulator.importers.lobster import import_lobster
 from tests.conftest import ORIGINALS
-from tests.importers.generate import write_lobster_pair
+from tests.importers.generate import write_binance_recording, write_lobster_pair
 
 LOBSTER = ORIGINALS / "lobster"
 
@@ -86,3 +90,90 @@ def test_lobster_in_tiny_blocks_writes_the_files_of_a_whole_file_import(tmp_path
     assert streamed[0].facts == whole[0].facts
     assert whole[0].rows["quotes"] > 300
     assert _digests(tmp_path / "streamed") == _digests(tmp_path / "whole")
+
+
+# The whole-file importer's files for a generated two-symbol recording in one file (each
+# snapshot assigned by its depth chain), levels=3, raw_level=3.
+MIXED_BEFORE = {
+    "binance/AAAUSDT/2024-08-08/book.parquet": (
+        "638454a161f306a699b6a157856f698a3a5d2c4db500cb5790e6ec68c7592a88"
+    ),
+    "binance/AAAUSDT/2024-08-08/meta.json": (
+        "80c3b84a0f217b10bf531a49a99f060865e916b34aca8bde870c152f0c90fac1"
+    ),
+    "binance/AAAUSDT/2024-08-08/quotes.parquet": (
+        "6616a38c409c69b049cc3fbae63cde86da358f49a8a8b07c76c1e62d045fd860"
+    ),
+    "binance/AAAUSDT/2024-08-08/raw.txt.zst": (
+        "10baae9b3e844b4f21cbb4ff34427a66754c13eb7f6d37a7b8ec91dc410a283d"
+    ),
+    "binance/AAAUSDT/2024-08-08/trades.parquet": (
+        "c306b8442a77e9188c58a5eddb0ad84a180114434633551dd133e783b102c6ed"
+    ),
+    "binance/BBBUSDT/2024-08-08/book.parquet": (
+        "0a94211a837faa84441e3e489169f6119565767687a113b55400714e336b024c"
+    ),
+    "binance/BBBUSDT/2024-08-08/meta.json": (
+        "65734729124211d74f1cbafc5b840a6a38b7ca3f0cea4f5301ae0036d3b2cae5"
+    ),
+    "binance/BBBUSDT/2024-08-08/quotes.parquet": (
+        "32dff513d25e95d49802803ffacf1bd599ff07c1ffb93c181335f7bfcb6abc5d"
+    ),
+    "binance/BBBUSDT/2024-08-08/raw.txt.zst": (
+        "67a3c142b74833a329dd22e97c26710a77f594cc587747649cd951b6dbf483f4"
+    ),
+    "binance/BBBUSDT/2024-08-08/trades.parquet": (
+        "355d15cd0e3c4703f4901d0c15348314277c1c559202f6be87e6178429ee9f06"
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory):
+    """A generated spot recording of two symbols in one file (~9,000 lines)."""
+    directory = tmp_path_factory.mktemp("binance")
+    return write_binance_recording(
+        directory / "mixed.txt", 1_500, seed=3, symbols=("AAAUSDT", "BBBUSDT")
+    )
+
+
+def test_binance_recording_imports_to_the_same_bytes_as_before(mixed, tmp_path):
+    import_binance([mixed], tmp_path, levels=3, raw_level=3)
+    assert _digests(tmp_path) == MIXED_BEFORE
+
+
+def test_binance_in_tiny_batches_writes_the_files_of_a_whole_file_import(
+    mixed, tmp_path, monkeypatch
+):
+    # split in two files (gzip, zstd), given in the wrong order: joined by receive time
+    lines = mixed.read_text().splitlines(keepends=True)
+    first = tmp_path / "a.gz"
+    first.write_bytes(gzip.compress("".join(lines[:2_000]).encode()))
+    second = tmp_path / "b.zst"
+    second.write_bytes(zstandard.ZstdCompressor().compress("".join(lines[2_000:]).encode()))
+    monkeypatch.setattr(store, "ROW_GROUP_ROWS", 300)  # many row groups
+    monkeypatch.setattr(binance_session, "BATCH_ROWS", 100_000)  # one batch: whole tables
+    whole = import_binance([mixed], tmp_path / "whole", levels=3, raw_level=3)
+    monkeypatch.setattr(binance_session, "BATCH_ROWS", 37)  # batch edges everywhere
+    streamed = import_binance([second, first], tmp_path / "streamed", levels=3, raw_level=3)
+    assert [r.rows for r in streamed] == [r.rows for r in whole]
+    assert [r.facts for r in streamed] == [r.facts for r in whole]
+    assert min(r.rows["quotes"] for r in whole) > 300
+    files = {
+        name: digest
+        for name, digest in _digests(tmp_path / "whole").items()
+        if not name.endswith("meta.json")  # names the input files
+    }
+    assert files == {
+        name: digest
+        for name, digest in _digests(tmp_path / "streamed").items()
+        if not name.endswith("meta.json")
+    }
+
+
+def test_binance_reimport_of_its_raw_file_keeps_its_bytes(mixed, tmp_path):
+    (first, _) = import_binance([mixed], tmp_path / "a", levels=3, raw_level=3)
+    raw = first.path / "raw.txt.zst"
+    (again,) = import_binance([raw], tmp_path / "b", levels=3, raw_level=19)
+    assert (again.path / "raw.txt.zst").read_bytes() == raw.read_bytes()
+    assert again.facts == first.facts

@@ -305,8 +305,9 @@ READ_PAGE = """() => ({
 })"""
 
 
-def _browse(url, profile):
-    """Open `url` in headless Chromium; what the page shows, its console errors, its requests."""
+def _browse(url, profile, read=READ_PAGE):
+    """Open `url` in headless Chromium; what the page shows (the `read` script's answer), its
+    console errors, its requests. The sweep report's test uses it too."""
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} not installed (make test installs it: apt-get install chromium)")
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
@@ -323,7 +324,7 @@ def _browse(url, profile):
             page.on("request", lambda r: requests.append(r.url))
             page.goto(url)
             page.wait_for_selector("body[data-charts-rendered]", state="attached", timeout=30_000)
-            shown = page.evaluate(READ_PAGE)
+            shown = page.evaluate(read)
         finally:
             context.close()
     return shown, errors, requests
