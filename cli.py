@@ -31,7 +31,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from simulator.errors import SimulatorError
+from simulator.errors import OutputError, SimulatorError
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -110,10 +110,6 @@ class _ErrorMappingGroup(click.Group):
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
-
-
-class OutputError(SimulatorError):
-    """An output path (--out, -o) that cannot be written: found before any work starts."""
 
 
 def _check_writable(path: Path, option: str, *, directory: bool) -> None:

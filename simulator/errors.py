@@ -8,6 +8,7 @@
     ├── ModelError
     ├── VenueError
     ├── FeedError            the live feed refuses us (HTTP 451, a bad REST request); not retried
+    ├── OutputError          an output path (--out, -o) cannot be written; found before any work
     └── InvariantViolation   a broken internal invariant; stops the run
 
 The CLI maps every SimulatorError to one red line and exit code 1.
@@ -46,6 +47,10 @@ class VenueError(SimulatorError):
 
 class FeedError(SimulatorError):
     """A live market-data feed cannot be used, and retrying will not help."""
+
+
+class OutputError(SimulatorError):
+    """An output path cannot be written (read-only, under a regular file, wrong kind)."""
 
 
 class InvariantViolation(SimulatorError):

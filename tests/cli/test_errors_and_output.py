@@ -128,14 +128,31 @@ def test_an_output_under_a_regular_file_is_one_red_line(command, run_dir, tmp_pa
     assert f"{blocker} is a file, not a directory" in line
 
 
+@pytest.fixture(scope="module")
+def unprivileged():
+    """The prefix that runs a command without root's right to write anywhere: none for a
+    normal user; as root, setpriv to uid/gid 65534 (nobody), if that user can run the CLI."""
+    if os.geteuid() != 0:
+        return ()
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: permissions cannot be tested")
+    prefix = ("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups")
+    probe = subprocess.run(
+        [*prefix, sys.executable, "-c", "import cli"],
+        capture_output=True,
+        cwd="/",
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        check=False,
+    )
+    if probe.returncode != 0:
+        pytest.skip("uid 65534 cannot read this checkout or its interpreter")
+    return prefix
+
+
 @pytest.mark.parametrize("command", ["replay", "report", "calibrate", "stress", "data check"])
-def test_an_output_in_a_read_only_directory_is_one_red_line(command, run_dir):
-    """A real permission check: as root, the command runs as `nobody` (setpriv)."""
-    prefix: tuple[str, ...] = ()
-    if os.geteuid() == 0:
-        if shutil.which("setpriv") is None:
-            pytest.skip("running as root without setpriv: permissions cannot be tested")
-        prefix = ("setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups")
+def test_an_output_in_a_read_only_directory_is_one_red_line(command, run_dir, unprivileged):
+    """A real permission check: as root, the command runs as uid 65534 (setpriv)."""
+    prefix = unprivileged
     with tempfile.TemporaryDirectory() as tmp:  # under /tmp: `nobody` can reach it
         root = Path(tmp)
         root.chmod(0o755)
