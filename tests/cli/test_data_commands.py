@@ -96,7 +96,7 @@ def test_check_with_repair_writes_a_clean_file(runner, tmp_path):
         main, ["data", "check", str(path), "--repair", "drop", "--out", str(out)]
     )
     assert result.exit_code == 0, result.output
-    assert "repaired: 1 rows dropped" in result.output
+    assert "quotes: repaired 1 rows dropped" in result.output
     again = runner.invoke(main, ["data", "check", str(out)])
     assert again.exit_code == 0
     assert "19 rows checked: OK" in again.output
