@@ -554,7 +554,7 @@ STRATEGY_OPTIONS = (
     click.option("--config", "config_file", type=click.Path(exists=True, path_type=Path),
                  help="TOML file overriding the strategy's defaults."),
     click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
-                 help="Override one setting, e.g. --set sizing.threshold=0.3 (repeatable)."),
+                 help="Override one setting, e.g. --set policy.threshold=0.3 (repeatable)."),
 )  # fmt: skip
 
 
@@ -1010,7 +1010,7 @@ def _scales_parser(text: str) -> Any:  # noqa: ANN401 - a tuple of floats
 @_strategy_options
 @click.option("--grid", "axes", multiple=True, metavar="KEY=V1,V2,...",
               callback=_parsed(_grid_parser),
-              help="A setting and its values, e.g. sizing.threshold=0.2,0.3 (repeatable: "
+              help="A setting and its values, e.g. policy.threshold=0.2,0.3 (repeatable: "
                    "cells are the product).")  # fmt: skip
 @click.option("--latency-scale", "scales", metavar="F1,F2,...", callback=_parsed(_scales_parser),
               help="Also run each cell with every stage, feed and order latency times each "
@@ -1046,6 +1046,7 @@ def sweep(
         config=_with_latency(_load_config(strategy, config_file, sets), latency),
         axes=axes, scales=scales or (), seed=seed, reports=reports, force=force,
     )  # fmt: skip
+    _check_writable(out, "--out", directory=True)
     plan = Sweep(spec, out)
     executor = executor_for(workers, ray_address)
     try:
