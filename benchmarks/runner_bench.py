@@ -2,8 +2,10 @@
 
 Compares, per call, on the shipped obi_mlp model (16 -> 64 -> 64 -> 1, batch 1):
   bare     the public IO-binding call a user would write: `session.run_with_iobinding(binding)`
-           with input and output bound once to preallocated arrays
-  runner   `OnnxRunner.predict(features, i)` (what the engine calls)
+           with input and output bound once to preallocated float32 arrays
+  runner   `OnnxRunner.predict(features, i)` (what the engine calls), on the float64 feature
+           vector: it includes the cast into the model's float32 input
+  cast     that cast alone: `row[...] = features`, 16 float64 -> a preallocated float32 row
   breaker  the runner inside its `CircuitBreaker` (as obi_mlp runs)
 and the cost of timing one stage: one `perf_counter_ns()` plus one histogram-column write.
 Rounds interleave the variants so that load on a shared host hits them alike; the figure per
@@ -53,11 +55,19 @@ def _bare(runner: OnnxRunner, features: np.ndarray) -> Callable[[int], None]:
 
 
 def _predict_loop(
-    predict: Callable[[np.ndarray, int], float], features: np.ndarray
+    predict: Callable[[np.ndarray, int], np.ndarray], features: np.ndarray
 ) -> Callable[[int], None]:
     def loop(n: int) -> None:
         for i in range(n):
             predict(features, i)
+
+    return loop
+
+
+def _cast_loop(features: np.ndarray, row: np.ndarray) -> Callable[[int], None]:
+    def loop(n: int) -> None:
+        for _ in range(n):
+            row[...] = features
 
     return loop
 
@@ -87,7 +97,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=15)
     args = parser.parse_args()
 
-    features = np.random.default_rng(7).standard_normal(N_FEATURES).astype(np.float32)
+    features = np.random.default_rng(7).standard_normal(N_FEATURES)  # float64, as the engine's
     runner = OnnxRunner(MODEL, N_FEATURES)
     runner.warm_up()
     breaker = CircuitBreaker(
@@ -100,9 +110,10 @@ def main() -> None:
     )
     breaker.warm_up()
     variants: dict[str, Callable[[int], None]] = {
-        "bare": _bare(runner, features),
+        "bare": _bare(runner, features.astype(np.float32)),
         "runner": _predict_loop(runner.predict, features),
         "breaker": _predict_loop(breaker.predict, features),
+        "cast": _cast_loop(features, np.zeros(N_FEATURES, dtype=np.float32)),
         "stage_timing": _timing_loop(np.zeros(1024, dtype=np.int64).data),
         "empty_loop": _empty_loop,
     }
@@ -123,6 +134,7 @@ def main() -> None:
         "best_us": {k: round(v, 3) for k, v in best.items()},
         "runner_overhead_vs_bare": round(med["runner"] / med["bare"] - 1.0, 3),
         "breaker_overhead_vs_bare": round(med["breaker"] / med["bare"] - 1.0, 3),
+        "cast_us": round(med["cast"] - loop_us, 3),
         "stage_timing_us": round(med["stage_timing"] - loop_us, 3),
     }
     print(json.dumps(result, indent=2))

@@ -6,7 +6,8 @@ Mid features are computed on the compact series of mid updates (quote and book r
 trade features on the compact series of trades, then carried to every event from the latest
 mid update / trade at or before it, so nothing can see a later event. EWMAs are polars
 `ewm_mean(adjust=False)`, the recursion the buffer runs step by step with the same alphas;
-rolling windows loop over the window's offsets (a few vector operations), never over events.
+Bollinger's running sums are cumulative sums per ring turn, in the buffer's order. So every
+value has the buffer's bits (float64; tests compare the bits), and nothing loops over events.
 
 `incremental_features` drives a `FeatureBuffer` over the same table event by event: the
 reference the tests compare against, and a debugging aid.
@@ -75,7 +76,7 @@ def _mid_features(
         "microprice": (bid * ask_sz + ask * bid_sz) / (bid_sz + ask_sz) - mid,
         "l1_imbalance": (bid_sz - ask_sz) / (bid_sz + ask_sz),
         "book_imbalance": (dbid - dask) / (dbid + dask),
-        "bollinger_b": _bollinger(mid, config.bollinger_window, config.bollinger_k),
+        "bollinger_b": _bollinger(mid, config),
         "spread_z": _zscore(spread, a.norm),
     }
     values.update(_return_features(log_mid, mid, a))
@@ -160,24 +161,53 @@ def _run_length(x: FloatArray) -> IntArray:
     return index - np.maximum.accumulate(np.where(starts, index, 0)) + 1
 
 
-def _bollinger(mid: FloatArray, window: int, k: float) -> FloatArray:
-    """%b over the last `window` mids: two-pass mean and population variance per window."""
-    out = np.full(len(mid), np.nan)
-    m = len(mid) - window + 1
-    if m <= 0:
-        return out
-    total = np.zeros(m)
-    for j in range(window):  # a loop over the window's offsets, not over events
-        total = total + mid[j : j + m]
+def _bollinger(mid: FloatArray, config: FeatureConfig) -> FloatArray:
+    """%b over the last `window` mids, with the buffer's very arithmetic (same bits).
+
+    The buffer keeps running sums of d = mid - ref and d*d (ref: the mid at the start of each
+    turn of its ring of `size` mid updates, where the sums are rebuilt from the window's
+    tail), adding the newest d and subtracting the one leaving. Here each ring turn is a row
+    of those terms in the buffer's order and `np.cumsum(axis=1)` adds them one by one (an
+    accumulate never regroups); a missing term is 0.0, which leaves a sum unchanged.
+    """
+    window, n = config.bollinger_window, len(mid)
+    if n < window:
+        return np.full(n, np.nan)
+    size = max(max(config.horizons), window) + 1  # history.py's ring
+    turns = -(-n // size)
+    head = window - 1  # rebuilt from the window's tail: window - 1 terms
+    t = np.arange(turns * size).reshape(turns, size)  # mid update index, row = ring turn
+    padded = np.concatenate([mid, np.full(turns * size - n, np.nan)])
+    ref = padded[t[:, :1]]
+    # the rebuild at a turn's start: mids 1 .. window-1 updates back, nearest first
+    back = t[:, :1] - np.arange(1, window)
+    tail = np.where(back >= 0, padded[np.maximum(back, 0)] - ref, 0.0)
+    tail[0] = 0.0  # the first turn starts with empty sums (n == 1)
+    added = padded[t[:, 1:]] - ref
+    leaving = t[:, 1:] - window
+    removed = np.where(leaving >= 0, padded[np.maximum(leaving, 0)] - ref, 0.0)
+    sums = []
+    for first, second in (
+        (tail, (added, -removed)),
+        (tail * tail, (added * added, -(removed * removed))),
+    ):
+        terms = np.empty((turns, head + 2 * (size - 1)))
+        terms[:, :head] = first
+        terms[:, head::2] = second[0]
+        terms[:, head + 1 :: 2] = second[1]
+        running = np.cumsum(terms, axis=1)
+        at = np.empty((turns, size))
+        at[:, 0] = running[:, head - 1]
+        at[:, 1:] = running[:, head + 1 :: 2]
+        sums.append(at.ravel()[:n])
+    total, squares = sums
     mean = total / window
-    squares = np.zeros(m)
-    for j in range(window):
-        dev = mid[j : j + m] - mean
-        squares = squares + dev * dev
-    var = squares / window
-    usable = (var > 0.0) & (_run_length(mid)[window - 1 :] < window)
-    width = 2.0 * k * np.sqrt(var)
-    out[window - 1 :] = 0.5 + _ratio(mid[window - 1 :] - mean, np.where(usable, width, 0.0), 0.0)
+    var = squares / window - mean * mean
+    usable = (var > 0.0) & (_run_length(mid) < window)
+    k2 = 2.0 * config.bollinger_k
+    width = np.where(usable, k2 * np.sqrt(np.where(usable, var, 1.0)), 0.0)
+    out = 0.5 + _ratio(mid - ref.repeat(size)[:n] - mean, width, 0.0)
+    out[: window - 1] = np.nan
     return out
 
 
