@@ -483,6 +483,8 @@ class FeedOptions:
     ping_interval: float = 20.0
     start: int = 0
     limit: int | None = None
+    synthetic: int | None = None  # serve a seeded synthetic tape of this many messages instead
+    seed: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -505,7 +507,15 @@ def serve_sessions(
     from simulator.feedsim.faults import load_faults
     from simulator.feedsim.tape import load_tape
 
-    tape = load_tape(sessions, data_dir).slice(options.start, options.limit)
+    if options.synthetic is not None:
+        from simulator.feedsim.synthetic import synthetic_tape
+
+        if sessions:
+            raise ConfigError("give SESSIONs or --synthetic, not both")
+        tape = synthetic_tape(options.synthetic, seed=options.seed)
+    else:
+        tape = load_tape(sessions, data_dir)
+    tape = tape.slice(options.start, options.limit)
     schedule = load_faults(options.faults) if options.faults is not None else None
     server = FeedServer(
         tape,
