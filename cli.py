@@ -404,18 +404,23 @@ def data_check(session: str, data_dir: Path, repair: tuple[str, ...], out: Path 
     if out is not None:
         single = len(ref.files) == 1 and out.suffix == ".parquet"
         _check_writable(out, "--out", directory=not single)
-    failed = False
-    for kind, path in ref.files.items():
-        report = check_file(path, kind=kind)
-        _print_report(kind, path, report)
-        if report.ok:
-            continue
-        if not repair:
-            failed = True
-            continue
-        failed |= not _repair(ref, kind, cast("tuple[Repair, ...]", repair), out, len(ref.files))
-    if failed:
+    reports = {kind: check_file(path, kind=kind) for kind, path in ref.files.items()}
+    for kind, report in reports.items():
+        _print_report(kind, ref.files[kind], report)
+    bad = [kind for kind, report in reports.items() if not report.ok]
+    if not bad:
+        return
+    if not repair:
         sys.exit(1)
+    policy = cast("tuple[Repair, ...]", repair)
+    if out is None:
+        for kind in bad:
+            _try_repair(ref, kind, policy)
+        console.print(
+            "[yellow]nothing was written[/yellow]: pass --out DIR to write the repaired session"
+        )
+        sys.exit(1)
+    _write_repaired(ref, policy, out)
 
 
 def _print_report(kind: str, path: Path, report: CheckReport) -> None:
@@ -425,28 +430,32 @@ def _print_report(kind: str, path: Path, report: CheckReport) -> None:
         console.print(f"  row {problem.row}: {escape(problem.message)}")
 
 
-def _repair(
-    ref: SessionRef, kind: str, repair: tuple[Repair, ...], out: Path | None, n_files: int
-) -> bool:
-    """Apply a repair; True when the repaired data passes (written when --out is given)."""
-    from simulator.sources.recorded import write_repaired
+def _repaired(report: CheckReport) -> str:
+    return ", ".join(f"{n:,} rows {what}" for what, n in sorted(report.repaired.items()))
 
+
+def _try_repair(ref: SessionRef, kind: str, repair: tuple[Repair, ...]) -> None:
+    """Say what the repair would do to one file, writing nothing."""
     source = ref.source(kind, repair=repair)
     try:
-        if out is None:
-            for _ in source.batches():
-                pass
-        else:
-            target = out if n_files == 1 and out.suffix == ".parquet" else out / f"{kind}.parquet"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            write_repaired(source, target)
+        for _ in source.batches():
+            pass
     except SimulatorError as e:
-        console.print(f"  [red]repair not enough[/red]: {escape(str(e))}")
-        return False
-    repaired = ", ".join(f"{n:,} rows {what}" for what, n in sorted(source.report.repaired.items()))
-    where = "" if out is None else f" -> written to {out}"
-    console.print(f"  [yellow]repaired[/yellow]: {repaired}{where}")
-    return True
+        console.print(f"  {kind}: [red]repair not enough[/red]: {escape(str(e))}")
+        return
+    console.print(f"  {kind}: [yellow]would repair[/yellow] {_repaired(source.report)}")
+
+
+def _write_repaired(ref: SessionRef, repair: tuple[Repair, ...], out: Path) -> None:
+    """The whole session, repaired, at `out` (all of it or nothing)."""
+    from simulator.repair import repair_session
+
+    copy = repair_session(ref, repair, out)
+    for kind, report in copy.reports.items():
+        if report.repaired:
+            console.print(f"  {kind}: [yellow]repaired[/yellow] {_repaired(report)}")
+    what = ", ".join(sorted(copy.reports))
+    console.print(f"[green]repaired session written[/green] to {out} ({what})")
 
 
 @data.command(name="recover")
@@ -545,7 +554,7 @@ STRATEGY_OPTIONS = (
     click.option("--config", "config_file", type=click.Path(exists=True, path_type=Path),
                  help="TOML file overriding the strategy's defaults."),
     click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
-                 help="Override one setting, e.g. --set sizing.threshold=0.3 (repeatable)."),
+                 help="Override one setting, e.g. --set policy.threshold=0.3 (repeatable)."),
 )  # fmt: skip
 
 
@@ -1001,7 +1010,7 @@ def _scales_parser(text: str) -> Any:  # noqa: ANN401 - a tuple of floats
 @_strategy_options
 @click.option("--grid", "axes", multiple=True, metavar="KEY=V1,V2,...",
               callback=_parsed(_grid_parser),
-              help="A setting and its values, e.g. sizing.threshold=0.2,0.3 (repeatable: "
+              help="A setting and its values, e.g. policy.threshold=0.2,0.3 (repeatable: "
                    "cells are the product).")  # fmt: skip
 @click.option("--latency-scale", "scales", metavar="F1,F2,...", callback=_parsed(_scales_parser),
               help="Also run each cell with every stage, feed and order latency times each "
@@ -1037,6 +1046,7 @@ def sweep(
         config=_with_latency(_load_config(strategy, config_file, sets), latency),
         axes=axes, scales=scales or (), seed=seed, reports=reports, force=force,
     )  # fmt: skip
+    _check_writable(out, "--out", directory=True)
     plan = Sweep(spec, out)
     executor = executor_for(workers, ray_address)
     try:

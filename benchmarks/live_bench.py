@@ -13,9 +13,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-CRYPTO = ["--set", "sizing.lot=0.01", "--set", "sizing.max_position=0.1", "--set",
+CRYPTO = ["--set", "policy.lot=0.01", "--set", "policy.max_position=0.1", "--set",
           "risk.max_position=1", "--set", "risk.max_order_size=1", "--set",
-          "risk.max_notional=1e9", "--set", "sizing.size=0.01"]  # fmt: skip
+          "risk.max_notional=1e9", "--set", "policy.size=0.01"]  # fmt: skip
 BIN = Path(sys.executable).parent
 
 

@@ -28,8 +28,8 @@ from simulator.types import SessionKey
 
 REPO = Path(__file__).resolve().parents[1]
 SESSION = REPO / "data" / "binance" / "BTCUSDT" / "2024-08-08"
-CRYPTO = ("sizing.lot=0.01", "sizing.max_position=0.1", "risk.max_position=1",
-          "risk.max_order_size=1", "risk.max_notional=1e9", "sizing.size=0.01")  # fmt: skip
+CRYPTO = ("policy.lot=0.01", "policy.max_position=0.1", "risk.max_position=1",
+          "risk.max_order_size=1", "risk.max_notional=1e9", "policy.size=0.01")  # fmt: skip
 STREAMS = {"quotes": "@bookTicker", "trades": "@trade", "book": "@depth@100ms"}
 
 

@@ -55,7 +55,7 @@ def _bare(runner: OnnxRunner, features: np.ndarray) -> Callable[[int], None]:
 
 
 def _predict_loop(
-    predict: Callable[[np.ndarray, int], float], features: np.ndarray
+    predict: Callable[[np.ndarray, int], np.ndarray], features: np.ndarray
 ) -> Callable[[int], None]:
     def loop(n: int) -> None:
         for i in range(n):

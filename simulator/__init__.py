@@ -1,12 +1,16 @@
 """ticktape's engine library (no CLI code here).
 
-Layers, imports pointing down only:
-  L0 errors, types
-  L1 clock, market, metrics, timing, config
-  L2 sources (schema -> recorded -> merge, timer, synthetic), store, importers, catalog,
-     session, inspect; stages: features, models, sizing, risk, execution, portfolio; recording
-  L3 stress (scenario, inject, faults)
-  L4 engine (knows protocols only), engine_timed (the same engine in simulated time)
-  L5 runtime (the one place that picks implementations), trainer, bench, report, stress.run
+Layers, imports pointing down only (tests/test_architecture.py checks every module; inside
+one layer only a package's own modules import each other):
+  L0 errors, types, intents (order intents a policy returns), plugins (the loader)
+  L1 clock, market, metrics, timing, settings, rundir; then config, protocols (the seams)
+  L2 sources (schema -> recorded -> merge, timer, table, synthetic); then store; then
+     importers, catalog, session, inspect; then selection, repair and the stages, which never import
+     each other: features, models, policies, risk, execution, portfolio, recording
+  L3 live (feeds, venues' normalisers, recording parts); then stress (scenario, inject,
+     faults) and feedsim (feed simulators serving recorded sessions)
+  L4 engine (knows protocols only), then engine_timed, engine_live (its parts)
+  L5 runtime (the one place that picks implementations) and live.stepper; then trainer,
+     bench, report, batch, stress.run, live.session; then sweep, live.run, live.dashboard
   L6 api (the notebook facade over runtime and report)
 """

@@ -114,7 +114,7 @@ def load_strategy(name: str) -> Config:
 
 
 def settings(config: Config) -> Settings:
-    """The typed, validated view of `config` (range errors name the key, e.g. sizing.lot)."""
+    """The typed, validated view of `config` (range errors name the key, e.g. policy.lot)."""
     return Settings.of(config)
 
 
@@ -144,7 +144,7 @@ def apply_overrides(
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise ConfigError(
-                f"--set '{item}': expected section.key=value, e.g. sizing.threshold=0.3"
+                f"--set '{item}': expected section.key=value, e.g. policy.threshold=0.3"
             )
         nested: dict[str, object] = {}
         cursor = nested

@@ -7,8 +7,8 @@ Per event, in this fixed order (the same in replay and live):
   3. market state + features update (a timer tick changes neither; a feed status event
      from live mode sets the feed health that risk reads)                  [stage: features]
   4. venue: resting limit orders are checked against the new market state
-  5. on quote/book events and timer ticks, once the features are ready:
-       inference -> target position -> (if it differs) risk -> order
+  5. on quote, book, timer and status events (not trades), once the features are ready:
+       inference -> policy (outputs + view -> intents) -> (per intent) risk -> order
                                       [stages: inference, decision, risk, order, tick_to_trade]
   6. venue: orders due now (zero latency) are matched against the current market
   7. fills reach the portfolio; equity is marked to mid; the event's row is recorded
@@ -23,20 +23,22 @@ from dataclasses import dataclass, field
 from time import perf_counter_ns
 from typing import Any, Final
 
+from simulator.errors import InvariantViolation
+from simulator.intents import Intent, LimitOrder, MarketOrder, OpenOrder
 from simulator.market import MAX_TS, MarketState
 from simulator.protocols import (
     Clock,
     FeatureStage,
     ModelRunner,
+    Policy,
     PortfolioLike,
     RiskGate,
-    Sizer,
     Venue,
 )
 from simulator.recording import Rejection, RunRecorder
 from simulator.sources.merge import MergedBatch, merge
 from simulator.sources.recorded import BatchSource, EventBatch
-from simulator.types import Fill, OrderRequest, OrderType, RejectReason, Side, StatusCode
+from simulator.types import Fill, OrderRequest, OrderType, StatusCode
 
 QUOTE: Final = 0
 TRADE: Final = 1
@@ -60,9 +62,8 @@ class Pipeline:
 
     features: FeatureStage
     runner: ModelRunner
-    sizer: Sizer
+    policy: Policy
     risk: RiskGate
-    lot: float
 
 
 @dataclass(slots=True)
@@ -85,6 +86,61 @@ class EngineState:
     n_events: int = 0
     next_order_id: int = 1
     fills: list[Fill] = field(default_factory=list)
+
+
+class EngineView:
+    """The StrategyView a policy reads (protocols.StrategyView).
+
+    `position` and `cash` are plain fields the engine rewrites when fills settle (a policy
+    reads them on every decision); the rest reads the engine's live objects on access.
+    """
+
+    __slots__ = ("_clock", "_market", "_state", "_venue", "cash", "position")
+
+    def __init__(self, clock: Clock, market: MarketState, state: EngineState, venue: Venue) -> None:
+        self._clock, self._market, self._state, self._venue = clock, market, state, venue
+        self.position = 0.0
+        self.cash = 0.0
+
+    @property
+    def now(self) -> int:
+        return self._clock.now()
+
+    @property
+    def equity(self) -> float:
+        return self._state.equity
+
+    @property
+    def bid_px(self) -> float:
+        return self._market.bid_px
+
+    @property
+    def bid_sz(self) -> float:
+        return self._market.bid_sz
+
+    @property
+    def ask_px(self) -> float:
+        return self._market.ask_px
+
+    @property
+    def ask_sz(self) -> float:
+        return self._market.ask_sz
+
+    @property
+    def mid(self) -> float:
+        return self._state.mid
+
+    @property
+    def market(self) -> MarketState:
+        return self._market
+
+    @property
+    def order_in_flight(self) -> bool:
+        return self._venue.due_ts != MAX_TS
+
+    @property
+    def open_orders(self) -> list[OpenOrder]:
+        return self._venue.open_order_list()
 
 
 class Engine:
@@ -114,6 +170,10 @@ class Engine:
         self._progress = progress
         self._slot = 0  # next free row of the recorder's chunk
         self.state = EngineState()
+        self.view = EngineView(clock, market, self.state, venue)
+        self.view.cash = portfolio.cash
+        # a policy may expose the position it aims at; recorded per decision when it does
+        self._has_target = hasattr(pipeline.policy, "target")
 
     def run(self) -> EngineState:
         """Replay every event of the sources (see the module docstring for the step order)."""
@@ -128,6 +188,7 @@ class Engine:
         """A new session: stages reset, the model warmed (live mode calls this, then step())."""
         self._pipeline.runner.reset()
         self._pipeline.features.reset()
+        self._pipeline.policy.reset()
         self._pipeline.runner.warm_up()
         self._slot = 0
 
@@ -193,9 +254,11 @@ class Engine:
         features = pipeline.features
         on_quote, on_trade, on_book = features.on_quote, features.on_trade, features.on_book
         compute, predict = features.compute, pipeline.runner.predict
-        target_of = pipeline.sizer.target
+        policy, view, has_target = pipeline.policy, self.view, self._has_target
+        decide = policy.decide
         process_due, on_market = venue.process_due, venue.on_market
-        portfolio, fills, half_lot, nan = self._portfolio, state.fills, pipeline.lot * 0.5, math.nan
+        portfolio, fills, nan = self._portfolio, state.fills, math.nan
+        last_out, out_view = None, memoryview(b"")  # p = output 0, read through a memoryview
         clock = perf_counter_ns
         position, equity, i = state.position, state.equity, state.n_events
         ready = features.ready  # once ready, a buffer stays ready until reset
@@ -236,16 +299,19 @@ class Engine:
             if not ready:
                 ready = features.ready
             if kind != TRADE and ready:  # 5.
-                p = predict(compute(), i)
+                out = predict(compute(), i)
+                if out is not last_out:
+                    last_out, out_view = out, out.data
+                p = out_view[0]
                 t2 = clock()
-                target = target_of(p, position)
+                intents = decide(out, view)
                 t3 = clock()
                 v_inference[slot] = t2 - t1
                 v_decision[slot] = t3 - t2
-                delta = target - position
-                if (delta >= half_lot or -delta >= half_lot) and due == MAX_TS:
+                target = policy.target if has_target else nan  # type: ignore[attr-defined]
+                if intents:
                     state.n_events, state.max_drawdown = i, max_drawdown
-                    sent = self._send(ts, delta, p, t0, t3, slot)
+                    sent = self._act(intents, ts, p, t0, t3, slot)
             if sent or due <= ts:  # 6.
                 process_due(ts, market, fills)
             if fills:  # 7.
@@ -290,40 +356,69 @@ class Engine:
             self._portfolio.on_fill(fill)
             self._recorder.tables.fills.append(fill)
         fills.clear()
-        self.state.position = self._portfolio.position
+        portfolio, view = self._portfolio, self.view
+        self.state.position = view.position = portfolio.position
+        view.cash = portfolio.cash
         return self.state.position
 
-    def _send(self, ts: int, delta: float, p: float, t0: int, t3: int, slot: int) -> bool:
-        """Risk-check and submit an order decided at `ts` (rare: cold enough to allocate)."""
-        return self.send_at(ts, ts, delta, p, t0, t3, slot)
+    def _stamp(self, ts: int) -> int:
+        """The decision time of a decision taken on the event received at `ts`."""
+        return ts
 
-    def send_at(
-        self, ts: int, ts_decision: int, delta: float, p: float, t0: int, t3: int, slot: int
+    def _act(
+        self, intents: Sequence[Intent], ts: int, p: float, t0: int, t3: int, slot: int
     ) -> bool:
+        """Risk-check and submit a decision's intents (rare: cold enough to allocate)."""
+        return self.act_at(intents, self._stamp(ts), p, t0, t3, slot)
+
+    def act_at(
+        self, intents: Sequence[Intent], ts_decision: int, p: float, t0: int, t3: int, slot: int
+    ) -> bool:
+        """Send the intents of one decision dated `ts_decision`; True when any order went."""
+        sent = False
+        for intent in intents:
+            if isinstance(intent, MarketOrder | LimitOrder):
+                sent = self._send_order(intent, ts_decision, p, t0, t3, slot) or sent
+            else:
+                raise InvariantViolation(
+                    f"intent {intent!r}: cancels are not routed to the venue yet"
+                )
+        return sent
+
+    def _send_order(
+        self, intent: MarketOrder | LimitOrder, ts_decision: int, p: float, t0: int, t3: int,
+        slot: int,
+    ) -> bool:  # fmt: skip
         state, market, pipeline = self.state, self._market, self._pipeline
-        side = Side.BUY if delta > 0 else Side.SELL
+        side = intent.side
+        limit = isinstance(intent, LimitOrder)
         order = OrderRequest(
             order_id=state.next_order_id,
             ts_decision=ts_decision,  # type: ignore[arg-type]
             side=side,
-            qty=abs(delta),
-            order_type=OrderType.MARKET,
+            qty=intent.qty,
+            order_type=OrderType.LIMIT if limit else OrderType.MARKET,
+            limit_px=intent.price if isinstance(intent, LimitOrder) else None,
         )
         state.now = ts_decision
         state.model_healthy = self._model_healthy()
-        price = market.ask_px if side > 0 else market.bid_px
+        if isinstance(intent, LimitOrder):
+            price = intent.price
+        else:
+            price = market.ask_px if side > 0 else market.bid_px
         reason = pipeline.risk.check(order, price, state)
         t4 = perf_counter_ns()
         views = self._recorder.views
         views["risk_ns"][slot] = t4 - t3
-        if reason != RejectReason.APPROVED:
+        if reason != 0:
             self._recorder.tables.rejections.append(
                 Rejection(
                     event_index=state.n_events,
                     ts=ts_decision,
                     side=int(side),
                     qty=order.qty,
-                    reason=int(reason),
+                    reason=pipeline.risk.reason_name(reason),
+                    reason_code=reason,
                 )
             )
             views["reject"][slot] = int(reason)

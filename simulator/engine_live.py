@@ -72,10 +72,10 @@ class LiveEngine(Engine):
             self._recv_to_done.add_samples(np.asarray(samples, dtype=np.int64))
         return slot
 
-    def _send(self, ts: int, delta: float, p: float, t0: int, t3: int, slot: int) -> bool:
+    def _stamp(self, ts: int) -> int:
         ts_decision = max(self._wall(), ts)  # stamps are forced increasing; never before ts
         self.decisions.append((self.state.n_events, ts_decision))
-        return self.send_at(ts, ts_decision, delta, p, t0, t3, slot)
+        return ts_decision
 
 
 class RecordedEngine(Engine):
@@ -86,7 +86,7 @@ class RecordedEngine(Engine):
         self._decisions = decisions
         self._used: set[int] = set()
 
-    def _send(self, ts: int, delta: float, p: float, t0: int, t3: int, slot: int) -> bool:
+    def _stamp(self, ts: int) -> int:
         index = self.state.n_events
         ts_decision = self._decisions.get(index)
         if ts_decision is None:
@@ -95,7 +95,7 @@ class RecordedEngine(Engine):
                 "recording has no decision there: the consumed stream or the pipeline differs"
             )
         self._used.add(index)
-        return self.send_at(ts, ts_decision, delta, p, t0, t3, slot)
+        return ts_decision
 
     def end(self) -> EngineState:
         state = super().end()

@@ -134,17 +134,18 @@ class TimedEngine(Engine):
         now = start + service(FEATURES, t1 - t0)
         p, target = math.nan, state.position
         if kind != TRADE and features.ready:
-            p = pipeline.runner.predict(features.compute(), state.n_events)
+            out = pipeline.runner.predict(features.compute(), state.n_events)
+            p = float(out[0])
             t2 = perf_counter_ns()
-            target = pipeline.sizer.target(p, state.position)
+            intents = pipeline.policy.decide(out, self.view)
             t3 = perf_counter_ns()
+            policy = pipeline.policy
+            target = policy.target if self._has_target else math.nan  # type: ignore[attr-defined]
             views["inference_ns"][slot], views["decision_ns"][slot] = t2 - t1, t3 - t2
             now += service(INFERENCE, t2 - t1) + service(DECISION, t3 - t2)
-            delta = target - state.position
-            half = pipeline.lot * 0.5
-            if (delta >= half or -delta >= half) and self._venue.due_ts == MAX_TS:
-                risk_ns = service(RISK, 0)  # risk and order run inside send_at at `now`
-                if self.send_at(ts, now + risk_ns, delta, p, t0, t3, slot):
+            if intents:
+                risk_ns = service(RISK, 0)  # risk and order run inside act_at at `now`
+                if self.act_at(intents, now + risk_ns, p, t0, t3, slot):
                     now += risk_ns + service(ORDER, views["order_ns"][slot])
                 else:
                     now += risk_ns

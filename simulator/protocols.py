@@ -1,19 +1,27 @@
-"""The seams of the pipeline. The engine knows only these; runtime.py picks implementations.
+"""The seams of the pipeline. The engine knows only these; runtime.py picks implementations, and
+a user's own stage (loaded by reference from a strategy TOML) is checked against them.
 
 Hot-path protocols pass plain floats, preallocated arrays and indices, never a new object per
-event (STYLE B0).
+event (STYLE B0). Layer L1: imports only L0/L1 modules (types, intents, market).
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
 
+from simulator.intents import Intent, OpenOrder
 from simulator.market import MarketState
-from simulator.sources.recorded import EventBatch
-from simulator.types import Fill, OrderRequest, RejectReason
+from simulator.types import Fill, OrderRequest
+
+FeatureVector: TypeAlias = npt.NDArray[np.float64]
+"""The feature stage's preallocated float64 vector: decisions see float64; a model runner casts
+it to its model's input dtype itself, into its own preallocated input (no allocation)."""
+Outputs: TypeAlias = npt.NDArray[np.float64]
+"""A model runner's preallocated output vector, rewritten in place on every prediction."""
 
 
 class Clock(Protocol):
@@ -22,12 +30,18 @@ class Clock(Protocol):
         """Move to `ts` (ns); raise InvariantViolation if `ts` is earlier than now()."""
 
 
+class ColumnBatch(Protocol):
+    """What a feature stage reads of a batch of book events (sources.EventBatch is one)."""
+
+    kind: str
+    columns: Mapping[str, memoryview]
+
+
 class FeatureStage(Protocol):
-    """Incremental features: O(1) updates, one preallocated float64 vector (decisions see
-    float64; a model runner casts to its model's input dtype itself)."""
+    """Incremental features: O(1) updates, one preallocated vector."""
 
     names: tuple[str, ...]
-    vector: npt.NDArray[np.float64]
+    vector: FeatureVector
 
     @property
     def ready(self) -> bool:
@@ -40,10 +54,10 @@ class FeatureStage(Protocol):
     def on_book(self, ts_recv: int, levels: Any, row: int) -> None:  # noqa: ANN401
         """A book event: `levels` is the feature stage's own per-batch column bundle."""
 
-    def book_columns(self, batch: EventBatch) -> object:
+    def book_columns(self, batch: Any) -> object:  # noqa: ANN401 - a ColumnBatch
         """Build the per-batch column bundle `on_book` takes (once per batch, cold)."""
 
-    def compute(self) -> npt.NDArray[np.float64]: ...
+    def compute(self) -> FeatureVector: ...
     def reset(self) -> None: ...
 
 
@@ -51,17 +65,61 @@ class ModelRunner(Protocol):
     name: str
 
     def warm_up(self) -> None: ...
-    def predict(self, features: npt.NDArray[np.float64], event_index: int) -> float:
-        """Probability that the mid goes up over the model's horizon, in [0, 1]. `features`
-        is float64; a runner whose model takes another dtype casts into its own preallocated
-        input (no allocation per call)."""
+    def predict(self, features: FeatureVector, event_index: int) -> Outputs:
+        """The model's outputs for this feature vector, written into the runner's own
+        preallocated float64 vector (the same array every call: read it, don't keep it).
+        Output 0 of the shipped models is P(mid goes up over the model's horizon)."""
 
     def reset(self) -> None: ...
 
 
-class Sizer(Protocol):
-    def target(self, p: float, position: float) -> float:
-        """The position wanted after seeing `p` (returning `position` means hold)."""
+class StrategyView(Protocol):
+    """What a policy may read when it decides: market, position, cash, equity, its open
+    orders, time. Read-only: the engine owns every value behind it."""
+
+    @property
+    def now(self) -> int:
+        """Receive time (ns) of the event being decided on."""
+
+    @property
+    def position(self) -> float: ...
+    @property
+    def cash(self) -> float: ...
+    @property
+    def equity(self) -> float: ...
+    @property
+    def bid_px(self) -> float: ...
+    @property
+    def bid_sz(self) -> float: ...
+    @property
+    def ask_px(self) -> float: ...
+    @property
+    def ask_sz(self) -> float: ...
+    @property
+    def mid(self) -> float: ...
+    @property
+    def market(self) -> MarketState:
+        """The live market object: L1 fields and `depth(side)` for L2 levels (read only)."""
+
+    @property
+    def order_in_flight(self) -> bool:
+        """True while an order or cancel sent by the pipeline has not reached the venue."""
+
+    @property
+    def open_orders(self) -> Sequence[OpenOrder]:
+        """Every open order with its state (a snapshot built on access: cold)."""
+
+
+class Policy(Protocol):
+    """The decision stage: model outputs + a read-only view -> order intents.
+
+    Return `NO_INTENTS` (the shared empty tuple) to do nothing. A policy may expose a float
+    `target` (the position it aims at after this decision); the engine records it in the
+    decisions table when present (NaN otherwise).
+    """
+
+    def decide(self, outputs: Outputs, view: StrategyView) -> Sequence[Intent]: ...
+    def reset(self) -> None: ...
 
 
 class RiskView(Protocol):
@@ -76,9 +134,21 @@ class RiskView(Protocol):
     feed_ok: bool
 
 
+class RiskCheck(Protocol):
+    """One pre-trade check. Return 0 to approve; any other value rejects, and names why: a
+    member of an IntEnum of the check's own (its `name` is recorded and reported) or of
+    types.RejectReason for the built-in checks. `price` is where the order is expected to
+    trade: the opposite best for a market order, the limit price for a limit order."""
+
+    def check(self, order: OrderRequest, price: float, state: RiskView) -> int: ...
+
+
 class RiskGate(Protocol):
-    def check(self, order: OrderRequest, price: float, state: RiskView) -> RejectReason: ...
+    """The whole chain as the engine calls it: a reason code (0 approved) per order."""
+
+    def check(self, order: OrderRequest, price: float, state: RiskView) -> int: ...
     def on_sent(self, ts: int) -> None: ...
+    def reason_name(self, code: int) -> str: ...
 
 
 class Venue(Protocol):
@@ -89,6 +159,7 @@ class Venue(Protocol):
     def next_due(self) -> int: ...
     def process_due(self, ts: int, market: MarketState, out: list[Fill]) -> int: ...
     def on_market(self, market: MarketState, out: list[Fill]) -> int: ...
+    def open_order_list(self) -> list[OpenOrder]: ...
 
 
 class PortfolioLike(Protocol):

@@ -23,6 +23,7 @@ from typing import Any, Final
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from simulator.metrics import LatencyHistogram, bucket_upper
@@ -54,7 +55,8 @@ class Rejection:
     ts: int
     side: int
     qty: float
-    reason: int
+    reason: str  # the reason's name (a built-in RejectReason or a user check's)
+    reason_code: int  # the code in decisions.reject (built-ins: RejectReason values)
 
 
 @dataclass(slots=True)
@@ -123,7 +125,7 @@ class RunRecorder:
         )
         for name, table in (("orders", orders), ("fills", fills), ("risk_rejections", rejections)):
             pq.write_table(table, self.out_dir / f"{name}.parquet", compression="zstd")
-            for column in table.columns:
+            for column in _digest_columns(name, table):
                 self._digest.update(name.encode())
                 self._digest.update(_canonical_bytes(column))
         pq.write_table(self._histogram_table(), self.out_dir / "latency_histograms.parquet")
@@ -209,8 +211,27 @@ def _equity_sample(table: pa.Table) -> pa.Table:
 
 _REJECTION_SCHEMA: Final = pa.schema(
     [("event_index", pa.int64()), ("ts", pa.int64()), ("side", pa.int8()),
-     ("qty", pa.float64()), ("reason", pa.int8())]
+     ("qty", pa.float64()), ("reason", pa.string()), ("reason_code", pa.int8())]
 )  # fmt: skip
+
+
+def _digest_columns(name: str, table: pa.Table) -> list[pa.ChunkedArray]:
+    """The columns a table contributes to the digest, in the canonical form of the first
+    release: rejections by reason code (the name is a label of it), and a column added since
+    only when it holds something other than its default, so runs that don't use it keep
+    their digests."""
+    if name == "risk_rejections":
+        return [table.column(c) for c in ("event_index", "ts", "side", "qty", "reason_code")]
+    return [
+        table.column(c)
+        for c in table.column_names
+        if c not in _LATER_COLUMNS
+        or pc.any(pc.not_equal(table.column(c), _LATER_COLUMNS[c])).as_py()
+    ]
+
+
+_LATER_COLUMNS: Final[dict[str, object]] = {}
+"""Columns added after the first release of a table -> their default value."""
 
 
 def orders_table(tables: RunTables) -> pa.Table:

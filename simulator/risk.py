@@ -1,10 +1,11 @@
 """Risk stage: pre-trade checks, each approving an order or naming why not.
 
-Every check is `check(order, price, state) -> RejectReason` (APPROVED = 0). `price` is the
-price the order is expected to trade at: the opposite best for a market order, the limit price
-for a limit order. `state` is the engine's run state (any object with the `RiskView` fields);
-checks read it and never write it, and read time only from `state.now`, so they run the same
-in replay and live. Rejections are business outcomes: returned and counted, never raised.
+Every check is `check(order, price, state) -> reason` (0 = approved; protocols.RiskCheck).
+`price` is the price the order is expected to trade at: the opposite best for a market order,
+the limit price for a limit order. `state` is the engine's run state (any object with the
+`RiskView` fields); checks read it and never write it, and read time only from `state.now`, so
+they run the same in replay and live. Rejections are business outcomes: returned and counted,
+never raised.
 Checks fail closed: a NaN quantity, price or mid is rejected, not waved through.
 
 Hot path (STYLE B0): one call per decided order, no allocation, no dict lookups; the rate
@@ -15,18 +16,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Final, Protocol
+from enum import Enum
+from typing import Final
 
 from simulator.errors import ConfigError
-from simulator.protocols import RiskView
+from simulator.protocols import RiskCheck, RiskView
 from simulator.types import OrderRequest, RejectReason
 
 _APPROVED: Final = RejectReason.APPROVED
 _NEVER: Final = -(2**63)  # "no order sent yet" in the rate-limit ring
-
-
-class RiskCheck(Protocol):
-    def check(self, order: OrderRequest, price: float, state: RiskView) -> RejectReason: ...
 
 
 class RiskState:
@@ -270,15 +268,22 @@ class FeedHealth:
         return RejectReason.FEED_DOWN
 
 
-class RiskChain:
-    """Runs checks in order and returns the first rejection (or APPROVED).
+USER_REASON_BASE: Final = 64
+"""Codes of user reasons start here (built-in RejectReason codes stay below; int8 columns)."""
 
-    `counts[reason]` counts outcomes per RejectReason; counts[APPROVED] counts approvals.
-    Call `on_sent(ts)` after an approved order was actually sent: only then does it count
-    against the rate limit.
+
+class RiskChain:
+    """Runs checks in order and returns the first rejection's code (or 0, approved).
+
+    A check's non-zero answer (compared by value: a plain 0 approves) is a built-in
+    RejectReason, or a reason of a user check: a member of the check's own IntEnum, recorded
+    by its name, or a plain int, recorded as `<CheckClass>_<value>`. User reasons get codes
+    from USER_REASON_BASE up, in the order they first occur. `counts[code]` counts outcomes per
+    code (APPROVED included). Call `on_sent(ts)` after an approved order was actually sent:
+    only then does it count against the rate limit.
     """
 
-    __slots__ = ("_checks", "_on_sent", "counts")
+    __slots__ = ("_checks", "_names", "_on_sent", "_user_codes", "counts")
 
     def __init__(self, checks: Sequence[RiskCheck]) -> None:
         self._checks = tuple(checks)
@@ -286,20 +291,42 @@ class RiskChain:
         # does no getattr per order
         found = (getattr(c, "on_sent", None) for c in self._checks)
         self._on_sent: tuple[Callable[[int], None], ...] = tuple(f for f in found if f is not None)
-        self.counts = [0] * len(RejectReason)
+        self.counts: dict[int, int] = dict.fromkeys(map(int, RejectReason), 0)
+        self._names: dict[int, str] = {int(r): r.name for r in RejectReason}
+        self._user_codes: dict[tuple[int, int], int] = {}  # (check index, its value) -> code
 
     @property
     def checks(self) -> tuple[RiskCheck, ...]:
         return self._checks
 
-    def check(self, order: OrderRequest, price: float, state: RiskView) -> RejectReason:
-        for check in self._checks:
+    def check(self, order: OrderRequest, price: float, state: RiskView) -> int:
+        for index, check in enumerate(self._checks):
             reason = check.check(order, price, state)
-            if reason is not _APPROVED:
-                self.counts[reason] += 1
-                return reason
-        self.counts[_APPROVED] += 1
-        return _APPROVED
+            if reason != 0:
+                code = int(reason) if type(reason) is RejectReason else self._user(index, reason)
+                self.counts[code] += 1
+                return code
+        self.counts[0] += 1
+        return 0
+
+    def _user(self, index: int, reason: int) -> int:
+        """The code of a user check's reason, named on first sight (cold: rejections only)."""
+        key = (index, int(reason))
+        code = self._user_codes.get(key)
+        if code is None:
+            code = USER_REASON_BASE + len(self._user_codes)
+            if code > 127:
+                raise ConfigError("risk: more than 64 distinct user rejection reasons")
+            name = reason.name if isinstance(reason, Enum) else None
+            check = type(self._checks[index]).__name__
+            self._names[code] = name or f"{check}_{int(reason)}"
+            self._user_codes[key] = code
+            self.counts[code] = 0
+        return code
+
+    def reason_name(self, code: int) -> str:
+        """The name of a reason code returned by check()."""
+        return self._names[code]
 
     def on_sent(self, ts: int) -> None:
         for on_sent in self._on_sent:
@@ -307,6 +334,4 @@ class RiskChain:
 
     def rejections(self) -> dict[str, int]:
         """Rejection counts by reason name, for run summaries (cold)."""
-        return {
-            reason.name: self.counts[reason] for reason in RejectReason if reason is not _APPROVED
-        }
+        return {self._names[code]: n for code, n in self.counts.items() if code != 0}

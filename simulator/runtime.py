@@ -30,8 +30,9 @@ from simulator.market import MarketState
 from simulator.models.breaker import CircuitBreaker
 from simulator.models.precomputed import PrecomputedRunner
 from simulator.models.rule import RuleRunner
+from simulator.policies import POLICY_KINDS, ObiRulePolicy, ThresholdPolicy
 from simulator.portfolio import Portfolio
-from simulator.protocols import ModelRunner, Sizer
+from simulator.protocols import ModelRunner, Policy
 from simulator.recording import STAGES, RunRecorder, write_manifest
 from simulator.risk import (
     FeedHealth,
@@ -46,7 +47,6 @@ from simulator.risk import (
     StaleData,
 )
 from simulator.session import SessionRef
-from simulator.sizing import LongOnlyRuleSizer, ThresholdSizer
 from simulator.sources.recorded import (
     ParquetSource,
     file_time_span,
@@ -201,17 +201,22 @@ def build_runner(
     )
 
 
-def build_sizer(section: Config) -> Sizer:
-    if section["kind"] == "rule":
-        return LongOnlyRuleSizer(threshold=section["threshold"], size=section["size"])
+def build_policy(section: Config) -> Policy:
+    """The decision policy of the [policy] section (a built-in, by `kind`)."""
+    if section["kind"] == "obi_rule":
+        return ObiRulePolicy(
+            threshold=section["threshold"], size=section["size"], lot=section["lot"]
+        )
     if section["kind"] == "threshold":
-        return ThresholdSizer(
+        return ThresholdPolicy(
             threshold=section["threshold"],
             max_position=section["max_position"],
             lot=section["lot"],
             exponent=section["exponent"],
         )
-    raise ConfigError(f"sizing.kind '{section['kind']}' unknown; expected rule or threshold")
+    raise ConfigError(
+        f"policy.kind '{section['kind']}' unknown; expected {' or '.join(POLICY_KINDS)}"
+    )
 
 
 def build_risk(section: Config) -> RiskChain:
@@ -298,7 +303,7 @@ def build_pipeline(
     *,
     wrap_model: Callable[[ModelRunner], ModelRunner] | None = None,
 ) -> StagedPipeline:
-    """Features, model (inside its circuit breaker when enabled), sizing and risk: the same
+    """Features, model (inside its circuit breaker when enabled), policy and risk: the same
     objects for replay, stress and live."""
     features = build_features(config, levels)
     strategy_dir = Path(config["strategy"]["dir"])
@@ -321,9 +326,8 @@ def build_pipeline(
     pipeline = Pipeline(
         features=features,
         runner=runner,
-        sizer=build_sizer(config["sizing"]),
+        policy=build_policy(config["policy"]),
         risk=build_risk(config["risk"]),
-        lot=config["sizing"]["lot"],
     )
     return StagedPipeline(pipeline, features, health, breaker)
 

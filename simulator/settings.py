@@ -3,7 +3,7 @@ strategy starts from, validated once when a strategy loads.
 
 A strategy TOML holds only what it changes; `simulator.config` merges it (and `--config`,
 `--set`) over `default_dict()` and builds `Settings` from the result. Range errors name the key
-the user typed (`sizing.threshold`), never a class or an internal field.
+the user typed (`policy.threshold`), never a class or an internal field.
 """
 
 from __future__ import annotations
@@ -145,10 +145,12 @@ class BreakerSection(_Section):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SizingSection(_Section):
-    SECTION: ClassVar[str] = "sizing"
+class PolicySection(_Section):
+    """The decision policy: a built-in by `kind` (threshold-and-sizing, or the obi rule)."""
+
+    SECTION: ClassVar[str] = "policy"
     RULES: ClassVar[tuple[Rule, ...]] = (
-        ("kind", *_one_of("threshold", "rule")),
+        ("kind", *_one_of("threshold", "obi_rule")),
         ("size", _positive, "a finite number > 0"),
         ("max_position", _positive, "a finite number > 0"),
         ("lot", _positive, "a finite number > 0"),
@@ -156,8 +158,8 @@ class SizingSection(_Section):
     )
 
     kind: str = "threshold"
-    threshold: float = 0.35  # rule: on obi, in [0, 1); threshold: on |p - 0.5|, in [0, 0.5)
-    size: float = 1.0  # rule: units bought
+    threshold: float = 0.35  # obi_rule: on obi, in [0, 1); threshold: on |p - 0.5|, in [0, 0.5)
+    size: float = 1.0  # obi_rule: units bought
     max_position: float = 10.0  # threshold: size at full confidence
     lot: float = 1.0
     exponent: float = 1.0
@@ -165,13 +167,13 @@ class SizingSection(_Section):
     def check(self) -> None:
         high = 0.5 if self.kind == "threshold" else 1.0
         if not 0.0 <= self.threshold < high:
-            _fail("sizing.threshold", f"in [0, {high}) for sizing.kind '{self.kind}'",
+            _fail("policy.threshold", f"in [0, {high}) for policy.kind '{self.kind}'",
                   self.threshold)  # fmt: skip
         if self.kind == "threshold" and self.lot > self.max_position:
             raise ConfigError(
-                f"sizing.lot ({self.lot}) is larger than sizing.max_position "
-                f"({self.max_position}); every target would round to 0 — lower sizing.lot or "
-                "raise sizing.max_position"
+                f"policy.lot ({self.lot}) is larger than policy.max_position "
+                f"({self.max_position}); every target would round to 0 — lower policy.lot or "
+                "raise policy.max_position"
             )
 
 
@@ -269,7 +271,7 @@ class Settings:
     features: FeaturesSection = field(default_factory=FeaturesSection)
     model: ModelSection = field(default_factory=ModelSection)
     breaker: BreakerSection = field(default_factory=BreakerSection)
-    sizing: SizingSection = field(default_factory=SizingSection)
+    policy: PolicySection = field(default_factory=PolicySection)
     risk: RiskSection = field(default_factory=RiskSection)
     venue: VenueSection = field(default_factory=VenueSection)
     train: TrainSection = field(default_factory=TrainSection)
@@ -290,7 +292,7 @@ SECTIONS: dict[str, type[Any]] = {
     "features": FeaturesSection,
     "model": ModelSection,
     "breaker": BreakerSection,
-    "sizing": SizingSection,
+    "policy": PolicySection,
     "risk": RiskSection,
     "venue": VenueSection,
     "train": TrainSection,

@@ -26,7 +26,7 @@ ENGINE_MAY_NOT_IMPORT = (
     "simulator.models",
     "simulator.features",
     "simulator.risk",
-    "simulator.sizing",
+    "simulator.policies",
     "simulator.portfolio",
     "simulator.runtime",
 )
@@ -70,6 +70,112 @@ def test_library_code_reads_no_ambient_time_or_global_randomness(path):
 def test_library_code_does_not_print(path):
     prints = [line for line, name in _calls(path) if name == "print"]
     assert prints == []
+
+
+# The layers of simulator/__init__.py as ranks: a module imports only modules of a LOWER rank,
+# or of its own package at the same rank (a package's modules build on each other). The longest
+# matching prefix gives a module's rank.
+LAYER_OF = {
+    "simulator.errors": 0,
+    "simulator.types": 1,
+    "simulator.intents": 2,
+    "simulator.clock": 3,
+    "simulator.market": 3,
+    "simulator.metrics": 3,
+    "simulator.timing": 3,
+    "simulator.settings": 3,
+    "simulator.plugins": 2,
+    "simulator.rundir": 3,
+    "simulator.config": 4,
+    "simulator.protocols": 4,
+    "simulator.sources": 5,
+    "simulator.store": 6,
+    "simulator.importers": 7,
+    "simulator.catalog": 7,
+    "simulator.session": 7,
+    "simulator.inspect": 7,
+    "simulator.selection": 8,
+    "simulator.repair": 8,
+    "simulator.features": 8,
+    "simulator.models": 8,
+    "simulator.policies": 8,
+    "simulator.risk": 8,
+    "simulator.execution": 8,
+    "simulator.portfolio": 8,
+    "simulator.recording": 8,
+    "simulator.live": 9,
+    "simulator.stress": 10,
+    "simulator.feedsim": 10,
+    "simulator.engine": 11,
+    "simulator.engine_timed": 12,
+    "simulator.engine_live": 12,
+    "simulator.runtime": 13,
+    "simulator.live.stepper": 13,
+    "simulator.batch": 14,
+    "simulator.sweep": 15,
+    "simulator.trainer": 14,
+    "simulator.bench": 14,
+    "simulator.report": 14,
+    "simulator.stress.run": 14,
+    "simulator.live.session": 14,
+    "simulator.live.run": 15,
+    "simulator.live.dashboard": 16,
+    "simulator.api": 16,
+}
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _rank(module: str) -> tuple[str, int] | None:
+    """(the matching prefix, its rank); None for the package root `simulator`."""
+    for prefix in sorted(LAYER_OF, key=len, reverse=True):
+        if module == prefix or module.startswith(prefix + "."):
+            return prefix, LAYER_OF[prefix]
+    return None
+
+
+def _package(module: str) -> str:
+    """The top-level unit a module belongs to: `simulator.sources.merge` -> `simulator.sources`."""
+    return ".".join(module.split(".")[:2])
+
+
+def _imported_modules(path: Path) -> list[str]:
+    """Every simulator module `path` imports, `from simulator import runtime` included."""
+    names: list[str] = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module == "simulator":
+            names.extend(f"simulator.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.append(node.module)
+        elif isinstance(node, ast.Import):
+            names.extend(alias.name for alias in node.names)
+    return names
+
+
+def test_every_library_module_has_a_layer():
+    unplaced = [_module_name(p) for p in LIBRARY if _module_name(p) != "simulator"]
+    assert [m for m in unplaced if _rank(m) is None] == []
+
+
+@pytest.mark.parametrize("path", LIBRARY, ids=lambda p: str(p.relative_to(REPO)))
+def test_imports_point_down_the_layers(path):
+    module = _module_name(path)
+    mine = _rank(module)
+    if mine is None:
+        return
+    upward = []
+    for name in _imported_modules(path):
+        if not name.startswith("simulator.") or name == "simulator":
+            continue
+        theirs = _rank(name)
+        assert theirs is not None, f"{module} imports {name}, which has no layer"
+        same_package = _package(name) == _package(module)
+        if theirs[1] > mine[1] or (theirs[1] == mine[1] and not same_package):
+            upward.append(f"{module} (L{mine[1]}) imports {name} (L{theirs[1]})")
+    assert upward == []
 
 
 def test_engine_knows_only_protocols():

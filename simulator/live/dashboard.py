@@ -10,7 +10,6 @@ from rich.table import Table
 
 from simulator.live.run import LiveView
 from simulator.live.session import SymbolRun
-from simulator.types import RejectReason
 
 
 def _us(value: object) -> str:
@@ -31,7 +30,7 @@ def render(view: LiveView) -> Group:
         state, tables = run.engine.state, run.recorder.tables
         rejects: dict[str, int] = {}
         for r in tables.rejections:
-            name = RejectReason(r.reason).name.lower()
+            name = r.reason.lower()
             rejects[name] = rejects.get(name, 0) + 1
         book = "-"
         synced = getattr(run.normalizer, "synced", None)

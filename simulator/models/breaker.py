@@ -144,7 +144,9 @@ class CircuitBreaker:
         self.fallback.reset()
         self._clear()
 
-    def predict(self, features: npt.NDArray[np.float64], event_index: int) -> float:
+    def predict(
+        self, features: npt.NDArray[np.float64], event_index: int
+    ) -> npt.NDArray[np.float64]:
         self._calls += 1
         if self._state == "closed" and self._budget_ns is None:
             # The per-event path: closed, no latency budget. Only exceptions can violate.
@@ -160,7 +162,9 @@ class CircuitBreaker:
             return p
         return self._guarded(features, event_index)
 
-    def _guarded(self, features: npt.NDArray[np.float64], event_index: int) -> float:
+    def _guarded(
+        self, features: npt.NDArray[np.float64], event_index: int
+    ) -> npt.NDArray[np.float64]:
         """predict() while open or half-open, or with a latency budget to watch."""
         if self._state == "open":
             if self._clock.now() - self._opened_at < self._cooldown_ns:
@@ -191,7 +195,7 @@ class CircuitBreaker:
 
     def _on_exception(
         self, error: Exception, features: npt.NDArray[np.float64], event_index: int
-    ) -> float:
+    ) -> npt.NDArray[np.float64]:
         """The primary raised: count the violation and let the fallback answer this event."""
         self._exceptions += 1
         self._violation(event_index, f"exception: {type(error).__name__}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -14,7 +15,7 @@ from simulator.errors import ModelError
 class PrecomputedRunner:
     """Serves `signals[event_index]`: one probability per event of the session, in order."""
 
-    __slots__ = ("_signals", "name", "size")
+    __slots__ = ("_out", "_out_view", "_signals", "name", "size")
 
     def __init__(self, signals: npt.NDArray[np.float64], *, name: str = "precomputed") -> None:
         values = np.asarray(signals, dtype=np.float64)
@@ -30,6 +31,8 @@ class PrecomputedRunner:
         self.size = int(values.size)
         # A list of Python floats: indexing it returns an existing object, nothing is boxed.
         self._signals: list[float] = values.tolist()
+        self._out = np.zeros(1, dtype=np.float64)  # the output vector: [p]
+        self._out_view: Any = self._out.data  # typeshed: memoryview items are int only
 
     @classmethod
     def from_file(cls, path: str | Path, column: str | None = None) -> PrecomputedRunner:
@@ -53,9 +56,12 @@ class PrecomputedRunner:
     def warm_up(self) -> None:
         """Nothing to warm: the signals are already in memory."""
 
-    def predict(self, features: npt.NDArray[np.float64], event_index: int) -> float:
+    def predict(
+        self, features: npt.NDArray[np.float64], event_index: int
+    ) -> npt.NDArray[np.float64]:
         if 0 <= event_index < self.size:
-            return self._signals[event_index]
+            self._out_view[0] = self._signals[event_index]
+            return self._out
         raise ModelError(
             f"{self.name}: no signal for event {event_index}; the cache holds events "
             f"0..{self.size - 1} (recompute the signals for this session)"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -17,7 +18,7 @@ class RuleRunner:
     (all size on the ask) to 1 (all size on the bid). A NaN feature gives 0.5: no view.
     """
 
-    __slots__ = ("_array", "_view", "feature_index", "name", "scale")
+    __slots__ = ("_array", "_out", "_out_view", "_view", "feature_index", "name", "scale")
 
     def __init__(self, feature_index: int, scale: float = 1.0) -> None:
         if feature_index < 0:
@@ -31,21 +32,28 @@ class RuleRunner:
         # indexing the numpy array; rebuilt only if a different array is passed
         self._array: npt.NDArray[np.float64] | None = None
         self._view: memoryview = memoryview(b"")
+        self._out = np.zeros(1, dtype=np.float64)  # the output vector: [p]
+        self._out_view: Any = self._out.data  # item stores ~3x faster than numpy
 
     def warm_up(self) -> None:
         """Nothing to warm."""
 
-    def predict(self, features: npt.NDArray[np.float64], event_index: int) -> float:
+    def predict(
+        self, features: npt.NDArray[np.float64], event_index: int
+    ) -> npt.NDArray[np.float64]:
         if features is not self._array:
             self._array, self._view = features, features.data
         x = self._view[self.feature_index] * self.scale
         if x != x:  # NaN, without a function call
-            return 0.5
-        if x >= 1.0:
-            return 1.0
-        if x <= -1.0:
-            return 0.0
-        return (1.0 + x) * 0.5
+            p = 0.5
+        elif x >= 1.0:
+            p = 1.0
+        elif x <= -1.0:
+            p = 0.0
+        else:
+            p = (1.0 + x) * 0.5
+        self._out_view[0] = p
+        return self._out
 
     def reset(self) -> None:
         """Stateless."""

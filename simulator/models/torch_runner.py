@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -79,13 +79,15 @@ def _check_probability(path: Path, output: object) -> None:
 class TorchRunner:
     """P(mid goes up) from a TorchScript `forward(x: [1, n_features]) -> [1, 1]`."""
 
-    __slots__ = ("_input", "_module", "_row", "name", "path")
+    __slots__ = ("_input", "_module", "_out", "_out_view", "_row", "name", "path")
 
     def __init__(self, path: str | Path, n_features: int) -> None:
         self.path = Path(path)
         self.name = f"torch:{self.path.name}"
         buffer = np.zeros((1, n_features), dtype=np.float32)
         self._row = buffer[0]
+        self._out = np.zeros(1, dtype=np.float64)  # the runner's output vector: [p]
+        self._out_view: Any = self._out.data  # typeshed: memoryview items are int only
         self._input = torch.from_numpy(buffer)  # shares memory with self._row
         self._module, output = load_frozen(self.path, self._input)
         _check_probability(self.path, output)
@@ -97,10 +99,13 @@ class TorchRunner:
             for _ in range(WARM_UP_CALLS):
                 self._module(self._input)
 
-    def predict(self, features: npt.NDArray[np.float64], event_index: int) -> float:
+    def predict(
+        self, features: npt.NDArray[np.float64], event_index: int
+    ) -> npt.NDArray[np.float64]:
         self._row[...] = features  # the cast to float32, in place; faster than np.copyto
         with torch.inference_mode():
-            return self._module(self._input).item()  # type: ignore[no-any-return]
+            self._out_view[0] = self._module(self._input).item()
+        return self._out
 
     def reset(self) -> None:
         """Stateless: nothing to clear."""
@@ -113,13 +118,25 @@ class StatefulTorchRunner:
     by `reset()` at the start of each session.
     """
 
-    __slots__ = ("_hidden", "_input", "_module", "_row", "_scratch", "name", "path")
+    __slots__ = (
+        "_hidden",
+        "_input",
+        "_module",
+        "_out",
+        "_out_view",
+        "_row",
+        "_scratch",
+        "name",
+        "path",
+    )
 
     def __init__(self, path: str | Path, n_features: int, hidden_size: int) -> None:
         self.path = Path(path)
         self.name = f"torch-stateful:{self.path.name}"
         buffer = np.zeros((1, n_features), dtype=np.float32)
         self._row = buffer[0]
+        self._out = np.zeros(1, dtype=np.float64)  # the runner's output vector: [p]
+        self._out_view: Any = self._out.data  # typeshed: memoryview items are int only
         self._input = torch.from_numpy(buffer)
         self._hidden = torch.zeros((1, hidden_size), dtype=torch.float32)
         self._scratch = torch.zeros((1, hidden_size), dtype=torch.float32)  # warm-up only
@@ -153,12 +170,15 @@ class StatefulTorchRunner:
                 self._scratch.zero_()
                 self._module(self._input, self._scratch)
 
-    def predict(self, features: npt.NDArray[np.float64], event_index: int) -> float:
+    def predict(
+        self, features: npt.NDArray[np.float64], event_index: int
+    ) -> npt.NDArray[np.float64]:
         self._row[...] = features  # the cast to float32, in place; faster than np.copyto
         with torch.inference_mode():
             p, h_new = self._module(self._input, self._hidden)
             self._hidden.copy_(h_new)
-            return p.item()  # type: ignore[no-any-return]
+            self._out_view[0] = p.item()
+        return self._out
 
     def reset(self) -> None:
         self._hidden.zero_()

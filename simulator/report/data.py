@@ -238,7 +238,10 @@ def run_info(run_dir: Path, manifest: dict[str, Any], ts_first: int, ts_last: in
     )
 
 
-def reason_name(code: int) -> str:
+def reason_name(code: int | str) -> str:
+    """A rejection reason as stored: by name (runs since named reasons) or by built-in code."""
+    if isinstance(code, str):
+        return code
     try:
         return RejectReason(code).name
     except ValueError:  # a reason code newer than this RejectReason: still shown, by number
@@ -262,7 +265,7 @@ def risk_data(
         counts = rows.get_column("n").to_numpy().astype(np.int64)
         reasons.append(
             ReasonCounts(
-                reason=reason_name(int(code)),
+                reason=reason_name(code if isinstance(code, str) else int(code)),
                 ts=rows.get_column("window").to_numpy().astype(np.int64),
                 counts=counts,
                 total=int(counts.sum()),

@@ -127,7 +127,9 @@ class ExceptionFault:
         self.primary.reset()
         self.calls = self.injected = 0
 
-    def predict(self, features: npt.NDArray[np.float64], event_index: int) -> float:
+    def predict(
+        self, features: npt.NDArray[np.float64], event_index: int
+    ) -> npt.NDArray[np.float64]:
         self.calls += 1
         if self._hit(event_index):
             self.injected += 1
@@ -189,7 +191,9 @@ class LatencySpike:
         self.primary.reset()
         self.calls = self.injected = self.extra_ns = self.last_extra_ns = self._pending = 0
 
-    def predict(self, features: npt.NDArray[np.float64], event_index: int) -> float:
+    def predict(
+        self, features: npt.NDArray[np.float64], event_index: int
+    ) -> npt.NDArray[np.float64]:
         self.calls += 1
         extra = 0
         if self._hit(event_index):

@@ -41,7 +41,6 @@ from simulator.stress.inject import StressedSource, apply_scenario, injection_su
 from simulator.stress.scenario import load_scenario
 from simulator.stress.spec import CpuContentionSpec, LatencySpikeSpec, Scenario
 from simulator.timing import INFERENCE, ServiceModel
-from simulator.types import RejectReason
 
 BASELINE: Final = "calm"
 STAGES_SHOWN: Final = STAGES  # every measured stage, tick-to-trade and the queueing delay
@@ -242,7 +241,7 @@ def _rejections_by_reason(run_dir: Path) -> dict[str, int]:
     if not path.exists():
         return {}
     reasons = pq.read_table(path).column("reason").to_pylist()
-    return {RejectReason(r).name.lower(): reasons.count(r) for r in sorted(set(reasons))}
+    return {str(r).lower(): reasons.count(r) for r in sorted(set(reasons))}
 
 
 def slug(name: str) -> str:

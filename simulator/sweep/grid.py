@@ -40,7 +40,7 @@ def parse_grid(text: str) -> GridAxis:
     values = tuple(v.strip() for v in split_values(rest))
     if not sep or not key.strip() or not values or any(not v for v in values):
         raise ConfigError(
-            f"--grid '{text}': expected KEY=V1,V2,..., e.g. sizing.threshold=0.2,0.3,0.4"
+            f"--grid '{text}': expected KEY=V1,V2,..., e.g. policy.threshold=0.2,0.3,0.4"
         )
     if len(set(values)) != len(values):
         raise ConfigError(f"--grid '{text}': a value is listed twice")
@@ -89,7 +89,7 @@ def check_axes(config: Config, axes: Sequence[GridAxis]) -> None:
 
 
 def setting(config: Config, key: str) -> object:
-    """The value at a dotted key, e.g. `sizing.threshold`."""
+    """The value at a dotted key, e.g. `policy.threshold`."""
     node: object = config
     for part in key.split("."):
         if not isinstance(node, dict) or part not in node:

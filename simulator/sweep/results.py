@@ -1,6 +1,6 @@
 """`results.parquet`: one row per cell, in cell order, queryable with DuckDB.
 
-Columns: session; one per grid key, named exactly as the key (`sizing.threshold`: quote it
+Columns: session; one per grid key, named exactly as the key (`policy.threshold`: quote it
 in SQL) and typed as the setting; latency_scale; the manifest summary's figures;
 tick-to-trade p50/p99 (µs); digest; status (`ok`, `failed: <error>` or `not run`); wall
 seconds of the cell; the cell's directory under cells/ and its content key.

@@ -216,7 +216,7 @@ def test_the_readme_crypto_example_prints_the_manifests_net_pnl(tmp_path):
     """README: size obi_mlp for crypto on the Binance session; the console's PnL is the
     manifest's net_pnl (after fees) and equals the final equity."""
     out = tmp_path / "run"
-    sets = ("sizing.max_position=0.1", "sizing.lot=0.001", "risk.max_position=0.1")
+    sets = ("policy.max_position=0.1", "policy.lot=0.001", "risk.max_position=0.1")
     args = ["replay", "binance/BTCUSDT/2024-08-08", "--strategy", "obi_mlp", "--no-report"]
     result = _invoke(*args, *(x for s in sets for x in ("--set", s)), "--out", str(out))
     assert result.exit_code == 0, result.output

@@ -28,20 +28,20 @@ def test_replay_prints_summary_and_writes_the_run(tmp_path):
 
 
 def test_replay_with_a_misspelt_setting_suggests_the_key(tmp_path):
-    args = ("replay", AAPL, "--strategy", "obi_rule", "--set", "sizing.treshold=0.3")
+    args = ("replay", AAPL, "--strategy", "obi_rule", "--set", "policy.treshold=0.3")
     result = _invoke(*args, "--out", str(tmp_path / "r"))
     assert result.exit_code == 1
     assert result.output.strip() == (
-        "ConfigError: --set sizing.treshold=0.3: unknown key 'sizing.treshold'; "
-        "did you mean 'sizing.threshold'?"
+        "ConfigError: --set policy.treshold=0.3: unknown key 'policy.treshold'; "
+        "did you mean 'policy.threshold'?"
     )
 
 
 def test_replay_with_a_wrongly_typed_setting_names_the_type(tmp_path):
-    args = ("replay", AAPL, "--strategy", "obi_rule", "--set", "sizing.threshold=high")
+    args = ("replay", AAPL, "--strategy", "obi_rule", "--set", "policy.threshold=high")
     result = _invoke(*args, "--out", str(tmp_path / "r"))
     assert result.exit_code == 1
-    assert "'sizing.threshold' must be float (like 0.6); found str 'high'" in result.output
+    assert "'policy.threshold' must be float (like 0.6); found str 'high'" in result.output
 
 
 def test_replay_of_an_unknown_strategy_lists_the_known_ones(tmp_path):

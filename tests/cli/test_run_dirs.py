@@ -95,12 +95,12 @@ def test_replacing_a_run_leaves_none_of_its_files(tmp_path, session):
     assert CliRunner().invoke(main, args).exit_code == 0  # with report.html
     assert (out / "report.html").exists()
     (out / "stale.txt").write_text("from before")
-    result = replay(session, "--out", str(out), "--set", "sizing.threshold=0.9")
+    result = replay(session, "--out", str(out), "--set", "policy.threshold=0.9")
     assert result.exit_code == 0, result.output
     assert not (out / "report.html").exists()
     assert not (out / "stale.txt").exists()
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["config"]["sizing"]["threshold"] == 0.9
+    assert manifest["config"]["policy"]["threshold"] == 0.9
 
 
 def test_a_replay_refuses_a_stress_directory(tmp_path, session):

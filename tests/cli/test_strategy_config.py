@@ -19,10 +19,10 @@ def _replay(tmp_path, *args):
 
 
 def test_a_range_error_names_the_key_not_the_class(tmp_path):
-    result = _replay(tmp_path, "--strategy", "obi_mlp", "--set", "sizing.threshold=0.7")
+    result = _replay(tmp_path, "--strategy", "obi_mlp", "--set", "policy.threshold=0.7")
     assert result.exit_code == 1
     assert result.output.strip() == (
-        "ConfigError: sizing.threshold must be in [0, 0.5) for sizing.kind 'threshold'; found 0.7"
+        "ConfigError: policy.threshold must be in [0, 0.5) for policy.kind 'threshold'; found 0.7"
     )
     result = _replay(tmp_path, "--strategy", "obi_rule", "--set", "risk.max_position=0")
     assert result.output.strip() == (
@@ -66,7 +66,7 @@ def test_a_strategy_path_outside_the_repository_replays(tmp_path):
     folder.mkdir(parents=True)
     (folder / "strategy.toml").write_text(
         '[features]\nnames = ["l1_imbalance"]\n[breaker]\nenabled = false\n'
-        '[sizing]\nkind = "rule"\nthreshold = 0.6\n'
+        '[policy]\nkind = "obi_rule"\nthreshold = 0.6\n'
     )
     result = _replay(tmp_path, "--strategy", str(folder / "strategy.toml"))
     assert result.exit_code == 0, result.output
@@ -77,13 +77,13 @@ def test_strategies_lists_shipped_and_local_folders(tmp_path):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "strategy.toml").write_text('[strategy]\ndescription = "my own"\n')
     (tmp_path / "broken").mkdir()
-    (tmp_path / "broken" / "strategy.toml").write_text("[sizing]\nlot = -1.0\n")
+    (tmp_path / "broken" / "strategy.toml").write_text("[policy]\nlot = -1.0\n")
     result = CliRunner().invoke(main, ["strategies", "--dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert any(line.split()[:2] == ["obi_mlp", "shipped"] for line in lines)
     assert any(line.split()[0] == "mine" and "my own" in line for line in lines)
-    assert any(line.split()[0] == "broken" and "invalid: sizing.lot" in line for line in lines)
+    assert any(line.split()[0] == "broken" and "invalid: policy.lot" in line for line in lines)
 
 
 def test_strategies_defaults_is_toml_that_loads_back(tmp_path):

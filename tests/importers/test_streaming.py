@@ -30,14 +30,18 @@ def _digests(data_dir: Path) -> dict[str, str]:
 
 
 # sha256 of each file the importers wrote for the bundled originals before they streamed
-# (whole files in memory). A pyarrow upgrade may change Parquet bytes: then re-pin from a
+# (whole files in memory; orders.parquet and meta.json re-pinned from a whole-file import
+# when the `orders` kind was added). A pyarrow upgrade may change Parquet bytes: then re-pin from a
 # whole-file import (block sizes larger than the input), never from the streamed one.
 AAPL_BEFORE = {
     "nasdaq/AAPL/2012-06-21/book.parquet": (
         "8546acaba3ba0ba03f81d958c5c5aa9435abae5b88fe90313de1189217af9cd0"
     ),
     "nasdaq/AAPL/2012-06-21/meta.json": (
-        "a1e1288348990afee43e6994d288d800433e8ae16e957551340f07f1d500d3f3"
+        "b19b30d81c4af7523200bb5ffae2d9121e1509faae2f03e91bcb1dc318fdd267"
+    ),
+    "nasdaq/AAPL/2012-06-21/orders.parquet": (
+        "70b79d865d70c1b81fe0045be256eb7dd384a346e04a00c4e78c320991a3aa21"
     ),
     "nasdaq/AAPL/2012-06-21/quotes.parquet": (
         "3d315d85ba41fca4f4491ecb1d599e094a1b1de5dc52b79bbedad52f16b2c51a"
@@ -51,7 +55,10 @@ GOOG_BEFORE = {
         "11c04898ec93e5e90f100441bc045df4fa40939c384621518ee148ce0510433f"
     ),
     "nasdaq/GOOG/2012-06-21/meta.json": (
-        "45d7bd42b09540391e2867fa465e0fd138b21828ad6992063a4adaaddb92d5a3"
+        "1e8d2cede39ec4c440b44d43f2b1b2050970c04d0432be975d37809a5f5e09dc"
+    ),
+    "nasdaq/GOOG/2012-06-21/orders.parquet": (
+        "5912a28aefb8e69b3e5e756c199cf0ec00410bdb178f107cd34d5278403e7b23"
     ),
     "nasdaq/GOOG/2012-06-21/quotes.parquet": (
         "5774b0a754f01c4662becbe612d41fba3e61b21e19f5a0d33f78191410944c10"

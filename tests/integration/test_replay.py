@@ -51,7 +51,7 @@ def test_scripted_session_fills_fees_and_pnl_by_hand(tmp_path):
         (100.05, 2, 100.07, 18),  # obi -0.8, flat: nothing (long-only)
     ]
     path = write(_quotes(rows), tmp_path / "scripted.parquet")
-    sets = ("sizing.size=2.0", "sizing.lot=1.0", "venue.taker_fee_bps=10.0")
+    sets = ("policy.size=2.0", "policy.lot=1.0", "venue.taker_fee_bps=10.0")
     result = _run(tmp_path, resolve_session(str(path), tmp_path), sets=sets)
     fills = pq.read_table(result.out_dir / "fills.parquet").to_pylist()
     assert [(f["side"], f["px"], f["qty"]) for f in fills] == [(1, 100.02, 2.0), (-1, 100.05, 2.0)]
@@ -192,7 +192,7 @@ def test_manifest_carries_summary_config_and_data_hashes(tmp_path):
         assert key in manifest["summary"]
     assert manifest["summary"]["n_events"] == 45_569
     assert manifest["digest"] == manifest["summary"]["digest"]
-    assert manifest["config"]["sizing"]["threshold"] == 0.6
+    assert manifest["config"]["policy"]["threshold"] == 0.6
     assert len(next(iter(manifest["data_files"].values()))) == 64
     for name in ("decisions", "orders", "fills", "equity", "risk_rejections", "latency_histograms"):
         assert (result.out_dir / f"{name}.parquet").exists()
@@ -215,7 +215,7 @@ def test_digest_is_identical_in_process_and_in_a_subprocess_with_another_hash_se
 def test_a_different_threshold_changes_the_digest(tmp_path):
     session = resolve_session(GOOG, BUNDLED_DATA)
     base = _run(tmp_path, session, name="a").summary["digest"]
-    other = _run(tmp_path, session, sets=("sizing.threshold=0.5",), name="b").summary["digest"]
+    other = _run(tmp_path, session, sets=("policy.threshold=0.5",), name="b").summary["digest"]
     assert base != other
 
 

@@ -121,7 +121,7 @@ def test_shipped_obi_mlp_torch_and_onnx_agree_on_real_features():
     diffs = []
     for row in rows:
         vector[:] = row
-        diffs.append(abs(onnx.predict(vector, 0) - torch.predict(vector, 0)))
+        diffs.append(abs(onnx.predict(vector, 0)[0] - torch.predict(vector, 0)[0]))
     assert max(diffs) <= 1e-5
     assert len(diffs) > 1000
 

@@ -22,8 +22,8 @@ from tests.conftest import REPO
 
 # BTC is priced in tens of thousands: trade hundredths, with limits to match
 CRYPTO = (
-    "sizing.lot=0.01",
-    "sizing.max_position=0.1",
+    "policy.lot=0.01",
+    "policy.max_position=0.1",
     "risk.max_position=1",
     "risk.max_order_size=1",
     "risk.max_notional=1e9",
@@ -141,15 +141,15 @@ class _SlowModel:
     def reset(self) -> None:
         self._inner.reset()
 
-    def predict(self, features, event_index: int) -> float:
+    def predict(self, features, event_index: int):
         import time
 
         time.sleep(0.003)
-        return float(self._inner.predict(features, event_index))
+        return self._inner.predict(features, event_index)
 
 
 def test_a_slow_model_at_max_speed_conflates_quotes_and_stays_replayable(tmp_path, tape):
-    config = apply_overrides(load_strategy("obi_rule"), sets=("sizing.size=0.01",
+    config = apply_overrides(load_strategy("obi_rule"), sets=("policy.size=0.01",
                              "risk.max_notional=1e9", "risk.max_position=1"))  # fmt: skip
     capacity = 64
     with serving(tape.slice(0, 6_000), speed=None) as server:

@@ -27,8 +27,8 @@ def test_thirty_seconds_of_binance_replay_to_the_same_digest(tmp_path):
     config = apply_overrides(
         load_strategy("obi_mlp"),
         sets=(
-            "sizing.lot=0.001",
-            "sizing.max_position=0.01",
+            "policy.lot=0.001",
+            "policy.max_position=0.01",
             "risk.max_position=1",
             "risk.max_order_size=1",
             "risk.max_notional=1e9",

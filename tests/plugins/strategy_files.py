@@ -73,8 +73,8 @@ class NoWrite:
 RULE = """
 [breaker]
 enabled = false
-[sizing]
-kind = "rule"
+[policy]
+kind = "obi_rule"
 threshold = 0.6
 [venue]
 depth = "l1"

@@ -35,7 +35,7 @@ class ConstRunner:
 
     def predict(self, features, event_index):
         self.calls += 1
-        return self.p
+        return np.array([self.p])
 
     def reset(self) -> None:
         self.resets += 1
@@ -53,7 +53,7 @@ def failing(fault, indices):
     out = set()
     for i in indices:
         try:
-            fault.predict(FEATURES, i)
+            fault.predict(FEATURES, i)[0]
         except ModelError:
             out.add(i)
     return out
@@ -104,7 +104,7 @@ def test_latency_spike_charges_simulated_latency_in_its_window_only():
     spike = LatencySpike(primary, 500.0, 1.0, seed=0, window=(10, 20))
     charged = []
     for i in range(30):
-        assert spike.predict(FEATURES, i) == 0.7
+        assert spike.predict(FEATURES, i)[0] == 0.7
         charged.append(spike.last_extra_ns)
         assert spike.take_extra_ns() == charged[-1]
     assert charged == [0] * 10 + [500_000] * 10 + [0] * 10
@@ -117,8 +117,8 @@ def test_latency_spike_charges_simulated_latency_in_its_window_only():
 def test_latency_spike_probability_is_seeded():
     a = LatencySpike(ConstRunner(), 50.0, 0.05, seed=3)
     b = LatencySpike(ConstRunner(), 50.0, 0.05, seed=3)
-    hits_a = [i for i in range(10_000) if (a.predict(FEATURES, i), a.last_extra_ns)[1]]
-    hits_b = [i for i in reversed(range(10_000)) if (b.predict(FEATURES, i), b.last_extra_ns)[1]]
+    hits_a = [i for i in range(10_000) if (a.predict(FEATURES, i)[0], a.last_extra_ns)[1]]
+    hits_b = [i for i in reversed(range(10_000)) if (b.predict(FEATURES, i)[0], b.last_extra_ns)[1]]
     assert hits_a == sorted(hits_b)
     assert 400 <= len(hits_a) <= 600  # 5% of 10,000
 
@@ -126,7 +126,7 @@ def test_latency_spike_probability_is_seeded():
 def test_latency_spike_in_measured_mode_spends_real_time_and_charges_nothing():
     spike = LatencySpike(ConstRunner(), 300.0, 1.0, seed=0, measured=True)
     start = time.perf_counter_ns()
-    spike.predict(FEATURES, 0)
+    spike.predict(FEATURES, 0)[0]
     assert time.perf_counter_ns() - start >= 300_000
     assert spike.last_extra_ns == 0
     assert spike.take_extra_ns() == 0
@@ -142,7 +142,7 @@ def test_a_breaker_around_a_faulty_primary_trips_and_recovers():
     )
     for i in range(5_000):
         clock.ts = i * 100  # 100 ns per event: the cool-down spans 10 events
-        breaker.predict(FEATURES, i)
+        breaker.predict(FEATURES, i)[0]
     states = [s.state for s in breaker.switches]
     assert breaker.counts.trips > 0
     assert "closed" in states  # it came back

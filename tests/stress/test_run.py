@@ -104,8 +104,8 @@ def test_a_feed_gap_makes_stale_data_reject_orders_until_data_returns(tmp_path):
     config = apply_overrides(load_strategy("obi_rule"), sets=sets)
     run_stress(str(path), tmp_path, config, [str(gap)], tmp_path / "out", workers=1)
     rejected = pq.read_table(tmp_path / "out" / "short_gap" / "risk_rejections.parquet").to_pylist()
-    stale = [(r["ts"] - T0) / 1e9 for r in rejected if r["reason"] == 6]
-    fresh = [(r["ts"] - T0) / 1e9 for r in rejected if r["reason"] == 2]
+    stale = [(r["ts"] - T0) / 1e9 for r in rejected if r["reason"] == "STALE_DATA"]
+    fresh = [(r["ts"] - T0) / 1e9 for r in rejected if r["reason"] == "MAX_POSITION"]
     assert stale  # during the outage, from 1 s after the last quote
     assert min(stale) > 2.9
     assert max(stale) < 5.0

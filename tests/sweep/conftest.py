@@ -27,7 +27,7 @@ def small_spec(sweep_data):
         sessions=SESSIONS,
         data_dir=sweep_data,
         config=config,
-        axes=(GridAxis("sizing.threshold", ("0.05", "0.1")),),
+        axes=(GridAxis("policy.threshold", ("0.05", "0.1")),),
         scales=(1.0, 4.0),
         seed=3,
     )

@@ -83,7 +83,7 @@ def test_sweep_writes_cells_results_and_report_and_exits_1_on_a_failed_cell(swee
 def test_sweep_option_errors_are_usage_errors(sweep_data, tmp_path):
     out = ("--out", str(tmp_path / "s"))
     bad_grid = _invoke(sweep_data, "sweep", SESSIONS[0], "--strategy", "obi_rule", "--grid",
-                       "sizing.threshold", *out)  # fmt: skip
+                       "policy.threshold", *out)  # fmt: skip
     assert bad_grid.exit_code == 2
     assert "expected KEY=V1,V2,..." in bad_grid.output
     bad_scale = _invoke(sweep_data, "sweep", SESSIONS[0], "--strategy", "obi_rule",
@@ -122,7 +122,7 @@ def _workers(pid):
 def test_ctrl_c_stops_the_workers_and_keeps_finished_cells(tmp_path, sweep_data):
     out = tmp_path / "sweep"
     cmd = [sys.executable, "-m", "cli", "sweep", *SESSIONS, "--strategy", "obi_mlp",
-           "--grid", "sizing.threshold=0.02,0.04,0.06,0.08",
+           "--grid", "policy.threshold=0.02,0.04,0.06,0.08",
            "--workers", "2", "--out", str(out), "--data-dir", str(sweep_data)]  # fmt: skip
     process = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, env={**os.environ, "COLUMNS": "200"})  # fmt: skip

@@ -25,7 +25,7 @@ def serial(small_spec, tmp_path_factory):
 
 def test_cells_are_sessions_times_grid_times_scales_in_order(serial):
     _, outcome = serial
-    labels = [(r["session"], r["sizing.threshold"], r["latency_scale"]) for r in outcome.rows]
+    labels = [(r["session"], r["policy.threshold"], r["latency_scale"]) for r in outcome.rows]
     assert labels == [(s, t, f) for s in SESSIONS for t in (0.05, 0.1) for f in (1.0, 4.0)]
     assert all(r["status"] == "ok" for r in outcome.rows)
     assert len({r["digest"] for r in outcome.rows}) == 8  # every cell trades differently
@@ -37,7 +37,7 @@ def test_each_cell_is_a_normal_run_with_its_effective_config(serial):
     manifest = json.loads((out / "cells" / row["cell"] / "manifest.json").read_text())
     assert manifest["digest"] == row["digest"]
     assert manifest["seed"] == 3
-    assert manifest["config"]["sizing"]["threshold"] == 0.1
+    assert manifest["config"]["policy"]["threshold"] == 0.1
     assert manifest["config"]["latency"]["model"] == "fixed:inference=160.0"  # 40 µs x 4
     assert manifest["summary"]["n_fills"] == row["n_fills"]
     assert not (out / "cells" / row["cell"] / "report.html").exists()
@@ -47,8 +47,8 @@ def test_results_parquet_has_one_typed_row_per_cell(serial):
     out, outcome = serial
     table = pq.read_table(out / "results.parquet")
     assert table.num_rows == 8
-    assert table.column_names[:3] == ["session", "sizing.threshold", "latency_scale"]
-    assert str(table.schema.field("sizing.threshold").type) == "double"
+    assert table.column_names[:3] == ["session", "policy.threshold", "latency_scale"]
+    assert str(table.schema.field("policy.threshold").type) == "double"
     for name in ("n_events", "n_orders", "n_fills", "net_pnl", "realized_pnl", "fees",
                  "final_equity",
                  "max_drawdown", "tick_to_trade_p50_us", "tick_to_trade_p99_us", "digest",
@@ -56,7 +56,7 @@ def test_results_parquet_has_one_typed_row_per_cell(serial):
         assert name in table.column_names, name
     assert table.column("digest").to_pylist() == [r["digest"] for r in outcome.rows]
     query = (f"SELECT count(*), sum(n_fills) FROM '{out / 'results.parquet'}' "
-             "WHERE \"sizing.threshold\" = 0.1")  # fmt: skip
+             "WHERE \"policy.threshold\" = 0.1")  # fmt: skip
     [(n, fills)] = duckdb.execute(query).fetchall()
     assert (n, fills) == (4, sum(r["n_fills"] for r in outcome.rows[2:4] + outcome.rows[6:8]))
 
@@ -74,7 +74,7 @@ def test_the_same_sweep_again_skips_the_cells_done_and_force_reruns(small_spec, 
     again = Sweep(spec, tmp_path).run(SerialExecutor())
     assert (again.n_run, again.n_resumed) == (0, 4)
     assert again.rows == first.rows
-    wider = SweepSpec(**{**_fields(spec), "axes": (GridAxis("sizing.threshold", ("0.05", "0.2")),)})
+    wider = SweepSpec(**{**_fields(spec), "axes": (GridAxis("policy.threshold", ("0.05", "0.2")),)})
     widened = Sweep(wider, tmp_path).run(SerialExecutor())
     assert (widened.n_run, widened.n_resumed) == (2, 2)  # only threshold 0.2 is new
     forced = Sweep(SweepSpec(**{**_fields(spec), "force": True}), tmp_path).run(SerialExecutor())
@@ -113,8 +113,8 @@ def test_a_failing_cell_is_recorded_and_the_sweep_goes_on(sweep_data, tmp_path):
 def test_grid_values_are_checked_before_any_cell_runs(sweep_data, tmp_path):
     config = load_strategy("obi_rule")
     spec = SweepSpec(sessions=SESSIONS, data_dir=sweep_data, config=config,
-                     axes=(GridAxis("sizing.treshold", ("0.1",)),))  # fmt: skip
-    with pytest.raises(ConfigError, match=r"did you mean 'sizing\.threshold'"):
+                     axes=(GridAxis("policy.treshold", ("0.1",)),))  # fmt: skip
+    with pytest.raises(ConfigError, match=r"did you mean 'policy\.threshold'"):
         Sweep(spec, tmp_path)
     assert not (tmp_path / "cells").exists()
 
@@ -166,3 +166,10 @@ def _calibration(sweep_data, tmp_path):
 
 def _fields(spec):
     return {name: getattr(spec, name) for name in spec.__dataclass_fields__}
+
+
+def test_a_sweep_never_writes_into_a_directory_holding_something_else(small_spec, tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match=r"is not empty and holds no sweep \(sweep\.json\)"):
+        Sweep(small_spec, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]

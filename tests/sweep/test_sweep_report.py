@@ -35,7 +35,7 @@ def sweep_dir(sweep_data, tmp_path_factory):
     spec = SweepSpec(
         sessions=SESSIONS, data_dir=sweep_data,
         config=apply_overrides(load_strategy("obi_rule"), sets=sets),
-        axes=(GridAxis("sizing.threshold", ("0.1", "0.3")),
+        axes=(GridAxis("policy.threshold", ("0.1", "0.3")),
               GridAxis("venue.taker_fee_bps", ("0", "2"))),
         scales=(1.0, 8.0),
     )  # fmt: skip
@@ -51,25 +51,25 @@ def test_sweep_report_in_a_browser_draws_every_chart_with_the_results(sweep_dir,
     assert errors == []
     assert [r for r in requests if r != url and not r.startswith("data:")] == []
     names = [name for name, _ in shown["charts"]]
-    assert names == ["chart-key-sizing-threshold", "chart-key-venue-taker-fee-bps",
+    assert names == ["chart-key-policy-threshold", "chart-key-venue-taker-fee-bps",
                      "chart-latency-curve"]  # fmt: skip
     assert all(n_drawn > 0 for _, n_drawn in shown["charts"]), shown["charts"]
     results = pl.read_parquet(sweep_dir / "results.parquet")
     assert [value for value, _ in shown["pnl"]] == results["net_pnl"].to_list()
     assert [text for _, text in shown["pnl"]] == [money(v) for v in results["net_pnl"]]
     assert shown["status"] == ["ok"] * 16
-    means = results.group_by("sizing.threshold", "venue.taker_fee_bps").agg(
+    means = results.group_by("policy.threshold", "venue.taker_fee_bps").agg(
         pl.col("net_pnl").mean()
     )
     expected = [
-        means.filter((pl.col("sizing.threshold") == t) & (pl.col("venue.taker_fee_bps") == f))
+        means.filter((pl.col("policy.threshold") == t) & (pl.col("venue.taker_fee_bps") == f))
         ["net_pnl"].item() for t in (0.1, 0.3) for f in (0.0, 2.0)
     ]  # fmt: skip
     assert [len(row) for row in shown["heatmap"]] == [2, 2]  # rows: thresholds, columns: fees
     assert [v for row in shown["heatmap"] for v in row] == pytest.approx(expected, rel=1e-12)
     assert len(shown["legend"]) == 8 + 1  # one line per session and grid values, the mean
     assert (
-        "synth/AAA/2024-01-02 · sizing.threshold=0.1 · venue.taker_fee_bps=0" in (shown["legend"])
+        "synth/AAA/2024-01-02 · policy.threshold=0.1 · venue.taker_fee_bps=0" in (shown["legend"])
     )
 
 

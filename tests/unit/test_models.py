@@ -88,7 +88,7 @@ def test_onnx_and_torchscript_runners_agree_with_the_trained_mlp(mlp_files):
     served = np.zeros((2, len(inputs)))
     for i, row in enumerate(inputs):
         features[:] = row
-        served[:, i] = [runner.predict(features, i) for runner in runners]
+        served[:, i] = [runner.predict(features, i)[0] for runner in runners]
     np.testing.assert_allclose(served[0], served[1], rtol=0, atol=1e-5)
     np.testing.assert_allclose(served[1], expected, rtol=0, atol=1e-5)
     assert served.min() >= 0.0
@@ -260,7 +260,7 @@ def _serve(runner: ModelRunner, inputs: np.ndarray) -> list[float]:
     out = []
     for i, row in enumerate(inputs):
         features[:] = row
-        out.append(runner.predict(features, i))
+        out.append(runner.predict(features, i)[0])
     return out
 
 
@@ -314,12 +314,12 @@ def test_onnx_gru_cell_matches_the_torchscript_cell(gru_files):
 def test_precomputed_runner_serves_by_event_index_and_names_the_gap():
     runner = PrecomputedRunner(np.array([0.1, 0.9, 0.5]))
     features = np.zeros(1, dtype=np.float64)
-    assert [runner.predict(features, i) for i in (2, 0, 1)] == [0.5, 0.1, 0.9]
+    assert [runner.predict(features, i)[0] for i in (2, 0, 1)] == [0.5, 0.1, 0.9]
     for index in (3, -1):
         with pytest.raises(
             ModelError, match=rf"no signal for event {index}; the cache holds events 0\.\.2"
         ):
-            runner.predict(features, index)
+            runner.predict(features, index)[0]
 
 
 def test_precomputed_runner_rejects_values_that_are_not_probabilities():
@@ -336,7 +336,7 @@ def test_precomputed_runner_loads_npy_and_parquet(tmp_path):
         PrecomputedRunner.from_file(tmp_path / "s.npy"),
         PrecomputedRunner.from_file(tmp_path / "s.parquet", column="p"),
     ):
-        assert [runner.predict(features, i) for i in range(2)] == [0.25, 0.75]
+        assert [runner.predict(features, i)[0] for i in range(2)] == [0.25, 0.75]
     with pytest.raises(
         ModelError, match=r"s\.parquet: 2 columns \['ts', 'p'\]; name the signal column"
     ):
@@ -362,7 +362,7 @@ def test_precomputed_runner_loads_npy_and_parquet(tmp_path):
 )
 def test_rule_runner_maps_imbalance_to_probability(obi, scale, expected):
     features = np.array([7.0, obi], dtype=np.float64)
-    assert RuleRunner(1, scale).predict(features, 0) == pytest.approx(expected)
+    assert RuleRunner(1, scale).predict(features, 0)[0] == pytest.approx(expected)
 
 
 # --- circuit breaker --------------------------------------------------------------------------
@@ -400,7 +400,7 @@ class ScriptedRunner:
             time.sleep(self.sleep_s)
         if self.failing or event_index in self.fail_at:
             raise RuntimeError("model fault")
-        return self.value
+        return np.array([self.value])
 
 
 class FlakyRunner(ScriptedRunner):
@@ -417,7 +417,7 @@ class FlakyRunner(ScriptedRunner):
         if self.rng.random() < self.p_fail:
             self.failures.add(event_index)
             raise ValueError("flaky")
-        return self.value
+        return np.array([self.value])
 
 
 def _breaker(
@@ -443,17 +443,21 @@ def test_breaker_trips_after_consecutive_failures_and_recovers_after_cool_down()
     breaker = _breaker(primary, clock)
     features = np.zeros(1, dtype=np.float64)
     primary.failing = True
-    assert [breaker.predict(features, i) for i in range(3)] == [0.5, 0.5, 0.5]  # fallback answers
+    assert [breaker.predict(features, i)[0] for i in range(3)] == [
+        0.5,
+        0.5,
+        0.5,
+    ]  # fallback answers
     assert breaker.is_open
     clock.ts += 999
-    assert breaker.predict(features, 3) == 0.5
+    assert breaker.predict(features, 3)[0] == 0.5
     assert primary.calls == [0, 1, 2]  # not tried during the cool-down
     clock.ts += 1  # cool-down over: half-open, one trial, it fails, open again
-    assert breaker.predict(features, 4) == 0.5
+    assert breaker.predict(features, 4)[0] == 0.5
     assert breaker.is_open
     clock.ts += 1_000
     primary.failing = False
-    assert breaker.predict(features, 5) == 0.9  # half-open trial succeeds: closed
+    assert breaker.predict(features, 5)[0] == 0.9  # half-open trial succeeds: closed
     assert not breaker.is_open
     assert breaker.switches == [
         BreakerSwitch(ts=1_000, event_index=2, state="open", reason="exception: RuntimeError"),
@@ -470,7 +474,7 @@ def test_breaker_trips_after_consecutive_failures_and_recovers_after_cool_down()
 def test_a_success_between_failures_restarts_the_count():
     breaker = _breaker(ScriptedRunner(0.9, fail_at={0, 1, 3, 4, 6, 7, 8}), FakeClock())
     features = np.zeros(1, dtype=np.float64)
-    served = [breaker.predict(features, i) for i in range(10)]
+    served = [breaker.predict(features, i)[0] for i in range(10)]
     assert served == [0.5, 0.5, 0.9, 0.5, 0.5, 0.9, 0.5, 0.5, 0.5, 0.5]
     assert [(s.event_index, s.state) for s in breaker.switches] == [(8, "open")]
 
@@ -482,7 +486,7 @@ def _run_flaky(seed: int) -> tuple[list[float], list[BreakerSwitch], FlakyRunner
     served = []
     for i in range(2_000):
         clock.ts += 1_000
-        served.append(breaker.predict(features, i))
+        served.append(breaker.predict(features, i)[0])
     return served, list(breaker.switches), primary
 
 
@@ -522,7 +526,7 @@ def test_slow_primary_trips_the_latency_budget():
     primary = ScriptedRunner(0.9, sleep_s=0.003)
     breaker = _breaker(primary, FakeClock(), budget=1_000_000, max_violations=2)
     features = np.zeros(1, dtype=np.float64)
-    served = [breaker.predict(features, i) for i in range(4)]
+    served = [breaker.predict(features, i)[0] for i in range(4)]
     assert served == [0.9, 0.9, 0.5, 0.5]  # late answers are served, then the fallback
     (switch,) = breaker.switches
     assert (switch.event_index, switch.state) == (1, "open")
@@ -545,7 +549,7 @@ def test_breaker_warms_and_resets_both_runners_and_starts_each_session_closed():
     breaker.warm_up()
     assert (primary.warm_ups, fallback.warm_ups) == (1, 1)
     primary.failing = True
-    breaker.predict(np.zeros(1, dtype=np.float64), 0)
+    breaker.predict(np.zeros(1, dtype=np.float64), 0)[0]
     assert breaker.is_open
     breaker.reset()
     assert (primary.resets, fallback.resets) == (1, 1)
@@ -561,7 +565,7 @@ def test_breaker_lets_an_invariant_violation_stop_the_run():
 
     breaker = _breaker(Broken(0.9), FakeClock())
     with pytest.raises(InvariantViolation):
-        breaker.predict(np.zeros(1, dtype=np.float64), 0)
+        breaker.predict(np.zeros(1, dtype=np.float64), 0)[0]
 
 
 def test_breaker_serves_fallback_when_precomputed_signals_run_out():
@@ -574,5 +578,5 @@ def test_breaker_serves_fallback_when_precomputed_signals_run_out():
         max_violations=1,
         cooldown_ns=10,
     )
-    assert [breaker.predict(features, i) for i in range(2)] == [0.8, pytest.approx(0.6)]
+    assert [breaker.predict(features, i)[0] for i in range(2)] == [0.8, pytest.approx(0.6)]
     assert breaker.switches[0].reason == "exception: ModelError"

@@ -4,11 +4,13 @@ and the chain's first-rejection-wins counting."""
 from __future__ import annotations
 
 import math
+from enum import IntEnum
 
 import pytest
 
 from simulator.errors import ConfigError
 from simulator.risk import (
+    USER_REASON_BASE,
     KillSwitch,
     MaxNotional,
     MaxOrderSize,
@@ -149,11 +151,11 @@ def test_model_health():
 def test_chain_returns_the_first_rejection_and_counts_per_reason():
     chain = RiskChain([MaxOrderSize(1.0), MaxPosition(0.5), ModelHealth()])
     state = RiskState()
-    assert chain.check(order(2.0), 100.0, state) is RejectReason.MAX_ORDER_SIZE
-    assert chain.check(order(1.0), 100.0, state) is RejectReason.MAX_POSITION
-    assert chain.check(order(0.5), 100.0, state) is APPROVED
+    assert chain.check(order(2.0), 100.0, state) == RejectReason.MAX_ORDER_SIZE
+    assert chain.check(order(1.0), 100.0, state) == RejectReason.MAX_POSITION
+    assert chain.check(order(0.5), 100.0, state) == APPROVED
     state.model_healthy = False
-    assert chain.check(order(0.5), 100.0, state) is RejectReason.MODEL_HEALTH
+    assert chain.check(order(0.5), 100.0, state) == RejectReason.MODEL_HEALTH
     assert chain.counts[RejectReason.MAX_ORDER_SIZE] == 1
     assert chain.counts[RejectReason.MAX_POSITION] == 1
     assert chain.counts[RejectReason.MODEL_HEALTH] == 1
@@ -165,13 +167,51 @@ def test_chain_returns_the_first_rejection_and_counts_per_reason():
 def test_chain_on_sent_feeds_the_rate_limit():
     chain = RiskChain([MaxOrderSize(1.0), OrderRateLimit(max_orders=1, window_ns=100)])
     state = RiskState(now=0)
-    assert chain.check(order(5.0), 100.0, state) is RejectReason.MAX_ORDER_SIZE  # not sent
-    assert chain.check(order(1.0), 100.0, state) is APPROVED
+    assert chain.check(order(5.0), 100.0, state) == RejectReason.MAX_ORDER_SIZE  # not sent
+    assert chain.check(order(1.0), 100.0, state) == APPROVED
     chain.on_sent(0)
     state.now = 99
-    assert chain.check(order(1.0), 100.0, state) is RejectReason.ORDER_RATE
+    assert chain.check(order(1.0), 100.0, state) == RejectReason.ORDER_RATE
     state.now = 100
-    assert chain.check(order(1.0), 100.0, state) is APPROVED
+    assert chain.check(order(1.0), 100.0, state) == APPROVED
+
+
+class WideSpread(IntEnum):
+    SPREAD_TOO_WIDE = 1
+    NO_QUOTE = 2
+
+
+class SpreadCheck:
+    """A user's check: its own IntEnum of reasons, 0 (a plain int) to approve."""
+
+    def __init__(self, answers):
+        self.answers = list(answers)
+
+    def check(self, order, price, state):
+        return self.answers.pop(0)
+
+
+def test_a_check_returning_a_plain_zero_approves_and_the_chain_goes_on():
+    chain = RiskChain([SpreadCheck([0, 0]), MaxOrderSize(1.0)])
+    assert chain.check(order(2.0), 100.0, RiskState()) == RejectReason.MAX_ORDER_SIZE
+    assert chain.check(order(0.5), 100.0, RiskState()) == APPROVED
+    assert chain.counts[APPROVED] == 1
+
+
+def test_user_reasons_are_coded_after_the_built_ins_and_reported_by_name():
+    user = SpreadCheck([WideSpread.NO_QUOTE, 0, WideSpread.SPREAD_TOO_WIDE, WideSpread.NO_QUOTE, 7])
+    chain = RiskChain([user, MaxOrderSize(1.0)])
+    codes = [chain.check(order(0.5), 100.0, RiskState()) for _ in range(5)]
+    assert codes == [USER_REASON_BASE, APPROVED, USER_REASON_BASE + 1, USER_REASON_BASE,
+                     USER_REASON_BASE + 2]  # fmt: skip
+    assert chain.reason_name(USER_REASON_BASE) == "NO_QUOTE"
+    assert chain.reason_name(USER_REASON_BASE + 2) == "SpreadCheck_7"  # a plain int reason
+    assert chain.reason_name(int(RejectReason.MAX_POSITION)) == "MAX_POSITION"
+    rejections = chain.rejections()
+    assert rejections["NO_QUOTE"] == 2
+    assert rejections["SPREAD_TOO_WIDE"] == 1
+    assert rejections["SpreadCheck_7"] == 1
+    assert rejections["MAX_ORDER_SIZE"] == 0
 
 
 @pytest.mark.parametrize(

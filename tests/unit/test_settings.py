@@ -25,8 +25,8 @@ def test_defaults_are_valid_and_every_section_is_a_frozen_dataclass():
 def test_a_strategy_toml_changes_only_what_it_names():
     config = load_strategy("obi_rule")
     typed = settings(config)
-    assert typed.sizing.kind == "rule"
-    assert typed.sizing.threshold == 0.6
+    assert typed.policy.kind == "obi_rule"
+    assert typed.policy.threshold == 0.6
     assert typed.latency == Settings().latency  # not in obi_rule.toml: the defaults
     assert config["latency"] == default_dict()["latency"]
     assert typed.strategy.name == "obi_rule"
@@ -36,12 +36,12 @@ def test_a_strategy_toml_changes_only_what_it_names():
 @pytest.mark.parametrize(
     ("setting", "message"),
     [
-        ("sizing.threshold=0.7", r"^sizing\.threshold must be in \[0, 0\.5\) for sizing\.kind "
+        ("policy.threshold=0.7", r"^policy\.threshold must be in \[0, 0\.5\) for policy\.kind "
                                  r"'threshold'; found 0\.7$"),
         ("risk.max_position=-1", r"^risk\.max_position must be a finite number > 0; found -1\.0$"),
         ("risk.max_orders=0", r"^risk\.max_orders must be an integer > 0; found 0$"),
         ("strategy.timer_ms=-5", r"^strategy\.timer_ms must be a finite number >= 0"),
-        ("sizing.lot=20.0", r"^sizing\.lot \(20\.0\) is larger than sizing\.max_position"),
+        ("policy.lot=20.0", r"^policy\.lot \(20\.0\) is larger than policy\.max_position"),
         ('venue.depth="l3"', r"^venue\.depth must be one of l1, l2; found 'l3'$"),
         ('latency.conflation="some"', r"^latency\.conflation must be one of all, latest"),
         ('strategy.kinds=["quotes", "bars"]', r"^strategy\.kinds must be a non-empty list"),
@@ -55,20 +55,20 @@ def test_range_errors_name_the_key_the_user_typed(setting, message):
 
 
 def test_rule_threshold_range_follows_the_kind():
-    config = apply_overrides(load_strategy("obi_rule"), sets=("sizing.threshold=0.9",))
-    assert settings(config).sizing.threshold == 0.9
-    with pytest.raises(ConfigError, match=r"^sizing\.threshold must be in \[0, 1\.0\)"):
-        apply_overrides(load_strategy("obi_rule"), sets=("sizing.threshold=1.0",))
+    config = apply_overrides(load_strategy("obi_rule"), sets=("policy.threshold=0.9",))
+    assert settings(config).policy.threshold == 0.9
+    with pytest.raises(ConfigError, match=r"^policy\.threshold must be in \[0, 1\.0\)"):
+        apply_overrides(load_strategy("obi_rule"), sets=("policy.threshold=1.0",))
 
 
 def test_unknown_keys_and_sections_in_a_strategy_toml_get_a_suggestion(tmp_path):
     path = tmp_path / "mine.toml"
-    path.write_text('[sizing]\nkind = "rule"\ntreshold = 0.5\n')
-    with pytest.raises(ConfigError, match=r"unknown key 'sizing\.treshold'; did you mean "
-                                          r"'sizing\.threshold'\?$"):  # fmt: skip
+    path.write_text('[policy]\nkind = "obi_rule"\ntreshold = 0.5\n')
+    with pytest.raises(ConfigError, match=r"unknown key 'policy\.treshold'; did you mean "
+                                          r"'policy\.threshold'\?$"):  # fmt: skip
         load_strategy(str(path))
-    path.write_text("[sizng]\nkind = 1\n")
-    with pytest.raises(ConfigError, match=r"unknown section 'sizng'; did you mean 'sizing'\?$"):
+    path.write_text("[polcy]\nkind = 1\n")
+    with pytest.raises(ConfigError, match=r"unknown section 'polcy'; did you mean 'policy'\?$"):
         load_strategy(str(path))
 
 

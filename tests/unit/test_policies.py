@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
 
 from simulator.errors import ConfigError
+from simulator.intents import NO_INTENTS, MarketOrder
 from simulator.models.rule import RuleRunner
-from simulator.sizing import LongOnlyRuleSizer, ThresholdSizer
+from simulator.policies import (
+    LongOnlyRuleSizer,
+    ObiRulePolicy,
+    ThresholdPolicy,
+    ThresholdSizer,
+)
+from simulator.types import Side
 
 
 @pytest.fixture
@@ -105,7 +113,7 @@ def test_rule_sizer_on_the_rule_runner_decides_as_float64_obi_does(
     bid_sz, ask_sz, position, expected
 ):
     features = np.array([(bid_sz - ask_sz) / (bid_sz + ask_sz)])  # the float64 feature
-    p = RuleRunner(0).predict(features, 0)
+    p = RuleRunner(0).predict(features, 0)[0]
     obi = features[0]
     rule = LongOnlyRuleSizer(threshold=0.6, size=1.0)
     assert rule.target(p, position) == expected
@@ -124,3 +132,62 @@ def test_rule_sizer_rejects_bad_config():
         LongOnlyRuleSizer(threshold=0.5, size=0.0)
     with pytest.raises(ConfigError, match=r"'threshold' must be in \[0, 1\)"):
         LongOnlyRuleSizer(threshold=1.0, size=1.0)
+
+
+# --- the built-in policies: outputs + view -> intents ------------------------------------------
+
+
+class _View:
+    """A hand-written StrategyView: only what the target policies read."""
+
+    def __init__(self, position: float, in_flight: bool) -> None:
+        self.position = position
+        self.order_in_flight = in_flight
+
+
+def View(position: float = 0.0, in_flight: bool = False) -> Any:
+    return _View(position, in_flight)
+
+
+def outputs(p: float) -> np.ndarray:
+    return np.array([p], dtype=np.float64)
+
+
+def test_threshold_policy_sends_the_difference_to_its_target_as_one_market_order():
+    policy = ThresholdPolicy(threshold=0.1, max_position=10.0, lot=1.0)
+    assert policy.decide(outputs(0.9), View(position=3.0)) == (MarketOrder(Side.BUY, 4.0),)
+    assert policy.target == 7.0
+    assert policy.decide(outputs(0.1), View(position=3.0)) == (MarketOrder(Side.SELL, 10.0),)
+    assert policy.target == -7.0
+
+
+def test_threshold_policy_holds_with_the_shared_empty_tuple():
+    policy = ThresholdPolicy(threshold=0.1, max_position=10.0, lot=1.0)
+    assert policy.decide(outputs(0.55), View(position=3.0)) is NO_INTENTS
+    assert policy.target == 3.0
+    # a target (here 4: one lot of 4) less than half a lot away is not worth an order
+    assert ThresholdPolicy(0.1, 10.0, 4.0).decide(outputs(0.9), View(position=5.0)) is NO_INTENTS
+
+
+def test_target_policies_wait_while_an_order_is_in_flight():
+    policy = ThresholdPolicy(threshold=0.1, max_position=10.0, lot=1.0)
+    assert policy.decide(outputs(1.0), View(position=0.0, in_flight=True)) is NO_INTENTS
+    assert policy.target == 10.0  # the wish is recorded, the order waits
+
+
+def test_obi_rule_policy_buys_flat_and_sells_long_to_flat():
+    policy = ObiRulePolicy(threshold=0.6, size=2.0, lot=1.0)
+    assert policy.decide(outputs(0.9), View(position=0.0)) == (MarketOrder(Side.BUY, 2.0),)
+    assert policy.decide(outputs(0.9), View(position=2.0)) is NO_INTENTS
+    assert policy.decide(outputs(0.1), View(position=2.0)) == (MarketOrder(Side.SELL, 2.0),)
+    policy.reset()
+    assert math.isnan(policy.target)
+
+
+def test_a_policy_reads_a_new_output_vector_when_the_runner_changes():
+    policy = ObiRulePolicy(threshold=0.6, size=1.0, lot=1.0)
+    primary, fallback = outputs(0.9), outputs(0.5)  # e.g. a breaker switching runners
+    assert policy.decide(primary, View()) == (MarketOrder(Side.BUY, 1.0),)
+    assert policy.decide(fallback, View()) is NO_INTENTS
+    fallback[0] = 0.95  # the runner rewrites its vector in place
+    assert policy.decide(fallback, View()) == (MarketOrder(Side.BUY, 1.0),)
