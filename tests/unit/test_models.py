@@ -111,8 +111,8 @@ def test_runners_cast_float64_features_to_the_models_float32_input(mlp_files):
     served_onnx, served_torch = [], []
     for i, row in enumerate(inputs):
         features[:] = row
-        served_onnx.append(onnx_runner.predict(features, i))
-        served_torch.append(torch_runner.predict(features, i))
+        served_onnx.append(float(onnx_runner.predict(features, i)[0]))
+        served_torch.append(float(torch_runner.predict(features, i)[0]))
     assert served_onnx == expected  # exactly the model's output on the float32-rounded input
     with torch.no_grad():
         from_torch = result.model(torch.from_numpy(rounded)).numpy()[:, 0]
