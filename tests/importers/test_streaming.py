@@ -12,8 +12,9 @@ import pytest
 import zstandard
 
 from simulator import store
-from simulator.importers import binance_session
+from simulator.importers import binance_session, coinbase
 from simulator.importers.binance import import_binance
+from simulator.importers.coinbase import import_coinbase
 from simulator.importers.lobster import import_lobster
 from tests.conftest import ORIGINALS
 from tests.importers.generate import write_binance_recording, write_lobster_pair
@@ -177,3 +178,47 @@ def test_binance_reimport_of_its_raw_file_keeps_its_bytes(mixed, tmp_path):
     (again,) = import_binance([raw], tmp_path / "b", levels=3, raw_level=19)
     assert (again.path / "raw.txt.zst").read_bytes() == raw.read_bytes()
     assert again.facts == first.facts
+
+
+COINBASE = ORIGINALS / "coinbase" / "COINBASE.jsonl.zst"
+COINBASE_BEFORE = {
+    "coinbase/BTC-USD/2026-08-09/book.parquet": (
+        "a3f0ea9cf72b35f6228df860e166d05e0b20c61ff64ac0301513681db601ed5b"
+    ),
+    "coinbase/BTC-USD/2026-08-09/meta.json": (
+        "9a9d4c137c33b60bc6b8e6d687f2784aadf153c1423e92893733035c3ef988e0"
+    ),
+    "coinbase/BTC-USD/2026-08-09/quotes.parquet": (
+        "c916f5174cddd220211cb199b12add6ba6d914aa7ccaae893a6f1e42c6812d10"
+    ),
+    "coinbase/BTC-USD/2026-08-09/trades.parquet": (
+        "e92f388235b37fbed0dfbc17a242f8e92540027e7db0928901e6080af8a28dad"
+    ),
+    "coinbase/ETH-USD/2026-08-09/book.parquet": (
+        "31bdbad0322746b174207c56bb377dc4cb7992467cfbd12cd294f146c76b96fa"
+    ),
+    "coinbase/ETH-USD/2026-08-09/meta.json": (
+        "7692a4ecf24f7546b2a2e5a54a539c6a7851ca7511c01ed07e56129f9a21aa33"
+    ),
+    "coinbase/ETH-USD/2026-08-09/quotes.parquet": (
+        "d4349deb7cf9d03e587bbce5f20cddc32b75ddc7bb7504992ef310ce2bf1f15c"
+    ),
+    "coinbase/ETH-USD/2026-08-09/trades.parquet": (
+        "8150a968ceebad30d02c9c5c759525a9cac2abe32d7baf6c25e810d91e9a0147"
+    ),
+}
+
+
+def test_coinbase_recording_imports_to_the_same_bytes_as_before(tmp_path):
+    import_coinbase([COINBASE], tmp_path)
+    assert _digests(tmp_path) == COINBASE_BEFORE
+
+
+def test_coinbase_in_tiny_batches_writes_the_files_of_a_whole_file_import(tmp_path, monkeypatch):
+    monkeypatch.setattr(store, "ROW_GROUP_ROWS", 20)  # many row groups
+    whole = import_coinbase([COINBASE], tmp_path / "whole", levels=5)
+    monkeypatch.setattr(coinbase, "BATCH_ROWS", 7)  # batch edges everywhere
+    streamed = import_coinbase([COINBASE], tmp_path / "streamed", levels=5)
+    assert [(r.key, r.rows, r.facts) for r in streamed] == [(r.key, r.rows, r.facts) for r in whole]
+    assert min(n for r in whole for n in r.rows.values()) > 20
+    assert _digests(tmp_path / "streamed") == _digests(tmp_path / "whole")
