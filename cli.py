@@ -1064,6 +1064,7 @@ def sweep(
         config=_with_latency(_load_config(strategy, config_file, sets), latency),
         axes=axes, scales=scales or (), seed=seed, reports=reports, force=force,
     )  # fmt: skip
+    _check_writable(out, "--out", directory=True)
     plan = Sweep(spec, out)
     executor = executor_for(workers, ray_address)
     try:

@@ -79,6 +79,7 @@ class Sweep:
         self.refs: list[SessionRef] = [resolve_session(s, spec.data_dir) for s in spec.sessions]
         check_axes(spec.config, spec.axes)
         self.cells = list(_cells(len(self.refs), spec.axes, spec.scales))
+        _require_sweep_dir(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         self._write_meta()
         if spec.scales:
@@ -198,6 +199,16 @@ class Sweep:
             out.append(row)
         self.n_done = sum(1 for row in out if row["status"] != "not run")
         return out
+
+
+def _require_sweep_dir(out_dir: Path) -> None:
+    """A sweep writes into a new or empty directory or one of its own earlier runs (which it
+    resumes), never over something else."""
+    if out_dir.is_dir() and not (out_dir / META_FILE).exists() and any(out_dir.iterdir()):
+        raise ConfigError(
+            f"--out {out_dir} is not empty and holds no sweep ({META_FILE}); choose a new "
+            "directory (a sweep's own directory is resumed)"
+        )
 
 
 def _cells(n_sessions: int, axes: Sequence[GridAxis], scales: Sequence[float]) -> Iterator[Cell]:

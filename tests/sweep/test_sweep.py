@@ -166,3 +166,10 @@ def _calibration(sweep_data, tmp_path):
 
 def _fields(spec):
     return {name: getattr(spec, name) for name in spec.__dataclass_fields__}
+
+
+def test_a_sweep_never_writes_into_a_directory_holding_something_else(small_spec, tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match=r"is not empty and holds no sweep \(sweep\.json\)"):
+        Sweep(small_spec, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
