@@ -100,8 +100,9 @@ def _recover_and_replay(tmp_path: Path, directory: Path) -> None:
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["summary"]["n_events"] == checkpoint["events"]
     for name in ("orders", "fills"):  # every live decision up to the cut, bit for bit
-        recorded, replayed = _table(directory / f"{name}.parquet"), pq.read_table(
-            out / f"{name}.parquet"
+        recorded, replayed = (
+            _table(directory / f"{name}.parquet"),
+            pq.read_table(out / f"{name}.parquet"),
         )
         assert replayed.num_rows == checkpoint[name]
         if recorded is not None:
