@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
@@ -22,7 +23,7 @@ CRYPTO = ("policy.lot=0.01", "policy.max_position=0.1", "risk.max_position=1",
 SETS = [arg for s in CRYPTO for arg in ("--set", s)]
 
 
-def _session(data_dir: Path) -> tuple[Path | None, dict]:
+def _session(data_dir: Path) -> tuple[Path | None, dict[str, Any]]:
     for path in data_dir.glob("*/*/*/meta.json"):
         try:
             return path.parent, json.loads(path.read_text())
