@@ -41,6 +41,8 @@ PARTS_DIR: Final = "parts"
 PARTS_FORMAT: Final = 1
 """Version of the parts layout and meta fields, recorded in meta.json as `parts_format`."""
 TMP_SUFFIX: Final = ".tmp"
+CONSUMED_TABLES: Final = ("quotes", "trades", "book", "timer", "status")
+"""The tables of consumed events, numbered by the session-wide `seq`."""
 PENDING_PARTS: Final = 20
 """Default `max_pending`, in parts: how far a writer may fall behind before it overflows."""
 
@@ -88,7 +90,7 @@ class Checkpoint:
 
     def keep(self, name: str, table: pa.Table, rows_before: int) -> pa.Table:
         """The rows of one part of table `name` (after `rows_before` earlier rows) to keep."""
-        if name in KINDS or name in ("timer", "status"):
+        if name in CONSUMED_TABLES:
             return table.filter(pc.less_equal(table.column("seq"), self.seq))
         if name == "raw":
             return table.filter(pc.less_equal(table.column("seq"), self.frame_seq))
