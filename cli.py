@@ -1181,6 +1181,28 @@ def strategies(local: Path, defaults: bool) -> None:
     )
 
 
+@main.group()
+def new() -> None:
+    """Start something of your own from a runnable template."""
+
+
+@new.command(name="strategy")
+@click.argument("name")
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("."), show_default=True,
+              help="Where the folder NAME/ is written.")  # fmt: skip
+def new_strategy(name: str, directory: Path) -> None:
+    """Write DIR/NAME/: strategy.toml, features.py, policy.py, model.onnx and a README; it
+    replays as written (ticktape replay SESSION --strategy DIR/NAME/strategy.toml)."""
+    from simulator.scaffold import new_strategy as write
+
+    folder = write(name, directory)
+    console.print(f"wrote {escape(str(folder))}/: strategy.toml, features.py, policy.py, "
+                  "model.onnx, README.md")  # fmt: skip
+    toml = escape(str(folder / "strategy.toml"))
+    console.print(f"try: ticktape replay nasdaq/GOOG/2012-06-21 --strategy {toml}")
+
+
 @main.command()
 def scenarios() -> None:
     """List the stress scenarios (scenarios/*.toml) with their descriptions."""
