@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import platform
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -32,8 +32,8 @@ from simulator.models.precomputed import PrecomputedRunner
 from simulator.models.rule import RuleRunner
 from simulator.policies import POLICY_KINDS, ObiRulePolicy, ThresholdPolicy
 from simulator.portfolio import Portfolio
-from simulator.protocols import ModelRunner, Policy
-from simulator.recording import STAGES, RunRecorder, write_manifest
+from simulator.protocols import ModelRunner, Policy, RiskCheck
+from simulator.recording import STAGES, RunRecorder, RunTables, write_manifest
 from simulator.risk import (
     FeedHealth,
     KillSwitch,
@@ -219,7 +219,13 @@ def build_policy(section: Config) -> Policy:
     )
 
 
-def build_risk(section: Config) -> RiskChain:
+def build_risk(
+    section: Config, extra: Sequence[RiskCheck] = (), *, replace: bool = False
+) -> RiskChain:
+    """The risk chain: the built-in checks of the [risk] section, then the user's `extra`
+    checks (plug-ins, loaded from the strategy TOML), or only the user's when `replace`."""
+    if replace:
+        return RiskChain(extra)
     return RiskChain(
         [  # the state of the world first (data, kill switch, model), then the order's limits
             FeedHealth(),
@@ -231,6 +237,7 @@ def build_risk(section: Config) -> RiskChain:
             MaxNotional(section["max_notional"]),
             PriceCollar(section["price_collar_bps"]),
             OrderRateLimit(section["max_orders"], int(section["rate_window_ms"] * MS)),
+            *extra,
         ]
     )
 
@@ -395,6 +402,7 @@ def replay(
         "recorder": recorder,
         "model_healthy": health,
         "progress": None if progress is None else (lambda n: progress(n, total)),
+        "time_zone": session.time_zone,
     }
     engine: Engine
     if config["latency"]["model"] == "recorded":
@@ -454,6 +462,7 @@ def run_summary(
         "n_orders": len(tables.orders),
         "n_fills": len(tables.fills),
         "n_rejections": len(tables.rejections),
+        "rejections_by_reason": rejection_counts(tables),
         # the one PnL everywhere: after fees (= final_equity - initial cash), with its parts
         "net_pnl": portfolio.realized_pnl + portfolio.unrealized_pnl - portfolio.fees,
         "realized_pnl": portfolio.realized_pnl,
@@ -464,6 +473,14 @@ def run_summary(
         "max_drawdown": state.max_drawdown,
         "digest": digest,
     }
+
+
+def rejection_counts(tables: RunTables) -> dict[str, int]:
+    """Risk rejections per reason name, most frequent first (ties by name)."""
+    counts: dict[str, int] = {}
+    for rejection in tables.rejections:
+        counts[rejection.reason] = counts.get(rejection.reason, 0) + 1
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 
 def write_breaker(breaker: CircuitBreaker | None, out_dir: Path) -> int:
