@@ -469,12 +469,24 @@ def data_recover(session: str, data_dir: Path) -> None:
 
     directory = session_directory(_one_session(session, data_dir), data_dir)
     rows = consolidate(directory)
-    if read_meta(directory).get("recovered") is True:
-        console.print(f"[yellow]recovered[/yellow] {directory} (the recorder did not close it)")
-    else:
+    meta = read_meta(directory)
+    found = meta.get("cut")
+    cut: dict[str, int] | None = found if isinstance(found, dict) else None
+    if meta.get("recovered") is not True:
         console.print(f"[green]consolidated[/green] {directory}")
+    elif cut is not None:
+        console.print(
+            f"[yellow]recovered[/yellow] {directory} (the recorder did not close it): every "
+            "table cut at its last checkpoint, the last point all of them hold"
+        )
+    else:
+        console.print(
+            f"[yellow]recovered[/yellow] {directory} (the recorder did not close it): no "
+            "checkpoint was recorded, tables kept whole; a --latency recorded replay may differ"
+        )
     for name, n in sorted(rows.items()):
-        console.print(f"  {name} {n:,} rows")
+        dropped = f", {cut[name]:,} cut" if cut is not None and cut.get(name) else ""
+        console.print(f"  {name} {n:,} rows{dropped}")
 
 
 @data.command(name="sql")
@@ -743,6 +755,10 @@ def _print_sessions(rows: Sequence[dict[str, Any]], totals: dict[str, Any]) -> N
     show_default=True,
     help="Frames that may wait for the pipeline; quotes conflate, others declare gaps.",
 )
+@click.option("--checkpoint", "checkpoint_s", default=30.0, show_default=True,
+              type=click.FloatRange(min=0.01), metavar="SECONDS",
+              help="How often the recording is flushed and checkpointed: a killed session "
+                   "loses at most about this much (`data recover` cuts it there).")  # fmt: skip
 @click.option("--seed", default=0, show_default=True, help="Seed of every random generator.")
 @click.option(
     "--out",
@@ -768,6 +784,7 @@ def live(
     duration: float | None,
     until_idle: float | None,
     inbox_capacity: int,
+    checkpoint_s: float,
     seed: int,
     out: Path,
     dashboard: bool | None,
@@ -790,6 +807,7 @@ def live(
     options = LiveOptions(
         symbols=symbols, data_dir=data_dir, out_root=out, feed=feed, url=url, rest_url=rest_url,
         duration_s=duration, until_idle_s=until_idle, inbox_capacity=inbox_capacity, seed=seed,
+        roll_seconds=checkpoint_s,
     )  # fmt: skip
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -1049,6 +1067,7 @@ def sweep(
         config=_with_latency(_load_config(strategy, config_file, sets), latency),
         axes=axes, scales=scales or (), seed=seed, reports=reports, force=force,
     )  # fmt: skip
+    _check_writable(out, "--out", directory=True)
     plan = Sweep(spec, out)
     executor = executor_for(workers, ray_address)
     try:

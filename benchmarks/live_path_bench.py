@@ -88,10 +88,14 @@ def main() -> None:
         run.engine.end()
         run.parts.close()
     us = cost / 1e3
+    by_stream: dict[str, list[float]] = {}
+    for frame, value in zip(tape, us, strict=True):
+        by_stream.setdefault(frame.stream.partition("@")[2] or frame.stream, []).append(value)
     print(json.dumps({
         "strategy": args.strategy, "frames": len(tape), "events": run.engine.state.n_events,
         "per_frame_us": {q: round(float(np.percentile(us, q)), 1) for q in (50, 90, 99, 99.9)},
         "mean_us": round(float(us.mean()), 1),
+        "p50_us_by_stream": {k: round(float(np.median(v)), 1) for k, v in by_stream.items()},
     }))  # fmt: skip
     if profiler is not None:
         pstats.Stats(profiler, stream=sys.stdout).sort_stats("tottime").print_stats(25)

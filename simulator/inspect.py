@@ -31,6 +31,8 @@ def summarize(path: Path, kind: str, *, first_rows: int = 5) -> FileSummary:
     rows, lo, hi = span.collect().row(0)
     if kind == "trades":
         stats = _trade_stats(frame)
+    elif kind == "orders":
+        stats = _order_stats(frame)
     else:
         suffix = "_0" if kind == "book" else ""
         stats = _quote_stats(frame, suffix)
@@ -60,6 +62,19 @@ def _quote_stats(frame: pl.LazyFrame, suffix: str) -> dict[str, str]:
             f"{row['spread_min']:.6g} / {row['spread_median']:.6g} / {row['spread_max']:.6g}"
         ),
     }
+
+
+ORDER_EVENT_NAMES = {1: "new", 2: "partial cancel", 3: "delete", 4: "execution", 5: "hidden exec"}
+
+
+def _order_stats(frame: pl.LazyFrame) -> dict[str, str]:
+    counts = frame.group_by("event_type").len().sort("event_type").collect()
+    mix = ", ".join(
+        f"{ORDER_EVENT_NAMES.get(int(event), str(event))} {int(n):,}"
+        for event, n in counts.iter_rows()
+    )
+    orders = frame.select(pl.col("order_id").n_unique()).collect().item()
+    return {"events": mix, "distinct orders": f"{int(orders):,}"}
 
 
 def _trade_stats(frame: pl.LazyFrame) -> dict[str, str]:

@@ -14,12 +14,18 @@ Nanos = NewType("Nanos", int)
 
 NS_PER_SECOND: Final = 1_000_000_000
 
-KINDS: Final = ("quotes", "trades", "book")
-"""Market-data kinds a session may hold, one Parquet file each."""
+KINDS: Final = ("quotes", "trades", "book", "orders")
+"""Market-data kinds a session may hold, one Parquet file each (`orders`: order-level events,
+e.g. LOBSTER's message file, for the exact L3 queue model)."""
 
 TIME_COLUMNS: Final = ("ts_event", "ts_recv")
 QUOTE_COLUMNS: Final = ("bid_px", "bid_sz", "ask_px", "ask_sz")
 TRADE_COLUMNS: Final = ("px", "sz", "side")
+ORDER_COLUMNS: Final = ("order_id", "event_type", "side", "px", "sz")
+"""Order events: the venue's order id, the event (LOBSTER numbering: 1 new, 2 partial cancel,
+3 delete, 4 visible execution, 5 hidden execution), the side of the *resting* order (+1 buy,
+-1 sell), its price and the size the event concerns."""
+ORDER_EVENTS: Final = (1, 2, 3, 4, 5)
 OPTIONAL_INT_COLUMNS: Final = ("seq", "update_id", "trade_id")
 """Optional int64 columns: `seq` is the row's position in the original recording (the
 tie-breaker of the merge order), `update_id`/`trade_id` are the venue's own ids."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import IO, Final
 
@@ -34,6 +35,8 @@ BATCH_ROWS: Final = 65_536
 """Rows of a kind gathered before they go to the SessionWriter."""
 RAW_CHUNK_LINES: Final = 8192
 """Lines per zstd compress() call of the raw recording (the whole-file importer's chunks)."""
+RAW_PENDING: Final = 4
+"""Chunks that may wait for the compression thread (a few MB)."""
 
 L1 = tuple[float, float, float, float]
 
@@ -87,37 +90,52 @@ class BboJoin:
 
 
 class RawRecording:
-    """The symbol's lines verbatim, zstd-compressed into a file as they come."""
+    """The symbol's lines verbatim, zstd-compressed into a file as they come.
 
-    __slots__ = ("_advance", "_compressor", "_handle", "_texts")
+    Compression (the slow part at high levels) runs in one worker thread, overlapping the
+    parsing: zstandard releases the GIL. Chunks are compressed and written in order, and at
+    most RAW_PENDING of them wait, so memory stays bounded.
+    """
+
+    __slots__ = ("_advance", "_compressor", "_handle", "_pending", "_pool", "_texts")
 
     def __init__(self, path: Path, level: int, advance: Callable[[int], None]) -> None:
         self._handle: IO[bytes] = path.open("wb")
         self._compressor = zstandard.ZstdCompressor(level=level).compressobj()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="raw-zstd")
+        self._pending: deque[tuple[Future[bytes], int]] = deque()
         self._texts: list[str] = []
         self._advance = advance
 
     def add(self, text: str) -> None:
         self._texts.append(text)
         if len(self._texts) == RAW_CHUNK_LINES:
-            self._write()
+            self._submit()
 
-    def _write(self) -> None:
-        self._handle.write(
-            self._compressor.compress("".join(t + "\n" for t in self._texts).encode())
-        )
-        self._advance(len(self._texts))
+    def _submit(self) -> None:
+        data = "".join(t + "\n" for t in self._texts).encode()
+        self._pending.append((self._pool.submit(self._compressor.compress, data), len(self._texts)))
         self._texts = []
+        while len(self._pending) > RAW_PENDING:
+            self._write_oldest()
+
+    def _write_oldest(self) -> None:
+        future, lines = self._pending.popleft()
+        self._handle.write(future.result())
+        self._advance(lines)
 
     def close(self) -> None:
         if self._texts:
-            self._write()
+            self._submit()
+        while self._pending:
+            self._write_oldest()
         self._handle.write(self._compressor.flush())
-        self._handle.close()
+        self.discard()
 
     def discard(self) -> None:
-        """Close the file without finishing it (the import failed; it is removed with the
-        staging directory)."""
+        """Stop the worker and close the file (after an error: it is removed with the
+        staging directory); closing twice is harmless."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
         self._handle.close()
 
 

@@ -19,6 +19,11 @@ Times: ``ts_recv`` is the record's ``ts`` converted exactly from its decimal tex
 is the envelope ``timestamp`` (trades: the trade's ``time``), parsed exactly from RFC 3339.
 ``seq`` is the 0-based line index in the recording (files joined in the order given).
 
+The recording is read once, line by line; each product's rows go to a store.SessionWriter a
+batch at a time, so memory stays bounded whatever the size of the recording, and every
+session is published only after the whole recording was read (byte for byte the files a
+whole-file import writes).
+
 Checks that raise DataError naming file and 1-based line: non-JSON lines, unknown record types,
 missing or mistyped fields, a header from another exchange or format, ``ts`` going backwards, a
 ``sequence_num`` jump on a connection (the book cannot be trusted after one), an l2 update
@@ -32,11 +37,12 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Final
+from typing import Final, Protocol
 
 import orjson
 import pyarrow as pa
@@ -59,7 +65,7 @@ from simulator.importers.coinbase_messages import (
 from simulator.importers.coinbase_messages import parse_rfc3339_ns as parse_rfc3339_ns
 from simulator.importers.coinbase_messages import seconds_to_ns as seconds_to_ns
 from simulator.importers.common import ImportResult, ProgressFn, no_progress, numbered_lines
-from simulator.store import write_session
+from simulator.store import SessionWriter
 from simulator.types import SessionKey, book_columns
 
 VENUE: Final = "coinbase"
@@ -68,13 +74,23 @@ FORMAT_VERSION: Final = 2
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 Column = list[float | int | None]
+KINDS: Final = ("quotes", "trades", "book")
+BATCH_ROWS: Final = 65_536
+"""Rows of a kind gathered before they go to the product's SessionWriter."""
+
+
+class _WriterFactory(Protocol):
+    def __call__(self, product_id: str, first_ts_recv: int) -> SessionWriter: ...
 
 
 @dataclass(slots=True)
 class _Product:
-    """Rows and counters of one product, built in recording order."""
+    """Rows and counters of one product, built in recording order and written a batch at a
+    time to its session (opened at its first row, when its date is known)."""
 
+    product_id: str
     levels: int
+    open_writer: _WriterFactory
     quotes: dict[str, Column] = field(default_factory=dict)
     trades: dict[str, Column] = field(default_factory=dict)
     book_rows: dict[str, Column] = field(default_factory=dict)
@@ -82,12 +98,35 @@ class _Product:
     book_conn: str = ""
     last_trade_id: int | None = None
     counts: Counter[str] = field(default_factory=Counter)
+    writer: SessionWriter | None = None
+    ts_recv: list[int] = field(default_factory=list)  # [first, last] of the rows
+    ts_event: list[int] = field(default_factory=list)  # [min, max] of the rows
 
     def __post_init__(self) -> None:
         times = ("ts_event", "ts_recv")
         self.quotes = {c: [] for c in (*times, "bid_px", "bid_sz", "ask_px", "ask_sz", "seq")}
         self.trades = {c: [] for c in (*times, "px", "sz", "side", "trade_id", "seq")}
         self.book_rows = {c: [] for c in (*times, *book_columns(self.levels), "seq")}
+
+    def add(self, kind: str, ts_event: int, ts_recv: int, *rest: float | int | None) -> None:
+        """Append one row of `kind`; write the batch to the session when it is full."""
+        columns = _kinds(self)[kind]
+        _append(columns, (ts_event, ts_recv, *rest))
+        if self.writer is None:
+            self.writer = self.open_writer(self.product_id, ts_recv)
+            self.ts_recv = [ts_recv, ts_recv]
+            self.ts_event = [ts_event, ts_event]
+        self.ts_recv[1] = max(self.ts_recv[1], ts_recv)
+        self.ts_event = [min(self.ts_event[0], ts_event), max(self.ts_event[1], ts_event)]
+        if len(columns["ts_recv"]) >= BATCH_ROWS:
+            self.flush(kind)
+
+    def flush(self, kind: str) -> None:
+        columns = _kinds(self)[kind]
+        if self.writer is not None and columns["ts_recv"]:
+            self.writer.write(kind, _table(columns))
+            for column in columns.values():
+                column.clear()
 
 
 def _append(columns: dict[str, Column], values: Sequence[float | int | None]) -> None:
@@ -98,8 +137,9 @@ def _append(columns: dict[str, Column], values: Sequence[float | int | None]) ->
 class _Recording:
     """Reads recv records in order, keeping books, sequence and heartbeat state."""
 
-    def __init__(self, levels: int) -> None:
+    def __init__(self, levels: int, open_writer: _WriterFactory) -> None:
         self.levels = levels
+        self.open_writer = open_writer
         self.products: dict[str, _Product] = {}
         self.counts: Counter[str] = Counter()
         self.next_seq: dict[str, int | None] = {}
@@ -128,7 +168,9 @@ class _Recording:
     def product(self, product_id: str) -> _Product:
         found = self.products.get(product_id)
         if found is None:
-            found = self.products[product_id] = _Product(levels=self.levels)
+            found = self.products[product_id] = _Product(
+                product_id=product_id, levels=self.levels, open_writer=self.open_writer
+            )
         return found
 
     def _on_line(self, line: str) -> None:
@@ -217,7 +259,7 @@ class _Recording:
                     f"locked (best bid {bid} >= best ask {ask}); the feed or recording is broken"
                 )
             top = product.book.top_row(self.levels)
-            _append(product.book_rows, (ts_event, ts_recv, *top, self.line_index))
+            product.add("book", ts_event, ts_recv, *top, self.line_index)
 
     def _on_ticker(self, events: list[Json], ts_event: int, ts_recv: int, conn: str) -> None:
         for event in events:
@@ -229,7 +271,7 @@ class _Recording:
                     product.counts["ticker_without_bbo_skipped"] += 1
                     continue
                 _compare_with_book(product, bbo)
-                _append(product.quotes, (ts_event, ts_recv, *bbo, self.line_index))
+                product.add("quotes", ts_event, ts_recv, *bbo, self.line_index)
 
     def _on_trades(self, events: list[Json], ts_event: int, ts_recv: int, conn: str) -> None:
         for event in events:
@@ -243,7 +285,7 @@ class _Recording:
                 if snapshot:
                     product.counts["trades_in_snapshot_excluded"] += 1
                     continue
-                _append(product.trades, (row[0], ts_recv, *row[1:], trade_id, self.line_index))
+                product.add("trades", row[0], ts_recv, *row[1:], trade_id, self.line_index)
 
     def _on_heartbeats(self, events: list[Json], ts_event: int, ts_recv: int, conn: str) -> None:
         for event in events:
@@ -329,20 +371,27 @@ def import_coinbase(
         raise ConfigError("no Coinbase recording given; pass at least one file")
     if levels < 1:
         raise ConfigError(f"levels must be at least 1, found {levels}")
-    recording = _Recording(levels)
-    total = sum(path.stat().st_size for path in paths if path.is_file())
-    done = 0
-    progress(done, total)
-    for path in paths:
-        recording.feed(path)
-        done += path.stat().st_size
+    with ExitStack() as stack:
+
+        def open_writer(product_id: str, first_ts_recv: int) -> SessionWriter:
+            day = (_EPOCH + timedelta(microseconds=first_ts_recv // 1000)).date().isoformat()
+            writer = SessionWriter(data_dir, SessionKey(VENUE, product_id, day), KINDS)
+            return stack.enter_context(writer)
+
+        recording = _Recording(levels, open_writer)
+        total = sum(path.stat().st_size for path in paths if path.is_file())
+        done = 0
         progress(done, total)
-    shared = _recording_facts(recording, paths)
-    results = [
-        _write_product(data_dir, product_id, product, shared)
-        for product_id, product in sorted(recording.products.items())
-        if any(table["ts_recv"] for table in _kinds(product).values())
-    ]
+        for path in paths:
+            recording.feed(path)
+            done += path.stat().st_size
+            progress(done, total)
+        shared = _recording_facts(recording, paths)
+        results = [
+            _write_product(product, shared)
+            for _, product in sorted(recording.products.items())
+            if product.writer is not None
+        ]
     if not results:
         names = ", ".join(str(path) for path in paths)
         raise DataError(f"{names}: no ticker, market_trades or l2_data rows; nothing to import")
@@ -377,30 +426,24 @@ def _recording_facts(recording: _Recording, paths: Sequence[Path]) -> dict[str, 
     }
 
 
-def _write_product(
-    data_dir: Path, product_id: str, product: _Product, shared: dict[str, object]
-) -> ImportResult:
-    tables = {kind: _table(cols) for kind, cols in _kinds(product).items() if cols["ts_recv"]}
-    ts_recv = [ts for cols in _kinds(product).values() for ts in cols["ts_recv"] if ts is not None]
-    ts_event = [
-        ts for cols in _kinds(product).values() for ts in cols["ts_event"] if ts is not None
-    ]
-    first_ns = int(min(ts_recv))
-    key = SessionKey(
-        VENUE, product_id, (_EPOCH + timedelta(microseconds=first_ns // 1000)).date().isoformat()
-    )
+def _write_product(product: _Product, shared: dict[str, object]) -> ImportResult:
+    writer = product.writer
+    if writer is None:  # the caller passes products with rows only
+        raise DataError(f"{product.product_id}: no rows")
+    for kind in KINDS:
+        product.flush(kind)
     facts: dict[str, object] = {
         **shared,
         **{name: product.counts[name] for name in PRODUCT_FACTS},
-        "first_ts_recv": first_ns,
-        "last_ts_recv": max(ts_recv),
-        "first_ts_event": min(ts_event),
-        "last_ts_event": max(ts_event),
+        "first_ts_recv": product.ts_recv[0],
+        "last_ts_recv": product.ts_recv[1],
+        "first_ts_event": product.ts_event[0],
+        "last_ts_event": product.ts_event[1],
     }
-    meta = {"venue": VENUE, "symbol": product_id, "importer": "coinbase", "facts": facts}
-    path = write_session(data_dir, key, tables, meta=meta)
-    rows = {kind: table.num_rows for kind, table in tables.items()}
-    return ImportResult(key=key, path=path, rows=rows, facts=facts)
+    meta = {"venue": VENUE, "symbol": product.product_id, "importer": "coinbase", "facts": facts}
+    path = writer.commit(meta)
+    rows = {kind: writer.rows[kind] for kind in KINDS if writer.rows[kind]}
+    return ImportResult(key=writer.key, path=path, rows=rows, facts=facts)
 
 
 def _table(columns: dict[str, Column]) -> pa.Table:

@@ -6,7 +6,8 @@ book after each event: ask px, ask sz, bid px, bid sz per level; empty levels ho
 sentinel +-9999999999). Pairs come zipped (as LOBSTER ships them) or as loose CSVs.
 
 Each pair becomes one session ``nasdaq/TICKER/DATE``: ``book`` (one row per message, halts
-too), ``quotes`` (L1, a row whenever it changes) and ``trades`` (executions and crosses).
+too), ``quotes`` (L1, a row whenever it changes), ``trades`` (executions and crosses) and
+``orders`` (the order events, types 1-5, for the exact L3 FIFO queue model).
 LOBSTER only gives venue time, so ``ts_recv`` equals ``ts_event``. Everything is vectorised;
 only the error path that locates a malformed line walks lines one by one. The two CSVs are
 read side by side a block at a time (csv_stream.py) and the tables written a row group at a
@@ -55,7 +56,9 @@ CROSS_TRADE: Final = 6
 TRADE_TYPES: Final = (4, 5, CROSS_TRADE)
 STAGES: Final = 3
 """Progress units per pair: started, read and derived, written."""
-KINDS: Final = ("book", "quotes", "trades")
+KINDS: Final = ("book", "quotes", "trades", "orders")
+ORDER_TYPES: Final = (1, 2, 3, 4, 5)
+"""Message types that are events of one visible or hidden order (not crosses or halts)."""
 
 NAME_PATTERN: Final = re.compile(
     r"^(?P<ticker>[A-Za-z0-9_.-]+?)_(?P<date>\d{4}-\d{2}-\d{2})_(?P<start>\d+)_(?P<end>\d+)"
@@ -493,6 +496,19 @@ def _trades_table(messages: _Messages, rows: npt.NDArray[np.intp], offset: int) 
     return pa.table(columns)
 
 
+def _orders_table(messages: _Messages, rows: npt.NDArray[np.intp], offset: int) -> pa.Table:
+    columns = _times(messages, rows)
+    columns |= {
+        "order_id": pa.array(messages.order_id[rows]),
+        "event_type": pa.array(messages.event_type[rows]),
+        "side": pa.array(messages.direction[rows].astype(np.int8)),
+        "px": pa.array(_dollars(messages.price[rows])),
+        "sz": pa.array(messages.size[rows].astype(np.float64)),
+        "seq": pa.array(rows.astype(np.int64) + offset),
+    }
+    return pa.table(columns)
+
+
 @dataclass(slots=True)
 class _Derived:
     """Block by block: checks carried across blocks, the derived tables and the facts.
@@ -520,11 +536,13 @@ class _Derived:
         """This block's rows of each kind (seq counts from the file's first row)."""
         quote_rows, self.last_top = _quote_rows(book, messages.event_type, self.last_top)
         trade_rows = np.flatnonzero(np.isin(messages.event_type, TRADE_TYPES))
+        order_rows = np.flatnonzero(np.isin(messages.event_type, ORDER_TYPES))
         self._count(messages, book)
         return {
             "book": _book_table(messages, book, offset),
             "quotes": _quotes_table(messages, book, quote_rows, offset),
             "trades": _trades_table(messages, trade_rows, offset),
+            "orders": _orders_table(messages, order_rows, offset),
         }
 
     def _count(self, messages: _Messages, book: dict[str, FloatArray]) -> None:

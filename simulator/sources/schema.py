@@ -20,7 +20,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from simulator.errors import DataError
-from simulator.types import KINDS, QUOTE_COLUMNS, book_columns, book_levels
+from simulator.types import (
+    KINDS,
+    ORDER_COLUMNS,
+    ORDER_EVENTS,
+    QUOTE_COLUMNS,
+    book_columns,
+    book_levels,
+)
 
 MAX_EXAMPLES_PER_PROBLEM: Final = 5
 
@@ -34,6 +41,8 @@ PROBLEM_TEXT: Final = {
     "locked": "locked book (bid equals ask)",
     "level_order": "book levels out of order",
     "bad_side": "trade side not -1, 0 or +1",
+    "bad_order_side": "order side not -1 or +1",
+    "bad_event": "order event type not 1 to 5",
 }
 
 FloatArray = npt.NDArray[np.float64]
@@ -105,6 +114,8 @@ def required_columns(kind: str, levels: int) -> tuple[str, ...]:
         return QUOTE_COLUMNS
     if kind == "trades":
         return ("px", "sz", "side")
+    if kind == "orders":
+        return ORDER_COLUMNS
     return book_columns(levels)
 
 
@@ -147,7 +158,7 @@ def _cast_columns(table: pa.Table, kind: str, levels: int, where: str) -> pa.Tab
         "ts_recv": _conform_time(table, "ts_recv", where),
         "ts_event": _conform_time(table, "ts_event", where),
     }
-    if kind == "trades":
+    if kind in ("trades", "orders"):
         value_columns: tuple[str, ...] = ("px", "sz")
     else:
         value_columns = required_columns(kind, levels)
@@ -160,13 +171,12 @@ def _cast_columns(table: pa.Table, kind: str, levels: int, where: str) -> pa.Tab
             if dtype == pa.float64()
             else pc.cast(table.column(name), pa.float64())
         )
-    if kind == "trades":
-        dtype = table.column("side").type
+    integers = {"trades": ("side",), "orders": ("side", "event_type", "order_id")}
+    for name in integers.get(kind, ()):
+        dtype, wanted = table.column(name).type, pa.int64() if name == "order_id" else pa.int8()
         if not _is_integer(dtype):
-            raise DataError(f"{where}: column 'side' has dtype {dtype}; expected int8 (-1, 0, +1)")
-        casts["side"] = (
-            table.column("side") if dtype == pa.int8() else pc.cast(table.column("side"), pa.int8())
-        )
+            raise DataError(f"{where}: column '{name}' has dtype {dtype}; expected {wanted}")
+        casts[name] = table.column(name) if dtype == wanted else pc.cast(table.column(name), wanted)
     for name, values in casts.items():
         if values.type != table.schema.field(name).type:  # canonical columns are left as they are
             table = table.set_column(table.column_names.index(name), name, values)
@@ -277,6 +287,8 @@ class RowChecker:
                 "bad_size": ~(_floats(batch, "sz") > 0) | ~np.isfinite(_floats(batch, "sz")),
                 "bad_side": ~np.isin(side, (-1, 0, 1)),
             }
+        if self.kind == "orders":
+            return _order_masks(batch)
         suffixes = ("",) if self.kind == "quotes" else tuple(f"_{i}" for i in range(self._levels))
         return _book_masks(batch, suffixes)
 
@@ -288,6 +300,17 @@ class RowChecker:
             row = {name: batch.column(name)[int(i)].as_py() for name in batch.column_names}
             text = f"{PROBLEM_TEXT[code]} ({_row_detail(code, row)})"
             self.report.examples.append(Problem(row=offset + int(i), code=code, message=text))
+
+
+def _order_masks(batch: pa.Table | pa.RecordBatch) -> dict[str, BoolArray]:
+    side = np.asarray(pc.fill_null(batch.column("side"), 9).to_numpy(), dtype=np.int16)
+    event = np.asarray(pc.fill_null(batch.column("event_type"), 0).to_numpy(), dtype=np.int16)
+    return {
+        "bad_price": ~_positive(_floats(batch, "px")),
+        "bad_size": ~_positive(_floats(batch, "sz")),
+        "bad_order_side": ~np.isin(side, (-1, 1)),
+        "bad_event": ~np.isin(event, ORDER_EVENTS),
+    }
 
 
 def _positive(values: FloatArray) -> BoolArray:
@@ -331,6 +354,8 @@ _DETAIL_COLUMNS: Final = {
     "null_time": ("ts_recv",),
     "unsorted": ("ts_recv",),
     "bad_side": ("side",),
+    "bad_order_side": ("side",),
+    "bad_event": ("event_type",),
 }
 
 

@@ -59,6 +59,17 @@ class StressJob:
     keep_latency_model: bool = False  # `--latency` was given: a scenario's model does not win
 
 
+def overridden(scenario: Scenario, keep_model: bool) -> list[str]:
+    """What a `--latency` model on the command line takes from the scenario: its stage times
+    (a fixed model of its own), which would otherwise be dropped without a word."""
+    stages = scenario.latency.as_dict().get("stage_us")
+    return (
+        ["its stage_us needs its own model; --latency names another"]
+        if keep_model and stages
+        else []
+    )
+
+
 def unsupported(scenario: Scenario, config: Config) -> list[str]:
     """What in the scenario cannot be honoured: background CPU load means something only
     when the pipeline's measured compute time is what is charged."""
@@ -81,7 +92,7 @@ def run_one(job: StressJob) -> dict[str, object]:
         "definition": definition(scenario),
     }
     config = with_scenario_latency(job.config, scenario, keep_model=job.keep_latency_model)
-    missing = unsupported(scenario, config)
+    missing = unsupported(scenario, config) + overridden(scenario, job.keep_latency_model)
     if missing:
         return {**row, "status": f"not run: {', '.join(missing)}"}
     sources: list[StressedSource] = []
@@ -143,7 +154,7 @@ def check_inputs(
     runtime.build_pipeline(config, levels, SimClock())
     for scenario in scenarios:
         settings = with_scenario_latency(config, scenario, keep_model=keep_model)
-        if unsupported(scenario, settings):
+        if unsupported(scenario, settings) or overridden(scenario, keep_model):
             continue
         if settings["latency"]["model"] == "recorded":
             runtime.recorded_decisions(session)

@@ -42,7 +42,12 @@ def test_ls_json_lists_the_four_bundled_sessions(runner, bundled_copy):
     sessions = json.loads(result.output)
     assert [s["session"] for s in sessions] == BUNDLED_SESSIONS
     goog = sessions[3]
-    assert goog["rows"] == {"book": 147_916, "quotes": 45_569, "trades": 11_678}
+    assert goog["rows"] == {
+        "book": 147_916,
+        "quotes": 45_569,
+        "trades": 11_678,
+        "orders": 147_916,
+    }
     assert goog["levels"] == 10
     assert goog["time_zone"] == "America/New_York"
 
@@ -75,7 +80,7 @@ def test_check_bundled_session_passes(runner, bundled_copy):
     result = runner.invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "quotes" in result.output
-    assert result.output.count(": OK") == 3
+    assert result.output.count(": OK") == 4  # quotes, trades, book, orders
 
 
 def test_check_bad_file_lists_problems_and_exits_1(runner, tmp_path):

@@ -81,6 +81,7 @@ def test_real_sample_reproduces_provenance_facts(imported, archive, expected):
         "book": expected.messages,
         "quotes": expected.quotes,
         "trades": expected.trades,
+        "orders": sum(n for kind, n in expected.event_mix.items() if kind in "12345"),
     }
     assert (facts["mid_min"], facts["mid_max"]) == pytest.approx(expected.mid)
     spread = (facts["spread_min"], facts["spread_median"], facts["spread_max"])
@@ -128,7 +129,7 @@ def test_real_sample_meta_records_source_and_mix(imported, archive, expected):
     assert all(name.startswith(archive.name + "/") for name in meta["source_files"])
     files = meta["files"]
     assert isinstance(files, dict)
-    assert set(files) == {"book.parquet", "quotes.parquet", "trades.parquet"}
+    assert set(files) == {"book.parquet", "quotes.parquet", "trades.parquet", "orders.parquet"}
 
 
 def test_first_aapl_message_time_is_parsed_to_the_exact_nanosecond(imported):
@@ -176,7 +177,7 @@ def test_csv_given_alone_finds_its_partner_beside_it(tmp_path, data_dir):
     message, orderbook = _write_pair(tmp_path, _SMALL_MESSAGES, _SMALL_BOOK)
     for given in (message, orderbook):
         (result,) = import_lobster([given], data_dir)
-        assert result.rows == {"book": 3, "quotes": 3, "trades": 1}
+        assert result.rows == {"book": 3, "quotes": 3, "trades": 1, "orders": 3}
 
 
 def test_reimport_replaces_the_session_without_duplicates(tmp_path, data_dir):

@@ -12,8 +12,9 @@ import pytest
 import zstandard
 
 from simulator import store
-from simulator.importers import binance_session
+from simulator.importers import binance_session, coinbase
 from simulator.importers.binance import import_binance
+from simulator.importers.coinbase import import_coinbase
 from simulator.importers.lobster import import_lobster
 from tests.conftest import ORIGINALS
 from tests.importers.generate import write_binance_recording, write_lobster_pair
@@ -30,14 +31,18 @@ def _digests(data_dir: Path) -> dict[str, str]:
 
 
 # sha256 of each file the importers wrote for the bundled originals before they streamed
-# (whole files in memory). A pyarrow upgrade may change Parquet bytes: then re-pin from a
+# (whole files in memory; orders.parquet and meta.json re-pinned from a whole-file import
+# when the `orders` kind was added). A pyarrow upgrade may change Parquet bytes: then re-pin from a
 # whole-file import (block sizes larger than the input), never from the streamed one.
 AAPL_BEFORE = {
     "nasdaq/AAPL/2012-06-21/book.parquet": (
         "8546acaba3ba0ba03f81d958c5c5aa9435abae5b88fe90313de1189217af9cd0"
     ),
     "nasdaq/AAPL/2012-06-21/meta.json": (
-        "a1e1288348990afee43e6994d288d800433e8ae16e957551340f07f1d500d3f3"
+        "b19b30d81c4af7523200bb5ffae2d9121e1509faae2f03e91bcb1dc318fdd267"
+    ),
+    "nasdaq/AAPL/2012-06-21/orders.parquet": (
+        "70b79d865d70c1b81fe0045be256eb7dd384a346e04a00c4e78c320991a3aa21"
     ),
     "nasdaq/AAPL/2012-06-21/quotes.parquet": (
         "3d315d85ba41fca4f4491ecb1d599e094a1b1de5dc52b79bbedad52f16b2c51a"
@@ -51,7 +56,10 @@ GOOG_BEFORE = {
         "11c04898ec93e5e90f100441bc045df4fa40939c384621518ee148ce0510433f"
     ),
     "nasdaq/GOOG/2012-06-21/meta.json": (
-        "45d7bd42b09540391e2867fa465e0fd138b21828ad6992063a4adaaddb92d5a3"
+        "1e8d2cede39ec4c440b44d43f2b1b2050970c04d0432be975d37809a5f5e09dc"
+    ),
+    "nasdaq/GOOG/2012-06-21/orders.parquet": (
+        "5912a28aefb8e69b3e5e756c199cf0ec00410bdb178f107cd34d5278403e7b23"
     ),
     "nasdaq/GOOG/2012-06-21/quotes.parquet": (
         "5774b0a754f01c4662becbe612d41fba3e61b21e19f5a0d33f78191410944c10"
@@ -170,3 +178,47 @@ def test_binance_reimport_of_its_raw_file_keeps_its_bytes(mixed, tmp_path):
     (again,) = import_binance([raw], tmp_path / "b", levels=3, raw_level=19)
     assert (again.path / "raw.txt.zst").read_bytes() == raw.read_bytes()
     assert again.facts == first.facts
+
+
+COINBASE = ORIGINALS / "coinbase" / "COINBASE.jsonl.zst"
+COINBASE_BEFORE = {
+    "coinbase/BTC-USD/2026-08-09/book.parquet": (
+        "a3f0ea9cf72b35f6228df860e166d05e0b20c61ff64ac0301513681db601ed5b"
+    ),
+    "coinbase/BTC-USD/2026-08-09/meta.json": (
+        "9a9d4c137c33b60bc6b8e6d687f2784aadf153c1423e92893733035c3ef988e0"
+    ),
+    "coinbase/BTC-USD/2026-08-09/quotes.parquet": (
+        "c916f5174cddd220211cb199b12add6ba6d914aa7ccaae893a6f1e42c6812d10"
+    ),
+    "coinbase/BTC-USD/2026-08-09/trades.parquet": (
+        "e92f388235b37fbed0dfbc17a242f8e92540027e7db0928901e6080af8a28dad"
+    ),
+    "coinbase/ETH-USD/2026-08-09/book.parquet": (
+        "31bdbad0322746b174207c56bb377dc4cb7992467cfbd12cd294f146c76b96fa"
+    ),
+    "coinbase/ETH-USD/2026-08-09/meta.json": (
+        "7692a4ecf24f7546b2a2e5a54a539c6a7851ca7511c01ed07e56129f9a21aa33"
+    ),
+    "coinbase/ETH-USD/2026-08-09/quotes.parquet": (
+        "d4349deb7cf9d03e587bbce5f20cddc32b75ddc7bb7504992ef310ce2bf1f15c"
+    ),
+    "coinbase/ETH-USD/2026-08-09/trades.parquet": (
+        "8150a968ceebad30d02c9c5c759525a9cac2abe32d7baf6c25e810d91e9a0147"
+    ),
+}
+
+
+def test_coinbase_recording_imports_to_the_same_bytes_as_before(tmp_path):
+    import_coinbase([COINBASE], tmp_path)
+    assert _digests(tmp_path) == COINBASE_BEFORE
+
+
+def test_coinbase_in_tiny_batches_writes_the_files_of_a_whole_file_import(tmp_path, monkeypatch):
+    monkeypatch.setattr(store, "ROW_GROUP_ROWS", 20)  # many row groups
+    whole = import_coinbase([COINBASE], tmp_path / "whole", levels=5)
+    monkeypatch.setattr(coinbase, "BATCH_ROWS", 7)  # batch edges everywhere
+    streamed = import_coinbase([COINBASE], tmp_path / "streamed", levels=5)
+    assert [(r.key, r.rows, r.facts) for r in streamed] == [(r.key, r.rows, r.facts) for r in whole]
+    assert min(n for r in whole for n in r.rows.values()) > 20
+    assert _digests(tmp_path / "streamed") == _digests(tmp_path / "whole")

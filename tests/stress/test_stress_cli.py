@@ -117,3 +117,18 @@ def test_stress_on_a_terminal_shows_a_progress_bar_with_an_eta(session, tmp_path
     assert result.exit_code == 0, result.output
     assert "stress: baseline and scenarios" in screen.getvalue()
     assert "ETA" in screen.getvalue()
+
+
+def test_a_scenarios_stage_times_under_a_latency_option_are_listed_not_dropped(session, tmp_path):
+    slow = tmp_path / "slow.toml"
+    slow.write_text(
+        '[scenario]\nname = "slow stages"\nseed = 3\n[latency]\nstage_us = {inference = 50}\n'
+    )
+    result = _stress(session, tmp_path / "s", "--scenario", str(slow), "--no-report",
+                     "--latency", "fixed:inference=5", "--json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    calm, stages = json.loads(result.output)["summary"]
+    assert calm["latency_model"] == "fixed:inference=5"
+    assert stages["status"] == "not run: its stage_us needs its own model; --latency names another"
+    without = _stress(session, tmp_path / "t", "--scenario", str(slow), "--no-report", "--json")
+    assert json.loads(without.output)["summary"][1]["latency_model"] == "fixed:inference=50.0"
