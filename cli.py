@@ -1082,7 +1082,7 @@ def sweep(
     _print_sweep(outcome, out)
     if outcome.n_failed:
         err_console.print(
-            f"[red]SweepError[/red]: {outcome.n_failed} of {len(outcome.rows)} cells failed "
+            f"[red]SweepError[/red]: {outcome.n_failed} of {outcome.n_cells} cells failed "
             f"(their status is in {outcome.results})"
         )
         sys.exit(1)
@@ -1093,9 +1093,10 @@ def _run_sweep(plan: Any, executor: Any) -> Any:  # noqa: ANN401 - Sweep, Execut
 
     from simulator.report.sweep import write_sweep_report
 
-    done, todo = plan.resumed()
-    if done:
-        console.print(f"resuming: {len(done)} of {len(plan.cells)} cells already done")
+    todo = plan.pending()
+    if len(todo) < len(plan.cells):
+        done = len(plan.cells) - len(todo)
+        console.print(f"resuming: {done} of {len(plan.cells)} cells already done")
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),
                TimeRemainingColumn())  # fmt: skip
@@ -1120,17 +1121,21 @@ def _run_sweep(plan: Any, executor: Any) -> Any:  # noqa: ANN401 - Sweep, Execut
 
 
 def _print_sweep(outcome: Any, out: Path) -> None:  # noqa: ANN401 - a SweepOutcome
-    ok = [r for r in outcome.rows if r["status"] == "ok"]
+    import pyarrow.parquet as pq
+
     console.print(
-        f"{len(outcome.rows)} cells: {outcome.n_run} run, {outcome.n_resumed} resumed, "
+        f"{outcome.n_cells} cells: {outcome.n_run} run, {outcome.n_resumed} resumed, "
         f"{outcome.n_failed} failed"
     )
+    table = pq.read_table(outcome.results, columns=["cell", "status", "net_pnl"])
+    ok = [r for r in table.to_pylist() if r["status"] == "ok"]
     if ok:
         best = max(ok, key=lambda r: r["net_pnl"])
         console.print(f"  best net PnL {best['net_pnl']:,.4f}: cell {best['cell']}")
-    for row in outcome.rows:
-        if row["status"] not in ("ok", "not run"):
-            console.print(f"  [red]{escape(row['cell'])}[/red]: {escape(row['status'])}")
+    for row in outcome.failures:
+        console.print(f"  [red]{escape(row['cell'])}[/red]: {escape(row['status'])}")
+    if outcome.n_failed > len(outcome.failures):
+        console.print(f"  ... and {outcome.n_failed - len(outcome.failures)} more failed cells")
     console.print(f"  results {outcome.results}\n  report {out / 'sweep.html'}")
 
 
@@ -1177,6 +1182,28 @@ def strategies(local: Path, defaults: bool) -> None:
     console.print(
         "[dim]use one with --strategy NAME (shipped) or --strategy DIR/strategy.toml[/dim]"
     )
+
+
+@main.group()
+def new() -> None:
+    """Start something of your own from a runnable template."""
+
+
+@new.command(name="strategy")
+@click.argument("name")
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("."), show_default=True,
+              help="Where the folder NAME/ is written.")  # fmt: skip
+def new_strategy(name: str, directory: Path) -> None:
+    """Write DIR/NAME/: strategy.toml, features.py, policy.py, model.onnx and a README; it
+    replays as written (ticktape replay SESSION --strategy DIR/NAME/strategy.toml)."""
+    from simulator.scaffold import new_strategy as write
+
+    folder = write(name, directory)
+    console.print(f"wrote {escape(str(folder))}/: strategy.toml, features.py, policy.py, "
+                  "model.onnx, README.md")  # fmt: skip
+    toml = escape(str(folder / "strategy.toml"))
+    console.print(f"try: ticktape replay nasdaq/GOOG/2012-06-21 --strategy {toml}")
 
 
 @main.command()

@@ -244,6 +244,6 @@ def test_user_checks_are_appended_to_the_built_in_chain_or_replace_it():
     assert appended.checks[-1] is user
     assert appended.check(order(0.5), 100.0, RiskState(mid=100.0, now=1)) == USER_REASON_BASE
     assert appended.rejections()["SPREAD_TOO_WIDE"] == 1
-    replaced = build_risk(section, [SpreadCheck([0])], replace=True)
+    replaced = build_risk({**section, "builtins": False}, [SpreadCheck([0])])
     assert len(replaced.checks) == 1
     assert replaced.check(order(1e9), 100.0, RiskState()) == APPROVED  # no size limit left
