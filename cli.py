@@ -462,7 +462,8 @@ def _write_repaired(ref: SessionRef, repair: tuple[Repair, ...], out: Path) -> N
 @click.argument("session")
 @DATA_DIR_OPTION
 def data_recover(session: str, data_dir: Path) -> None:
-    """Consolidate a live SESSION's Parquet parts into session files (also after a crash)."""
+    """Consolidate a live SESSION's Parquet parts into session files; a killed session's
+    tables are cut at its last checkpoint (rows cut are counted per table)."""
     from simulator.live.parts import consolidate
     from simulator.session import session_directory
     from simulator.store import read_meta
