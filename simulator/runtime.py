@@ -29,7 +29,7 @@ from simulator.features.user import MixedFeatures, build_feature_stage
 from simulator.market import MarketState
 from simulator.models.breaker import CircuitBreaker
 from simulator.models.precomputed import PrecomputedRunner
-from simulator.models.rule import RuleRunner
+from simulator.models.rule import SIGNAL_OUTPUT, RuleRunner
 from simulator.policies import POLICY_KINDS, ObiRulePolicy, ThresholdPolicy
 from simulator.portfolio import Portfolio
 from simulator.protocols import ModelRunner, Policy
@@ -201,11 +201,15 @@ def build_runner(
     )
 
 
-def build_policy(section: Config) -> Policy:
-    """The decision policy of the [policy] section (a built-in, by `kind`)."""
+def build_policy(section: Config, model_kind: str = "rule") -> Policy:
+    """The decision policy of the [policy] section (a built-in, by `kind`). obi_rule on the
+    rule model compares the rule's signal (the float64 imbalance), not p."""
     if section["kind"] == "obi_rule":
         return ObiRulePolicy(
-            threshold=section["threshold"], size=section["size"], lot=section["lot"]
+            threshold=section["threshold"],
+            size=section["size"],
+            lot=section["lot"],
+            obi_output=SIGNAL_OUTPUT if model_kind == "rule" else None,
         )
     if section["kind"] == "threshold":
         return ThresholdPolicy(
@@ -326,7 +330,7 @@ def build_pipeline(
     pipeline = Pipeline(
         features=features,
         runner=runner,
-        policy=build_policy(config["policy"]),
+        policy=build_policy(config["policy"], config["model"]["kind"]),
         risk=build_risk(config["risk"]),
     )
     return StagedPipeline(pipeline, features, health, breaker)
