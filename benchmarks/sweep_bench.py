@@ -38,7 +38,7 @@ def _spec(data: Path, session: str, thresholds: list[str], strategy: str) -> Swe
         sessions=(session,),
         data_dir=data,
         config=apply_overrides(load_strategy(strategy), sets=[]),
-        axes=(GridAxis("sizing.threshold", tuple(thresholds)),),
+        axes=(GridAxis("policy.threshold", tuple(thresholds)),),
     )
 
 

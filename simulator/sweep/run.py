@@ -32,6 +32,7 @@ from simulator.sweep.results import write_results
 
 CELLS_DIR: Final = "cells"
 META_FILE: Final = "sweep.json"
+PLUGIN_FILE: Final = re.compile(r"[^:]+\.py:[A-Za-z_][A-Za-z0-9_]*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,15 +118,19 @@ class Sweep:
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
     def _config_files(self, config: Config) -> dict[str, str]:
-        """sha256 of the files the configuration reads (model, calibration): retraining a
-        model or recalibrating changes the key even though the path stays the same."""
+        """sha256 of the files the configuration reads (model, calibration, the user's
+        `file.py:Class` plug-ins): retraining a model, recalibrating or editing a plug-in
+        changes the key even though the paths stay the same."""
+        strategy_dir = Path(config["strategy"]["dir"])
         files: dict[str, Path] = {}
         model = config["model"].get("path")
         if model:
-            files["model"] = Path(config["strategy"]["dir"]) / str(model)
+            files["model"] = strategy_dir / str(model)
         kind, _, rest = str(config["latency"]["model"]).partition(":")
         if kind == "calibrated":
             files["calibration"] = Path(rest)
+        for ref in _plugin_files(config):
+            files[ref] = strategy_dir / ref
         out = {}
         for name, path in files.items():
             if path.is_file():
@@ -199,6 +204,18 @@ class Sweep:
             out.append(row)
         self.n_done = sum(1 for row in out if row["status"] != "not run")
         return out
+
+
+def _plugin_files(node: object) -> Iterator[str]:
+    """Every `file.py` named by a `file.py:Class` reference anywhere in the configuration."""
+    if isinstance(node, dict):
+        for value in node.values():
+            yield from _plugin_files(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _plugin_files(value)
+    elif isinstance(node, str) and PLUGIN_FILE.fullmatch(node):
+        yield node.rpartition(":")[0]
 
 
 def _require_sweep_dir(out_dir: Path) -> None:
