@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import platform
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from time import perf_counter
-from typing import Any
+from typing import Any, cast
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -30,9 +30,10 @@ from simulator.market import MarketState
 from simulator.models.breaker import CircuitBreaker
 from simulator.models.precomputed import PrecomputedRunner
 from simulator.models.rule import SIGNAL_OUTPUT, RuleRunner
+from simulator.plugins import Requirement, build, load_class
 from simulator.policies import POLICY_KINDS, ObiRulePolicy, ThresholdPolicy
 from simulator.portfolio import Portfolio
-from simulator.protocols import ModelRunner, Policy
+from simulator.protocols import ModelRunner, Policy, RiskCheck
 from simulator.recording import STAGES, RunRecorder, write_manifest
 from simulator.risk import (
     FeedHealth,
@@ -47,6 +48,7 @@ from simulator.risk import (
     StaleData,
 )
 from simulator.session import SessionRef
+from simulator.settings import PolicySection, RiskSection
 from simulator.sources.recorded import (
     ParquetSource,
     file_time_span,
@@ -223,7 +225,30 @@ def build_policy(section: Config, model_kind: str = "rule") -> Policy:
     )
 
 
-def build_risk(section: Config) -> RiskChain:
+POLICY_NEEDS = Requirement(stage="policy", methods=("decide", "reset"))
+RISK_CHECK_NEEDS = Requirement(stage="risk check", methods=("check",))
+
+
+def build_user_policy(section: PolicySection, base: Path) -> Policy:
+    """The user's policy class of `policy.class`, built with the section's other keys."""
+    cls = load_class(section.cls, key="policy.class", base=base, needs=POLICY_NEEDS)
+    return cast("Policy", build(cls, section.params, key="policy"))
+
+
+def user_risk_checks(section: RiskSection, base: Path) -> list[RiskCheck]:
+    """The user's checks of `risk.checks`, in order."""
+    checks = []
+    for i, spec in enumerate(section.checks):
+        key = f"risk.checks[{i}]"
+        cls = load_class(spec.ref, key=key, base=base, needs=RISK_CHECK_NEEDS)
+        checks.append(cast("RiskCheck", build(cls, spec.params, key=key)))
+    return checks
+
+
+def build_risk(section: Config, user: Sequence[RiskCheck] = ()) -> RiskChain:
+    """The built-in chain (unless risk.builtins = false), then the user's checks."""
+    if not section.get("builtins", True):
+        return RiskChain(list(user))
     return RiskChain(
         [  # the state of the world first (data, kill switch, model), then the order's limits
             FeedHealth(),
@@ -235,6 +260,7 @@ def build_risk(section: Config) -> RiskChain:
             MaxNotional(section["max_notional"]),
             PriceCollar(section["price_collar_bps"]),
             OrderRateLimit(section["max_orders"], int(section["rate_window_ms"] * MS)),
+            *user,
         ]
     )
 
@@ -327,12 +353,14 @@ def build_pipeline(
             cooldown_ns=int(config["breaker"]["cooldown_ms"] * MS),
         )
         runner, health = breaker, lambda: not breaker.is_open
-    pipeline = Pipeline(
-        features=features,
-        runner=runner,
-        policy=build_policy(config["policy"], config["model"]["kind"]),
-        risk=build_risk(config["risk"]),
+    typed = settings(config)
+    policy = (
+        build_user_policy(typed.policy, strategy_dir)
+        if typed.policy.cls
+        else build_policy(config["policy"], config["model"]["kind"])
     )
+    risk = build_risk(config["risk"], user_risk_checks(typed.risk, strategy_dir))
+    pipeline = Pipeline(features=features, runner=runner, policy=policy, risk=risk)
     return StagedPipeline(pipeline, features, health, breaker)
 
 
