@@ -462,7 +462,8 @@ def _write_repaired(ref: SessionRef, repair: tuple[Repair, ...], out: Path) -> N
 @click.argument("session")
 @DATA_DIR_OPTION
 def data_recover(session: str, data_dir: Path) -> None:
-    """Consolidate a live SESSION's Parquet parts into session files (also after a crash)."""
+    """Consolidate a live SESSION's Parquet parts into session files; a killed session's
+    tables are cut at its last checkpoint (rows cut are counted per table)."""
     from simulator.live.parts import consolidate
     from simulator.session import session_directory
     from simulator.store import read_meta
@@ -864,6 +865,9 @@ def _print_run(manifest: dict[str, Any], out_dir: Path) -> None:
         f"  orders {s['n_orders']:,}  fills {s['n_fills']:,}  rejections {s['n_rejections']:,}  "
         f"position {s['final_position']:g}  max drawdown {s['max_drawdown']:,.4f}"
     )
+    by_reason = s.get("rejections_by_reason") or {}
+    if by_reason:
+        console.print("  rejected: " + ", ".join(f"{k} {n:,}" for k, n in by_reason.items()))
     table = Table(title="stage latency (µs)", show_edge=False)
     for name in ("stage", "count", "p50", "p99", "p99.9", "max"):
         table.add_column(name, justify="right")

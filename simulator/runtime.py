@@ -34,7 +34,7 @@ from simulator.plugins import Requirement, build, load_class
 from simulator.policies import POLICY_KINDS, ObiRulePolicy, ThresholdPolicy
 from simulator.portfolio import Portfolio
 from simulator.protocols import ModelRunner, Policy, RiskCheck
-from simulator.recording import STAGES, RunRecorder, write_manifest
+from simulator.recording import STAGES, RunRecorder, RunTables, write_manifest
 from simulator.risk import (
     FeedHealth,
     KillSwitch,
@@ -427,6 +427,7 @@ def replay(
         "recorder": recorder,
         "model_healthy": health,
         "progress": None if progress is None else (lambda n: progress(n, total)),
+        "time_zone": session.time_zone,
     }
     engine: Engine
     if config["latency"]["model"] == "recorded":
@@ -486,6 +487,7 @@ def run_summary(
         "n_orders": len(tables.orders),
         "n_fills": len(tables.fills),
         "n_rejections": len(tables.rejections),
+        "rejections_by_reason": rejection_counts(tables),
         # the one PnL everywhere: after fees (= final_equity - initial cash), with its parts
         "net_pnl": portfolio.realized_pnl + portfolio.unrealized_pnl - portfolio.fees,
         "realized_pnl": portfolio.realized_pnl,
@@ -496,6 +498,14 @@ def run_summary(
         "max_drawdown": state.max_drawdown,
         "digest": digest,
     }
+
+
+def rejection_counts(tables: RunTables) -> dict[str, int]:
+    """Risk rejections per reason name, most frequent first (ties by name)."""
+    counts: dict[str, int] = {}
+    for rejection in tables.rejections:
+        counts[rejection.reason] = counts.get(rejection.reason, 0) + 1
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 
 def write_breaker(breaker: CircuitBreaker | None, out_dir: Path) -> int:
