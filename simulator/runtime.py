@@ -29,7 +29,7 @@ from simulator.features.user import MixedFeatures, build_feature_stage
 from simulator.market import MarketState
 from simulator.models.breaker import CircuitBreaker
 from simulator.models.precomputed import PrecomputedRunner
-from simulator.models.rule import RuleRunner
+from simulator.models.rule import SIGNAL_OUTPUT, RuleRunner
 from simulator.plugins import Requirement, build, load_class
 from simulator.policies import POLICY_KINDS, ObiRulePolicy, ThresholdPolicy
 from simulator.portfolio import Portfolio
@@ -203,11 +203,15 @@ def build_runner(
     )
 
 
-def build_policy(section: Config) -> Policy:
-    """The decision policy of the [policy] section (a built-in, by `kind`)."""
+def build_policy(section: Config, model_kind: str = "rule") -> Policy:
+    """The decision policy of the [policy] section (a built-in, by `kind`). obi_rule on the
+    rule model compares the rule's signal (the float64 imbalance), not p."""
     if section["kind"] == "obi_rule":
         return ObiRulePolicy(
-            threshold=section["threshold"], size=section["size"], lot=section["lot"]
+            threshold=section["threshold"],
+            size=section["size"],
+            lot=section["lot"],
+            obi_output=SIGNAL_OUTPUT if model_kind == "rule" else None,
         )
     if section["kind"] == "threshold":
         return ThresholdPolicy(
@@ -353,7 +357,7 @@ def build_pipeline(
     policy = (
         build_user_policy(typed.policy, strategy_dir)
         if typed.policy.cls
-        else build_policy(config["policy"])
+        else build_policy(config["policy"], config["model"]["kind"])
     )
     risk = build_risk(config["risk"], user_risk_checks(typed.risk, strategy_dir))
     pipeline = Pipeline(features=features, runner=runner, policy=policy, risk=risk)
