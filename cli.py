@@ -462,19 +462,32 @@ def _write_repaired(ref: SessionRef, repair: tuple[Repair, ...], out: Path) -> N
 @click.argument("session")
 @DATA_DIR_OPTION
 def data_recover(session: str, data_dir: Path) -> None:
-    """Consolidate a live SESSION's Parquet parts into session files (also after a crash)."""
+    """Consolidate a live SESSION's Parquet parts into session files; a killed session's
+    tables are cut at its last checkpoint (rows cut are counted per table)."""
     from simulator.live.parts import consolidate
     from simulator.session import session_directory
     from simulator.store import read_meta
 
     directory = session_directory(_one_session(session, data_dir), data_dir)
     rows = consolidate(directory)
-    if read_meta(directory).get("recovered") is True:
-        console.print(f"[yellow]recovered[/yellow] {directory} (the recorder did not close it)")
-    else:
+    meta = read_meta(directory)
+    found = meta.get("cut")
+    cut: dict[str, int] | None = found if isinstance(found, dict) else None
+    if meta.get("recovered") is not True:
         console.print(f"[green]consolidated[/green] {directory}")
+    elif cut is not None:
+        console.print(
+            f"[yellow]recovered[/yellow] {directory} (the recorder did not close it): every "
+            "table cut at its last checkpoint, the last point all of them hold"
+        )
+    else:
+        console.print(
+            f"[yellow]recovered[/yellow] {directory} (the recorder did not close it): no "
+            "checkpoint was recorded, tables kept whole; a --latency recorded replay may differ"
+        )
     for name, n in sorted(rows.items()):
-        console.print(f"  {name} {n:,} rows")
+        dropped = f", {cut[name]:,} cut" if cut is not None and cut.get(name) else ""
+        console.print(f"  {name} {n:,} rows{dropped}")
 
 
 @data.command(name="sql")
@@ -743,6 +756,10 @@ def _print_sessions(rows: Sequence[dict[str, Any]], totals: dict[str, Any]) -> N
     show_default=True,
     help="Frames that may wait for the pipeline; quotes conflate, others declare gaps.",
 )
+@click.option("--checkpoint", "checkpoint_s", default=30.0, show_default=True,
+              type=click.FloatRange(min=0.01), metavar="SECONDS",
+              help="How often the recording is flushed and checkpointed: a killed session "
+                   "loses at most about this much (`data recover` cuts it there).")  # fmt: skip
 @click.option("--seed", default=0, show_default=True, help="Seed of every random generator.")
 @click.option(
     "--out",
@@ -768,6 +785,7 @@ def live(
     duration: float | None,
     until_idle: float | None,
     inbox_capacity: int,
+    checkpoint_s: float,
     seed: int,
     out: Path,
     dashboard: bool | None,
@@ -790,6 +808,7 @@ def live(
     options = LiveOptions(
         symbols=symbols, data_dir=data_dir, out_root=out, feed=feed, url=url, rest_url=rest_url,
         duration_s=duration, until_idle_s=until_idle, inbox_capacity=inbox_capacity, seed=seed,
+        roll_seconds=checkpoint_s,
     )  # fmt: skip
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -846,6 +865,9 @@ def _print_run(manifest: dict[str, Any], out_dir: Path) -> None:
         f"  orders {s['n_orders']:,}  fills {s['n_fills']:,}  rejections {s['n_rejections']:,}  "
         f"position {s['final_position']:g}  max drawdown {s['max_drawdown']:,.4f}"
     )
+    by_reason = s.get("rejections_by_reason") or {}
+    if by_reason:
+        console.print("  rejected: " + ", ".join(f"{k} {n:,}" for k, n in by_reason.items()))
     table = Table(title="stage latency (µs)", show_edge=False)
     for name in ("stage", "count", "p50", "p99", "p99.9", "max"):
         table.add_column(name, justify="right")
@@ -1061,7 +1083,7 @@ def sweep(
     _print_sweep(outcome, out)
     if outcome.n_failed:
         err_console.print(
-            f"[red]SweepError[/red]: {outcome.n_failed} of {len(outcome.rows)} cells failed "
+            f"[red]SweepError[/red]: {outcome.n_failed} of {outcome.n_cells} cells failed "
             f"(their status is in {outcome.results})"
         )
         sys.exit(1)
@@ -1072,9 +1094,10 @@ def _run_sweep(plan: Any, executor: Any) -> Any:  # noqa: ANN401 - Sweep, Execut
 
     from simulator.report.sweep import write_sweep_report
 
-    done, todo = plan.resumed()
-    if done:
-        console.print(f"resuming: {len(done)} of {len(plan.cells)} cells already done")
+    todo = plan.pending()
+    if len(todo) < len(plan.cells):
+        done = len(plan.cells) - len(todo)
+        console.print(f"resuming: {done} of {len(plan.cells)} cells already done")
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),
                TimeRemainingColumn())  # fmt: skip
@@ -1099,17 +1122,21 @@ def _run_sweep(plan: Any, executor: Any) -> Any:  # noqa: ANN401 - Sweep, Execut
 
 
 def _print_sweep(outcome: Any, out: Path) -> None:  # noqa: ANN401 - a SweepOutcome
-    ok = [r for r in outcome.rows if r["status"] == "ok"]
+    import pyarrow.parquet as pq
+
     console.print(
-        f"{len(outcome.rows)} cells: {outcome.n_run} run, {outcome.n_resumed} resumed, "
+        f"{outcome.n_cells} cells: {outcome.n_run} run, {outcome.n_resumed} resumed, "
         f"{outcome.n_failed} failed"
     )
+    table = pq.read_table(outcome.results, columns=["cell", "status", "net_pnl"])
+    ok = [r for r in table.to_pylist() if r["status"] == "ok"]
     if ok:
         best = max(ok, key=lambda r: r["net_pnl"])
         console.print(f"  best net PnL {best['net_pnl']:,.4f}: cell {best['cell']}")
-    for row in outcome.rows:
-        if row["status"] not in ("ok", "not run"):
-            console.print(f"  [red]{escape(row['cell'])}[/red]: {escape(row['status'])}")
+    for row in outcome.failures:
+        console.print(f"  [red]{escape(row['cell'])}[/red]: {escape(row['status'])}")
+    if outcome.n_failed > len(outcome.failures):
+        console.print(f"  ... and {outcome.n_failed - len(outcome.failures)} more failed cells")
     console.print(f"  results {outcome.results}\n  report {out / 'sweep.html'}")
 
 
@@ -1156,6 +1183,28 @@ def strategies(local: Path, defaults: bool) -> None:
     console.print(
         "[dim]use one with --strategy NAME (shipped) or --strategy DIR/strategy.toml[/dim]"
     )
+
+
+@main.group()
+def new() -> None:
+    """Start something of your own from a runnable template."""
+
+
+@new.command(name="strategy")
+@click.argument("name")
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("."), show_default=True,
+              help="Where the folder NAME/ is written.")  # fmt: skip
+def new_strategy(name: str, directory: Path) -> None:
+    """Write DIR/NAME/: strategy.toml, features.py, policy.py, model.onnx and a README; it
+    replays as written (ticktape replay SESSION --strategy DIR/NAME/strategy.toml)."""
+    from simulator.scaffold import new_strategy as write
+
+    folder = write(name, directory)
+    console.print(f"wrote {escape(str(folder))}/: strategy.toml, features.py, policy.py, "
+                  "model.onnx, README.md")  # fmt: skip
+    toml = escape(str(folder / "strategy.toml"))
+    console.print(f"try: ticktape replay nasdaq/GOOG/2012-06-21 --strategy {toml}")
 
 
 @main.command()

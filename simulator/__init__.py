@@ -11,6 +11,7 @@ one layer only a package's own modules import each other):
      faults) and feedsim (feed simulators serving recorded sessions)
   L4 engine (knows protocols only), then engine_timed, engine_live (its parts)
   L5 runtime (the one place that picks implementations) and live.stepper; then trainer,
-     bench, report, batch, stress.run, live.session; then sweep, live.run, live.dashboard
+     bench, report, batch, scaffold (new strategy), stress.run, live.session; then sweep,
+     live.run, live.dashboard
   L6 api (the notebook facade over runtime and report)
 """

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from simulator.errors import ConfigError
-from simulator.settings import Settings, default_dict
+from simulator.settings import OPEN_SECTIONS, Settings, default_dict
 
 Config = dict[str, Any]
 
@@ -176,6 +176,20 @@ def apply_values(config: Config, values: Mapping[str, object], *, where: str) ->
 def _merge(base: Config, update: Mapping[str, Any], *, where: str, prefix: str = "") -> None:
     for key, value in update.items():
         name = f"{prefix}{key}"
+        if (
+            not prefix
+            and key in OPEN_SECTIONS
+            and isinstance(value, Mapping)
+            and value.get("class")
+        ):
+            base[key] = {"class": ""}  # the user's class: the built-in keys do not apply
+        if (
+            key not in base
+            and prefix[:-1] in OPEN_SECTIONS
+            and (update.get("class") or base.get("class"))
+        ):
+            base[key] = value  # a parameter of the user's class: its signature checks it
+            continue
         if key not in base:
             hint = difflib.get_close_matches(key, list(base), n=1)
             maybe = f"; did you mean '{prefix}{hint[0]}'?" if hint else ""

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import platform
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from time import perf_counter
-from typing import Any
+from typing import Any, cast
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -29,11 +29,12 @@ from simulator.features.user import MixedFeatures, build_feature_stage
 from simulator.market import MarketState
 from simulator.models.breaker import CircuitBreaker
 from simulator.models.precomputed import PrecomputedRunner
-from simulator.models.rule import RuleRunner
+from simulator.models.rule import SIGNAL_OUTPUT, RuleRunner
+from simulator.plugins import Requirement, build, load_class
 from simulator.policies import POLICY_KINDS, ObiRulePolicy, ThresholdPolicy
 from simulator.portfolio import Portfolio
-from simulator.protocols import ModelRunner, Policy
-from simulator.recording import STAGES, RunRecorder, write_manifest
+from simulator.protocols import ModelRunner, Policy, RiskCheck
+from simulator.recording import STAGES, RunRecorder, RunTables, write_manifest
 from simulator.risk import (
     FeedHealth,
     KillSwitch,
@@ -47,6 +48,7 @@ from simulator.risk import (
     StaleData,
 )
 from simulator.session import SessionRef
+from simulator.settings import PolicySection, RiskSection
 from simulator.sources.recorded import (
     ParquetSource,
     file_time_span,
@@ -201,11 +203,15 @@ def build_runner(
     )
 
 
-def build_policy(section: Config) -> Policy:
-    """The decision policy of the [policy] section (a built-in, by `kind`)."""
+def build_policy(section: Config, model_kind: str = "rule") -> Policy:
+    """The decision policy of the [policy] section (a built-in, by `kind`). obi_rule on the
+    rule model compares the rule's signal (the float64 imbalance), not p."""
     if section["kind"] == "obi_rule":
         return ObiRulePolicy(
-            threshold=section["threshold"], size=section["size"], lot=section["lot"]
+            threshold=section["threshold"],
+            size=section["size"],
+            lot=section["lot"],
+            obi_output=SIGNAL_OUTPUT if model_kind == "rule" else None,
         )
     if section["kind"] == "threshold":
         return ThresholdPolicy(
@@ -219,7 +225,30 @@ def build_policy(section: Config) -> Policy:
     )
 
 
-def build_risk(section: Config) -> RiskChain:
+POLICY_NEEDS = Requirement(stage="policy", methods=("decide", "reset"))
+RISK_CHECK_NEEDS = Requirement(stage="risk check", methods=("check",))
+
+
+def build_user_policy(section: PolicySection, base: Path) -> Policy:
+    """The user's policy class of `policy.class`, built with the section's other keys."""
+    cls = load_class(section.cls, key="policy.class", base=base, needs=POLICY_NEEDS)
+    return cast("Policy", build(cls, section.params, key="policy"))
+
+
+def user_risk_checks(section: RiskSection, base: Path) -> list[RiskCheck]:
+    """The user's checks of `risk.checks`, in order."""
+    checks = []
+    for i, spec in enumerate(section.checks):
+        key = f"risk.checks[{i}]"
+        cls = load_class(spec.ref, key=key, base=base, needs=RISK_CHECK_NEEDS)
+        checks.append(cast("RiskCheck", build(cls, spec.params, key=key)))
+    return checks
+
+
+def build_risk(section: Config, user: Sequence[RiskCheck] = ()) -> RiskChain:
+    """The built-in chain (unless risk.builtins = false), then the user's checks."""
+    if not section.get("builtins", True):
+        return RiskChain(list(user))
     return RiskChain(
         [  # the state of the world first (data, kill switch, model), then the order's limits
             FeedHealth(),
@@ -231,6 +260,7 @@ def build_risk(section: Config) -> RiskChain:
             MaxNotional(section["max_notional"]),
             PriceCollar(section["price_collar_bps"]),
             OrderRateLimit(section["max_orders"], int(section["rate_window_ms"] * MS)),
+            *user,
         ]
     )
 
@@ -323,12 +353,14 @@ def build_pipeline(
             cooldown_ns=int(config["breaker"]["cooldown_ms"] * MS),
         )
         runner, health = breaker, lambda: not breaker.is_open
-    pipeline = Pipeline(
-        features=features,
-        runner=runner,
-        policy=build_policy(config["policy"]),
-        risk=build_risk(config["risk"]),
+    typed = settings(config)
+    policy = (
+        build_user_policy(typed.policy, strategy_dir)
+        if typed.policy.cls
+        else build_policy(config["policy"], config["model"]["kind"])
     )
+    risk = build_risk(config["risk"], user_risk_checks(typed.risk, strategy_dir))
+    pipeline = Pipeline(features=features, runner=runner, policy=policy, risk=risk)
     return StagedPipeline(pipeline, features, health, breaker)
 
 
@@ -395,6 +427,7 @@ def replay(
         "recorder": recorder,
         "model_healthy": health,
         "progress": None if progress is None else (lambda n: progress(n, total)),
+        "time_zone": session.time_zone,
     }
     engine: Engine
     if config["latency"]["model"] == "recorded":
@@ -454,6 +487,7 @@ def run_summary(
         "n_orders": len(tables.orders),
         "n_fills": len(tables.fills),
         "n_rejections": len(tables.rejections),
+        "rejections_by_reason": rejection_counts(tables),
         # the one PnL everywhere: after fees (= final_equity - initial cash), with its parts
         "net_pnl": portfolio.realized_pnl + portfolio.unrealized_pnl - portfolio.fees,
         "realized_pnl": portfolio.realized_pnl,
@@ -464,6 +498,14 @@ def run_summary(
         "max_drawdown": state.max_drawdown,
         "digest": digest,
     }
+
+
+def rejection_counts(tables: RunTables) -> dict[str, int]:
+    """Risk rejections per reason name, most frequent first (ties by name)."""
+    counts: dict[str, int] = {}
+    for rejection in tables.rejections:
+        counts[rejection.reason] = counts.get(rejection.reason, 0) + 1
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 
 def write_breaker(breaker: CircuitBreaker | None, out_dir: Path) -> int:

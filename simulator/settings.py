@@ -63,6 +63,16 @@ class _Section:
         """TOML values as the fields' types (subclasses with richer fields)."""
         return _tuples(values)
 
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """The section's defaults as TOML values (what strategy TOMLs are merged over)."""
+        return _field_defaults(cls)
+
+
+def _field_defaults(kind: type[Any]) -> dict[str, Any]:
+    default = kind()
+    return {f.name: _plain(getattr(default, f.name)) for f in dataclasses.fields(kind)}
+
 
 def _tuples(values: dict[str, Any]) -> dict[str, Any]:
     return {key: tuple(v) if isinstance(v, list) else v for key, v in values.items()}
@@ -118,6 +128,7 @@ class ModelSection(_Section):
 
     kind: str = "rule"
     path: str = ""  # model file, relative to the strategy's TOML
+    outputs: tuple[str, ...] = ()  # the model outputs the policy gets, in order; () = all
     feature: str = "l1_imbalance"  # rule: the feature read as obi
     hidden_size: int = 0  # gru: the size of the carried hidden state
 
@@ -163,8 +174,33 @@ class PolicySection(_Section):
     max_position: float = 10.0  # threshold: size at full confidence
     lot: float = 1.0
     exponent: float = 1.0
+    cls: str = ""  # TOML `class`: the user's policy, "file.py:Class" (then `kind` is unused)
+    params: Mapping[str, Any] = field(default_factory=dict)  # the other keys, for its __init__
+
+    @classmethod
+    def typed(cls, values: dict[str, Any]) -> dict[str, Any]:
+        values = dict(values)
+        ref = values.pop("class", "")
+        if ref:  # the user's policy: every other key is one of its parameters
+            return {"cls": ref, "params": values}
+        known = {f.name for f in dataclasses.fields(cls)} - {"cls", "params"}
+        params = {k: v for k, v in values.items() if k not in known}
+        own = _tuples({k: v for k, v in values.items() if k in known})
+        return {**own, "cls": ref, "params": params}
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        out = _field_defaults(cls)
+        del out["params"]
+        out["class"] = out.pop("cls")
+        return out
 
     def check(self) -> None:
+        if self.params and not self.cls:
+            raise ConfigError(
+                f"policy.{next(iter(self.params))}: unknown key (keys beyond the built-in "
+                "policies' are parameters of your own policy: set policy.class)"
+            )
         high = 0.5 if self.kind == "threshold" else 1.0
         if not 0.0 <= self.threshold < high:
             _fail("policy.threshold", f"in [0, {high}) for policy.kind '{self.kind}'",
@@ -205,6 +241,17 @@ class RiskSection(_Section):
     stale_after_ms: float = 5000.0
     max_drawdown: float = 5000.0
     daily_loss: float = 5000.0
+    builtins: bool = True  # false: only the user's checks run
+    checks: tuple[PluginSpec, ...] = ()  # the user's checks, after the built-ins
+
+    @classmethod
+    def typed(cls, values: dict[str, Any]) -> dict[str, Any]:
+        out = _tuples(values)
+        out["checks"] = tuple(
+            PluginSpec.of(raw, f"risk.checks[{i}]")
+            for i, raw in enumerate(values.get("checks", ()))
+        )
+        return out
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -304,10 +351,12 @@ SECTIONS: dict[str, type[Any]] = {
 def default_dict() -> dict[str, dict[str, Any]]:
     """The defaults as a plain TOML-shaped dict (lists, not tuples): what a strategy TOML,
     `--config` and `--set` are merged over, key by key."""
-    return {
-        name: {f.name: _plain(getattr(kind(), f.name)) for f in dataclasses.fields(kind)}
-        for name, kind in SECTIONS.items()
-    }
+    return {name: kind.defaults() for name, kind in SECTIONS.items()}
+
+
+OPEN_SECTIONS = frozenset({"policy"})
+"""Sections that name a user class by `class`: a table setting it replaces the built-in keys,
+and every other key of it is a parameter of that class."""
 
 
 def _plain(value: object) -> object:

@@ -114,6 +114,7 @@ LAYER_OF = {
     "simulator.batch": 14,
     "simulator.sweep": 15,
     "simulator.trainer": 14,
+    "simulator.scaffold": 14,
     "simulator.bench": 14,
     "simulator.report": 14,
     "simulator.stress.run": 14,

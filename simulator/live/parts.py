@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Final
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from simulator.errors import ConfigError, DataError, InvariantViolation, RecorderOverflow
@@ -40,6 +41,8 @@ PARTS_DIR: Final = "parts"
 PARTS_FORMAT: Final = 1
 """Version of the parts layout and meta fields, recorded in meta.json as `parts_format`."""
 TMP_SUFFIX: Final = ".tmp"
+CONSUMED_TABLES: Final = ("quotes", "trades", "book", "timer", "status")
+"""The tables of consumed events, numbered by the session-wide `seq`."""
 PENDING_PARTS: Final = 20
 """Default `max_pending`, in parts: how far a writer may fall behind before it overflows."""
 
@@ -56,6 +59,47 @@ class PartStats:
     bytes_written: int
     rows_pending: int  # appended, not yet in a finished part (lost on a crash)
     rows_dropped: int  # refused by an overflow: the recording has a gap after the last part
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Checkpoint:
+    """A point every table of a live recording held in finished parts (meta.json
+    `checkpoint`): the consumed events through session `seq`, the raw frames through
+    `frame_seq`, and the first `events` decisions' events, `orders` orders and `fills` fills.
+    `data recover` cuts a killed session's tables here, so that they agree."""
+
+    seq: int
+    frame_seq: int
+    events: int
+    orders: int
+    fills: int
+
+    def as_meta(self) -> dict[str, int]:
+        return {"seq": self.seq, "frame_seq": self.frame_seq, "events": self.events,
+                "orders": self.orders, "fills": self.fills}  # fmt: skip
+
+    @staticmethod
+    def from_meta(meta: Mapping[str, object]) -> Checkpoint | None:
+        found = meta.get("checkpoint")
+        if not isinstance(found, dict):
+            return None
+        fields = ("seq", "frame_seq", "events", "orders", "fills")
+        if not all(isinstance(found.get(name), int) for name in fields):
+            raise DataError(f"{META_FILE}: checkpoint {found} lacks one of {', '.join(fields)}")
+        return Checkpoint(**{name: int(found[name]) for name in fields})
+
+    def keep(self, name: str, table: pa.Table, rows_before: int) -> pa.Table:
+        """The rows of one part of table `name` (after `rows_before` earlier rows) to keep."""
+        if name in CONSUMED_TABLES:
+            return table.filter(pc.less_equal(table.column("seq"), self.seq))
+        if name == "raw":
+            return table.filter(pc.less_equal(table.column("seq"), self.frame_seq))
+        if name == "decisions":
+            return table.filter(pc.less(table.column("event_index"), self.events))
+        limit = {"orders": self.orders, "fills": self.fills}.get(name)
+        if limit is None:
+            return table
+        return table.slice(0, max(limit - rows_before, 0))
 
 
 def fsync(path: Path) -> None:
@@ -459,7 +503,9 @@ def consolidate(session_dir: Path) -> dict[str, int]:
     with `consolidated: true`, `rows` and file hashes, then remove `parts/`. Rerunning after a
     crash rebuilds the files from the parts, which go only once meta.json is written. A
     session that was never closed (the recorder died) gets `recovered: true`; its `rows` are
-    what survived. Market-data kinds without rows get no file, as in an import.
+    what survived, cut at the last `checkpoint` in meta.json when there is one (`cut`: the rows
+    cut per table), so that every table ends at the same event. Market-data kinds without
+    rows get no file, as in an import.
     """
     meta = read_meta(session_dir)
     if not meta:
@@ -476,21 +522,27 @@ def consolidate(session_dir: Path) -> dict[str, int]:
     }
     rows = {name: sum(_part_rows(path) for path in parts) for name, parts in tables.items()}
     _check_counts(session_dir, meta, rows)
+    # a killed recorder's tables end at different moments: cut them at its last checkpoint
+    cut = None if meta.get("closed") is True else Checkpoint.from_meta(meta)
     files: dict[str, str] = {}
+    kept: dict[str, int] = {}
     for name, parts in tables.items():
-        if rows[name] == 0 and name in KINDS:
-            continue  # readers expect a kind's file to hold rows; an absent kind is the contract
         target = session_dir / f"{name}.parquet"
-        _merge_parts(parts, target)
+        kept[name] = _merge_parts(parts, target, name, cut)
+        if kept[name] == 0 and name in KINDS:
+            target.unlink()  # readers expect a kind's file to hold rows; an absent kind is
+            continue  # the contract
         files[target.name] = file_sha256(target)
     fsync(session_dir)
-    meta.update(consolidated=True, rows=rows, files=files)
+    meta.update(consolidated=True, rows=kept, files=files)
     meta.setdefault("session", _session_name(session_dir))
     if meta.get("closed") is not True:
         meta["recovered"] = True
+        if cut is not None:
+            meta["cut"] = {name: rows[name] - kept[name] for name in sorted(rows)}
     write_json_atomic(session_dir / META_FILE, meta)
     _remove_parts(session_dir)
-    return rows
+    return kept
 
 
 def _rows_of(meta: Mapping[str, object]) -> dict[str, int]:
@@ -517,23 +569,30 @@ def _part_rows(path: Path) -> int:
         return int(part.metadata.num_rows)
 
 
-def _merge_parts(parts: list[Path], target: Path) -> None:
-    """Stream the parts into `target` atomically, one part in memory at a time.
+def _merge_parts(parts: list[Path], target: Path, name: str, cut: Checkpoint | None) -> int:
+    """Stream the parts into `target` atomically, one part in memory at a time, keeping the
+    rows before `cut` (all when None); returns the rows written.
 
     Not store.write_parquet: that needs the whole table in memory, and a day of raw frames
     or book rows may not fit. Same settings, so the file reads like an imported one.
     """
     tmp = target.with_name(target.name + TMP_SUFFIX)
     first = _read_part(parts[0])
+    seen = written = 0
     with pq.ParquetWriter(tmp, first.schema, compression="zstd", compression_level=9) as writer:
-        writer.write_table(first, row_group_size=ROW_GROUP_ROWS)
-        for path in parts[1:]:
-            table = _read_part(path)
+        for path in parts:
+            table = first if path == parts[0] else _read_part(path)
             if not table.schema.equals(first.schema):
                 raise DataError(f"{path}: schema differs from {parts[0].name}'s")
+            rows = table.num_rows
+            if cut is not None:
+                table = cut.keep(name, table, seen)
+            seen += rows
+            written += table.num_rows
             writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
     fsync(tmp)
     os.replace(tmp, target)
+    return written
 
 
 def _remove_parts(session_dir: Path) -> None:

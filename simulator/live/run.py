@@ -28,7 +28,7 @@ from simulator.live.frames import Direction, Frame, Stamper, raw_table
 from simulator.live.inbox import Inbox
 from simulator.live.keepalive import ConnectionConfig
 from simulator.live.network import LiveNetwork
-from simulator.live.parts import consolidate
+from simulator.live.parts import Checkpoint, consolidate
 from simulator.live.session import SymbolRun, session_key
 from simulator.live.venues import adapter
 from simulator.protocols import ModelRunner
@@ -98,7 +98,9 @@ class _RawSpool:
     append is atomic), a flusher thread writes them to every session they belong to, and
     the consumed rows and outputs each run's spool holds."""
 
-    def __init__(self, runs: list[SymbolRun]) -> None:
+    def __init__(self, runs: list[SymbolRun], checkpoint_s: float = 30.0) -> None:
+        self._checkpoint_s = checkpoint_s
+        self._checkpointed = time.monotonic()
         self._frames: deque[Frame] = deque()
         self._runs = {run.prefix: run for run in runs}
         self._stop = threading.Event()
@@ -119,6 +121,8 @@ class _RawSpool:
             self._error = e
 
     def flush(self) -> None:
+        due = time.monotonic() - self._checkpointed >= self._checkpoint_s
+        marks = {prefix: run.spool.take_mark() for prefix, run in self._runs.items()} if due else {}
         frames: list[Frame] = []
         while self._frames:
             frames.append(self._frames.popleft())
@@ -127,6 +131,18 @@ class _RawSpool:
                 self._runs[prefix].parts.append("raw", raw_table(selected))
         for run in self._runs.values():  # the consumed rows and outputs, off the path
             run.spool.flush()
+        if due:
+            self._checkpoint(marks)
+
+    def _checkpoint(self, marks: dict[str, Checkpoint | None]) -> None:
+        """Every row up to the marks (taken before the rows were) into finished parts, then
+        the marks into meta.json: where `data recover` cuts a killed session."""
+        for prefix, mark in marks.items():
+            if mark is not None:
+                parts = self._runs[prefix].parts
+                parts.flush()
+                parts.update_meta(checkpoint=mark.as_meta())
+        self._checkpointed = time.monotonic()
 
     def close(self) -> None:
         self._stop.set()
@@ -203,7 +219,7 @@ def run_live(
     by_prefix = {run.prefix: run for run in runs}
     profile = venue.profile
     inbox = Inbox(options.inbox_capacity, conflatable=venue.conflatable)
-    spool = _RawSpool(runs)
+    spool = _RawSpool(runs, checkpoint_s=options.roll_seconds)
     stamper = Stamper(wall)
 
     def sink(frame: Frame) -> None:

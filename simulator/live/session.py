@@ -23,7 +23,7 @@ from simulator.engine_live import LiveEngine
 from simulator.live.adapter import Normalizer
 from simulator.live.consumed import Consumed, schemas
 from simulator.live.frames import RAW_SCHEMA, Frame
-from simulator.live.parts import SessionParts
+from simulator.live.parts import Checkpoint, SessionParts
 from simulator.live.stepper import DECISIONS_SCHEMA, EventStepper, RowSpool
 from simulator.market import MarketState
 from simulator.portfolio import Portfolio
@@ -128,6 +128,13 @@ class SymbolRun:
         for frame in frames:
             on_frame(frame, consumed)
         self.stepper.record_outputs()
+        if frames:  # where `data recover` may cut the recording if the process is killed
+            tables = self.recorder.tables
+            self.spool.marks.append(
+                Checkpoint(seq=consumed.next_seq - 1, frame_seq=frames[-1].seq,
+                           events=self.engine.state.n_events, orders=len(tables.orders),
+                           fills=len(tables.fills))
+            )  # fmt: skip
 
     def record_outputs(self) -> None:
         """Hand the decisions, orders and fills made since the last call to the recording."""

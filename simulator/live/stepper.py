@@ -23,7 +23,7 @@ import pyarrow as pa
 from simulator.engine_live import LiveEngine
 from simulator.errors import InvariantViolation
 from simulator.live.consumed import schemas
-from simulator.live.parts import SessionParts
+from simulator.live.parts import Checkpoint, SessionParts
 from simulator.recording import RunTables, fills_table, orders_table
 from simulator.sources.recorded import EventBatch
 from simulator.sources.schema import RowChecker
@@ -77,11 +77,20 @@ class RowSpool:
         self._schemas = schemas(levels)
         self.queues: dict[str, deque[Row]] = {kind: deque() for kind in self._schemas}
         self.outputs: deque[tuple[str, Any]] = deque()
+        self.marks: deque[Checkpoint] = deque()  # the consumer's, after each drain
         self._checkers = {
             kind: RowChecker(kind, f"{where} {kind}", levels if kind == "book" else 0)
             for kind in CHECKED_KINDS
         }
         self.error: InvariantViolation | None = None
+
+    def take_mark(self) -> Checkpoint | None:
+        """The consumer's latest mark. Taken before `flush`, it is a point that flush covers:
+        the consumer queues an event's rows and outputs before the mark that counts it."""
+        mark = None
+        while self.marks:
+            mark = self.marks.popleft()
+        return mark
 
     def flush(self) -> None:
         for kind, queue in self.queues.items():

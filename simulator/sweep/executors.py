@@ -167,9 +167,17 @@ def _ray_init(ray: Any, address: str, num_cpus: int | None) -> None:  # noqa: AN
     options: dict[str, Any] = {"log_to_driver": False, "logging_level": "error"}
     if address == "local":
         options.update(include_dashboard=False, num_cpus=num_cpus)
-        ray.init(**options)
     else:
-        ray.init(address=address, **options)
+        options["address"] = address
+    try:
+        ray.init(**options)
+    except (ConnectionError, RuntimeError, ValueError) as e:  # Ray's own, for a bad address
+        where = "start a local Ray instance" if address == "local" else f"join Ray at {address}"
+        raise ConfigError(
+            f"--ray {address}: could not {where} ({type(e).__name__}: {e}); a cluster address "
+            "is auto (this machine is a node: `ray start`) or ray://HEAD:10001 (Ray Client, "
+            "`pip install 'ray[client]'`)"
+        ) from e
 
 
 def executor_for(workers: int | None, ray_address: str | None) -> Executor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import polars as pl
 import pytest
 from click.testing import CliRunner
 
@@ -75,3 +76,57 @@ def test_a_plugin_strategy_replays_and_digests_repeat(tmp_path):
     digests = [line for r in (first, second) for line in r.output.splitlines() if "digest" in line]
     assert len(digests) == 2
     assert digests[0] == digests[1]
+
+
+def _replay_toml(tmp_path, toml, *extra):
+    from tests.plugins.strategy_files import write_plugin_strategy
+
+    path = write_plugin_strategy(tmp_path / "mine", toml)
+    args = ["replay", AAPL, "--strategy", str(path), "--out", str(tmp_path / "run"), "--no-report",
+            "--data-dir", str(BUNDLED_DATA), *extra]  # fmt: skip
+    return CliRunner().invoke(main, args)
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ('[policy]\nclass = "policy.py:NoDecide"\n',
+         "policy.class 'policy.py:NoDecide': NoDecide has no method decide() (a policy needs "
+         "decide(), reset())"),
+        ('[policy]\nclass = "policy.py:BuyOnce"\nsise = 2.0\n',
+         "policy: BuyOnce takes no parameter 'sise'; did you mean 'size'? (its parameters: "
+         "size)"),
+        ('[policy]\nsise = 2.0\n',
+         "{toml}: unknown key 'policy.sise'; did you mean 'policy.size'?"),
+        ('[risk]\nchecks = ["risk.py:NoCheck"]\n',
+         "risk.checks[0] 'risk.py:NoCheck': NoCheck has no method check() (a risk check needs "
+         "check())"),
+        ('[risk]\nchecks = ["risky.py:RejectAll"]\n',
+         "risk.checks[0] 'risky.py:RejectAll': file {dir}/risky.py not found"),
+    ],
+)  # fmt: skip
+def test_a_policy_or_risk_check_that_does_not_load_names_its_key(tmp_path, toml, message):
+    result = _replay_toml(tmp_path, toml)
+    assert result.exit_code == 1, result.output
+    folder = (tmp_path / "mine").resolve()
+    expected = message.replace("{dir}", str(folder)).replace(
+        "{toml}", str(tmp_path / "mine" / "strategy.toml")
+    )
+    assert result.output.strip() == f"ConfigError: {expected}"
+
+
+def test_user_policy_and_risk_check_run_and_reasons_are_named(tmp_path):
+    toml = ('[policy]\nclass = "policy.py:BuyOnce"\nsize = 2.0\n'
+            '[risk]\nchecks = ["risk.py:RejectAll"]\n')  # fmt: skip
+    result = _replay_toml(tmp_path, toml)
+    assert result.exit_code == 0, result.output
+    rejections = pl.read_parquet(tmp_path / "run" / "risk_rejections.parquet")
+    assert rejections.height == 1
+    assert rejections["reason"].to_list() == ["NOT_TODAY"]
+    assert rejections["qty"].to_list() == [2.0]  # the --set-able parameter reached the class
+    again = _replay_toml(tmp_path / "b", toml, "--set", "policy.size=3.0", "--set",
+                         "risk.builtins=false")  # fmt: skip
+    assert again.exit_code == 0, again.output
+    assert pl.read_parquet(tmp_path / "b" / "run" / "risk_rejections.parquet")["qty"].to_list() == [
+        3.0
+    ]

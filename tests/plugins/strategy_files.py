@@ -90,3 +90,58 @@ def write_strategy(
     path = folder / "strategy.toml"
     path.write_text(f"[features]\n{features}\n{RULE}{extra}")
     return path
+
+
+POLICY_PY = '''
+from simulator.intents import NO_INTENTS, MarketOrder
+from simulator.types import Side
+
+
+class BuyOnce:
+    """Buys `size` at market on the first decision, then holds."""
+
+    def __init__(self, size: float = 1.0) -> None:
+        self.size = size
+        self.done = False
+
+    def decide(self, outputs, view):
+        if self.done or view.order_in_flight:
+            return NO_INTENTS
+        self.done = True
+        return (MarketOrder(Side.BUY, self.size),)
+
+    def reset(self):
+        self.done = False
+
+
+class NoDecide:
+    def reset(self):
+        pass
+'''
+
+RISK_PY = """
+from enum import IntEnum
+
+
+class Reason(IntEnum):
+    NOT_TODAY = 1
+
+
+class RejectAll:
+    def check(self, order, price, state):
+        return Reason.NOT_TODAY
+
+
+class NoCheck:
+    pass
+"""
+
+
+def write_plugin_strategy(folder: Path, toml: str) -> Path:
+    """`folder`/strategy.toml (`toml`, over an obi rule) with policy.py and risk.py beside it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "policy.py").write_text(POLICY_PY)
+    (folder / "risk.py").write_text(RISK_PY)
+    path = folder / "strategy.toml"
+    path.write_text('[features]\nnames = ["l1_imbalance"]\n[breaker]\nenabled = false\n' + toml)
+    return path

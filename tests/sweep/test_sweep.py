@@ -173,3 +173,23 @@ def test_a_sweep_never_writes_into_a_directory_holding_something_else(small_spec
     with pytest.raises(ConfigError, match=r"is not empty and holds no sweep \(sweep\.json\)"):
         Sweep(small_spec, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_a_plug_in_strategy_sweeps_the_same_on_workers(sweep_data, tmp_path):
+    """The user's feature class is loaded by path in each spawned worker: same digests."""
+    from simulator.config import load_strategy as load
+    from tests.plugins.strategy_files import write_strategy
+
+    features = 'names = ["l1_imbalance", "spread_bps"]\nplugins = ["features.py:SpreadBps"]'
+    toml = write_strategy(tmp_path / "mine", features)
+    spec = SweepSpec(sessions=SESSIONS[:1], data_dir=sweep_data, config=load(str(toml)),
+                     axes=(GridAxis("policy.threshold", ("0.3", "0.6")),))  # fmt: skip
+    serial = Sweep(spec, tmp_path / "serial").run(SerialExecutor())
+    pooled = Sweep(spec, tmp_path / "pool").run(PoolExecutor(2))
+    assert [r["status"] for r in pooled.rows] == ["ok", "ok"]
+    assert [r["digest"] for r in pooled.rows] == [r["digest"] for r in serial.rows]
+    (tmp_path / "mine" / "features.py").write_text(
+        (tmp_path / "mine" / "features.py").read_text().replace("2e4", "1e4")
+    )
+    edited = Sweep(spec, tmp_path / "serial").run(SerialExecutor())
+    assert edited.n_resumed == 0  # the user's code changed: every cell runs again

@@ -31,6 +31,7 @@ from simulator.models import (
     train_gru,
     train_mlp,
 )
+from simulator.models.onnx_runner import load_session
 from simulator.protocols import ModelRunner
 
 N_FEATURES = 6
@@ -93,6 +94,29 @@ def test_onnx_and_torchscript_runners_agree_with_the_trained_mlp(mlp_files):
     assert served.min() >= 0.0
     assert served.max() <= 1.0
     assert served.std() > 0.01  # not a constant model
+
+
+def test_runners_cast_float64_features_to_the_models_float32_input(mlp_files):
+    result, onnx_path, torch_path = mlp_files
+    inputs = _random_features(200).astype(np.float64) + 1.0 / 3.0  # not float32 values
+    rounded = inputs.astype(np.float32)  # round to nearest: the cast the runners make
+    assert not np.array_equal(rounded.astype(np.float64), inputs)
+    session = load_session(onnx_path)  # the runner's settings, without the runner
+    expected = [float(session.run(None, {"features": row[None]})[0].item()) for row in rounded]
+    onnx_runner, torch_runner = (
+        OnnxRunner(onnx_path, N_FEATURES),
+        TorchRunner(torch_path, N_FEATURES),
+    )
+    features = np.zeros(N_FEATURES)  # the feature stage's float64 vector, rewritten in place
+    served_onnx, served_torch = [], []
+    for i, row in enumerate(inputs):
+        features[:] = row
+        served_onnx.append(float(onnx_runner.predict(features, i)[0]))
+        served_torch.append(float(torch_runner.predict(features, i)[0]))
+    assert served_onnx == expected  # exactly the model's output on the float32-rounded input
+    with torch.no_grad():
+        from_torch = result.model(torch.from_numpy(rounded)).numpy()[:, 0]
+    np.testing.assert_allclose(served_torch, from_torch, rtol=0, atol=1e-6)
 
 
 def test_exported_onnx_has_the_contracted_signature(mlp_files):
@@ -338,7 +362,9 @@ def test_precomputed_runner_loads_npy_and_parquet(tmp_path):
 )
 def test_rule_runner_maps_imbalance_to_probability(obi, scale, expected):
     features = np.array([7.0, obi], dtype=np.float64)
-    assert RuleRunner(1, scale).predict(features, 0)[0] == pytest.approx(expected)
+    p, signal = RuleRunner(1, scale).predict(features, 0)
+    assert p == pytest.approx(expected)
+    np.testing.assert_array_equal(signal, obi * scale)  # the signal itself, unclipped
 
 
 # --- circuit breaker --------------------------------------------------------------------------
