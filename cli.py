@@ -875,6 +875,9 @@ def _print_run(manifest: dict[str, Any], out_dir: Path) -> None:
         f"  orders {s['n_orders']:,}  fills {s['n_fills']:,}  rejections {s['n_rejections']:,}  "
         f"position {s['final_position']:g}  max drawdown {s['max_drawdown']:,.4f}"
     )
+    by_reason = s.get("rejections_by_reason") or {}
+    if by_reason:
+        console.print("  rejected: " + ", ".join(f"{k} {n:,}" for k, n in by_reason.items()))
     table = Table(title="stage latency (µs)", show_edge=False)
     for name in ("stage", "count", "p50", "p99", "p99.9", "max"):
         table.add_column(name, justify="right")

@@ -3,19 +3,25 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 
 from simulator.errors import ModelError
 
+SIGNAL_OUTPUT: Final = 1
+"""Index of the rule's signal in its output vector (output 0 is p)."""
+
 
 class RuleRunner:
-    """p = (1 + clip(features[feature_index] * scale, -1, 1)) / 2.
+    """Outputs [p, signal]: signal = features[feature_index] * scale (float64, unclipped; NaN
+    stays NaN) and p = (1 + clip(signal, -1, 1)) / 2.
 
     With the L1 order-book imbalance (in [-1, 1]) as the feature and scale 1, p runs from 0
     (all size on the ask) to 1 (all size on the bid). A NaN feature gives 0.5: no view.
+    The signal is there for rules on the imbalance itself (the obi_rule policy): p cannot give
+    it back exactly (1 + obi rounds away the last bits of obi).
     """
 
     __slots__ = ("_array", "_out", "_out_view", "_view", "feature_index", "name", "scale")
@@ -32,7 +38,7 @@ class RuleRunner:
         # indexing the numpy array; rebuilt only if a different array is passed
         self._array: npt.NDArray[np.float64] | None = None
         self._view: memoryview = memoryview(b"")
-        self._out = np.zeros(1, dtype=np.float64)  # the output vector: [p]
+        self._out = np.zeros(2, dtype=np.float64)  # the output vector: [p, signal]
         self._out_view: Any = self._out.data  # item stores ~3x faster than numpy
 
     def warm_up(self) -> None:
@@ -52,7 +58,9 @@ class RuleRunner:
             p = 0.0
         else:
             p = (1.0 + x) * 0.5
-        self._out_view[0] = p
+        out = self._out_view
+        out[0] = p
+        out[1] = x
         return self._out
 
     def reset(self) -> None:
