@@ -20,7 +20,9 @@ class RuleRunner:
 
     __slots__ = ("_array", "_out", "_out_view", "_view", "feature_index", "name", "scale")
 
-    def __init__(self, feature_index: int, scale: float = 1.0) -> None:
+    def __init__(self, feature_index: int, scale: float = 1.0, *, width: int = 1) -> None:
+        """`width`: the length of the output vector (a fallback answers with its primary's
+        width: p first, NaN after it)."""
         if feature_index < 0:
             raise ModelError(f"rule: feature_index is {feature_index}; expected >= 0")
         if not math.isfinite(scale) or scale == 0.0:
@@ -32,7 +34,7 @@ class RuleRunner:
         # indexing the numpy array; rebuilt only if a different array is passed
         self._array: npt.NDArray[np.float64] | None = None
         self._view: memoryview = memoryview(b"")
-        self._out = np.zeros(1, dtype=np.float64)  # the output vector: [p]
+        self._out = np.full(max(width, 1), np.nan)  # the output vector: [p, NaN...]
         self._out_view: Any = self._out.data  # item stores ~3x faster than numpy
 
     def warm_up(self) -> None:
