@@ -462,7 +462,8 @@ def _write_repaired(ref: SessionRef, repair: tuple[Repair, ...], out: Path) -> N
 @click.argument("session")
 @DATA_DIR_OPTION
 def data_recover(session: str, data_dir: Path) -> None:
-    """Consolidate a live SESSION's Parquet parts into session files (also after a crash)."""
+    """Consolidate a live SESSION's Parquet parts into session files; a killed session's
+    tables are cut at its last checkpoint (rows cut are counted per table)."""
     from simulator.live.parts import consolidate
     from simulator.session import session_directory
     from simulator.store import read_meta
@@ -1079,7 +1080,7 @@ def sweep(
     _print_sweep(outcome, out)
     if outcome.n_failed:
         err_console.print(
-            f"[red]SweepError[/red]: {outcome.n_failed} of {len(outcome.rows)} cells failed "
+            f"[red]SweepError[/red]: {outcome.n_failed} of {outcome.n_cells} cells failed "
             f"(their status is in {outcome.results})"
         )
         sys.exit(1)
@@ -1090,9 +1091,10 @@ def _run_sweep(plan: Any, executor: Any) -> Any:  # noqa: ANN401 - Sweep, Execut
 
     from simulator.report.sweep import write_sweep_report
 
-    done, todo = plan.resumed()
-    if done:
-        console.print(f"resuming: {len(done)} of {len(plan.cells)} cells already done")
+    todo = plan.pending()
+    if len(todo) < len(plan.cells):
+        done = len(plan.cells) - len(todo)
+        console.print(f"resuming: {done} of {len(plan.cells)} cells already done")
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),
                TimeRemainingColumn())  # fmt: skip
@@ -1117,17 +1119,21 @@ def _run_sweep(plan: Any, executor: Any) -> Any:  # noqa: ANN401 - Sweep, Execut
 
 
 def _print_sweep(outcome: Any, out: Path) -> None:  # noqa: ANN401 - a SweepOutcome
-    ok = [r for r in outcome.rows if r["status"] == "ok"]
+    import pyarrow.parquet as pq
+
     console.print(
-        f"{len(outcome.rows)} cells: {outcome.n_run} run, {outcome.n_resumed} resumed, "
+        f"{outcome.n_cells} cells: {outcome.n_run} run, {outcome.n_resumed} resumed, "
         f"{outcome.n_failed} failed"
     )
+    table = pq.read_table(outcome.results, columns=["cell", "status", "net_pnl"])
+    ok = [r for r in table.to_pylist() if r["status"] == "ok"]
     if ok:
         best = max(ok, key=lambda r: r["net_pnl"])
         console.print(f"  best net PnL {best['net_pnl']:,.4f}: cell {best['cell']}")
-    for row in outcome.rows:
-        if row["status"] not in ("ok", "not run"):
-            console.print(f"  [red]{escape(row['cell'])}[/red]: {escape(row['status'])}")
+    for row in outcome.failures:
+        console.print(f"  [red]{escape(row['cell'])}[/red]: {escape(row['status'])}")
+    if outcome.n_failed > len(outcome.failures):
+        console.print(f"  ... and {outcome.n_failed - len(outcome.failures)} more failed cells")
     console.print(f"  results {outcome.results}\n  report {out / 'sweep.html'}")
 
 

@@ -8,7 +8,9 @@ memory of the sweep's own process (not a test).
 2. Scaling: 8 cells of --events events each (obi_mlp), on 1 worker (this process), a pool of
    1 and a pool of 2: cells/s of each and the speed-up.
 3. The sweep's parent: its peak RSS (this process is the parent of every sweep above, so its
-   ru_maxrss covers them all), with --many tiny cells.
+   ru_maxrss covers them all), with --many tiny cells, and first with --plan cells planned,
+   keyed, built into jobs and written to results.parquet without running (the parent's own
+   cost per cell).
 
     python benchmarks/sweep_bench.py [--events 200000] [--many 200]
 
@@ -25,11 +27,13 @@ import resource
 import statistics
 import tempfile
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from simulator.config import apply_overrides, load_strategy
 from simulator.sources.synthetic import write_synthetic_session
 from simulator.sweep import GridAxis, PoolExecutor, SerialExecutor, Sweep, SweepSpec
+from simulator.sweep.cell import CellJob, Row
 from simulator.sweep.executors import Executor
 
 
@@ -67,6 +71,33 @@ def _timed(
         manifest = json.loads((out / "cells" / str(row["cell"]) / "manifest.json").read_text())
         manifests.append({**manifest["timings"], "wall_s": row["wall_s"]})
     return wall, first[0], manifests
+
+
+class _PlanOnly:
+    """Builds every cell's job (configuration, content key) and runs none of them."""
+
+    name = "plan-only"
+    workers = 1
+
+    def results(self, jobs: Iterable[CellJob]) -> Iterator[Row]:
+        for _ in jobs:
+            pass
+        return iter(())
+
+
+def planning(data: Path, out: Path, n_cells: int) -> dict[str, object]:
+    """The sweep's own cost per cell without the replays: plan, key, build each job, write
+    results.parquet (every cell `not run`)."""
+    write_synthetic_session(data / "bench/TINY/2024-01-02", 2_000)
+    spec = _spec(data, "bench/TINY/2024-01-02", _thresholds(n_cells), "obi_mlp")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    started = time.perf_counter()
+    Sweep(spec, out).run(_PlanOnly())
+    wall = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"measure": "planning", "cells": n_cells, "wall_s": round(wall, 2),
+            "per_cell_ms": round(wall / n_cells * 1e3, 3), "peak_rss_mb_before": round(before, 1),
+            "peak_rss_mb_after": round(peak, 1)}  # fmt: skip
 
 
 def overhead(data: Path, out: Path, n_cells: int) -> dict[str, object]:
@@ -117,10 +148,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000, help="Quotes per scaling cell.")
     parser.add_argument("--many", type=int, default=200, help="Tiny cells for overhead/RSS.")
+    parser.add_argument("--plan", type=int, default=20_000, help="Cells planned, not run.")
     args = parser.parse_args()
     print(json.dumps({"host_cpus": os.cpu_count(), "load_avg": os.getloadavg()}))
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
+        print(json.dumps(planning(root / "data", root / "planning", args.plan)), flush=True)
         print(json.dumps(overhead(root / "data", root / "overhead", args.many)), flush=True)
         print(json.dumps(_parent_rss(f"after {args.many} pool cells")), flush=True)
         for row in scaling(root / "data", root / "scaling", args.events):

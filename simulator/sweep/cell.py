@@ -101,8 +101,8 @@ def write_cell_file(out_dir: Path, row: Row) -> None:
     partial.replace(out_dir / CELL_FILE)
 
 
-def finished_row(out_dir: Path, key: str) -> Row | None:
-    """The row of a cell already done with this content key, else None."""
+def read_cell_file(out_dir: Path, key: str) -> Row | None:
+    """The row in the cell's cell.json when it holds this content key (any status)."""
     path = out_dir / CELL_FILE
     if not path.exists():
         return None
@@ -110,6 +110,10 @@ def finished_row(out_dir: Path, key: str) -> Row | None:
         row = json.loads(path.read_text())
     except json.JSONDecodeError:
         return None  # a damaged marker: the cell simply runs again
-    if not isinstance(row, dict) or row.get("key") != key or row.get("status") != OK:
-        return None
-    return row
+    return row if isinstance(row, dict) and row.get("key") == key else None
+
+
+def finished_row(out_dir: Path, key: str) -> Row | None:
+    """The row of a cell already done with this content key, else None."""
+    row = read_cell_file(out_dir, key)
+    return row if row is not None and row.get("status") == OK else None

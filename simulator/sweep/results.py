@@ -8,7 +8,7 @@ seconds of the cell; the cell's directory under cells/ and its content key.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -46,10 +46,22 @@ def results_table(rows: Sequence[Row], axes: Sequence[GridAxis]) -> pa.Table:
     )
 
 
-def write_results(out_dir: Path, rows: Sequence[Row], axes: Sequence[GridAxis]) -> Path:
-    """Write results.parquet atomically (a reader never sees half a file)."""
+def write_results(out_dir: Path, chunks: Iterable[Sequence[Row]], axes: Sequence[GridAxis]) -> Path:
+    """Write results.parquet, a chunk of rows at a time, atomically (a reader never sees
+    half a file)."""
     path = out_dir / RESULTS_FILE
     partial = path.with_suffix(".parquet.tmp")
-    pq.write_table(results_table(rows, axes), partial)
+    writer: pq.ParquetWriter | None = None
+    try:
+        for rows in chunks:
+            table = results_table(rows, axes)
+            if writer is None:
+                writer = pq.ParquetWriter(partial, table.schema)
+            writer.write_table(table.cast(writer.schema))
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is None:  # no cells at all
+        pq.write_table(results_table([], axes), partial)
     partial.replace(path)
     return path

@@ -16,21 +16,34 @@ import itertools
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Final
+
+import pyarrow.parquet as pq
 
 from simulator.config import Config
 from simulator.errors import ConfigError
 from simulator.session import SessionRef, resolve_session
 from simulator.store import file_sha256
-from simulator.sweep.cell import OK, CellJob, Row, finished_row
+from simulator.sweep.cell import (
+    CELL_FILE,
+    OK,
+    CellJob,
+    Row,
+    finished_row,
+    read_cell_file,
+    write_cell_file,
+)
 from simulator.sweep.executors import Executor
 from simulator.sweep.grid import GridAxis, cell_config, check_axes, require_scalable, setting
-from simulator.sweep.results import write_results
+from simulator.sweep.results import RESULTS_FILE, write_results
 
 CELLS_DIR: Final = "cells"
+NOT_RUN: Final = "not run"
+RESULTS_CHUNK: Final = 4096
+FAILURES_KEPT: Final = 20
 META_FILE: Final = "sweep.json"
 PLUGIN_FILE: Final = re.compile(r"[^:]+\.py:[A-Za-z_][A-Za-z0-9_]*")
 
@@ -59,14 +72,26 @@ class Cell:
 
 @dataclass(slots=True)
 class SweepOutcome:
-    rows: list[Row]
+    """Counts and a few rows; every cell's row is in `results` (read by `rows`)."""
+
+    results: Path
+    n_cells: int
     n_run: int
     n_resumed: int
-    results: Path
+    n_failed: int = 0
+    failures: list[Row] = field(default_factory=list)  # the first FAILURES_KEPT
 
     @property
-    def n_failed(self) -> int:
-        return sum(1 for row in self.rows if row["status"] != OK)
+    def rows(self) -> list[Row]:
+        """Every cell's row, read back from results.parquet (for small sweeps and tests)."""
+        rows: list[Row] = pq.read_table(self.results).to_pylist()
+        return rows
+
+    def add(self, row: Row) -> None:
+        if row["status"] != OK:
+            self.n_failed += 1
+            if len(self.failures) < FAILURES_KEPT:
+                self.failures.append(row)
 
 
 Progress = Callable[[Row], None]
@@ -90,6 +115,9 @@ class Sweep:
         self._version = metadata.version("ticktape")
         self._hashes: dict[Path, str] = {}  # model and calibration files, hashed once
         self.n_done = 0  # cells with a result, once run() has returned or been interrupted
+        self._keys: list[str | None] = [None] * len(self.cells)
+        self._typed: dict[tuple[str, str], object] = {}
+        self._pending: list[Cell] | None = None
 
     def _write_meta(self) -> None:
         """sweep.json: what the sweep varies (the report's header and chart axes)."""
@@ -160,50 +188,74 @@ class Sweep:
             labels=self.labels(cell, config),
         )  # fmt: skip
 
-    def resumed(self) -> tuple[dict[int, Row], list[Cell]]:
-        """Rows of the cells already done (same key), and the cells left to run."""
-        done: dict[int, Row] = {}
-        todo: list[Cell] = []
-        for cell in self.cells:
-            config = self.config(cell)
-            key = self.key(cell, config)
-            row = None if self.spec.force else finished_row(self.cell_dir(cell, key), key)
-            if row is None:
-                todo.append(cell)
-            else:
-                done[cell.index] = {**row, "index": cell.index, **self.labels(cell, config)}
-        return done, todo
+    def pending(self) -> list[Cell]:
+        """The cells left to run: all with `force`, else those not done with their key."""
+        if self._pending is None:
+            self._pending = [
+                cell
+                for cell in self.cells
+                if self.spec.force or finished_row(self._dir(cell), self._key(cell)) is None
+            ]
+        return self._pending
 
     def run(self, executor: Executor, on_row: Progress | None = None) -> SweepOutcome:
         """Run every cell not done yet; write results.parquet (also when interrupted)."""
-        rows, todo = self.resumed()
-        n_resumed = len(rows)
+        todo = self.pending()
+        outcome = SweepOutcome(self.out_dir / RESULTS_FILE, len(self.cells), len(todo),
+                               len(self.cells) - len(todo))  # fmt: skip
         try:
             for row in executor.results(self.job(cell) for cell in todo):
-                rows[int(_index(row))] = row
+                _keep_cell_file(self.out_dir / CELLS_DIR / str(row["cell"]), row)
+                outcome.add(row)
                 if on_row is not None:
                     on_row(row)
         finally:
-            path = write_results(self.out_dir, self._all_rows(rows), self.spec.axes)
-        ordered = [rows[cell.index] for cell in self.cells]
-        return SweepOutcome(ordered, len(todo), n_resumed, path)
+            outcome.results = self._write_results()
+        return outcome
 
-    def _all_rows(self, rows: dict[int, Row]) -> list[Row]:
-        """One row per cell in cell order. A cell whose result did not come back (the sweep
-        was interrupted as it finished) but whose cell.json is written counts as done; any
-        other cell missing says it did not run."""
-        out = []
-        for cell in self.cells:
-            row = rows.get(cell.index)
-            if row is None:
-                config = self.config(cell)
-                key = self.key(cell, config)
-                labels = {"index": cell.index, **self.labels(cell, config)}
-                done = finished_row(self.cell_dir(cell, key), key)
-                row = {**labels, "status": "not run"} if done is None else {**done, **labels}
-            out.append(row)
-        self.n_done = sum(1 for row in out if row["status"] != "not run")
-        return out
+    def _key(self, cell: Cell) -> str:
+        if self._keys[cell.index] is None:
+            self._keys[cell.index] = self.key(cell, self.config(cell))
+        return str(self._keys[cell.index])
+
+    def _dir(self, cell: Cell) -> Path:
+        return self.cell_dir(cell, self._key(cell))
+
+    def _row(self, cell: Cell) -> Row:
+        """The cell's row from its cell.json (any status), or `not run`."""
+        row = read_cell_file(self._dir(cell), self._key(cell))
+        return {**(row or {"status": NOT_RUN}), **self._labels(cell)}
+
+    def _labels(self, cell: Cell) -> Row:
+        """labels() without building the cell's whole configuration (typed values cached)."""
+        row: Row = {"session": self.refs[cell.session].name}
+        for key, text in cell.params:
+            if (key, text) not in self._typed:
+                self._typed[key, text] = setting(cell_config(self.spec.config, [(key, text)],
+                                                             None, self.out_dir), key)  # fmt: skip
+            row[key] = self._typed[key, text]
+        row["latency_scale"] = 1.0 if cell.scale is None else cell.scale
+        return row
+
+    def _write_results(self) -> Path:
+        """results.parquet from every cell's cell.json, in cell order, a chunk at a time: the
+        sweep's memory does not grow with the number of cells."""
+        self.n_done = 0
+
+        def chunks() -> Iterator[list[Row]]:
+            for start in range(0, len(self.cells), RESULTS_CHUNK):
+                rows = [self._row(cell) for cell in self.cells[start : start + RESULTS_CHUNK]]
+                self.n_done += sum(1 for row in rows if row["status"] != NOT_RUN)
+                yield rows
+
+        return write_results(self.out_dir, chunks(), self.spec.axes)
+
+
+def _keep_cell_file(out_dir: Path, row: Row) -> None:
+    """A row whose worker died has no cell.json yet: write it, so results show the failure."""
+    if not (out_dir / CELL_FILE).exists():
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_cell_file(out_dir, row)
 
 
 def _plugin_files(node: object) -> Iterator[str]:
@@ -238,13 +290,6 @@ def _cells(n_sessions: int, axes: Sequence[GridAxis], scales: Sequence[float]) -
 def _combos(axes: Sequence[GridAxis]) -> list[tuple[tuple[str, str], ...]]:
     values = [[(axis.key, v) for v in axis.values] for axis in axes]
     return [tuple(combo) for combo in itertools.product(*values)]
-
-
-def _index(row: Row) -> int:
-    index = row["index"]
-    if not isinstance(index, int):
-        raise ConfigError(f"a cell row has no index: {row}")
-    return index
 
 
 def _files_digest(paths: Iterable[Path]) -> dict[str, str]:
