@@ -67,7 +67,7 @@ def _replay(tmp_path, model_toml, features='["l1_imbalance", "book_imbalance"]')
     folder.mkdir(exist_ok=True)
     write_logistic(folder / "model.onnx", [1.0, -1.0], 0.0, ("p_up", "p_down"))
     (folder / "strategy.toml").write_text(
-        f"[features]\nnames = {features}\n[model]\nkind = \"onnx\"\npath = \"model.onnx\"\n"
+        f'[features]\nnames = {features}\n[model]\nkind = "onnx"\npath = "model.onnx"\n'
         f"{model_toml}\n[policy]\nthreshold = 0.2\n"
     )
     args = ["replay", AAPL, "--strategy", str(folder / "strategy.toml"), "--out",
