@@ -178,8 +178,12 @@ class OnnxRunner:
         self._session = load_session(self.path)
         inputs = self._session.get_inputs()
         if len(inputs) != 1:
-            raise ModelError(f"{self.path}: the model has {len(inputs)} inputs "
-                             f"({[a.name for a in inputs]}); expected one")  # fmt: skip
+            outputs = self._session.get_outputs()
+            raise ModelError(
+                f"{self.path}: the model has {len(inputs)} inputs and {len(outputs)} outputs "
+                f"({[a.name for a in inputs]} -> {[a.name for a in outputs]}); expected one "
+                f"float input [1, {n_features}] or a window [1, W, {n_features}]"
+            )
         self.window = _check_input(self.path, inputs[0], n_features, window)
         chosen = _select_outputs(self.path, self._session, outputs)
         self.output_names = tuple(arg.name for arg, _ in chosen)
