@@ -12,7 +12,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -667,26 +667,36 @@ def _replay_many(
     as_json: bool,
 ) -> None:
     """Each session on its own (nothing carries over), then the per-session table + totals."""
+    import shutil
+
     from simulator import batch, runtime
     from simulator.rundir import clear_directory
 
     out_root = out or runtime.unique_dir(Path("reports"), batch_name(config, refs, seed))
     _check_writable(out_root, "--out", directory=True)
     clear_directory(out_root)  # checked by the caller: empty, a previous replay, or --force
+    created = [p for p in (out_root, *out_root.parents) if not p.exists()]
     out_root.mkdir(parents=True, exist_ok=True)
     if not as_json:
         console.print(f"{len(refs)} sessions: {batch.INDEPENDENCE}")
     rows = []
-    for i, ref in enumerate(refs, 1):
-        with _progress(f"replaying {ref.name} ({i}/{len(refs)})") as progress:
-            run = batch.replay_into(ref, config, out_root, seed=seed, progress=progress)
-        if with_report:
-            from simulator.report import write_report
+    try:  # all or nothing, like one session's run: a failure or Ctrl-C removes it
+        for i, ref in enumerate(refs, 1):
+            with _progress(f"replaying {ref.name} ({i}/{len(refs)})") as progress:
+                run = batch.replay_into(ref, config, out_root, seed=seed, progress=progress)
+            if with_report:
+                from simulator.report import write_report
 
-            write_report(run.run_dir)
-        rows.append(batch.session_row(run))
-    summary = batch.aggregate(rows, strategy=config["strategy"]["name"], seed=seed)
-    path = batch.write_summary(out_root, summary)
+                write_report(run.run_dir)
+            rows.append(batch.session_row(run))
+        summary = batch.aggregate(rows, strategy=config["strategy"]["name"], seed=seed)
+        path = batch.write_summary(out_root, summary)
+    except BaseException:
+        shutil.rmtree(out_root, ignore_errors=True)
+        for parent in created[1:]:  # e.g. reports/, when this run made it
+            with suppress(OSError):
+                parent.rmdir()
+        raise
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return
@@ -865,6 +875,9 @@ def _print_run(manifest: dict[str, Any], out_dir: Path) -> None:
         f"  orders {s['n_orders']:,}  fills {s['n_fills']:,}  rejections {s['n_rejections']:,}  "
         f"position {s['final_position']:g}  max drawdown {s['max_drawdown']:,.4f}"
     )
+    by_reason = s.get("rejections_by_reason") or {}
+    if by_reason:
+        console.print("  rejected: " + ", ".join(f"{k} {n:,}" for k, n in by_reason.items()))
     table = Table(title="stage latency (µs)", show_edge=False)
     for name in ("stage", "count", "p50", "p99", "p99.9", "max"):
         table.add_column(name, justify="right")

@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from time import perf_counter_ns
 from typing import Any, Final
 
+from simulator.clock import next_day_start
 from simulator.errors import InvariantViolation
-from simulator.intents import Intent, LimitOrder, MarketOrder, OpenOrder
+from simulator.intents import Cancel, CancelReplace, Intent, LimitOrder, MarketOrder, OpenOrder
 from simulator.market import MAX_TS, MarketState
 from simulator.protocols import (
     Clock,
@@ -38,7 +39,7 @@ from simulator.protocols import (
 from simulator.recording import Rejection, RunRecorder
 from simulator.sources.merge import MergedBatch, merge
 from simulator.sources.recorded import BatchSource, EventBatch
-from simulator.types import Fill, OrderRequest, OrderType, StatusCode
+from simulator.types import CancelRequest, Fill, OrderRequest, OrderType, StatusCode
 
 QUOTE: Final = 0
 TRADE: Final = 1
@@ -75,7 +76,8 @@ class EngineState:
     mid: float = math.nan
     equity: float = 0.0
     peak_equity: float = 0.0
-    day_start_equity: float = 0.0
+    day_start_equity: float = 0.0  # equity when the venue's current day began
+    day_end: int = 0  # first ns of the next venue day (0: not known before the first event)
     last_market_ts: int = 0
     max_drawdown: float = 0.0
     n_skipped: int = 0  # conflated away (a newer quote was waiting)
@@ -158,6 +160,7 @@ class Engine:
         recorder: RunRecorder,
         model_healthy: Callable[[], bool] = lambda: True,
         progress: Callable[[int], None] | None = None,
+        time_zone: str = "UTC",
     ) -> None:
         self._clock = clock
         self._sources = sources
@@ -168,6 +171,7 @@ class Engine:
         self._recorder = recorder
         self._model_healthy = model_healthy
         self._progress = progress
+        self._time_zone = time_zone  # the venue's: its midnight resets the day's loss
         self._slot = 0  # next free row of the recorder's chunk
         self.state = EngineState()
         self.view = EngineView(clock, market, self.state, venue)
@@ -263,10 +267,13 @@ class Engine:
         position, equity, i = state.position, state.equity, state.n_events
         ready = features.ready  # once ready, a buffer stays ready until reset
         cash, peak, max_drawdown = portfolio.cash, state.peak_equity, state.max_drawdown
+        day_end = state.day_end
         for part_index, row in zip(order_part, order_row, strict=True):
             kind, ts_col, a, b, c, d, levels, bundle = parts[part_index]
             ts = ts_col[row]
             advance_to(ts)  # 1.
+            if ts >= day_end:
+                day_end = self.new_day(ts)
             due = venue.due_ts
             if due < ts:  # 2. in-flight orders meet the market they arrive at
                 process_due(ts - 1, market, fills)
@@ -340,6 +347,14 @@ class Engine:
         state.max_drawdown = max_drawdown
         return slot
 
+    def new_day(self, ts: int) -> int:
+        """A venue day begins (or the run's first event): the day's loss counts from the
+        equity now. Returns the next day boundary (cold: once per day)."""
+        state = self.state
+        state.day_start_equity = state.equity
+        state.day_end = next_day_start(ts, self._time_zone)
+        return state.day_end
+
     def on_status(self, code: int) -> None:
         """A live feed status event: down on a disconnect or a book reset, up again on a
         connect or a book sync (other codes are recorded, not acted on)."""
@@ -379,16 +394,71 @@ class Engine:
         for intent in intents:
             if isinstance(intent, MarketOrder | LimitOrder):
                 sent = self._send_order(intent, ts_decision, p, t0, t3, slot) or sent
+            elif isinstance(intent, Cancel | CancelReplace):
+                sent = self._send_cancel(intent, ts_decision, slot) or sent
             else:
                 raise InvariantViolation(
-                    f"intent {intent!r}: cancels are not routed to the venue yet"
+                    f"the policy returned {intent!r}; expected MarketOrder, LimitOrder, Cancel "
+                    "or CancelReplace (simulator.intents)"
                 )
         return sent
+
+    def _send_cancel(self, intent: Cancel | CancelReplace, ts_decision: int, slot: int) -> bool:
+        """A cancel goes straight to the venue (never risk-checked: it only reduces risk); a
+        replace is risk-checked as the limit order it becomes."""
+        request = CancelRequest(order_id=intent.order_id, ts_decision=ts_decision)  # type: ignore[arg-type]
+        if isinstance(intent, CancelReplace):
+            side = next(
+                (o.side for o in self._venue.open_order_list() if o.order_id == intent.order_id),
+                None,
+            )
+            if side is not None:
+                order = OrderRequest(
+                    order_id=intent.order_id,
+                    ts_decision=ts_decision,  # type: ignore[arg-type]
+                    side=side,
+                    qty=intent.qty,
+                    order_type=OrderType.LIMIT,
+                    limit_px=intent.price,
+                )
+                if not self._approved(order, intent.price, slot):
+                    return False
+            request = CancelRequest(
+                order_id=intent.order_id,
+                ts_decision=ts_decision,  # type: ignore[arg-type]
+                new_px=intent.price,
+                new_qty=intent.qty,
+            )
+        self._venue.submit_cancel(request)
+        self._recorder.tables.cancels.append(request)
+        return True
+
+    def _approved(self, order: OrderRequest, price: float, slot: int) -> bool:
+        """Run the risk chain on `order`; record a rejection by its reason's name."""
+        state, risk = self.state, self._pipeline.risk
+        state.now = order.ts_decision
+        state.model_healthy = self._model_healthy()
+        reason = risk.check(order, price, state)
+        if reason == 0:
+            return True
+        self._recorder.tables.rejections.append(
+            Rejection(
+                event_index=state.n_events,
+                ts=order.ts_decision,
+                side=int(order.side),
+                qty=order.qty,
+                reason=risk.reason_name(reason),
+                reason_code=reason,
+            )
+        )
+        self._recorder.views["reject"][slot] = reason
+        return False
 
     def _send_order(
         self, intent: MarketOrder | LimitOrder, ts_decision: int, p: float, t0: int, t3: int,
         slot: int,
     ) -> bool:  # fmt: skip
+        """Risk-check a new order and submit it (rare: cold enough to allocate)."""
         state, market, pipeline = self.state, self._market, self._pipeline
         side = intent.side
         limit = isinstance(intent, LimitOrder)
@@ -399,29 +469,17 @@ class Engine:
             qty=intent.qty,
             order_type=OrderType.LIMIT if limit else OrderType.MARKET,
             limit_px=intent.price if isinstance(intent, LimitOrder) else None,
+            post_only=intent.post_only if isinstance(intent, LimitOrder) else False,
         )
-        state.now = ts_decision
-        state.model_healthy = self._model_healthy()
         if isinstance(intent, LimitOrder):
             price = intent.price
         else:
             price = market.ask_px if side > 0 else market.bid_px
-        reason = pipeline.risk.check(order, price, state)
+        approved = self._approved(order, price, slot)
         t4 = perf_counter_ns()
         views = self._recorder.views
         views["risk_ns"][slot] = t4 - t3
-        if reason != 0:
-            self._recorder.tables.rejections.append(
-                Rejection(
-                    event_index=state.n_events,
-                    ts=ts_decision,
-                    side=int(side),
-                    qty=order.qty,
-                    reason=pipeline.risk.reason_name(reason),
-                    reason_code=reason,
-                )
-            )
-            views["reject"][slot] = int(reason)
+        if not approved:
             return False
         pipeline.risk.on_sent(ts_decision)
         self._venue.submit(order)

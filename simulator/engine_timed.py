@@ -64,6 +64,8 @@ class TimedEngine(Engine):
             kind, ts_col, a, b, c, d, levels, _bundle = parts[part_index]
             ts = ts_col[row] + feed
             self._clock.advance_to(ts)  # 1.
+            if ts >= state.day_end:
+                self.new_day(ts)
             if venue.due_ts < ts:  # 2.
                 venue.process_due(ts - 1, market, fills)
             if kind == TRADE:  # the venue's market is the truth at arrival

@@ -15,7 +15,7 @@ import numpy.typing as npt
 
 from simulator.intents import Intent, OpenOrder
 from simulator.market import MarketState
-from simulator.types import Fill, OrderRequest
+from simulator.types import CancelRequest, Fill, OrderRequest
 
 FeatureVector: TypeAlias = npt.NDArray[np.float64]
 """The feature stage's preallocated float64 vector: decisions see float64; a model runner casts
@@ -156,6 +156,9 @@ class Venue(Protocol):
     n_resting: int  # resting limit orders; on_market is only called when there are some
 
     def submit(self, order: OrderRequest) -> None: ...
+    def submit_cancel(self, request: CancelRequest) -> None:
+        """A cancel or cancel-replace; it reaches the venue with the order latency."""
+
     def next_due(self) -> int: ...
     def process_due(self, ts: int, market: MarketState, out: list[Fill]) -> int: ...
     def on_market(self, market: MarketState, out: list[Fill]) -> int: ...

@@ -29,12 +29,12 @@ from simulator.features.user import MixedFeatures, build_feature_stage
 from simulator.market import MarketState
 from simulator.models.breaker import CircuitBreaker
 from simulator.models.precomputed import PrecomputedRunner
-from simulator.models.rule import RuleRunner
+from simulator.models.rule import SIGNAL_OUTPUT, RuleRunner
 from simulator.plugins import Requirement, build, load_class
 from simulator.policies import POLICY_KINDS, ObiRulePolicy, ThresholdPolicy
 from simulator.portfolio import Portfolio
 from simulator.protocols import ModelRunner, Policy, RiskCheck
-from simulator.recording import STAGES, RunRecorder, write_manifest
+from simulator.recording import STAGES, RunRecorder, RunTables, write_manifest
 from simulator.risk import (
     FeedHealth,
     KillSwitch,
@@ -210,11 +210,15 @@ def build_runner(
     )
 
 
-def build_policy(section: Config) -> Policy:
-    """The decision policy of the [policy] section (a built-in, by `kind`)."""
+def build_policy(section: Config, model_kind: str = "rule") -> Policy:
+    """The decision policy of the [policy] section (a built-in, by `kind`). obi_rule on the
+    rule model compares the rule's signal (the float64 imbalance), not p."""
     if section["kind"] == "obi_rule":
         return ObiRulePolicy(
-            threshold=section["threshold"], size=section["size"], lot=section["lot"]
+            threshold=section["threshold"],
+            size=section["size"],
+            lot=section["lot"],
+            obi_output=SIGNAL_OUTPUT if model_kind == "rule" else None,
         )
     if section["kind"] == "threshold":
         return ThresholdPolicy(
@@ -364,7 +368,7 @@ def build_pipeline(
     policy = (
         build_user_policy(typed.policy, strategy_dir)
         if typed.policy.cls
-        else build_policy(config["policy"])
+        else build_policy(config["policy"], config["model"]["kind"])
     )
     risk = build_risk(config["risk"], user_risk_checks(typed.risk, strategy_dir))
     pipeline = Pipeline(features=features, runner=runner, policy=policy, risk=risk)
@@ -434,6 +438,7 @@ def replay(
         "recorder": recorder,
         "model_healthy": health,
         "progress": None if progress is None else (lambda n: progress(n, total)),
+        "time_zone": session.time_zone,
     }
     engine: Engine
     if config["latency"]["model"] == "recorded":
@@ -493,6 +498,7 @@ def run_summary(
         "n_orders": len(tables.orders),
         "n_fills": len(tables.fills),
         "n_rejections": len(tables.rejections),
+        "rejections_by_reason": rejection_counts(tables),
         # the one PnL everywhere: after fees (= final_equity - initial cash), with its parts
         "net_pnl": portfolio.realized_pnl + portfolio.unrealized_pnl - portfolio.fees,
         "realized_pnl": portfolio.realized_pnl,
@@ -503,6 +509,14 @@ def run_summary(
         "max_drawdown": state.max_drawdown,
         "digest": digest,
     }
+
+
+def rejection_counts(tables: RunTables) -> dict[str, int]:
+    """Risk rejections per reason name, most frequent first (ties by name)."""
+    counts: dict[str, int] = {}
+    for rejection in tables.rejections:
+        counts[rejection.reason] = counts.get(rejection.reason, 0) + 1
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 
 def write_breaker(breaker: CircuitBreaker | None, out_dir: Path) -> int:

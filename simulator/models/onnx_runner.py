@@ -178,10 +178,10 @@ class OnnxRunner:
         self._session = load_session(self.path)
         inputs = self._session.get_inputs()
         if len(inputs) != 1:
-            outputs = self._session.get_outputs()
+            found = self._session.get_outputs()
             raise ModelError(
-                f"{self.path}: the model has {len(inputs)} inputs and {len(outputs)} outputs "
-                f"({[a.name for a in inputs]} -> {[a.name for a in outputs]}); expected one "
+                f"{self.path}: the model has {len(inputs)} inputs and {len(found)} outputs "
+                f"({[a.name for a in inputs]} -> {[a.name for a in found]}); expected one "
                 f"float input [1, {n_features}] or a window [1, W, {n_features}]"
             )
         self.window = _check_input(self.path, inputs[0], n_features, window)
