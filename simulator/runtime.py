@@ -307,6 +307,10 @@ def build_venue(section: Config) -> SimVenue:
         taker_fee_bps=section["taker_fee_bps"],
         maker_fee_bps=section["maker_fee_bps"],
         depth=section["depth"],
+        queue=section["queue"],
+        queue_power=section["queue_power"],
+        lot_size=section["lot_size"],
+        partial_fills=section["partial_fills"],
     )
 
 
