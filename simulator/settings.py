@@ -124,11 +124,13 @@ class ModelSection(_Section):
     RULES: ClassVar[tuple[Rule, ...]] = (
         ("kind", *_one_of(*MODEL_KINDS)),
         ("hidden_size", lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+        ("window", lambda v: _is_int(v) and v >= 0, "an integer >= 0 (0 = from the model)"),
     )
 
     kind: str = "rule"
     path: str = ""  # model file, relative to the strategy's TOML
-    outputs: tuple[str, ...] = ()  # the model outputs the policy gets, in order; () = all
+    outputs: tuple[str, ...] = ()  # onnx: the outputs the policy gets, in order; () = all
+    window: int = 0  # onnx: W of a [1, W, n] input when the model leaves it symbolic
     feature: str = "l1_imbalance"  # rule: the feature read as obi
     hidden_size: int = 0  # gru: the size of the carried hidden state
 
