@@ -25,8 +25,11 @@ class MarketState:
         "book_columns",
         "book_row",
         "last_trade_px",
+        "last_trade_side",
+        "last_trade_sz",
         "last_trade_ts",
         "levels",
+        "n_trades",
         "ts_event",
         "ts_recv",
     )
@@ -44,6 +47,11 @@ class MarketState:
         self.book_row = -1
         self.last_trade_px = math.nan
         self.last_trade_ts = 0
+        # size and aggressor side of the last trade, and a count of trades: resting orders
+        # with a queue position (execution/resting.py) advance on each new trade
+        self.last_trade_sz = math.nan
+        self.last_trade_side = 0
+        self.n_trades = 0
 
     @property
     def has_quote(self) -> bool:
