@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 from simulator.errors import ConfigError
 from simulator.plugins import PluginSpec
 
-KINDS = ("quotes", "book", "trades")
+KINDS = ("quotes", "book", "trades", "orders")
 MODEL_KINDS = ("rule", "onnx", "torch", "gru", "precomputed")
 
 
@@ -266,7 +266,7 @@ class VenueSection(_Section):
         ("latency", *_one_of("zero", "fixed")),
         ("entry_us", _non_negative, "a finite number >= 0"),
         ("response_us", _non_negative, "a finite number >= 0"),
-        ("queue", *_one_of("none", "risk_averse", "prob_power", "prob_log")),
+        ("queue", *_one_of("none", "risk_averse", "prob_power", "prob_log", "l3_fifo")),
         ("queue_power", _positive, "a finite number > 0"),
         ("lot_size", _non_negative, "a finite number >= 0"),
     )
@@ -278,6 +278,7 @@ class VenueSection(_Section):
     entry_us: float = 0.0
     response_us: float = 0.0
     # resting limit orders: none (fill at the touch) | risk_averse | prob_power | prob_log
+    # | l3_fifo (exact, needs the `orders` kind in strategy.kinds)
     queue: str = "none"
     queue_power: float = 3.0  # prob_power: f(x) = x ** queue_power
     lot_size: float = 0.0  # queue fills in whole lots (hftbacktest's lot); 0 = any quantity
