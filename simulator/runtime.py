@@ -22,14 +22,14 @@ from simulator.config import Config, settings
 from simulator.engine import Engine, EngineState, Pipeline
 from simulator.engine_live import RecordedStamp
 from simulator.engine_timed import SimulatedTime, TimeModel
-from simulator.errors import ConfigError, DataError, InvariantViolation
+from simulator.errors import ConfigError, DataError, InvariantViolation, ModelError
 from simulator.execution import FixedLatency, SimVenue, ZeroLatency
 from simulator.features import FeatureBuffer, warmup
 from simulator.features.user import MixedFeatures, build_feature_stage
 from simulator.market import MarketState
 from simulator.models.breaker import CircuitBreaker
 from simulator.models.precomputed import PrecomputedRunner
-from simulator.models.rule import RuleRunner
+from simulator.models.rule import SIGNAL_OUTPUT, RuleRunner
 from simulator.plugins import Requirement, build, load_class
 from simulator.policies import POLICY_KINDS, ObiRulePolicy, ThresholdPolicy
 from simulator.portfolio import Portfolio
@@ -187,7 +187,14 @@ def build_runner(
     if kind == "onnx":
         from simulator.models.onnx_runner import OnnxRunner
 
-        return OnnxRunner(path, n)
+        try:
+            return OnnxRunner(path, n, outputs=section["outputs"], window=section["window"])
+        except ModelError as e:  # name the key; the message names the file and what is wrong
+            raise ConfigError(f"model.path '{section['path']}': {e}") from e
+    if section["outputs"] or section["window"]:
+        raise ConfigError(
+            f"model.outputs and model.window apply to ONNX models; model.kind is '{kind}'"
+        )
     if kind == "torch":
         from simulator.models.torch_runner import TorchRunner
 
@@ -203,11 +210,15 @@ def build_runner(
     )
 
 
-def build_policy(section: Config) -> Policy:
-    """The decision policy of the [policy] section (a built-in, by `kind`)."""
+def build_policy(section: Config, model_kind: str = "rule") -> Policy:
+    """The decision policy of the [policy] section (a built-in, by `kind`). obi_rule on the
+    rule model compares the rule's signal (the float64 imbalance), not p."""
     if section["kind"] == "obi_rule":
         return ObiRulePolicy(
-            threshold=section["threshold"], size=section["size"], lot=section["lot"]
+            threshold=section["threshold"],
+            size=section["size"],
+            lot=section["lot"],
+            obi_output=SIGNAL_OUTPUT if model_kind == "rule" else None,
         )
     if section["kind"] == "threshold":
         return ThresholdPolicy(
@@ -297,6 +308,10 @@ def build_venue(section: Config) -> SimVenue:
         taker_fee_bps=section["taker_fee_bps"],
         maker_fee_bps=section["maker_fee_bps"],
         depth=section["depth"],
+        queue=section["queue"],
+        queue_power=section["queue_power"],
+        lot_size=section["lot_size"],
+        partial_fills=section["partial_fills"],
     )
 
 
@@ -335,12 +350,16 @@ def build_pipeline(
     features = build_features(config, levels)
     strategy_dir = Path(config["strategy"]["dir"])
     runner = build_runner(config["model"], features, strategy_dir)
+    width = getattr(runner, "n_outputs", 1)  # the fallback answers with as many outputs
     if wrap_model is not None:
         runner = wrap_model(runner)
     health: Callable[[], bool] = lambda: True  # noqa: E731
     breaker: CircuitBreaker | None = None
     if config["breaker"]["enabled"]:
-        fallback = RuleRunner(_fallback_index(settings(config).breaker.fallback, features))
+        fallback = RuleRunner(
+            _fallback_index(settings(config).breaker.fallback, features),
+            width=width,
+        )
         breaker = CircuitBreaker(
             runner,
             fallback,
@@ -354,7 +373,7 @@ def build_pipeline(
     policy = (
         build_user_policy(typed.policy, strategy_dir)
         if typed.policy.cls
-        else build_policy(config["policy"])
+        else build_policy(config["policy"], config["model"]["kind"])
     )
     risk = build_risk(config["risk"], user_risk_checks(typed.risk, strategy_dir))
     pipeline = Pipeline(features=features, runner=runner, policy=policy, risk=risk)
