@@ -191,8 +191,13 @@ class Venue(Protocol):
 
 
 class PortfolioLike(Protocol):
+    """The one owner of position, cash, equity, peak and drawdown (portfolio.Portfolio)."""
+
     position: float
     cash: float
+    equity: float
+    peak_equity: float
+    max_drawdown: float
 
     def on_fill(self, fill: Fill) -> None: ...
     def mark(self, mid: float) -> float: ...
