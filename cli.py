@@ -12,7 +12,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -462,7 +462,8 @@ def _write_repaired(ref: SessionRef, repair: tuple[Repair, ...], out: Path) -> N
 @click.argument("session")
 @DATA_DIR_OPTION
 def data_recover(session: str, data_dir: Path) -> None:
-    """Consolidate a live SESSION's Parquet parts into session files (also after a crash)."""
+    """Consolidate a live SESSION's Parquet parts into session files; a killed session's
+    tables are cut at its last checkpoint (rows cut are counted per table)."""
     from simulator.live.parts import consolidate
     from simulator.session import session_directory
     from simulator.store import read_meta
@@ -562,7 +563,8 @@ def _with_latency(config: dict[str, Any], latency: str | None) -> dict[str, Any]
 
 
 STRATEGY_OPTIONS = (
-    click.option("--strategy", required=True, help="A strategy in strategies/ or a TOML file."),
+    click.option("--strategy", required=True,
+                 help="A shipped strategy (ticktape strategies), a strategy TOML or its folder."),
     click.option("--config", "config_file", type=click.Path(exists=True, path_type=Path),
                  help="TOML file overriding the strategy's defaults."),
     click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
@@ -666,26 +668,36 @@ def _replay_many(
     as_json: bool,
 ) -> None:
     """Each session on its own (nothing carries over), then the per-session table + totals."""
+    import shutil
+
     from simulator import batch, runtime
     from simulator.rundir import clear_directory
 
     out_root = out or runtime.unique_dir(Path("reports"), batch_name(config, refs, seed))
     _check_writable(out_root, "--out", directory=True)
     clear_directory(out_root)  # checked by the caller: empty, a previous replay, or --force
+    created = [p for p in (out_root, *out_root.parents) if not p.exists()]
     out_root.mkdir(parents=True, exist_ok=True)
     if not as_json:
         console.print(f"{len(refs)} sessions: {batch.INDEPENDENCE}")
     rows = []
-    for i, ref in enumerate(refs, 1):
-        with _progress(f"replaying {ref.name} ({i}/{len(refs)})") as progress:
-            run = batch.replay_into(ref, config, out_root, seed=seed, progress=progress)
-        if with_report:
-            from simulator.report import write_report
+    try:  # all or nothing, like one session's run: a failure or Ctrl-C removes it
+        for i, ref in enumerate(refs, 1):
+            with _progress(f"replaying {ref.name} ({i}/{len(refs)})") as progress:
+                run = batch.replay_into(ref, config, out_root, seed=seed, progress=progress)
+            if with_report:
+                from simulator.report import write_report
 
-            write_report(run.run_dir)
-        rows.append(batch.session_row(run))
-    summary = batch.aggregate(rows, strategy=config["strategy"]["name"], seed=seed)
-    path = batch.write_summary(out_root, summary)
+                write_report(run.run_dir)
+            rows.append(batch.session_row(run))
+        summary = batch.aggregate(rows, strategy=config["strategy"]["name"], seed=seed)
+        path = batch.write_summary(out_root, summary)
+    except BaseException:
+        shutil.rmtree(out_root, ignore_errors=True)
+        for parent in created[1:]:  # e.g. reports/, when this run made it
+            with suppress(OSError):
+                parent.rmdir()
+        raise
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return
@@ -864,6 +876,9 @@ def _print_run(manifest: dict[str, Any], out_dir: Path) -> None:
         f"  orders {s['n_orders']:,}  fills {s['n_fills']:,}  rejections {s['n_rejections']:,}  "
         f"position {s['final_position']:g}  max drawdown {s['max_drawdown']:,.4f}"
     )
+    by_reason = s.get("rejections_by_reason") or {}
+    if by_reason:
+        console.print("  rejected: " + ", ".join(f"{k} {n:,}" for k, n in by_reason.items()))
     table = Table(title="stage latency (µs)", show_edge=False)
     for name in ("stage", "count", "p50", "p99", "p99.9", "max"):
         table.add_column(name, justify="right")
@@ -1386,13 +1401,21 @@ FEED_SERVERS = {
 @click.option("--start", default=0, show_default=True, type=click.IntRange(min=0),
               help="First message to serve (tape index; earlier ones move the book).")  # fmt: skip
 @click.option("--limit", type=click.IntRange(min=0), help="Serve at most this many messages.")
+@click.option(
+    "--synthetic",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Serve N messages of a seeded synthetic BTCUSDT book instead of SESSIONs "
+    "(1,000 messages per tape second; binance only).",
+)
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of --synthetic.")
 @click.option("--venue", type=click.Choice(sorted(FEED_SERVERS)), default="binance",
               show_default=True, help="Wire format to serve.")  # fmt: skip
 @DATA_DIR_OPTION
 def feed_serve(
     sessions: tuple[str, ...], speed: str, port: int, faults: Path | None,
-    fault_log: Path | None, ping_interval: float, start: int, limit: int | None, venue: str,
-    data_dir: Path,
+    fault_log: Path | None, ping_interval: float, start: int, limit: int | None,
+    synthetic: int | None, seed: int, venue: str, data_dir: Path,
 ) -> None:  # fmt: skip
     """Serve SESSIONs (default binance/BTCUSDT/2024-08-08), merged by receive time, until the
     recording ends or Ctrl-C. The first line is `feed: <ws url>/stream  rest: <rest url>`."""
@@ -1414,7 +1437,7 @@ def feed_serve(
         )
     options = FeedOptions(
         speed=parse_speed(speed), port=port, faults=faults, fault_log=fault_log,
-        ping_interval=ping_interval, start=start, limit=limit,
+        ping_interval=ping_interval, start=start, limit=limit, synthetic=synthetic, seed=seed,
     )  # fmt: skip
 
     def on_started(ws_url: str, rest_url: str) -> None:
@@ -1423,7 +1446,7 @@ def feed_serve(
 
     from simulator.selection import expand_sessions
 
-    chosen = expand_sessions(sessions, data_dir)
+    chosen = expand_sessions(sessions, data_dir) if synthetic is None else list(sessions)
     summary = server.serve_sessions(chosen, data_dir, options, on_started)
     console.print(
         f"feed done ({summary.ended}): {summary.messages:,} messages, "

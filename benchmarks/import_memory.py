@@ -3,8 +3,9 @@
 Generates (in bounded memory, under a temporary directory or --dir) a Binance spot recording
 and a LOBSTER level-10 message/orderbook pair of about --mb MB each, imports each in a fresh
 subprocess (`ticktape data import binance|lobster`), and prints one JSON object per importer:
-input MB, seconds, MB of raw input per second and the importing process's peak RSS
-(resource.getrusage(RUSAGE_CHILDREN) of a wrapper that runs only that import). Everything is
+input MB, wall seconds, MB of raw input per second, CPU seconds (all threads) and MB per CPU
+second, and the importing process's peak RSS (resource.getrusage(RUSAGE_CHILDREN) of a
+wrapper that runs only that import). Everything is
 deleted afterwards unless --keep.
 
     python benchmarks/import_memory.py [--mb 1024] [--only binance|lobster] [--keep]
@@ -29,12 +30,13 @@ from tests.importers.generate import write_binance_recording, write_lobster_pair
 MEASURE = """
 import resource, subprocess, sys
 done = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL)
-print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime)
 sys.exit(done.returncode)
 """
-BINANCE_BYTES_PER_STEP = 560
+BINANCE_BYTES_PER_STEP = 670
 """About what one generated step (diff + bookTicker + most often a trade) takes."""
-LOBSTER_BYTES_PER_ROW = 430
+LOBSTER_BYTES_PER_ROW = 290
 """About what one generated level-10 event takes (message line + orderbook line)."""
 
 
@@ -46,11 +48,14 @@ def run_import(command: list[str], input_mb: float) -> dict[str, float]:
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed ({done.returncode}): {done.stderr[-2000:]}")
+    peak_mb, cpu_s = (float(x) for x in done.stdout.strip().splitlines()[-1].split())
     return {
         "input_mb": round(input_mb, 1),
         "seconds": round(seconds, 1),
         "mb_per_s": round(input_mb / seconds, 1),
-        "peak_rss_mb": round(float(done.stdout.strip().splitlines()[-1]), 1),
+        "cpu_s": round(cpu_s, 1),  # all threads: on a busy host, wall time says little
+        "mb_per_cpu_s": round(input_mb / cpu_s, 1),
+        "peak_rss_mb": round(peak_mb, 1),
     }
 
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from simulator.errors import InvariantViolation
+from simulator.types import NS_PER_SECOND
 
 
 class SimClock:
@@ -48,3 +51,12 @@ class WallClock:
     @staticmethod
     def wall_ns() -> int:
         return time.time_ns()
+
+
+def next_day_start(ts: int, time_zone: str) -> int:
+    """The first nanosecond of the calendar day after the one holding `ts`, in `time_zone`
+    (an IANA name such as America/New_York or UTC): the venue's day boundary. Cold."""
+    zone = ZoneInfo(time_zone)
+    day = datetime.fromtimestamp(ts // NS_PER_SECOND, zone).date() + timedelta(days=1)
+    start = datetime(day.year, day.month, day.day, tzinfo=zone)
+    return int(start.timestamp()) * NS_PER_SECOND

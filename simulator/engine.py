@@ -21,10 +21,11 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from time import perf_counter_ns
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
+from simulator.clock import next_day_start
 from simulator.errors import InvariantViolation
-from simulator.intents import Intent, LimitOrder, MarketOrder, OpenOrder
+from simulator.intents import Cancel, CancelReplace, Intent, LimitOrder, MarketOrder, OpenOrder
 from simulator.market import MAX_TS, MarketState
 from simulator.protocols import (
     Clock,
@@ -38,7 +39,7 @@ from simulator.protocols import (
 from simulator.recording import Rejection, RunRecorder
 from simulator.sources.merge import MergedBatch, merge
 from simulator.sources.recorded import BatchSource, EventBatch
-from simulator.types import Fill, OrderRequest, OrderType, StatusCode
+from simulator.types import CancelRequest, Fill, OrderRequest, OrderType, StatusCode
 
 QUOTE: Final = 0
 TRADE: Final = 1
@@ -75,7 +76,8 @@ class EngineState:
     mid: float = math.nan
     equity: float = 0.0
     peak_equity: float = 0.0
-    day_start_equity: float = 0.0
+    day_start_equity: float = 0.0  # equity when the venue's current day began
+    day_end: int = 0  # first ns of the next venue day (0: not known before the first event)
     last_market_ts: int = 0
     max_drawdown: float = 0.0
     n_skipped: int = 0  # conflated away (a newer quote was waiting)
@@ -143,8 +145,42 @@ class EngineView:
         return self._venue.open_order_list()
 
 
+class DecisionStamp(Protocol):
+    """The part that dates a decision: `stamp(ts, event_index)` turns the time the engine's
+    scheduler decided at (the event's receive time, or simulated time) into the decision
+    time the venue sees; `finish()` checks what the run used of it (at the end)."""
+
+    def stamp(self, ts: int, event_index: int) -> int: ...
+    def finish(self) -> None: ...
+
+
+class EventTime:
+    """Decisions are dated by the scheduler's own time (replay, stress, simulated time)."""
+
+    __slots__ = ()
+
+    def stamp(self, ts: int, event_index: int) -> int:
+        return ts
+
+    def finish(self) -> None:
+        """Nothing to check."""
+
+
+class Scheduler(Protocol):
+    """The part that runs a merged batch in time (engine_timed.SimulatedTime); without one the
+    engine runs each event at once, in `Engine._walk`."""
+
+    def walk(self, engine: Engine, parts: list[tuple[Any, ...]], merged: MergedBatch,
+             slot: int) -> int: ...  # fmt: skip
+
+
 class Engine:
-    """Replays sources through a pipeline into a recorder. Build one with runtime.py."""
+    """Replays sources through a pipeline into a recorder. Build one with runtime.py.
+
+    Modes differ by the parts passed in, never by subclasses of the step order: a `scheduler`
+    (None: immediate; SimulatedTime: one server or pipelined stages) and a decision `stamp`
+    (event time, the wall clock live, recorded decision times for parity).
+    """
 
     def __init__(
         self,
@@ -158,6 +194,9 @@ class Engine:
         recorder: RunRecorder,
         model_healthy: Callable[[], bool] = lambda: True,
         progress: Callable[[int], None] | None = None,
+        time_zone: str = "UTC",
+        scheduler: Scheduler | None = None,
+        stamp: DecisionStamp | None = None,
     ) -> None:
         self._clock = clock
         self._sources = sources
@@ -168,6 +207,9 @@ class Engine:
         self._recorder = recorder
         self._model_healthy = model_healthy
         self._progress = progress
+        self._time_zone = time_zone  # the venue's: its midnight resets the day's loss
+        self._scheduler = scheduler
+        self._stamp: DecisionStamp = EventTime() if stamp is None else stamp
         self._slot = 0  # next free row of the recorder's chunk
         self.state = EngineState()
         self.view = EngineView(clock, market, self.state, venue)
@@ -203,14 +245,46 @@ class Engine:
         return self._slot
 
     def end(self) -> EngineState:
-        """Flush the last rows and mark the portfolio to the last mid."""
+        """Flush the last rows, mark the portfolio to the last mid, let the stamp check."""
         self._recorder.flush(self._slot)
         self._slot = 0
         self._portfolio.mark(self.state.mid)
+        self._stamp.finish()
         return self.state
 
+    # the parts a scheduler works with (read-only)
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    @property
+    def market(self) -> MarketState:
+        return self._market
+
+    @property
+    def venue(self) -> Venue:
+        return self._venue
+
+    @property
+    def recorder(self) -> RunRecorder:
+        return self._recorder
+
+    @property
+    def pipeline(self) -> Pipeline:
+        return self._pipeline
+
+    @property
+    def portfolio(self) -> PortfolioLike:
+        return self._portfolio
+
+    @property
+    def has_target(self) -> bool:
+        return self._has_target
+
     def _walk_merged(self, parts: list[tuple[Any, ...]], merged: MergedBatch, slot: int) -> int:
-        """Run one merged batch (TimedEngine runs it in simulated time instead)."""
+        """Run one merged batch: at once, or in time by the scheduler part."""
+        if self._scheduler is not None:
+            return self._scheduler.walk(self, parts, merged, slot)
         return self._walk(parts, merged.order_part, merged.order_row, slot)
 
     def _prepare(self, batch: EventBatch) -> tuple[Any, ...]:
@@ -263,10 +337,13 @@ class Engine:
         position, equity, i = state.position, state.equity, state.n_events
         ready = features.ready  # once ready, a buffer stays ready until reset
         cash, peak, max_drawdown = portfolio.cash, state.peak_equity, state.max_drawdown
+        day_end = state.day_end
         for part_index, row in zip(order_part, order_row, strict=True):
             kind, ts_col, a, b, c, d, levels, bundle = parts[part_index]
             ts = ts_col[row]
             advance_to(ts)  # 1.
+            if ts >= day_end:
+                day_end = self.new_day(ts)
             due = venue.due_ts
             if due < ts:  # 2. in-flight orders meet the market they arrive at
                 process_due(ts - 1, market, fills)
@@ -275,7 +352,10 @@ class Engine:
             if kind == TRADE:  # 3.
                 market.last_trade_px = px = a[row]
                 market.last_trade_ts = ts
-                on_trade(ts, px, b[row], c[row])
+                market.last_trade_sz = sz = b[row]
+                market.last_trade_side = side = c[row]
+                market.n_trades += 1  # resting orders' queues advance on each new trade
+                on_trade(ts, px, sz, side)
             elif kind < TIMER:
                 market.bid_px = bid_px = a[row]
                 market.bid_sz = bid_sz = b[row]
@@ -311,11 +391,11 @@ class Engine:
                 target = policy.target if has_target else nan  # type: ignore[attr-defined]
                 if intents:
                     state.n_events, state.max_drawdown = i, max_drawdown
-                    sent = self._act(intents, ts, p, t0, t3, slot)
+                    sent = self.act(intents, ts, p, t0, t3, slot)
             if sent or due <= ts:  # 6.
                 process_due(ts, market, fills)
             if fills:  # 7.
-                position = self._settle(fills)
+                position = self.settle(fills)
                 cash = portfolio.cash
             mid = state.mid
             if mid == mid:  # marked to mid once there is a two-sided market (NaN before)
@@ -338,7 +418,18 @@ class Engine:
                 slot = 0
         state.position, state.equity, state.n_events = position, equity, i
         state.max_drawdown = max_drawdown
+        # the portfolio owns equity, peak and drawdown: the loop above is Portfolio.mark
+        # inlined (a call per event would cost ~150 ns), handed back once per batch
+        portfolio.equity, portfolio.peak_equity, portfolio.max_drawdown = equity, peak, max_drawdown
         return slot
+
+    def new_day(self, ts: int) -> int:
+        """A venue day begins (or the run's first event): the day's loss counts from the
+        equity now. Returns the next day boundary (cold: once per day)."""
+        state = self.state
+        state.day_start_equity = state.equity
+        state.day_end = next_day_start(ts, self._time_zone)
+        return state.day_end
 
     def on_status(self, code: int) -> None:
         """A live feed status event: down on a disconnect or a book reset, up again on a
@@ -350,7 +441,7 @@ class Engine:
         elif code in FEED_UP_CODES:
             state.feed_ok = True
 
-    def _settle(self, fills: list[Fill]) -> float:
+    def settle(self, fills: list[Fill]) -> float:
         """Fills reach the portfolio and the run tables; return the new position."""
         for fill in fills:
             self._portfolio.on_fill(fill)
@@ -361,15 +452,13 @@ class Engine:
         view.cash = portfolio.cash
         return self.state.position
 
-    def _stamp(self, ts: int) -> int:
-        """The decision time of a decision taken on the event received at `ts`."""
-        return ts
-
-    def _act(
+    def act(
         self, intents: Sequence[Intent], ts: int, p: float, t0: int, t3: int, slot: int
     ) -> bool:
-        """Risk-check and submit a decision's intents (rare: cold enough to allocate)."""
-        return self.act_at(intents, self._stamp(ts), p, t0, t3, slot)
+        """Risk-check and submit the intents of a decision the scheduler took at `ts`, dated
+        by the stamp part (rare: cold enough to allocate)."""
+        stamped = self._stamp.stamp(ts, self.state.n_events)
+        return self.act_at(intents, stamped, p, t0, t3, slot)
 
     def act_at(
         self, intents: Sequence[Intent], ts_decision: int, p: float, t0: int, t3: int, slot: int
@@ -379,16 +468,71 @@ class Engine:
         for intent in intents:
             if isinstance(intent, MarketOrder | LimitOrder):
                 sent = self._send_order(intent, ts_decision, p, t0, t3, slot) or sent
+            elif isinstance(intent, Cancel | CancelReplace):
+                sent = self._send_cancel(intent, ts_decision, slot) or sent
             else:
                 raise InvariantViolation(
-                    f"intent {intent!r}: cancels are not routed to the venue yet"
+                    f"the policy returned {intent!r}; expected MarketOrder, LimitOrder, Cancel "
+                    "or CancelReplace (simulator.intents)"
                 )
         return sent
+
+    def _send_cancel(self, intent: Cancel | CancelReplace, ts_decision: int, slot: int) -> bool:
+        """A cancel goes straight to the venue (never risk-checked: it only reduces risk); a
+        replace is risk-checked as the limit order it becomes."""
+        request = CancelRequest(order_id=intent.order_id, ts_decision=ts_decision)  # type: ignore[arg-type]
+        if isinstance(intent, CancelReplace):
+            side = next(
+                (o.side for o in self._venue.open_order_list() if o.order_id == intent.order_id),
+                None,
+            )
+            if side is not None:
+                order = OrderRequest(
+                    order_id=intent.order_id,
+                    ts_decision=ts_decision,  # type: ignore[arg-type]
+                    side=side,
+                    qty=intent.qty,
+                    order_type=OrderType.LIMIT,
+                    limit_px=intent.price,
+                )
+                if not self._approved(order, intent.price, slot):
+                    return False
+            request = CancelRequest(
+                order_id=intent.order_id,
+                ts_decision=ts_decision,  # type: ignore[arg-type]
+                new_px=intent.price,
+                new_qty=intent.qty,
+            )
+        self._venue.submit_cancel(request)
+        self._recorder.tables.cancels.append(request)
+        return True
+
+    def _approved(self, order: OrderRequest, price: float, slot: int) -> bool:
+        """Run the risk chain on `order`; record a rejection by its reason's name."""
+        state, risk = self.state, self._pipeline.risk
+        state.now = order.ts_decision
+        state.model_healthy = self._model_healthy()
+        reason = risk.check(order, price, state)
+        if reason == 0:
+            return True
+        self._recorder.tables.rejections.append(
+            Rejection(
+                event_index=state.n_events,
+                ts=order.ts_decision,
+                side=int(order.side),
+                qty=order.qty,
+                reason=risk.reason_name(reason),
+                reason_code=reason,
+            )
+        )
+        self._recorder.views["reject"][slot] = reason
+        return False
 
     def _send_order(
         self, intent: MarketOrder | LimitOrder, ts_decision: int, p: float, t0: int, t3: int,
         slot: int,
     ) -> bool:  # fmt: skip
+        """Risk-check a new order and submit it (rare: cold enough to allocate)."""
         state, market, pipeline = self.state, self._market, self._pipeline
         side = intent.side
         limit = isinstance(intent, LimitOrder)
@@ -399,29 +543,17 @@ class Engine:
             qty=intent.qty,
             order_type=OrderType.LIMIT if limit else OrderType.MARKET,
             limit_px=intent.price if isinstance(intent, LimitOrder) else None,
+            post_only=intent.post_only if isinstance(intent, LimitOrder) else False,
         )
-        state.now = ts_decision
-        state.model_healthy = self._model_healthy()
         if isinstance(intent, LimitOrder):
             price = intent.price
         else:
             price = market.ask_px if side > 0 else market.bid_px
-        reason = pipeline.risk.check(order, price, state)
+        approved = self._approved(order, price, slot)
         t4 = perf_counter_ns()
         views = self._recorder.views
         views["risk_ns"][slot] = t4 - t3
-        if reason != 0:
-            self._recorder.tables.rejections.append(
-                Rejection(
-                    event_index=state.n_events,
-                    ts=ts_decision,
-                    side=int(side),
-                    qty=order.qty,
-                    reason=pipeline.risk.reason_name(reason),
-                    reason_code=reason,
-                )
-            )
-            views["reject"][slot] = int(reason)
+        if not approved:
             return False
         pipeline.risk.on_sent(ts_decision)
         self._venue.submit(order)

@@ -88,12 +88,13 @@ class LongOnlyRuleSizer:
     otherwise hold. "Long" means position > size * 1e-9, so float residue from fills does not
     count as a position; a (never expected) short position is treated as flat and bought back.
 
-    The rule runner reports p = (1 + obi) * 0.5 (float64). Reading obi back as 2p - 1 is not
-    exact: obi 0.6 (sizes 80/20) came back as 0.6000000000000001 and bought at a threshold of
-    0.6. So the thresholds are mapped into p instead, with the runner's own arithmetic: p is
-    monotone in obi, hence p > (1 + threshold) * 0.5 never holds unless obi > threshold, and
-    the two agree except for an obi within one rounding step (2.2e-16) above the threshold
-    (never for books of whole shares below ~10^7 a side).
+    `target_obi` reads the imbalance itself (the rule runner's signal output): the float64
+    comparison a user's own code makes. `target` reads p = (1 + obi) * 0.5, for a runner that
+    gives only p: reading obi back as 2p - 1 is not exact (obi 0.6 from sizes 80/20 came back
+    as 0.6000000000000001 and bought at threshold 0.6), so the thresholds are mapped into p
+    with the runner's own arithmetic; p is monotone in obi, so p never passes unless obi does,
+    but an obi up to one rounding step (2.2e-16) above the threshold does not pass in p
+    (obi 0.6000000000000001, from sizes 0.8/0.2, does in float64).
     """
 
     __slots__ = ("_buy_above", "_long_above", "_sell_below", "size", "threshold")
@@ -116,16 +117,26 @@ class LongOnlyRuleSizer:
             return 0.0
         return position
 
+    def target_obi(self, obi: float, position: float) -> float:
+        is_long = position > self._long_above
+        if obi > self.threshold and not is_long:
+            return self.size
+        if obi < -self.threshold and is_long:
+            return 0.0
+        return position
+
 
 class TargetPolicy:
-    """A policy from a sizing rule `target(p, position) -> position wanted` (see the module
-    docstring). `target` holds the latest wanted position (recorded per decision)."""
+    """A policy from a sizing rule `target(x, position) -> position wanted`, x = outputs[at]
+    (p by default; see the module docstring). `target` holds the latest wanted position
+    (recorded per decision)."""
 
-    __slots__ = ("_array", "_half_lot", "_rule", "_view", "target")
+    __slots__ = ("_array", "_at", "_half_lot", "_rule", "_view", "target")
 
-    def __init__(self, rule: Callable[[float, float], float], lot: float) -> None:
+    def __init__(self, rule: Callable[[float, float], float], lot: float, at: int = 0) -> None:
         _require(0.0 < lot < math.inf, type(self).__name__, "lot", lot, "> 0")
         self._rule = rule
+        self._at = at
         self._half_lot = lot * 0.5
         self.target = math.nan
         # a memoryview of the runner's (reused) output vector reads a float ~3x faster than
@@ -135,7 +146,7 @@ class TargetPolicy:
 
     def decide(self, outputs: npt.NDArray[np.float64], view: StrategyView) -> Sequence[Intent]:
         if outputs is not self._array:
-            self._array, self._view = outputs, outputs.data
+            self._bind(outputs)
         position = view.position
         target = self.target = self._rule(self._view[0], position)
         delta = target - position
@@ -143,6 +154,15 @@ class TargetPolicy:
         if (delta >= half or -delta >= half) and not view.order_in_flight:
             return (MarketOrder(Side.BUY if delta > 0 else Side.SELL, abs(delta)),)
         return NO_INTENTS
+
+    def _bind(self, outputs: npt.NDArray[np.float64]) -> None:
+        """Read output `at` as item 0 of a memoryview (cold: once per output array)."""
+        if outputs.shape[-1] <= self._at:
+            raise ConfigError(
+                f"{type(self).__name__} reads output {self._at} but the model gives "
+                f"{outputs.shape[-1]} output(s)"
+            )
+        self._array, self._view = outputs, outputs.data[self._at :]
 
     def reset(self) -> None:
         self.target = math.nan
@@ -161,13 +181,19 @@ class ThresholdPolicy(TargetPolicy):
 
 
 class ObiRulePolicy(TargetPolicy):
-    """`obi_rule`: LongOnlyRuleSizer on p = outputs[0] = (1 + obi) / 2 (the rule runner's)."""
+    """`obi_rule`: LongOnlyRuleSizer on the imbalance at `obi_output` (the rule runner's
+    signal: exact float64 comparisons), or, when None, on p = outputs[0] = (1 + obi) / 2."""
 
     __slots__ = ("sizer",)
 
-    def __init__(self, threshold: float, size: float, lot: float) -> None:
+    def __init__(
+        self, threshold: float, size: float, lot: float, *, obi_output: int | None = None
+    ) -> None:
         self.sizer = LongOnlyRuleSizer(threshold, size)
-        super().__init__(self.sizer.target, lot)
+        if obi_output is None:
+            super().__init__(self.sizer.target, lot)
+        else:
+            super().__init__(self.sizer.target_obi, lot, obi_output)
 
 
 POLICY_KINDS = ("threshold", "obi_rule")

@@ -15,7 +15,7 @@ import numpy.typing as npt
 
 from simulator.intents import Intent, OpenOrder
 from simulator.market import MarketState
-from simulator.types import Fill, OrderRequest
+from simulator.types import CancelRequest, Fill, OrderRequest
 
 FeatureVector: TypeAlias = npt.NDArray[np.float64]
 """The feature stage's preallocated float64 vector: decisions see float64; a model runner casts
@@ -58,6 +58,31 @@ class FeatureStage(Protocol):
         """Build the per-batch column bundle `on_book` takes (once per batch, cold)."""
 
     def compute(self) -> FeatureVector: ...
+    def reset(self) -> None: ...
+
+
+class UserFeature(Protocol):
+    """A user's feature class, mixed with the built-ins by `simulator.features.user`
+    (optional: on_trade, on_book, warmup_trades, batch).
+
+    - `names`: the names of the values it writes, in order (listed in `features.names`).
+    - `warmup`: mid updates (quote or book events) before its values are defined.
+    - `on_quote(ts_recv, bid_px, bid_sz, ask_px, ask_sz)`: O(1), no allocation per call.
+    - `on_trade(ts_recv, px, sz, side)`, `on_book(ts_recv, levels: BookColumns, row)`.
+    - `write(out, at)`: put its values into out[at], out[at + 1], ... (len(names) of them).
+    - `reset()`: forget everything (a new session).
+    - `batch(events) -> array (n_events, len(names))`: row i = the values after event i of a
+      `session_events` table (the vectorised twin; `train` uses it when present).
+    """
+
+    @property
+    def names(self) -> Sequence[str]: ...
+    @property
+    def warmup(self) -> int: ...
+    def on_quote(
+        self, ts_recv: int, bid_px: float, bid_sz: float, ask_px: float, ask_sz: float
+    ) -> None: ...
+    def write(self, out: npt.NDArray[np.float64], at: int) -> None: ...
     def reset(self) -> None: ...
 
 
@@ -156,6 +181,9 @@ class Venue(Protocol):
     n_resting: int  # resting limit orders; on_market is only called when there are some
 
     def submit(self, order: OrderRequest) -> None: ...
+    def submit_cancel(self, request: CancelRequest) -> None:
+        """A cancel or cancel-replace; it reaches the venue with the order latency."""
+
     def next_due(self) -> int: ...
     def process_due(self, ts: int, market: MarketState, out: list[Fill]) -> int: ...
     def on_market(self, market: MarketState, out: list[Fill]) -> int: ...
@@ -163,8 +191,13 @@ class Venue(Protocol):
 
 
 class PortfolioLike(Protocol):
+    """The one owner of position, cash, equity, peak and drawdown (portfolio.Portfolio)."""
+
     position: float
     cash: float
+    equity: float
+    peak_equity: float
+    max_drawdown: float
 
     def on_fill(self, fill: Fill) -> None: ...
     def mark(self, mid: float) -> float: ...

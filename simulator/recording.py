@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from simulator.metrics import LatencyHistogram, bucket_upper
-from simulator.types import Fill, OrderRequest
+from simulator.types import CancelRequest, Fill, OrderRequest
 
 CHUNK_ROWS: Final = 65_536
 EQUITY_STRIDE: Final = 100
@@ -67,6 +67,7 @@ class RunTables:
     order_p: list[float] = field(default_factory=list)
     fills: list[Fill] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
+    cancels: list[CancelRequest] = field(default_factory=list)  # cancels and replaces sent
 
 
 class RunRecorder:
@@ -123,8 +124,17 @@ class RunRecorder:
         rejections = pa.Table.from_pylist(
             [asdict(r) for r in self.tables.rejections], schema=_REJECTION_SCHEMA
         )
-        for name, table in (("orders", orders), ("fills", fills), ("risk_rejections", rejections)):
+        cancels = cancels_table(self.tables.cancels)
+        written = (
+            ("orders", orders),
+            ("fills", fills),
+            ("risk_rejections", rejections),
+            ("cancels", cancels),
+        )
+        for name, table in written:
             pq.write_table(table, self.out_dir / f"{name}.parquet", compression="zstd")
+            if name == "cancels" and table.num_rows == 0:
+                continue  # a table added later: hashed only when used (earlier digests hold)
             for column in _digest_columns(name, table):
                 self._digest.update(name.encode())
                 self._digest.update(_canonical_bytes(column))
@@ -230,7 +240,7 @@ def _digest_columns(name: str, table: pa.Table) -> list[pa.ChunkedArray]:
     ]
 
 
-_LATER_COLUMNS: Final[dict[str, object]] = {}
+_LATER_COLUMNS: Final[dict[str, object]] = {"post_only": False}
 """Columns added after the first release of a table -> their default value."""
 
 
@@ -245,6 +255,19 @@ def orders_table(tables: RunTables) -> pa.Table:
             "order_type": pa.array([int(o.order_type) for o in orders], pa.int8()),
             "limit_px": pa.array([o.limit_px for o in orders], pa.float64()),
             "p": pa.array(tables.order_p, pa.float64()),
+            "post_only": pa.array([o.post_only for o in orders], pa.bool_()),
+        }
+    )
+
+
+def cancels_table(cancels: list[CancelRequest]) -> pa.Table:
+    """Cancels and cancel-replaces as sent (`new_px`/`new_qty` null for a plain cancel)."""
+    return pa.table(
+        {
+            "order_id": pa.array([c.order_id for c in cancels], pa.int64()),
+            "ts_decision": pa.array([c.ts_decision for c in cancels], pa.int64()),
+            "new_px": pa.array([c.new_px for c in cancels], pa.float64()),
+            "new_qty": pa.array([c.new_qty for c in cancels], pa.float64()),
         }
     )
 

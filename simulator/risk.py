@@ -207,6 +207,9 @@ class KillSwitch:
     """Trips when drawdown from peak >= `max_drawdown` or the day's loss >= `daily_loss`, and
     then rejects every order for the rest of the run (latched: no automatic re-arm).
 
+    The day's loss counts from `state.day_start_equity`, which the engine resets at the venue's
+    midnight in the session's time zone (a 24/7 crypto session spans several days).
+
     It rejects risk-reducing orders too: flattening after a trip is an operator decision.
     `update(state)` lets the engine evaluate it on marks, not only when an order is checked.
     """

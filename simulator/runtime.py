@@ -20,21 +20,22 @@ import pyarrow.parquet as pq
 from simulator.clock import SimClock, WallClock
 from simulator.config import Config, settings
 from simulator.engine import Engine, EngineState, Pipeline
-from simulator.engine_live import RecordedEngine
-from simulator.engine_timed import TimedEngine, TimeModel
-from simulator.errors import ConfigError, DataError, InvariantViolation
+from simulator.engine_live import RecordedStamp
+from simulator.engine_timed import SimulatedTime, TimeModel
+from simulator.errors import ConfigError, DataError, InvariantViolation, ModelError
 from simulator.execution import FixedLatency, SimVenue, ZeroLatency
 from simulator.features import FeatureBuffer, warmup
 from simulator.features.user import MixedFeatures, build_feature_stage
+from simulator.features.window import WindowedFeatures
 from simulator.market import MarketState
 from simulator.models.breaker import CircuitBreaker
 from simulator.models.precomputed import PrecomputedRunner
-from simulator.models.rule import RuleRunner
+from simulator.models.rule import SIGNAL_OUTPUT, RuleRunner
 from simulator.plugins import Requirement, build, load_class
 from simulator.policies import POLICY_KINDS, ObiRulePolicy, ThresholdPolicy
 from simulator.portfolio import Portfolio
-from simulator.protocols import ModelRunner, Policy, RiskCheck
-from simulator.recording import STAGES, RunRecorder, write_manifest
+from simulator.protocols import FeatureStage, ModelRunner, Policy, RiskCheck
+from simulator.recording import STAGES, RunRecorder, RunTables, write_manifest
 from simulator.risk import (
     FeedHealth,
     KillSwitch,
@@ -187,7 +188,14 @@ def build_runner(
     if kind == "onnx":
         from simulator.models.onnx_runner import OnnxRunner
 
-        return OnnxRunner(path, n)
+        try:
+            return OnnxRunner(path, n, outputs=section["outputs"], window=section["window"])
+        except ModelError as e:  # name the key; the message names the file and what is wrong
+            raise ConfigError(f"model.path '{section['path']}': {e}") from e
+    if section["outputs"] or section["window"]:
+        raise ConfigError(
+            f"model.outputs and model.window apply to ONNX models; model.kind is '{kind}'"
+        )
     if kind == "torch":
         from simulator.models.torch_runner import TorchRunner
 
@@ -203,11 +211,15 @@ def build_runner(
     )
 
 
-def build_policy(section: Config) -> Policy:
-    """The decision policy of the [policy] section (a built-in, by `kind`)."""
+def build_policy(section: Config, model_kind: str = "rule") -> Policy:
+    """The decision policy of the [policy] section (a built-in, by `kind`). obi_rule on the
+    rule model compares the rule's signal (the float64 imbalance), not p."""
     if section["kind"] == "obi_rule":
         return ObiRulePolicy(
-            threshold=section["threshold"], size=section["size"], lot=section["lot"]
+            threshold=section["threshold"],
+            size=section["size"],
+            lot=section["lot"],
+            obi_output=SIGNAL_OUTPUT if model_kind == "rule" else None,
         )
     if section["kind"] == "threshold":
         return ThresholdPolicy(
@@ -272,7 +284,7 @@ def build_time_model(
     if section["queue_bound"] < 0:
         raise ConfigError(f"latency.queue_bound must be >= 0; found {section['queue_bound']}")
     plain = (section["model"] == "zero" and section["feed_us"] == 0 and conflation == "all"
-             and section["queue_bound"] == 0)  # fmt: skip
+             and section["queue_bound"] == 0 and section["scheduler"] == "server")  # fmt: skip
     if plain and wrap is None:
         return None
     service = parse_service_model(section["model"], seed=seed)
@@ -281,6 +293,7 @@ def build_time_model(
         feed_ns=round(section["feed_us"] * US),
         conflate_latest=conflation == "latest",
         queue_bound=int(section["queue_bound"]),
+        pipelined=section["scheduler"] == "pipelined",
     )
 
 
@@ -296,6 +309,10 @@ def build_venue(section: Config) -> SimVenue:
         taker_fee_bps=section["taker_fee_bps"],
         maker_fee_bps=section["maker_fee_bps"],
         depth=section["depth"],
+        queue=section["queue"],
+        queue_power=section["queue_power"],
+        lot_size=section["lot_size"],
+        partial_fills=section["partial_fills"],
     )
 
 
@@ -331,15 +348,23 @@ def build_pipeline(
 ) -> StagedPipeline:
     """Features, model (inside its circuit breaker when enabled), policy and risk: the same
     objects for replay, stress and live."""
-    features = build_features(config, levels)
+    stage = build_features(config, levels)
+    features: FeatureStage = stage
     strategy_dir = Path(config["strategy"]["dir"])
-    runner = build_runner(config["model"], features, strategy_dir)
+    runner = build_runner(config["model"], stage, strategy_dir)
+    width = getattr(runner, "n_outputs", 1)  # the fallback answers with as many outputs
+    window = getattr(runner, "window", 0)
+    if window:  # a sequence model: the stage hands it the last W vectors, flat
+        features = WindowedFeatures(features, window)
     if wrap_model is not None:
         runner = wrap_model(runner)
     health: Callable[[], bool] = lambda: True  # noqa: E731
     breaker: CircuitBreaker | None = None
     if config["breaker"]["enabled"]:
-        fallback = RuleRunner(_fallback_index(settings(config).breaker.fallback, features))
+        index = _fallback_index(settings(config).breaker.fallback, features)
+        if window:  # the fallback reads the newest vector: the window's last row
+            index += (window - 1) * len(features.names)
+        fallback = RuleRunner(index, width=width)
         breaker = CircuitBreaker(
             runner,
             fallback,
@@ -353,14 +378,14 @@ def build_pipeline(
     policy = (
         build_user_policy(typed.policy, strategy_dir)
         if typed.policy.cls
-        else build_policy(config["policy"])
+        else build_policy(config["policy"], config["model"]["kind"])
     )
     risk = build_risk(config["risk"], user_risk_checks(typed.risk, strategy_dir))
     pipeline = Pipeline(features=features, runner=runner, policy=policy, risk=risk)
-    return StagedPipeline(pipeline, features, health, breaker)
+    return StagedPipeline(pipeline, stage, health, breaker)
 
 
-def _fallback_index(name: str, features: FeatureBuffer | MixedFeatures) -> int:
+def _fallback_index(name: str, features: FeatureStage) -> int:
     """The slot the breaker's fallback rule reads as obi: a feature the strategy computes."""
     if name not in features.names:
         raise ConfigError(
@@ -423,15 +448,14 @@ def replay(
         "recorder": recorder,
         "model_healthy": health,
         "progress": None if progress is None else (lambda n: progress(n, total)),
+        "time_zone": session.time_zone,
     }
-    engine: Engine
-    if config["latency"]["model"] == "recorded":
-        engine = RecordedEngine(decisions=recorded_decisions(session), **parts)
+    if config["latency"]["model"] == "recorded":  # live's decision times, at once
+        parts["stamp"] = RecordedStamp(recorded_decisions(session))
     else:
         time_model = build_time_model(config["latency"], seed, hooks.wrap_service)
-        engine = (
-            Engine(**parts) if time_model is None else TimedEngine(time_model=time_model, **parts)
-        )
+        parts["scheduler"] = None if time_model is None else SimulatedTime(time_model)
+    engine = Engine(**parts)
     loaded = perf_counter()
     try:
         state = engine.run()
@@ -482,6 +506,7 @@ def run_summary(
         "n_orders": len(tables.orders),
         "n_fills": len(tables.fills),
         "n_rejections": len(tables.rejections),
+        "rejections_by_reason": rejection_counts(tables),
         # the one PnL everywhere: after fees (= final_equity - initial cash), with its parts
         "net_pnl": portfolio.realized_pnl + portfolio.unrealized_pnl - portfolio.fees,
         "realized_pnl": portfolio.realized_pnl,
@@ -489,9 +514,17 @@ def run_summary(
         "fees": portfolio.fees,
         "final_position": portfolio.position,
         "final_equity": portfolio.equity,
-        "max_drawdown": state.max_drawdown,
+        "max_drawdown": portfolio.max_drawdown,
         "digest": digest,
     }
+
+
+def rejection_counts(tables: RunTables) -> dict[str, int]:
+    """Risk rejections per reason name, most frequent first (ties by name)."""
+    counts: dict[str, int] = {}
+    for rejection in tables.rejections:
+        counts[rejection.reason] = counts.get(rejection.reason, 0) + 1
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 
 def write_breaker(breaker: CircuitBreaker | None, out_dir: Path) -> int:

@@ -122,6 +122,22 @@ class OrderRequest:
     qty: float
     order_type: OrderType = OrderType.MARKET
     limit_px: float | None = None
+    post_only: bool = False  # a limit order the venue rejects if it would take on arrival
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CancelRequest:
+    """A cancel (or, with `new_px`/`new_qty`, a cancel-replace) of an open order, sent like an
+    order: it reaches the venue after the order latency, and may arrive too late."""
+
+    order_id: int  # the order to cancel or replace
+    ts_decision: Nanos
+    new_px: float | None = None  # replace: the new limit price
+    new_qty: float | None = None  # replace: the new open quantity
+
+    @property
+    def is_replace(self) -> bool:
+        return self.new_px is not None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

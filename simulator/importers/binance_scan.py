@@ -74,7 +74,7 @@ def scan_file(path: Path, source: int, advance: Callable[[int], None]) -> FileSc
     line (format, JSON, envelope, stream type, ids; payload values are checked in pass 2)
     or a receive time going backwards."""
     scan = FileScan(path=path, source=source)
-    joined = hashlib.sha256()
+    joined = hashlib.sha256() if _is_zstd(path) else None  # only a zstd file can be kept
     last: tuple[int, int] | None = None  # (ts_recv, line number)
     for number, text in numbered_lines(path):
         ts_recv, stream, symbol, data = split_line(path, number, text)
@@ -84,7 +84,8 @@ def scan_file(path: Path, source: int, advance: Callable[[int], None]) -> FileSc
                 f"{last[0]} on line {last[1]}); a recording is in receive order"
             )
         last = (ts_recv, number)
-        joined.update(text.encode() + b"\n")
+        if joined is not None:
+            joined.update(text.encode() + b"\n")
         scan.lines = number
         if not symbol:
             _on_snapshot(scan, path, number, ts_recv, stream, data)
@@ -95,7 +96,7 @@ def scan_file(path: Path, source: int, advance: Callable[[int], None]) -> FileSc
     advance(scan.lines % 8192)
     if scan.lines == 0:
         raise DataError(f"{path}: empty file (no lines); expected a Binance recording")
-    scan.verbatim = _is_verbatim(path, joined.hexdigest())
+    scan.verbatim = joined is not None and _is_verbatim(path, joined.hexdigest())
     return scan
 
 
@@ -143,12 +144,16 @@ def depth_chains(path: Path, owners: SnapshotOwners) -> None:
             owners.on_depth(symbol, *_ids(path, number, stream, data)[:2])
 
 
+def _is_zstd(path: Path) -> bool:
+    if not path.is_file():
+        return False  # numbered_lines names the missing file
+    with path.open("rb") as handle:
+        return handle.read(4) == ZSTD_MAGIC
+
+
 def _is_verbatim(path: Path, joined_sha256: str) -> bool:
     """True for a zstd file whose decompressed bytes are its lines, each + "\\n"."""
     with path.open("rb") as handle:
-        if handle.read(4) != ZSTD_MAGIC:
-            return False
-        handle.seek(0)
         reader = zstandard.ZstdDecompressor().stream_reader(handle, read_across_frames=True)
         digest = hashlib.sha256()
         while block := reader.read(1 << 20):

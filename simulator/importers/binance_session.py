@@ -31,8 +31,10 @@ from simulator.importers.binance_tables import (
 from simulator.importers.book import OrderBook
 from simulator.store import SessionWriter
 
-BATCH_ROWS: Final = 65_536
-"""Rows of a kind gathered before they go to the SessionWriter."""
+BATCH_ROWS: Final = 8_192
+"""Rows of a kind gathered before they go to the SessionWriter (which groups them into row
+groups): the book's preallocated columns take 8192 x 4 x levels floats (5 MB at 20 levels)
+per symbol being imported."""
 RAW_CHUNK_LINES: Final = 8192
 """Lines per zstd compress() call of the raw recording (the whole-file importer's chunks)."""
 RAW_PENDING: Final = 4

@@ -503,7 +503,9 @@ def consolidate(session_dir: Path) -> dict[str, int]:
     with `consolidated: true`, `rows` and file hashes, then remove `parts/`. Rerunning after a
     crash rebuilds the files from the parts, which go only once meta.json is written. A
     session that was never closed (the recorder died) gets `recovered: true`; its `rows` are
-    what survived. Market-data kinds without rows get no file, as in an import.
+    what survived, cut at the last `checkpoint` in meta.json when there is one (`cut`: the rows
+    cut per table), so that every table ends at the same event. Market-data kinds without
+    rows get no file, as in an import.
     """
     meta = read_meta(session_dir)
     if not meta:

@@ -3,24 +3,38 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 
 from simulator.errors import ModelError
 
+SIGNAL_OUTPUT: Final = 1
+"""Index of the rule's signal in its output vector (output 0 is p)."""
+
 
 class RuleRunner:
-    """p = (1 + clip(features[feature_index] * scale, -1, 1)) / 2.
+    """Outputs [p, signal]: signal = features[feature_index] * scale (float64, unclipped; NaN
+    stays NaN) and p = (1 + clip(signal, -1, 1)) / 2.
 
     With the L1 order-book imbalance (in [-1, 1]) as the feature and scale 1, p runs from 0
     (all size on the ask) to 1 (all size on the bid). A NaN feature gives 0.5: no view.
+    The signal is there for rules on the imbalance itself (the obi_rule policy): p cannot give
+    it back exactly (1 + obi rounds away the last bits of obi).
     """
 
-    __slots__ = ("_array", "_out", "_out_view", "_view", "feature_index", "name", "scale")
+    __slots__ = (
+        "_array", "_out", "_out_view", "_view", "feature_index", "name", "predict", "scale",
+    )  # fmt: skip
 
-    def __init__(self, feature_index: int, scale: float = 1.0) -> None:
+    predict: Callable[[npt.NDArray[np.float64], int], npt.NDArray[np.float64]]
+    """The output vector for a feature vector (picked once: [p, signal] or [p, NaN...])."""
+
+    def __init__(self, feature_index: int, scale: float = 1.0, *, width: int | None = None) -> None:
+        """`width`: as a circuit breaker's fallback, answer with the primary model's output
+        width instead: [p, NaN, ...] (its other outputs have no rule counterpart)."""
         if feature_index < 0:
             raise ModelError(f"rule: feature_index is {feature_index}; expected >= 0")
         if not math.isfinite(scale) or scale == 0.0:
@@ -32,13 +46,17 @@ class RuleRunner:
         # indexing the numpy array; rebuilt only if a different array is passed
         self._array: npt.NDArray[np.float64] | None = None
         self._view: memoryview = memoryview(b"")
-        self._out = np.zeros(1, dtype=np.float64)  # the output vector: [p]
+        self._out = np.zeros(2, dtype=np.float64)  # the output vector: [p, signal]
+        self.predict = self._predict
+        if width is not None:
+            self._out = np.full(max(width, 1), np.nan)
+            self.predict = self._predict_p
         self._out_view: Any = self._out.data  # item stores ~3x faster than numpy
 
     def warm_up(self) -> None:
         """Nothing to warm."""
 
-    def predict(
+    def _predict(
         self, features: npt.NDArray[np.float64], event_index: int
     ) -> npt.NDArray[np.float64]:
         if features is not self._array:
@@ -52,7 +70,21 @@ class RuleRunner:
             p = 0.0
         else:
             p = (1.0 + x) * 0.5
-        self._out_view[0] = p
+        out = self._out_view
+        out[0] = p
+        out[1] = x
+        return self._out
+
+    def _predict_p(
+        self, features: npt.NDArray[np.float64], event_index: int
+    ) -> npt.NDArray[np.float64]:
+        """As a fallback: p alone, the primary's other outputs NaN."""
+        if features is not self._array:
+            self._array, self._view = features, features.data
+        x = self._view[self.feature_index] * self.scale
+        self._out_view[0] = (
+            0.5 if x != x else (1.0 if x >= 1.0 else (0.0 if x <= -1.0 else (1.0 + x) * 0.5))
+        )
         return self._out
 
     def reset(self) -> None:

@@ -252,6 +252,7 @@ class _Reader:
         self.pending: queue.Queue[object] = queue.Queue(maxsize=depth)
         self.stop_event = threading.Event()
         self._batches = batches
+        self.owner = threading.get_ident()  # the thread that walks the batches: its run's
         self.thread = threading.Thread(
             target=self._produce, name="ticktape-read-ahead", daemon=True
         )
@@ -286,9 +287,12 @@ class _Reader:
 
 
 def stop_readers() -> None:
-    """Stop every read-ahead thread still running (an interrupted or failed run)."""
+    """Stop the read-ahead threads of the calling thread's run (an interrupted or failed
+    run); runs in other threads keep theirs."""
+    me = threading.get_ident()
     for reader in list(_READERS):
-        reader.stop()
+        if reader.owner == me:
+            reader.stop()
 
 
 def read_ahead(batches: Iterator[pa.RecordBatch], depth: int = 2) -> Iterator[pa.RecordBatch]:

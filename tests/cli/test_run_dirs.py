@@ -110,3 +110,24 @@ def test_a_replay_refuses_a_stress_directory(tmp_path, session):
     result = replay(session, "--out", str(out))
     assert result.exit_code == 1
     assert "holds a stress run, not a replay run" in result.output
+
+
+def test_a_multi_session_replay_that_fails_leaves_nothing(tmp_path, session, workdir):
+    bad = write(with_value(quotes(3_000), "bid_px", 2_500, -1.0), tmp_path / "bad.parquet")
+    args = ["replay", str(session), str(bad), "--strategy", "obi_rule", "--no-report"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1, result.output
+    assert "row 2500" in result.output
+    assert list(workdir.iterdir()) == []
+
+
+def test_a_multi_session_replay_refuses_an_unrelated_directory(tmp_path, session):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    args = ["replay", str(session), str(session), "--strategy", "obi_rule", "--no-report",
+            "--out", str(out)]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1
+    assert "not empty and is not a run directory" in result.output
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]

@@ -362,7 +362,9 @@ def test_precomputed_runner_loads_npy_and_parquet(tmp_path):
 )
 def test_rule_runner_maps_imbalance_to_probability(obi, scale, expected):
     features = np.array([7.0, obi], dtype=np.float64)
-    assert RuleRunner(1, scale).predict(features, 0)[0] == pytest.approx(expected)
+    p, signal = RuleRunner(1, scale).predict(features, 0)
+    assert p == pytest.approx(expected)
+    np.testing.assert_array_equal(signal, obi * scale)  # the signal itself, unclipped
 
 
 # --- circuit breaker --------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import pytest
 
 from simulator.errors import ConfigError
 from simulator.intents import NO_INTENTS, MarketOrder
-from simulator.models.rule import RuleRunner
+from simulator.models.rule import SIGNAL_OUTPUT, RuleRunner
 from simulator.policies import (
     LongOnlyRuleSizer,
     ObiRulePolicy,
@@ -182,6 +182,34 @@ def test_obi_rule_policy_buys_flat_and_sells_long_to_flat():
     assert policy.decide(outputs(0.1), View(position=2.0)) == (MarketOrder(Side.SELL, 2.0),)
     policy.reset()
     assert math.isnan(policy.target)
+
+
+@pytest.mark.parametrize(
+    ("bid_sz", "ask_sz", "position"),
+    [
+        (80.0, 20.0, 0.0),  # obi 0.6 exactly: no buy
+        (0.8, 0.2, 0.0),  # obi 0.6000000000000001 in float64: a buy (p cannot tell it)
+        (81.0, 20.0, 0.0),
+        (20.0, 80.0, 1.0),  # -0.6 exactly: hold
+        (0.2, 0.8, 1.0),  # -0.6000000000000001: sell
+        (0.3, 0.075, 0.0),
+    ],
+)
+def test_obi_rule_policy_on_the_rule_signal_decides_exactly_as_float64_code(
+    bid_sz, ask_sz, position
+):
+    obi = (bid_sz - ask_sz) / (bid_sz + ask_sz)
+    features = np.array([obi])  # the feature stage's float64 vector
+    policy = ObiRulePolicy(threshold=0.6, size=1.0, lot=1.0, obi_output=SIGNAL_OUTPUT)
+    policy.decide(RuleRunner(0).predict(features, 0), View(position=position))
+    wanted = 1.0 if obi > 0.6 and position == 0.0 else 0.0 if obi < -0.6 else position
+    assert policy.target == wanted
+
+
+def test_obi_rule_policy_names_a_missing_signal_output():
+    policy = ObiRulePolicy(threshold=0.6, size=1.0, lot=1.0, obi_output=SIGNAL_OUTPUT)
+    with pytest.raises(ConfigError, match=r"reads output 1 but the model gives 1 output"):
+        policy.decide(outputs(0.9), View())
 
 
 def test_a_policy_reads_a_new_output_vector_when_the_runner_changes():

@@ -215,7 +215,10 @@ def test_outcome_counters_and_notes():
         "partially_filled": 1,
         "unfilled": 1,
         "cancelled": 2,
+        "rejected": 0,
         "open": 0,
+        "replaced": 0,
+        "cancels_too_late": 0,
     }
     assert counters_balance(venue)
     assert [(n.order_id, n.kind, n.filled_qty, n.unfilled_qty) for n in venue.notes] == [
