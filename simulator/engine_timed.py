@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from simulator.engine import BOOK, QUOTE, STATUS, TIMER, TRADE, Engine
+from simulator.engine import BOOK, ORDERS, QUOTE, STATUS, TIMER, TRADE, Engine
 from simulator.market import MAX_TS
 from simulator.sources.merge import MergedBatch
 from simulator.timing import DECISION, FEATURES, INFERENCE, ORDER, RISK, ServiceModel
@@ -61,7 +61,7 @@ class TimedEngine(Engine):
         for k, (part_index, row) in enumerate(
             zip(merged.order_part, merged.order_row, strict=True)
         ):
-            kind, ts_col, a, b, c, d, levels, _bundle = parts[part_index]
+            kind, ts_col, a, b, c, d, levels, _bundle, _decides = parts[part_index]
             ts = ts_col[row] + feed
             self._clock.advance_to(ts)  # 1.
             if ts >= state.day_end:
@@ -81,6 +81,10 @@ class TimedEngine(Engine):
                 )
                 market.ts_recv = state.last_market_ts = ts
                 market.book_columns, market.book_row = levels, row
+            elif kind == ORDERS:
+                market.order_event, market.order_id, market.order_side = a[row], b[row], c[row]
+                market.order_px, market.order_sz, market.order_ts = d[row], levels[row], ts
+                market.n_order_events += 1
             if venue.n_resting:  # 4.
                 venue.on_market(market, fills)
             while waiting and waiting[0] <= ts:
@@ -121,7 +125,7 @@ class TimedEngine(Engine):
         (p, target, the time the pipeline is free again)."""
         state, pipeline, views = self.state, self._pipeline, self._recorder.views
         features = pipeline.features
-        kind, _, a, b, c, d, _, bundle = part
+        kind, _, a, b, c, d, _, bundle, decides = part
         t0 = perf_counter_ns()
         if kind == TRADE:
             features.on_trade(ts, a[row], b[row], c[row])
@@ -137,7 +141,7 @@ class TimedEngine(Engine):
         views["features_ns"][slot] = t1 - t0
         now = start + service(FEATURES, t1 - t0)
         p, target = math.nan, state.position
-        if kind != TRADE and features.ready:
+        if decides and features.ready:
             out = pipeline.runner.predict(features.compute(), state.n_events)
             p = float(out[0])
             t2 = perf_counter_ns()
@@ -172,7 +176,8 @@ class TimedEngine(Engine):
 def _next_same_source_ts(merged: MergedBatch) -> list[int]:
     """For each event of the batch, the receive time of the next event of the same source in
     the batch (MAX_TS when none): a quote is stale if that one has already arrived."""
-    order_part = np.asarray(merged.order_part, dtype=np.int64)
+    # a part index past the parts is a quiet copy of one (strategy.decide = "timestamp")
+    order_part = np.asarray(merged.order_part, dtype=np.int64) % len(merged.parts)
     order_row = np.asarray(merged.order_row, dtype=np.int64)
     ts = np.empty(len(order_part), dtype=np.int64)
     for index, part in enumerate(merged.parts):
