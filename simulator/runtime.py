@@ -415,6 +415,11 @@ def replay(
     staged = build_pipeline(config, levels, clock, wrap_model=hooks.wrap_model)
     _require_trades_if_needed(staged.features, sources, session)
     pipeline, health, breaker = staged.pipeline, staged.health, staged.breaker
+    # every setting is checked before the recorder creates out_dir and starts its thread
+    venue = build_venue(config["venue"])
+    replayed = config["latency"]["model"] == "recorded"
+    decisions = recorded_decisions(session) if replayed else {}
+    time_model = None if replayed else build_time_model(config["latency"], seed, hooks.wrap_service)
     recorder = RunRecorder(out_dir)
     portfolio = Portfolio()
     parts: dict[str, Any] = {
@@ -422,7 +427,7 @@ def replay(
         "sources": [*sources, *recorded, *([timers] if timers is not None else [])],
         "market": MarketState(levels),
         "pipeline": pipeline,
-        "venue": build_venue(config["venue"]),
+        "venue": venue,
         "portfolio": portfolio,
         "recorder": recorder,
         "model_healthy": health,
@@ -430,10 +435,9 @@ def replay(
         "time_zone": session.time_zone,
     }
     engine: Engine
-    if config["latency"]["model"] == "recorded":
-        engine = RecordedEngine(decisions=recorded_decisions(session), **parts)
+    if replayed:
+        engine = RecordedEngine(decisions=decisions, **parts)
     else:
-        time_model = build_time_model(config["latency"], seed, hooks.wrap_service)
         engine = (
             Engine(**parts) if time_model is None else TimedEngine(time_model=time_model, **parts)
         )
