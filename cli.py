@@ -1400,13 +1400,21 @@ FEED_SERVERS = {
 @click.option("--start", default=0, show_default=True, type=click.IntRange(min=0),
               help="First message to serve (tape index; earlier ones move the book).")  # fmt: skip
 @click.option("--limit", type=click.IntRange(min=0), help="Serve at most this many messages.")
+@click.option(
+    "--synthetic",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Serve N messages of a seeded synthetic BTCUSDT book instead of SESSIONs "
+    "(1,000 messages per tape second; binance only).",
+)
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of --synthetic.")
 @click.option("--venue", type=click.Choice(sorted(FEED_SERVERS)), default="binance",
               show_default=True, help="Wire format to serve.")  # fmt: skip
 @DATA_DIR_OPTION
 def feed_serve(
     sessions: tuple[str, ...], speed: str, port: int, faults: Path | None,
-    fault_log: Path | None, ping_interval: float, start: int, limit: int | None, venue: str,
-    data_dir: Path,
+    fault_log: Path | None, ping_interval: float, start: int, limit: int | None,
+    synthetic: int | None, seed: int, venue: str, data_dir: Path,
 ) -> None:  # fmt: skip
     """Serve SESSIONs (default binance/BTCUSDT/2024-08-08), merged by receive time, until the
     recording ends or Ctrl-C. The first line is `feed: <ws url>/stream  rest: <rest url>`."""
@@ -1428,7 +1436,7 @@ def feed_serve(
         )
     options = FeedOptions(
         speed=parse_speed(speed), port=port, faults=faults, fault_log=fault_log,
-        ping_interval=ping_interval, start=start, limit=limit,
+        ping_interval=ping_interval, start=start, limit=limit, synthetic=synthetic, seed=seed,
     )  # fmt: skip
 
     def on_started(ws_url: str, rest_url: str) -> None:
@@ -1437,7 +1445,7 @@ def feed_serve(
 
     from simulator.selection import expand_sessions
 
-    chosen = expand_sessions(sessions, data_dir)
+    chosen = expand_sessions(sessions, data_dir) if synthetic is None else list(sessions)
     summary = server.serve_sessions(chosen, data_dir, options, on_started)
     console.print(
         f"feed done ({summary.ended}): {summary.messages:,} messages, "

@@ -282,7 +282,10 @@ class Engine:
             if kind == TRADE:  # 3.
                 market.last_trade_px = px = a[row]
                 market.last_trade_ts = ts
-                on_trade(ts, px, b[row], c[row])
+                market.last_trade_sz = sz = b[row]
+                market.last_trade_side = side = c[row]
+                market.n_trades += 1  # resting orders' queues advance on each new trade
+                on_trade(ts, px, sz, side)
             elif kind < TIMER:
                 market.bid_px = bid_px = a[row]
                 market.bid_sz = bid_sz = b[row]

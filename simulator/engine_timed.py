@@ -70,6 +70,8 @@ class TimedEngine(Engine):
                 venue.process_due(ts - 1, market, fills)
             if kind == TRADE:  # the venue's market is the truth at arrival
                 market.last_trade_px, market.last_trade_ts = a[row], ts
+                market.last_trade_sz, market.last_trade_side = b[row], c[row]
+                market.n_trades += 1
             elif kind < TIMER:
                 market.bid_px, market.bid_sz, market.ask_px, market.ask_sz = (
                     a[row],

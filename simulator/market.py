@@ -25,8 +25,18 @@ class MarketState:
         "book_columns",
         "book_row",
         "last_trade_px",
+        "last_trade_side",
+        "last_trade_sz",
         "last_trade_ts",
         "levels",
+        "n_order_events",
+        "n_trades",
+        "order_event",
+        "order_id",
+        "order_px",
+        "order_side",
+        "order_sz",
+        "order_ts",
         "ts_event",
         "ts_recv",
     )
@@ -44,6 +54,19 @@ class MarketState:
         self.book_row = -1
         self.last_trade_px = math.nan
         self.last_trade_ts = 0
+        # size and aggressor side of the last trade, and a count of trades: resting orders
+        # with a queue position (execution/resting.py) advance on each new trade
+        self.last_trade_sz = math.nan
+        self.last_trade_side = 0
+        self.n_trades = 0
+        # the last order-level event (the `orders` kind, for the l3_fifo queue) and a count
+        self.order_event = 0
+        self.order_id = 0
+        self.order_side = 0
+        self.order_px = math.nan
+        self.order_sz = math.nan
+        self.order_ts = 0
+        self.n_order_events = 0
 
     @property
     def has_quote(self) -> bool:

@@ -22,7 +22,7 @@ from simulator.config import Config, settings
 from simulator.engine import Engine, EngineState, Pipeline
 from simulator.engine_live import RecordedEngine
 from simulator.engine_timed import TimedEngine, TimeModel
-from simulator.errors import ConfigError, DataError, InvariantViolation
+from simulator.errors import ConfigError, DataError, InvariantViolation, ModelError
 from simulator.execution import FixedLatency, SimVenue, ZeroLatency
 from simulator.features import FeatureBuffer, warmup
 from simulator.features.user import MixedFeatures, build_feature_stage
@@ -187,7 +187,14 @@ def build_runner(
     if kind == "onnx":
         from simulator.models.onnx_runner import OnnxRunner
 
-        return OnnxRunner(path, n)
+        try:
+            return OnnxRunner(path, n, outputs=section["outputs"], window=section["window"])
+        except ModelError as e:  # name the key; the message names the file and what is wrong
+            raise ConfigError(f"model.path '{section['path']}': {e}") from e
+    if section["outputs"] or section["window"]:
+        raise ConfigError(
+            f"model.outputs and model.window apply to ONNX models; model.kind is '{kind}'"
+        )
     if kind == "torch":
         from simulator.models.torch_runner import TorchRunner
 
@@ -300,6 +307,10 @@ def build_venue(section: Config) -> SimVenue:
         taker_fee_bps=section["taker_fee_bps"],
         maker_fee_bps=section["maker_fee_bps"],
         depth=section["depth"],
+        queue=section["queue"],
+        queue_power=section["queue_power"],
+        lot_size=section["lot_size"],
+        partial_fills=section["partial_fills"],
     )
 
 
@@ -338,12 +349,16 @@ def build_pipeline(
     features = build_features(config, levels)
     strategy_dir = Path(config["strategy"]["dir"])
     runner = build_runner(config["model"], features, strategy_dir)
+    width = getattr(runner, "n_outputs", 1)  # the fallback answers with as many outputs
     if wrap_model is not None:
         runner = wrap_model(runner)
     health: Callable[[], bool] = lambda: True  # noqa: E731
     breaker: CircuitBreaker | None = None
     if config["breaker"]["enabled"]:
-        fallback = RuleRunner(_fallback_index(settings(config).breaker.fallback, features))
+        fallback = RuleRunner(
+            _fallback_index(settings(config).breaker.fallback, features),
+            width=width,
+        )
         breaker = CircuitBreaker(
             runner,
             fallback,

@@ -31,6 +31,12 @@ Matching model (simple, documented; no queue position and no market impact yet):
   order has already filled or ended, the cancel is too late (a CANCEL_TOO_LATE note) and the
   fill stands. A replace gives a resting order a new price and open quantity, keeping its id
   and side: it is matched like a new limit order arriving then (its marketable part takes).
+- Queue position (`queue` other than "none"): resting orders fill as their queue at their
+  price lets them — trades at the price, trades through it, the other side moving onto it —
+  by the rules in execution/resting.py and the models in execution/queue.py (hftbacktest's
+  risk-averse and probabilistic models), or, with `l3_fifo` on order-level data, at their
+  exact FIFO place among the real orders (execution/l3.py); the touch rule above is then
+  not used.
 - Fees: notional x bps / 1e4, taker or maker bps (a negative maker bps is a rebate).
 """
 
@@ -44,7 +50,10 @@ from enum import IntEnum
 from typing import Final
 
 from simulator.errors import ConfigError, VenueError
+from simulator.execution.l3 import L3Matcher, L3Place
 from simulator.execution.latency import LatencyModel
+from simulator.execution.queue import QueuePos, build_queue_model
+from simulator.execution.resting import QueueMatcher
 from simulator.intents import OpenOrder, OrderStatus
 from simulator.market import MAX_TS, MarketState
 from simulator.types import CancelRequest, Fill, Nanos, OrderRequest, OrderType, Side
@@ -80,7 +89,9 @@ class _Resting:
         "limit_px",
         "order",
         "order_id",
+        "place",
         "qty",
+        "queue",
         "remaining",
         "seen_ts",
         "side",
@@ -96,6 +107,8 @@ class _Resting:
         self.remaining = remaining
         self.ts_arrival = ts
         self.seen_ts = ts  # last market ts_recv it was matched against
+        self.queue: QueuePos | None = None  # its place at its price, with a queue model
+        self.place: L3Place | None = None  # ... or its exact place, with l3_fifo
 
 
 class SimVenue:
@@ -108,12 +121,15 @@ class SimVenue:
 
     __slots__ = (
         "_l2",
+        "_l3",
         "_latency",
         "_maker_bps",
+        "_matcher",
         "_pending",
         "_resting",
         "_seen_ids",
         "_seq",
+        "_sink",
         "_taker_bps",
         "_venue_ts",
         "cancelled",
@@ -136,6 +152,10 @@ class SimVenue:
         taker_fee_bps: float = 0.0,
         maker_fee_bps: float = 0.0,
         depth: str = "l1",
+        queue: str = "none",
+        queue_power: float = 3.0,
+        lot_size: float = 0.0,
+        partial_fills: bool = True,
     ) -> None:
         if depth not in DEPTHS:
             raise ConfigError(
@@ -149,6 +169,12 @@ class SimVenue:
         self._taker_bps = taker_fee_bps
         self._maker_bps = maker_fee_bps
         self._l2 = depth == "l2"
+        model = build_queue_model(queue, queue_power)
+        self._matcher: QueueMatcher[_Resting] | None = (
+            None if model is None else QueueMatcher(model, lot=lot_size, partial=partial_fills)
+        )
+        self._l3: L3Matcher[_Resting] | None = L3Matcher() if queue == "l3_fifo" else None
+        self._sink: list[Fill] = []  # the fills list of the on_market call in progress
         # heap (arrival, order_id, 0 for an order / n-th cancel sent, order or cancel)
         self._pending: list[tuple[int, int, int, OrderRequest | CancelRequest]] = []
         self._seq = 0
@@ -246,6 +272,13 @@ class SimVenue:
         if not resting:
             return 0
         start = len(out)
+        matcher = self._matcher or self._l3
+        if matcher is not None:
+            self._sink = out
+            if matcher.on_market(resting, market, self._fill_queued):
+                self._resting = [rest for rest in resting if rest.remaining > 0.0]
+                self._sync()
+            return len(out) - start
         quote_ts = market.ts_recv
         bid_left, ask_left = market.bid_sz, market.ask_sz
         for rest in resting:
@@ -346,7 +379,12 @@ class SimVenue:
         if remaining <= 0.0:
             self.filled += 1
         elif order.limit_px is not None:
-            self._resting.append(_Resting(order, order.limit_px, remaining, market.ts_recv))
+            rest = _Resting(order, order.limit_px, remaining, market.ts_recv)
+            if self._matcher is not None:
+                self._matcher.accept(rest, market)
+            elif self._l3 is not None:
+                self._l3.accept(rest, market)
+            self._resting.append(rest)
         elif remaining < order.qty:
             self.partially_filled += 1
             self._note(ts, order.order_id, NoteKind.PARTIAL, order.qty - remaining, remaining)
@@ -386,6 +424,10 @@ class SimVenue:
         if rest.remaining <= 0.0:
             self.filled += 1
         return qty
+
+    def _fill_queued(self, rest: _Resting, qty: float, ts: int) -> float:
+        """The queue matcher's fill callback (into the fills list of the current call)."""
+        return self._fill_resting(rest, qty, ts, self._sink)
 
     def _fill(self, order_id: int, side: Side, px: float, qty: float, maker: bool, ts: int) -> Fill:
         bps = self._maker_bps if maker else self._taker_bps

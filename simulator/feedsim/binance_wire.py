@@ -65,6 +65,20 @@ def path_subscription(path: str) -> Subscription | str | None:
     return sub
 
 
+REFUSED: Final = "Invalid request: subscription refused (feed server fault reject_subscribe)"
+
+
+def subscribe_refusal(message: str | bytes) -> bytes | None:
+    """The error answer to `message` if it is a SUBSCRIBE request, else None (not one)."""
+    try:
+        request = orjson.loads(message)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(request, dict) or request.get("method") != "SUBSCRIBE":
+        return None
+    return _error(2, REFUSED, request.get("id"))
+
+
 def _error(code: int, msg: str, request_id: object = None) -> bytes:
     return orjson.dumps({"error": {"code": code, "msg": msg}, "id": request_id})
 

@@ -346,8 +346,15 @@ def serve_sessions(
 ) -> FeedSummary:
     """`ticktape feed serve --venue coinbase [RECORDING...]`: serve Coinbase recordings
     (cryptofeed JSON lines; default: the bundled sample) until their end or SIGINT/SIGTERM."""
-    if options.faults is not None or options.start or options.limit is not None:
-        raise ConfigError("--faults, --start and --limit are available for --venue binance only")
+    if (
+        options.faults is not None
+        or options.start
+        or options.limit is not None
+        or options.synthetic is not None
+    ):
+        raise ConfigError(
+            "--faults, --start, --limit and --synthetic are available for --venue binance only"
+        )
     paths = [Path(s) for s in sessions] or [data_dir / DEFAULT_RECORDING]
     records = [r for path in paths for r in load_coinbase_records(path)]
     server = CoinbaseFeedServer(records, speed=options.speed, port=options.port)

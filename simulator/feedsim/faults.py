@@ -17,14 +17,21 @@ messages of `symbol` are not sent; the server's own book still applies them), de
 `ms`; the frames due meanwhile then go out in a burst), silent (no data for `ms`, pings still
 answered; the schedule shifts, nothing is lost), duplicate, reorder (message `at` goes out
 right after the next one), shutdown_notice (the serverShutdown event, then close 1001 after
-`ms`). REST faults are armed at `at` and hit the next requests: stale_snapshot (a depth answer
-older than every diff sent), http_429 (`count` depth requests answered 429 with Retry-After),
+`ms`). Connection faults: dead_peer (every connection goes dead: no data, no pings, its
+client's frames unread, for `ms`, then the socket is dropped), reject_subscribe (the next
+`count` subscriptions, URL upgrades or SUBSCRIBE messages, are refused with Binance's error),
+slow_consumer (connections with at least `bytes` waiting in the server's send buffer are
+closed 1008 as a venue kicks a slow consumer; 0: all), lifetime (from then on a connection
+lives at most `ms`, the 24 h cutoff compressed: closed 1001 at its age). REST faults are armed
+at `at` and hit the next requests: stale_snapshot (a depth answer older than every diff sent),
+http_429 / http_418 (`count` depth requests answered 429, or 418 "banned", with Retry-After),
 http_451 (depth requests and websocket upgrades answered 451; `count` of them, default all).
 
 `at` counts served messages (0 = the first one after any --start). Defaults: ms 500 (delay),
-2000 (silent), 1000 (shutdown_notice); gap count 1, symbol: that of the next diff-depth
-message. A random table may also set ms, mode and retry_after for the kinds it draws; its gaps
-skip one message. The same seed and tape always give the same faults.
+2000 (silent), 1000 (shutdown_notice), 5000 (dead_peer), 2000 (lifetime); gap count 1,
+symbol: that of the next diff-depth message. A random table may also set ms, mode and
+retry_after for the kinds it draws; its gaps skip one message. The same seed and tape always
+give the same faults.
 """
 
 from __future__ import annotations
@@ -50,8 +57,12 @@ STREAM_KINDS: Final = (
     "duplicate",
     "reorder",
     "shutdown_notice",
+    "dead_peer",
+    "reject_subscribe",
+    "slow_consumer",
+    "lifetime",
 )
-HTTP_KINDS: Final = ("stale_snapshot", "http_429", "http_451")
+HTTP_KINDS: Final = ("stale_snapshot", "http_429", "http_418", "http_451")
 KINDS: Final = STREAM_KINDS + HTTP_KINDS
 _KEYS: Final[dict[str, frozenset[str]]] = {
     "disconnect": frozenset({"mode"}),
@@ -61,12 +72,23 @@ _KEYS: Final[dict[str, frozenset[str]]] = {
     "duplicate": frozenset(),
     "reorder": frozenset(),
     "shutdown_notice": frozenset({"ms"}),
+    "dead_peer": frozenset({"ms"}),
+    "reject_subscribe": frozenset({"count"}),
+    "slow_consumer": frozenset({"bytes"}),
+    "lifetime": frozenset({"ms"}),
     "stale_snapshot": frozenset(),
     "http_429": frozenset({"count", "retry_after"}),
+    "http_418": frozenset({"count", "retry_after"}),
     "http_451": frozenset({"count"}),
     "random": frozenset({"kinds", "count", "from", "to", "ms", "mode", "retry_after"}),
 }
-_DEFAULT_MS: Final = {"delay": 500, "silent": 2000, "shutdown_notice": 1000}
+_DEFAULT_MS: Final = {
+    "delay": 500,
+    "silent": 2000,
+    "shutdown_notice": 1000,
+    "dead_peer": 5000,
+    "lifetime": 2000,
+}
 MODES: Final = ("clean", "abrupt")
 
 
@@ -82,6 +104,7 @@ class Fault:
     count: int | None = 1  # gap: messages skipped; http_429/451: requests hit (None: all)
     symbol: str | None = None
     retry_after: int = 1
+    buffered: int = 0  # slow_consumer: bytes waiting in the send buffer that get one kicked
     skip: tuple[int, ...] = ()  # gap: the served indices it skips (filled by `plan`)
 
 
@@ -257,6 +280,7 @@ def _parse_fault(table: dict[str, object], number: int, where: str) -> Fault | R
         count=count if count is not None or kind == "http_451" else 1,
         symbol=None if symbol is None else symbol.upper(),
         retry_after=retry_after,
+        buffered=_int(table.get("bytes", 0), f"{here}: bytes"),
     )
 
 

@@ -30,6 +30,10 @@ RESTRICTED: Final = (
     b"'b. Eligibility' in https://www.binance.com/en/terms. Please contact customer service "
     b'if you believe you received this message in error."}'
 )
+_BANNED: Final = (
+    b'{"code":-1003,"msg":"Way too many requests; IP(127.0.0.1) banned until further notice. '
+    b'Please use the websocket for live updates to avoid bans."}'
+)
 _TOO_MANY: Final = (
     b'{"code":-1003,"msg":"Too many requests; current limit of IP(127.0.0.1) is 6000 requests '
     b'per minute. Please use the websocket for live updates to avoid polling the API."}'
@@ -81,7 +85,7 @@ class RestApi:
         self._depth_streams = {s for s in set(tape.streams) if is_diff_depth(s)}
         self._snapshot_at = 0  # the next tape.snapshots entry to reach
         self._left: dict[str, int | None] = dict.fromkeys(HTTP_KINDS, 0)  # None: every request
-        self._retry_after = 1
+        self._retry_after = {"http_429": 1, "http_418": 1}
         for index in range(tape.start):  # a slice: the exchange ran before the client joined
             self.advance(index)
         self.index = tape.start  # absolute index of the current message
@@ -105,8 +109,8 @@ class RestApi:
             self._left[fault.kind] = None
         else:
             self._left[fault.kind] = left + fault.count
-        if fault.kind == "http_429":
-            self._retry_after = fault.retry_after
+        if fault.kind in self._retry_after:
+            self._retry_after[fault.kind] = fault.retry_after
 
     def _take(self, kind: str) -> bool:
         left = self._left[kind]
@@ -160,9 +164,11 @@ class RestApi:
         if self._take("http_451"):
             self._record("http_451", request="/api/v3/depth")
             return HttpReply(451, RESTRICTED)
-        if self._take("http_429"):
-            self._record("http_429", retry_after=self._retry_after)
-            return HttpReply(429, _TOO_MANY, (("Retry-After", str(self._retry_after)),))
+        for kind, status, body in (("http_418", 418, _BANNED), ("http_429", 429, _TOO_MANY)):
+            if self._take(kind):
+                retry_after = self._retry_after[kind]
+                self._record(kind, retry_after=retry_after)
+                return HttpReply(status, body, (("Retry-After", str(retry_after)),))
         return None
 
     def _first_diff_id(self, symbol: str) -> int:

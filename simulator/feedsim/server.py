@@ -36,6 +36,7 @@ from websockets.http11 import Request, Response
 
 from simulator.errors import ConfigError
 from simulator.feedsim import binance_wire as wire
+from simulator.feedsim.conn_faults import ConnectionFaults
 from simulator.feedsim.faults import (
     HTTP_KINDS,
     Fault,
@@ -69,6 +70,7 @@ def parse_speed(text: str) -> float | None:
 class _Client:
     conn: ServerConnection
     sub: wire.Subscription
+    opened_at: float = 0.0  # loop time
     arrivals: deque[float] = field(default_factory=lambda: deque(maxlen=wire.MAX_INCOMING_PER_S))
 
 
@@ -152,6 +154,7 @@ class FeedServer(ServerLifecycle):
         self._twice: set[int] = set()  # duplicated messages
         self._reorder = False
         self._closing: set[asyncio.Task[None]] = set()
+        self._conn_faults = ConnectionFaults(self._drop, self._background)
         self.messages = 0  # tape messages processed
         self.frames_sent = 0  # frames written to connections (one message, many clients)
         self.connections = 0  # websocket connections accepted
@@ -284,7 +287,9 @@ class FeedServer(ServerLifecycle):
                 self._rest.arm(fault)
             return
         details: dict[str, object] = {"fault": fault.number}
-        if fault.kind == "disconnect":
+        if fault.kind in ("dead_peer", "reject_subscribe", "slow_consumer", "lifetime"):
+            details |= self._connection_fault(fault)
+        elif fault.kind == "disconnect":
             details |= {"mode": fault.mode, "connections": self._disconnect(fault.mode)}
         elif fault.kind == "gap":
             details |= {"symbol": fault.symbol, "count": len(fault.skip), "skipped": fault.skip}
@@ -300,6 +305,18 @@ class FeedServer(ServerLifecycle):
         self._record(fault.kind, **details)
         if fault.kind in ("delay", "silent"):
             await self._stall(fault)
+
+    def _connection_fault(self, fault: Fault) -> dict[str, object]:
+        faults, conns = self._conn_faults, list(self._clients)
+        if fault.kind == "dead_peer":
+            return {"ms": fault.ms, "connections": faults.go_dead(conns, fault.ms)}
+        if fault.kind == "slow_consumer":
+            return {"bytes": fault.buffered, "connections": faults.kick_slow(conns, fault.buffered)}
+        if fault.kind == "lifetime":
+            opened = {c.conn: c.opened_at for c in self._clients.values()}
+            return {"ms": fault.ms, "connections": faults.limit_lifetime(opened, fault.ms)}
+        faults.rejects_left += fault.count or 1  # reject_subscribe
+        return {"count": fault.count}
 
     async def _stall(self, fault: Fault) -> None:
         await asyncio.sleep(fault.ms / 1000)
@@ -341,8 +358,9 @@ class FeedServer(ServerLifecycle):
         assert conn.request is not None
         sub = wire.path_subscription(conn.request.path)
         assert isinstance(sub, wire.Subscription)  # process_request let only these through
-        client = _Client(conn, sub)
+        client = _Client(conn, sub, asyncio.get_running_loop().time())
         self._clients[conn] = client
+        self._conn_faults.expire_later(conn, client.opened_at)
         self.connections += 1
         self._update_listening()
         try:
@@ -352,6 +370,12 @@ class FeedServer(ServerLifecycle):
                     self._drop(conn)
                     await conn.close(1008, "Too many requests")
                     break
+                refusal = (
+                    wire.subscribe_refusal(message) if self._conn_faults.rejects_left else None
+                )
+                if refusal is not None and self._conn_faults.reject():
+                    await conn.send(refusal, text=True)
+                    continue
                 await conn.send(wire.control_reply(message, client.sub), text=True)
                 self._update_listening()
         except ConnectionClosed:
@@ -387,6 +411,8 @@ class FeedServer(ServerLifecycle):
             return _response(not_found(path))
         if isinstance(sub, str):
             return _response(error_reply(400, 2, f"Invalid request: {sub}"))
+        if sub.streams and self._conn_faults.reject():
+            return _response(error_reply(400, 2, wire.REFUSED))
         refused = self._rest.refuse_upgrade(request.path)
         return None if refused is None else _response(refused)
 
@@ -483,6 +509,8 @@ class FeedOptions:
     ping_interval: float = 20.0
     start: int = 0
     limit: int | None = None
+    synthetic: int | None = None  # serve a seeded synthetic tape of this many messages instead
+    seed: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -505,7 +533,15 @@ def serve_sessions(
     from simulator.feedsim.faults import load_faults
     from simulator.feedsim.tape import load_tape
 
-    tape = load_tape(sessions, data_dir).slice(options.start, options.limit)
+    if options.synthetic is not None:
+        from simulator.feedsim.synthetic import synthetic_tape
+
+        if sessions:
+            raise ConfigError("give SESSIONs or --synthetic, not both")
+        tape = synthetic_tape(options.synthetic, seed=options.seed)
+    else:
+        tape = load_tape(sessions, data_dir)
+    tape = tape.slice(options.start, options.limit)
     schedule = load_faults(options.faults) if options.faults is not None else None
     server = FeedServer(
         tape,

@@ -101,8 +101,9 @@ class CsvStream:
             except READ_ERRORS as e:  # raised through pyarrow as it was
                 raise corrupt_zip(self.name, e) from e
             except (pa.ArrowException, OSError) as e:
-                if reader.failure is not None:
-                    raise corrupt_zip(self.name, reader.failure) from e
+                failure = reader.failure or _read_failure(reader)
+                if failure is not None:  # a damaged zip member inflates to garbage first
+                    raise corrupt_zip(self.name, failure) from e
                 raise self._bad_line_error(e) from e
         self.sha256 = reader.sha256.hexdigest()
 
@@ -129,6 +130,15 @@ class CsvStream:
                             f"{self.name} line {number}: {column} is {field!r}; expected {kind}"
                         )
         return DataError(f"{self.name}: cannot parse as LOBSTER CSV ({cause})")
+
+
+def _read_failure(reader: _HashingReader) -> Exception | None:
+    """The read error (CRC, inflate) further on, if any: a zip member is checked at its end."""
+    try:
+        reader.drain()
+    except READ_ERRORS as e:
+        return e
+    return None
 
 
 def corrupt_zip(where: object, cause: object) -> DataError:

@@ -55,6 +55,8 @@ class LiveOptions:
     roll_seconds: float = 30.0
     backoff_initial_s: float = 0.5
     backoff_cap_s: float = 30.0
+    dead_peer_timeout_s: float = 60.0  # no bytes at all (pings included): reconnect
+    idle_timeout_s: float = 10.0  # no data frame: reconnect
     wrap_model: Callable[[ModelRunner], ModelRunner] | None = None  # tests: a slow model
 
 
@@ -228,7 +230,9 @@ def run_live(
         profile,
         ConnectionConfig(url=venue.url, rest_url=venue.rest_url, symbols=options.symbols,
                          seed=options.seed, backoff_initial_s=options.backoff_initial_s,
-                         backoff_cap_s=options.backoff_cap_s, max_size=venue.max_size),
+                         backoff_cap_s=options.backoff_cap_s, max_size=venue.max_size,
+                         dead_peer_timeout_s=options.dead_peer_timeout_s,
+                         idle_timeout_s=options.idle_timeout_s),
         stamper,
         sink,
         wall,

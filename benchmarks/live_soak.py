@@ -1,0 +1,75 @@
+"""A long live run at max speed on the synthetic feed, its RSS sampled at intervals: memory
+must stay flat (the inbox is bounded; overflow declares gaps and resyncs, never silently).
+
+    python benchmarks/live_soak.py --minutes 10 --every 30
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CRYPTO = ["--set", "policy.lot=0.01", "--set", "policy.max_position=0.1", "--set",
+          "risk.max_position=1", "--set", "risk.max_order_size=1", "--set",
+          "risk.max_notional=1e9", "--set", "policy.size=0.01"]  # fmt: skip
+BIN = Path(sys.executable).parent
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--every", type=float, default=30.0, help="seconds between samples")
+    parser.add_argument("--strategy", default="obi_mlp")
+    parser.add_argument("--messages", type=int, default=30_000_000, help="synthetic tape")
+    args = parser.parse_args()
+    serve = [str(BIN / "ticktape"), "feed", "serve", "--synthetic", str(args.messages),
+             "--speed", "max"]  # fmt: skip
+    feed = subprocess.Popen(serve, stdout=subprocess.PIPE, text=True)
+    try:
+        assert feed.stdout is not None
+        first = feed.stdout.readline().split()
+        url, rest = first[1].removesuffix("/stream"), first[3]
+        with tempfile.TemporaryDirectory() as tmp:
+            live = subprocess.Popen(
+                [str(BIN / "ticktape"), "live", "--symbol", "btcusdt", "--strategy",
+                 args.strategy, *CRYPTO, "--url", url, "--rest-url", rest, "--duration",
+                 str(args.minutes * 60), "--no-dashboard", "--data-dir", f"{tmp}/data",
+                 "--out", f"{tmp}/reports"],
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            )  # fmt: skip
+            t0 = time.monotonic()
+            while live.poll() is None:
+                time.sleep(args.every)
+                if live.poll() is None:
+                    sample = {
+                        "t_s": round(time.monotonic() - t0),
+                        "rss_mb": round(rss_mb(live.pid)),
+                    }
+                    print(json.dumps(sample), flush=True)
+            print(live.stdout.read() if live.stdout else "", flush=True)
+            manifest = json.loads(next(Path(tmp, "reports").glob("*/manifest.json")).read_text())
+    finally:
+        feed.terminate()
+        feed.wait()
+    facts = manifest["live"]
+    print(json.dumps({
+        "events": manifest["summary"]["n_events"], "inbox": facts["inbox"],
+        "normalizer": facts["normalizer"], "recv_to_done_us": facts["recv_to_done_us"],
+        "peak_rss_mb": round(facts["peak_rss_mb"]),
+    }))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
