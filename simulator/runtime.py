@@ -20,8 +20,8 @@ import pyarrow.parquet as pq
 from simulator.clock import SimClock, WallClock
 from simulator.config import Config, settings
 from simulator.engine import Engine, EngineState, Pipeline
-from simulator.engine_live import RecordedEngine
-from simulator.engine_timed import TimedEngine, TimeModel
+from simulator.engine_live import RecordedStamp
+from simulator.engine_timed import SimulatedTime, TimeModel
 from simulator.errors import ConfigError, DataError, InvariantViolation, ModelError
 from simulator.execution import FixedLatency, SimVenue, ZeroLatency
 from simulator.features import FeatureBuffer, warmup
@@ -283,7 +283,7 @@ def build_time_model(
     if section["queue_bound"] < 0:
         raise ConfigError(f"latency.queue_bound must be >= 0; found {section['queue_bound']}")
     plain = (section["model"] == "zero" and section["feed_us"] == 0 and conflation == "all"
-             and section["queue_bound"] == 0)  # fmt: skip
+             and section["queue_bound"] == 0 and section["scheduler"] == "server")  # fmt: skip
     if plain and wrap is None:
         return None
     service = parse_service_model(section["model"], seed=seed)
@@ -292,6 +292,7 @@ def build_time_model(
         feed_ns=round(section["feed_us"] * US),
         conflate_latest=conflation == "latest",
         queue_bound=int(section["queue_bound"]),
+        pipelined=section["scheduler"] == "pipelined",
     )
 
 
@@ -449,13 +450,11 @@ def replay(
         "progress": None if progress is None else (lambda n: progress(n, total)),
         "time_zone": session.time_zone,
     }
-    engine: Engine
-    if replayed:
-        engine = RecordedEngine(decisions=decisions, **parts)
+    if replayed:  # live's decision times, at once
+        parts["stamp"] = RecordedStamp(decisions)
     else:
-        engine = (
-            Engine(**parts) if time_model is None else TimedEngine(time_model=time_model, **parts)
-        )
+        parts["scheduler"] = None if time_model is None else SimulatedTime(time_model)
+    engine = Engine(**parts)
     loaded = perf_counter()
     try:
         state = engine.run()
@@ -514,7 +513,7 @@ def run_summary(
         "fees": portfolio.fees,
         "final_position": portfolio.position,
         "final_equity": portfolio.equity,
-        "max_drawdown": state.max_drawdown,
+        "max_drawdown": portfolio.max_drawdown,
         "digest": digest,
     }
 

@@ -313,12 +313,14 @@ class LatencySection(_Section):
         ("feed_us", _non_negative, "a finite number >= 0"),
         ("conflation", *_one_of("all", "latest")),
         ("queue_bound", lambda v: _is_int(v) and v >= 0, "an integer >= 0 (0 = unbounded)"),
+        ("scheduler", *_one_of("server", "pipelined")),
     )
 
     model: str = "zero"  # zero | fixed:STAGE=US,... | measured | calibrated:FILE | recorded
     feed_us: float = 0.0  # extra feed delay added to every event's arrival
     conflation: str = "all"  # all | latest (skip a quote when a newer one is already waiting)
     queue_bound: int = 0  # 0 = unbounded; else events finding that many waiting are dropped
+    scheduler: str = "server"  # server: one pipeline; pipelined: each stage its own server
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
