@@ -5,9 +5,12 @@ Per event, in this fixed order (the same in replay and live):
   2. venue: orders that reached the venue before this event are matched against the market
      as it was (so an order latency visibly changes fills)
   3. market state + features update (a timer tick changes neither; a feed status event
-     from live mode sets the feed health that risk reads)                  [stage: features]
+     from live mode sets the feed health that risk reads; an order-level event is only
+     handed to the venue's market)                                          [stage: features]
   4. venue: resting limit orders are checked against the new market state
-  5. on quote, book, timer and status events (not trades), once the features are ready:
+  5. on quote, book, timer and status events (not trades, not order-level events), once
+     the features are ready — with `strategy.decide = "timestamp"` only on the last event
+     of each timestamp, after every row sharing it (hftbacktest decides so):
        inference -> policy (outputs + view -> intents) -> (per intent) risk -> order
                                       [stages: inference, decision, risk, order, tick_to_trade]
   6. venue: orders due now (zero latency) are matched against the current market
@@ -18,10 +21,12 @@ Ties between sources are broken by the merge order (ts_recv, source priority, se
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from time import perf_counter_ns
-from typing import Any, Final
+from typing import Any, Final, Protocol
+
+import numpy as np
 
 from simulator.clock import next_day_start
 from simulator.errors import InvariantViolation
@@ -46,12 +51,14 @@ TRADE: Final = 1
 BOOK: Final = 2
 TIMER: Final = 3
 STATUS: Final = 4
+ORDERS: Final = 5  # order-level events (the l3_fifo queue at the venue reads them)
 KIND_CODES: Final = {
     "quotes": QUOTE,
     "trades": TRADE,
     "book": BOOK,
     "timer": TIMER,
     "status": STATUS,
+    "orders": ORDERS,
 }
 FEED_DOWN_CODES: Final = frozenset({StatusCode.DISCONNECTED, StatusCode.BOOK_RESET})
 FEED_UP_CODES: Final = frozenset({StatusCode.CONNECTED, StatusCode.BOOK_SYNCED})
@@ -145,8 +152,42 @@ class EngineView:
         return self._venue.open_order_list()
 
 
+class DecisionStamp(Protocol):
+    """The part that dates a decision: `stamp(ts, event_index)` turns the time the engine's
+    scheduler decided at (the event's receive time, or simulated time) into the decision
+    time the venue sees; `finish()` checks what the run used of it (at the end)."""
+
+    def stamp(self, ts: int, event_index: int) -> int: ...
+    def finish(self) -> None: ...
+
+
+class EventTime:
+    """Decisions are dated by the scheduler's own time (replay, stress, simulated time)."""
+
+    __slots__ = ()
+
+    def stamp(self, ts: int, event_index: int) -> int:
+        return ts
+
+    def finish(self) -> None:
+        """Nothing to check."""
+
+
+class Scheduler(Protocol):
+    """The part that runs a merged batch in time (engine_timed.SimulatedTime); without one the
+    engine runs each event at once, in `Engine._walk`."""
+
+    def walk(self, engine: Engine, parts: list[tuple[Any, ...]], merged: MergedBatch,
+             slot: int) -> int: ...  # fmt: skip
+
+
 class Engine:
-    """Replays sources through a pipeline into a recorder. Build one with runtime.py."""
+    """Replays sources through a pipeline into a recorder. Build one with runtime.py.
+
+    Modes differ by the parts passed in, never by subclasses of the step order: a `scheduler`
+    (None: immediate; SimulatedTime: one server or pipelined stages) and a decision `stamp`
+    (event time, the wall clock live, recorded decision times for parity).
+    """
 
     def __init__(
         self,
@@ -161,6 +202,9 @@ class Engine:
         model_healthy: Callable[[], bool] = lambda: True,
         progress: Callable[[int], None] | None = None,
         time_zone: str = "UTC",
+        scheduler: Scheduler | None = None,
+        stamp: DecisionStamp | None = None,
+        decide_per_timestamp: bool = False,
         warm: Callable[[], None] | None = None,  # begin() runs it: see simulator/warm.py
     ) -> None:
         self._warm = warm
@@ -174,6 +218,10 @@ class Engine:
         self._model_healthy = model_healthy
         self._progress = progress
         self._time_zone = time_zone  # the venue's: its midnight resets the day's loss
+        self._scheduler = scheduler
+        self._stamp: DecisionStamp = EventTime() if stamp is None else stamp
+        self._per_timestamp = decide_per_timestamp  # strategy.decide = "timestamp"
+        self._next_ts = MAX_TS  # receive time of the event after the current batch
         self._slot = 0  # next free row of the recorder's chunk
         self.state = EngineState()
         self.view = EngineView(clock, market, self.state, venue)
@@ -184,7 +232,8 @@ class Engine:
     def run(self) -> EngineState:
         """Replay every event of the sources (see the module docstring for the step order)."""
         self.begin()
-        for merged in merge(self._sources):
+        for merged, next_ts in _with_next_ts(merge(self._sources)):
+            self._next_ts = next_ts
             self.step(merged)
             if self._progress is not None:
                 self._progress(self.state.n_events)
@@ -203,6 +252,8 @@ class Engine:
     def step(self, merged: MergedBatch) -> None:
         """Run the events of one merged batch."""
         parts = [self._prepare(part) for part in merged.parts]
+        if self._per_timestamp:
+            parts, merged = _quiet_ties(parts, merged, self._next_ts)
         self._slot = self._walk_merged(parts, merged, self._slot)
 
     @property
@@ -211,14 +262,46 @@ class Engine:
         return self._slot
 
     def end(self) -> EngineState:
-        """Flush the last rows and mark the portfolio to the last mid."""
+        """Flush the last rows, mark the portfolio to the last mid, let the stamp check."""
         self._recorder.flush(self._slot)
         self._slot = 0
         self._portfolio.mark(self.state.mid)
+        self._stamp.finish()
         return self.state
 
+    # the parts a scheduler works with (read-only)
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    @property
+    def market(self) -> MarketState:
+        return self._market
+
+    @property
+    def venue(self) -> Venue:
+        return self._venue
+
+    @property
+    def recorder(self) -> RunRecorder:
+        return self._recorder
+
+    @property
+    def pipeline(self) -> Pipeline:
+        return self._pipeline
+
+    @property
+    def portfolio(self) -> PortfolioLike:
+        return self._portfolio
+
+    @property
+    def has_target(self) -> bool:
+        return self._has_target
+
     def _walk_merged(self, parts: list[tuple[Any, ...]], merged: MergedBatch, slot: int) -> int:
-        """Run one merged batch (TimedEngine runs it in simulated time instead)."""
+        """Run one merged batch: at once, or in time by the scheduler part."""
+        if self._scheduler is not None:
+            return self._scheduler.walk(self, parts, merged, slot)
         return self._walk(parts, merged.order_part, merged.order_row, slot)
 
     def _prepare(self, batch: EventBatch) -> tuple[Any, ...]:
@@ -226,14 +309,17 @@ class Engine:
         kind = KIND_CODES[batch.kind]
         c = batch.columns
         if kind == TRADE:
-            return (kind, c["ts_recv"], c["px"], c["sz"], c["side"], None, None, None)
+            return (kind, c["ts_recv"], c["px"], c["sz"], c["side"], None, None, None, False)
         if kind == TIMER:
-            return (kind, c["ts_recv"], None, None, None, None, None, None)
+            return (kind, c["ts_recv"], None, None, None, None, None, None, True)
         if kind == STATUS:
-            return (kind, c["ts_recv"], c["code"], None, None, None, None, None)
+            return (kind, c["ts_recv"], c["code"], None, None, None, None, None, True)
+        if kind == ORDERS:  # the size column rides in the `levels` slot
+            order = (c["event_type"], c["order_id"], c["side"], c["px"], c["sz"])
+            return (kind, c["ts_recv"], *order, None, False)
         if kind == QUOTE:
             top = (c["bid_px"], c["bid_sz"], c["ask_px"], c["ask_sz"])
-            return (kind, c["ts_recv"], *top, (), None)
+            return (kind, c["ts_recv"], *top, (), None, True)
         levels = tuple(
             (c[f"bid_px_{i}"], c[f"bid_sz_{i}"], c[f"ask_px_{i}"], c[f"ask_sz_{i}"])
             for i in range(self._market.levels)
@@ -241,7 +327,7 @@ class Engine:
         )
         bundle = self._pipeline.features.book_columns(batch)
         top = (c["bid_px_0"], c["bid_sz_0"], c["ask_px_0"], c["ask_sz_0"])
-        return (kind, c["ts_recv"], *top, levels, bundle)
+        return (kind, c["ts_recv"], *top, levels, bundle, True)
 
     def _walk(  # noqa: C901 - the hot loop: one frame on purpose (STYLE B0)
         self, parts: list[tuple[Any, ...]], order_part: memoryview, order_row: memoryview, slot: int
@@ -273,7 +359,7 @@ class Engine:
         cash, peak, max_drawdown = portfolio.cash, state.peak_equity, state.max_drawdown
         day_end = state.day_end
         for part_index, row in zip(order_part, order_row, strict=True):
-            kind, ts_col, a, b, c, d, levels, bundle = parts[part_index]
+            kind, ts_col, a, b, c, d, levels, bundle, decides = parts[part_index]
             ts = ts_col[row]
             advance_to(ts)  # 1.
             if ts >= day_end:
@@ -305,6 +391,10 @@ class Engine:
                     on_book(ts, bundle, row)
             elif kind == STATUS:
                 self.on_status(a[row])
+            elif kind == ORDERS:
+                market.order_event, market.order_id, market.order_side = a[row], b[row], c[row]
+                market.order_px, market.order_sz, market.order_ts = d[row], levels[row], ts
+                market.n_order_events += 1
             t1 = clock()
             v_features[slot] = t1 - t0
             if venue.n_resting:  # 4.
@@ -312,7 +402,7 @@ class Engine:
             p, target, sent = nan, position, False
             if not ready:
                 ready = features.ready
-            if kind != TRADE and ready:  # 5.
+            if decides and ready:  # 5.
                 out = predict(compute(), i)
                 if out is not last_out:
                     last_out, out_view = out, out.data
@@ -325,11 +415,11 @@ class Engine:
                 target = policy.target if has_target else nan  # type: ignore[attr-defined]
                 if intents:
                     state.n_events, state.max_drawdown = i, max_drawdown
-                    sent = self._act(intents, ts, p, t0, t3, slot)
+                    sent = self.act(intents, ts, p, t0, t3, slot)
             if sent or due <= ts:  # 6.
                 process_due(ts, market, fills)
             if fills:  # 7.
-                position = self._settle(fills)
+                position = self.settle(fills)
                 cash = portfolio.cash
             mid = state.mid
             if mid == mid:  # marked to mid once there is a two-sided market (NaN before)
@@ -352,6 +442,9 @@ class Engine:
                 slot = 0
         state.position, state.equity, state.n_events = position, equity, i
         state.max_drawdown = max_drawdown
+        # the portfolio owns equity, peak and drawdown: the loop above is Portfolio.mark
+        # inlined (a call per event would cost ~150 ns), handed back once per batch
+        portfolio.equity, portfolio.peak_equity, portfolio.max_drawdown = equity, peak, max_drawdown
         return slot
 
     def new_day(self, ts: int) -> int:
@@ -372,7 +465,7 @@ class Engine:
         elif code in FEED_UP_CODES:
             state.feed_ok = True
 
-    def _settle(self, fills: list[Fill]) -> float:
+    def settle(self, fills: list[Fill]) -> float:
         """Fills reach the portfolio and the run tables; return the new position."""
         for fill in fills:
             self._portfolio.on_fill(fill)
@@ -383,15 +476,13 @@ class Engine:
         view.cash = portfolio.cash
         return self.state.position
 
-    def _stamp(self, ts: int) -> int:
-        """The decision time of a decision taken on the event received at `ts`."""
-        return ts
-
-    def _act(
+    def act(
         self, intents: Sequence[Intent], ts: int, p: float, t0: int, t3: int, slot: int
     ) -> bool:
-        """Risk-check and submit a decision's intents (rare: cold enough to allocate)."""
-        return self.act_at(intents, self._stamp(ts), p, t0, t3, slot)
+        """Risk-check and submit the intents of a decision the scheduler took at `ts`, dated
+        by the stamp part (rare: cold enough to allocate)."""
+        stamped = self._stamp.stamp(ts, self.state.n_events)
+        return self.act_at(intents, stamped, p, t0, t3, slot)
 
     def act_at(
         self, intents: Sequence[Intent], ts_decision: int, p: float, t0: int, t3: int, slot: int
@@ -498,3 +589,35 @@ class Engine:
         views["order_id"][slot] = order.order_id
         state.next_order_id += 1
         return True
+
+
+def _with_next_ts(batches: Iterator[MergedBatch]) -> Iterator[tuple[MergedBatch, int]]:
+    """Each merged batch with the receive time of the event after its last (MAX_TS at the
+    end), so the last event of a timestamp is known even across batches."""
+    held: MergedBatch | None = None
+    for merged in batches:
+        if held is not None:
+            first = merged.parts[merged.order_part[0]]
+            yield held, int(first.ts_recv[merged.order_row[0]])
+        held = merged
+    if held is not None:
+        yield held, MAX_TS
+
+
+def _quiet_ties(
+    parts: list[tuple[Any, ...]], merged: MergedBatch, next_ts: int
+) -> tuple[list[tuple[Any, ...]], MergedBatch]:
+    """`strategy.decide = "timestamp"`: events followed by one with the same receive time point
+    at copies of their part that do not decide (part index + number of parts)."""
+    order_part = np.asarray(merged.order_part, dtype=np.int64)
+    order_row = np.asarray(merged.order_row, dtype=np.int64)
+    ts = np.empty(len(order_part), dtype=np.int64)
+    for index, part in enumerate(parts):
+        mine = order_part == index
+        ts[mine] = np.asarray(part[1], dtype=np.int64)[order_row[mine]]
+    tied = np.empty(len(ts), dtype=np.bool_)
+    tied[:-1] = ts[1:] == ts[:-1]
+    tied[-1] = ts[-1] == next_ts
+    quiet = [(*part[:8], False) for part in parts]
+    remapped = np.where(tied, order_part + len(parts), order_part)
+    return [*parts, *quiet], replace(merged, order_part=remapped.data)

@@ -89,6 +89,7 @@ class StrategySection(_Section):
         ("kinds", lambda v: bool(v) and all(k in KINDS for k in v) and len(set(v)) == len(v),
          "a non-empty list of distinct kinds among " + ", ".join(KINDS)),
         ("timer_ms", _non_negative, "a finite number >= 0 (0 = no timer)"),
+        ("decide", *_one_of("event", "timestamp")),
     )  # fmt: skip
 
     name: str = ""
@@ -96,6 +97,9 @@ class StrategySection(_Section):
     description: str = ""
     kinds: tuple[str, ...] = ("quotes",)
     timer_ms: float = 0.0
+    # event: decide after every event; timestamp: once per timestamp, after all its rows
+    # (hftbacktest's order of work, with trades listed before the book in `kinds`)
+    decide: str = "event"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -313,12 +317,14 @@ class LatencySection(_Section):
         ("feed_us", _non_negative, "a finite number >= 0"),
         ("conflation", *_one_of("all", "latest")),
         ("queue_bound", lambda v: _is_int(v) and v >= 0, "an integer >= 0 (0 = unbounded)"),
+        ("scheduler", *_one_of("server", "pipelined")),
     )
 
     model: str = "zero"  # zero | fixed:STAGE=US,... | measured | calibrated:FILE | recorded
     feed_us: float = 0.0  # extra feed delay added to every event's arrival
     conflation: str = "all"  # all | latest (skip a quote when a newer one is already waiting)
     queue_bound: int = 0  # 0 = unbounded; else events finding that many waiting are dropped
+    scheduler: str = "server"  # server: one pipeline; pipelined: each stage its own server
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
