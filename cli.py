@@ -563,7 +563,8 @@ def _with_latency(config: dict[str, Any], latency: str | None) -> dict[str, Any]
 
 
 STRATEGY_OPTIONS = (
-    click.option("--strategy", required=True, help="A strategy in strategies/ or a TOML file."),
+    click.option("--strategy", required=True,
+                 help="A shipped strategy (ticktape strategies), a strategy TOML or its folder."),
     click.option("--config", "config_file", type=click.Path(exists=True, path_type=Path),
                  help="TOML file overriding the strategy's defaults."),
     click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",

@@ -1,4 +1,4 @@
-"""Builds the optional compiled feature kernel; everything else is in pyproject.toml.
+"""Builds the optional compiled feature kernel and L2 book; the rest is in pyproject.toml.
 
 `optional=True`: without a C compiler or Python headers the install still succeeds and the
 feature stage runs its pure-Python path (same results, slower; `ticktape bench` says which).
@@ -14,6 +14,12 @@ setup(
             # No fused multiply-add, no fast-math: results must equal the Python path's bits.
             extra_compile_args=["-O2", "-std=c11", "-ffp-contract=off", "-fno-fast-math"],
             optional=True,
-        )
+        ),
+        Extension(  # the L2 book of live mode (importers/book.py's twin)
+            "simulator.importers._book",
+            ["simulator/importers/_book.c"],
+            extra_compile_args=["-O2", "-std=c11"],
+            optional=True,
+        ),
     ]
 )

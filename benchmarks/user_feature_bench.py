@@ -26,7 +26,8 @@ import polars as pl
 
 from simulator.features import FeatureBuffer, FeatureConfig, session_events
 from simulator.features.batch import frame_book_columns
-from simulator.features.user import MixedFeatures, UserFeature
+from simulator.features.user import MixedFeatures
+from simulator.protocols import UserFeature
 from simulator.session import resolve_session
 
 DATA = Path(__file__).resolve().parent.parent / "data"

@@ -21,7 +21,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from time import perf_counter_ns
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from simulator.clock import next_day_start
 from simulator.errors import InvariantViolation
@@ -145,8 +145,42 @@ class EngineView:
         return self._venue.open_order_list()
 
 
+class DecisionStamp(Protocol):
+    """The part that dates a decision: `stamp(ts, event_index)` turns the time the engine's
+    scheduler decided at (the event's receive time, or simulated time) into the decision
+    time the venue sees; `finish()` checks what the run used of it (at the end)."""
+
+    def stamp(self, ts: int, event_index: int) -> int: ...
+    def finish(self) -> None: ...
+
+
+class EventTime:
+    """Decisions are dated by the scheduler's own time (replay, stress, simulated time)."""
+
+    __slots__ = ()
+
+    def stamp(self, ts: int, event_index: int) -> int:
+        return ts
+
+    def finish(self) -> None:
+        """Nothing to check."""
+
+
+class Scheduler(Protocol):
+    """The part that runs a merged batch in time (engine_timed.SimulatedTime); without one the
+    engine runs each event at once, in `Engine._walk`."""
+
+    def walk(self, engine: Engine, parts: list[tuple[Any, ...]], merged: MergedBatch,
+             slot: int) -> int: ...  # fmt: skip
+
+
 class Engine:
-    """Replays sources through a pipeline into a recorder. Build one with runtime.py."""
+    """Replays sources through a pipeline into a recorder. Build one with runtime.py.
+
+    Modes differ by the parts passed in, never by subclasses of the step order: a `scheduler`
+    (None: immediate; SimulatedTime: one server or pipelined stages) and a decision `stamp`
+    (event time, the wall clock live, recorded decision times for parity).
+    """
 
     def __init__(
         self,
@@ -161,6 +195,8 @@ class Engine:
         model_healthy: Callable[[], bool] = lambda: True,
         progress: Callable[[int], None] | None = None,
         time_zone: str = "UTC",
+        scheduler: Scheduler | None = None,
+        stamp: DecisionStamp | None = None,
     ) -> None:
         self._clock = clock
         self._sources = sources
@@ -172,6 +208,8 @@ class Engine:
         self._model_healthy = model_healthy
         self._progress = progress
         self._time_zone = time_zone  # the venue's: its midnight resets the day's loss
+        self._scheduler = scheduler
+        self._stamp: DecisionStamp = EventTime() if stamp is None else stamp
         self._slot = 0  # next free row of the recorder's chunk
         self.state = EngineState()
         self.view = EngineView(clock, market, self.state, venue)
@@ -207,14 +245,46 @@ class Engine:
         return self._slot
 
     def end(self) -> EngineState:
-        """Flush the last rows and mark the portfolio to the last mid."""
+        """Flush the last rows, mark the portfolio to the last mid, let the stamp check."""
         self._recorder.flush(self._slot)
         self._slot = 0
         self._portfolio.mark(self.state.mid)
+        self._stamp.finish()
         return self.state
 
+    # the parts a scheduler works with (read-only)
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
+    @property
+    def market(self) -> MarketState:
+        return self._market
+
+    @property
+    def venue(self) -> Venue:
+        return self._venue
+
+    @property
+    def recorder(self) -> RunRecorder:
+        return self._recorder
+
+    @property
+    def pipeline(self) -> Pipeline:
+        return self._pipeline
+
+    @property
+    def portfolio(self) -> PortfolioLike:
+        return self._portfolio
+
+    @property
+    def has_target(self) -> bool:
+        return self._has_target
+
     def _walk_merged(self, parts: list[tuple[Any, ...]], merged: MergedBatch, slot: int) -> int:
-        """Run one merged batch (TimedEngine runs it in simulated time instead)."""
+        """Run one merged batch: at once, or in time by the scheduler part."""
+        if self._scheduler is not None:
+            return self._scheduler.walk(self, parts, merged, slot)
         return self._walk(parts, merged.order_part, merged.order_row, slot)
 
     def _prepare(self, batch: EventBatch) -> tuple[Any, ...]:
@@ -321,11 +391,11 @@ class Engine:
                 target = policy.target if has_target else nan  # type: ignore[attr-defined]
                 if intents:
                     state.n_events, state.max_drawdown = i, max_drawdown
-                    sent = self._act(intents, ts, p, t0, t3, slot)
+                    sent = self.act(intents, ts, p, t0, t3, slot)
             if sent or due <= ts:  # 6.
                 process_due(ts, market, fills)
             if fills:  # 7.
-                position = self._settle(fills)
+                position = self.settle(fills)
                 cash = portfolio.cash
             mid = state.mid
             if mid == mid:  # marked to mid once there is a two-sided market (NaN before)
@@ -348,6 +418,9 @@ class Engine:
                 slot = 0
         state.position, state.equity, state.n_events = position, equity, i
         state.max_drawdown = max_drawdown
+        # the portfolio owns equity, peak and drawdown: the loop above is Portfolio.mark
+        # inlined (a call per event would cost ~150 ns), handed back once per batch
+        portfolio.equity, portfolio.peak_equity, portfolio.max_drawdown = equity, peak, max_drawdown
         return slot
 
     def new_day(self, ts: int) -> int:
@@ -368,7 +441,7 @@ class Engine:
         elif code in FEED_UP_CODES:
             state.feed_ok = True
 
-    def _settle(self, fills: list[Fill]) -> float:
+    def settle(self, fills: list[Fill]) -> float:
         """Fills reach the portfolio and the run tables; return the new position."""
         for fill in fills:
             self._portfolio.on_fill(fill)
@@ -379,15 +452,13 @@ class Engine:
         view.cash = portfolio.cash
         return self.state.position
 
-    def _stamp(self, ts: int) -> int:
-        """The decision time of a decision taken on the event received at `ts`."""
-        return ts
-
-    def _act(
+    def act(
         self, intents: Sequence[Intent], ts: int, p: float, t0: int, t3: int, slot: int
     ) -> bool:
-        """Risk-check and submit a decision's intents (rare: cold enough to allocate)."""
-        return self.act_at(intents, self._stamp(ts), p, t0, t3, slot)
+        """Risk-check and submit the intents of a decision the scheduler took at `ts`, dated
+        by the stamp part (rare: cold enough to allocate)."""
+        stamped = self._stamp.stamp(ts, self.state.n_events)
+        return self.act_at(intents, stamped, p, t0, t3, slot)
 
     def act_at(
         self, intents: Sequence[Intent], ts_decision: int, p: float, t0: int, t3: int, slot: int

@@ -1,10 +1,10 @@
-"""The engine in live mode and in its parity replay: the same `Engine`, two ways to date a
-decision.
+"""The engine in live mode and in its parity replay: the same `Engine`, two decision stamps.
 
-`LiveEngine` is fed batch by batch from the live inbox and dates each decision with the wall
-clock when it is made (and keeps those dates for the recording); `RecordedEngine` replays a
-recorded session and dates each decision with the time recorded for that event, so the
-venue sees the same order arrival times and the run is identical (`--latency recorded`).
+`WallClockStamp` dates each decision with the wall clock when it is made (and keeps those
+dates for the recording); `RecordedStamp` dates each decision with the time recorded for that
+event, so a replay's venue sees the same order arrival times and the run is identical
+(`--latency recorded`, with any scheduler). `LiveEngine` is only how the live consumer feeds
+an Engine: one event at a time, each timed on the wall.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from simulator.engine import TIMER, TRADE, Engine, EngineState
+from simulator.engine import TIMER, TRADE, Engine
 from simulator.errors import InvariantViolation
 from simulator.metrics import LatencyHistogram
 from simulator.sources.merge import MergedBatch
@@ -24,13 +24,62 @@ _ROW0: Final = np.zeros(1, dtype=np.int64).data  # order_part = order_row = [0]
 _SAMPLES: Final = 4096
 
 
+class WallClockStamp:
+    """Live: a decision is dated by the wall clock when it is made (never before its event's
+    receive time, so stamps only increase); (event index, ts_decision) kept for recording."""
+
+    __slots__ = ("_wall", "decisions")
+
+    def __init__(self, wall: Callable[[], int]) -> None:
+        self._wall = wall
+        self.decisions: list[tuple[int, int]] = []  # taken (and replaced) by the live stepper
+
+    def stamp(self, ts: int, event_index: int) -> int:
+        ts_decision = max(self._wall(), ts)
+        self.decisions.append((event_index, ts_decision))
+        return ts_decision
+
+    def finish(self) -> None:
+        """Nothing to check: the decisions are the recording's."""
+
+
+class RecordedStamp:
+    """Parity replay: a decision is dated by the time live recorded for its event index; a
+    decision live did not take, or one live took that the replay does not, is an error."""
+
+    __slots__ = ("_decisions", "_used")
+
+    def __init__(self, decisions: Mapping[int, int]) -> None:
+        self._decisions = decisions
+        self._used: set[int] = set()
+
+    def stamp(self, ts: int, event_index: int) -> int:
+        ts_decision = self._decisions.get(event_index)
+        if ts_decision is None:
+            raise InvariantViolation(
+                f"parity: the replay decided to trade at event {event_index} (ts_recv {ts}) but "
+                "the recording has no decision there: the consumed stream or the pipeline differs"
+            )
+        self._used.add(event_index)
+        return ts_decision
+
+    def finish(self) -> None:
+        if len(self._used) != len(self._decisions):
+            missing = sorted(set(self._decisions) - self._used)[:5]
+            raise InvariantViolation(
+                f"parity: the recording decided at {len(self._decisions)} events, the replay at "
+                f"{len(self._used)} (first recorded ones not replayed: {missing})"
+            )
+
+
 class LiveEngine(Engine):
-    """An Engine fed by the live consumer, one event at a time so each is timed on the wall."""
+    """An Engine fed by the live consumer, one event at a time so each is timed on the wall;
+    its decisions are dated by a WallClockStamp."""
 
     def __init__(self, *, wall: Callable[[], int], **engine: Any) -> None:  # noqa: ANN401
-        super().__init__(sources=(), **engine)
+        self._wall_stamp = WallClockStamp(wall)
+        super().__init__(sources=(), stamp=self._wall_stamp, **engine)
         self._wall = wall
-        self.decisions: list[tuple[int, int]] = []  # (event index, ts_decision), taken by caller
         self._recv_to_done = LatencyHistogram("recv_to_done")
         self._samples = np.zeros(_SAMPLES, dtype=np.int64)  # binned when full: no per-event numpy
         self._n_samples = 0
@@ -72,40 +121,14 @@ class LiveEngine(Engine):
             self._recv_to_done.add_samples(np.asarray(samples, dtype=np.int64))
         return slot
 
-    def _stamp(self, ts: int) -> int:
-        ts_decision = max(self._wall(), ts)  # stamps are forced increasing; never before ts
-        self.decisions.append((self.state.n_events, ts_decision))
-        return ts_decision
+    @property
+    def decisions(self) -> list[tuple[int, int]]:
+        """(event index, ts_decision) of the decisions since the caller last took them."""
+        return self._wall_stamp.decisions
+
+    @decisions.setter
+    def decisions(self, value: list[tuple[int, int]]) -> None:
+        self._wall_stamp.decisions = value
 
 
-class RecordedEngine(Engine):
-    """Replays a live recording with its recorded decision times (event index -> ts)."""
-
-    def __init__(self, *, decisions: Mapping[int, int], **engine: Any) -> None:  # noqa: ANN401
-        super().__init__(**engine)
-        self._decisions = decisions
-        self._used: set[int] = set()
-
-    def _stamp(self, ts: int) -> int:
-        index = self.state.n_events
-        ts_decision = self._decisions.get(index)
-        if ts_decision is None:
-            raise InvariantViolation(
-                f"parity: the replay decided to trade at event {index} (ts_recv {ts}) but the "
-                "recording has no decision there: the consumed stream or the pipeline differs"
-            )
-        self._used.add(index)
-        return ts_decision
-
-    def end(self) -> EngineState:
-        state = super().end()
-        if len(self._used) != len(self._decisions):
-            missing = sorted(set(self._decisions) - self._used)[:5]
-            raise InvariantViolation(
-                f"parity: the recording decided at {len(self._decisions)} events, the replay at "
-                f"{len(self._used)} (first recorded ones not replayed: {missing})"
-            )
-        return state
-
-
-__all__ = ["LiveEngine", "RecordedEngine"]
+__all__ = ["LiveEngine", "RecordedStamp", "WallClockStamp"]

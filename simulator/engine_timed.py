@@ -1,4 +1,4 @@
-"""The engine in simulated time: the pipeline as a server (see `TimedEngine`).
+"""The engine's simulated-time scheduler part: the pipeline as a server (see `SimulatedTime`).
 
 Same step order as `Engine` (engine.py), with one change of meaning: an event *arrives* at its
 receive time (plus any feed delay) and the venue's market is updated then, but the pipeline
@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from time import perf_counter_ns
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 
@@ -24,48 +23,62 @@ from simulator.timing import DECISION, FEATURES, INFERENCE, ORDER, RISK, Service
 
 @dataclass(frozen=True, slots=True)
 class TimeModel:
-    """The pipeline as a server in simulated time (see `Engine._walk_timed`).
+    """The pipeline in simulated time (see `SimulatedTime`).
 
     `service` gives each stage's time; `feed_ns` delays every event's arrival (for sessions
     whose receive time is only the venue's time); `conflate_latest` skips a quote or book
     event when a newer one of the same source has arrived by the time it would start;
     `queue_bound` (0 = none) drops an event that finds that many events waiting.
+    `pipelined`: each stage (features, inference, decision, risk + order) is its own server
+    with its own queue, as stages on separate threads would run; otherwise the whole pipeline
+    is one server.
     """
 
     service: ServiceModel
     feed_ns: int = 0
     conflate_latest: bool = False
     queue_bound: int = 0
+    pipelined: bool = False
 
 
-class TimedEngine(Engine):
-    """An Engine whose pipeline is a server in simulated time (chosen by runtime.py)."""
+STAGE_SERVERS: Final = 4  # pipelined: features, inference, decision, risk + order
 
-    def __init__(self, *, time_model: TimeModel, **engine: Any) -> None:  # noqa: ANN401
-        super().__init__(**engine)
+
+class SimulatedTime:
+    """The simulated-time scheduler part of an Engine (runtime.py picks it): an event arrives
+    at its receive time (plus the feed delay) and the venue's market is updated then, but the
+    pipeline starts on it only when free, and its decision and order happen at start +
+    service time. Single server: the next event starts when the whole pipeline is done.
+    Pipelined: stage k of an event starts when stage k-1 of it is done and stage k is free, so
+    the next event's features may run while this one's model does."""
+
+    def __init__(self, time_model: TimeModel) -> None:
         self._time = time_model
-        self._busy_until = 0  # simulated time the pipeline is free again
+        self._free = [0] * STAGE_SERVERS  # pipelined: when each stage is free again
+        self._busy_until = 0  # when the first stage (the whole pipeline if one server) is free
         self._waiting: deque[int] = deque()  # start times of accepted events not yet started
 
-    def _walk_merged(  # noqa: C901 - the timed hot loop, one frame like _walk (STYLE B0)
-        self, parts: list[tuple[Any, ...]], merged: MergedBatch, slot: int
+    def walk(  # noqa: C901 - the timed hot loop, one frame like Engine._walk (STYLE B0)
+        self, engine: Engine, parts: list[tuple[Any, ...]], merged: MergedBatch, slot: int
     ) -> int:
-        """Steps 1-7 with the pipeline as a server: an event arrives (feed delay added), the
-        venue's market is updated at once, and the pipeline starts on it when free (waiting
-        counted in `queue_ns`); decisions and orders happen at start + service time."""
-        state, market, venue, recorder = self.state, self._market, self._venue, self._recorder
+        """Steps 1-7 of the engine with the pipeline in simulated time: an event arrives (feed
+        delay added), the venue's market is updated at once, and the pipeline starts on it
+        when free (waiting counted in `queue_ns`)."""
+        state, market, venue = engine.state, engine.market, engine.venue
+        recorder = engine.recorder
         time = self._time
-        views, fills, service = recorder.views, state.fills, time.service.service_ns
+        views, fills = recorder.views, state.fills
         feed, bound, waiting = time.feed_ns, time.queue_bound, self._waiting
         next_same = _next_same_source_ts(merged) if time.conflate_latest else None
+        advance_to = engine.clock.advance_to
         for k, (part_index, row) in enumerate(
             zip(merged.order_part, merged.order_row, strict=True)
         ):
             kind, ts_col, a, b, c, d, levels, _bundle = parts[part_index]
             ts = ts_col[row] + feed
-            self._clock.advance_to(ts)  # 1.
+            advance_to(ts)  # 1.
             if ts >= state.day_end:
-                self.new_day(ts)
+                engine.new_day(ts)
             if venue.due_ts < ts:  # 2.
                 venue.process_due(ts - 1, market, fills)
             if kind == TRADE:  # the venue's market is the truth at arrival
@@ -93,33 +106,27 @@ class TimedEngine(Engine):
                 skip, state.n_skipped = 1, state.n_skipped + 1
             p, target = math.nan, state.position
             if not skip:
-                views["queue_ns"][slot] = start - ts
-                p, target, busy = self._serve(parts[part_index], row, ts, start, slot, service)
-                self._busy_until = busy
+                p, target, waited = self._serve(engine, parts[part_index], row, ts, start, slot)
+                views["queue_ns"][slot] = start - ts + waited
                 waiting.append(start)
             if venue.due_ts <= ts:  # 6.
                 venue.process_due(ts, market, fills)
             if fills:  # 7.
-                self._settle(fills)
-            self._record(slot, ts, kind, p, target, skip)
+                engine.settle(fills)
+            _record(engine, slot, ts, kind, p, target, skip)
             slot += 1
             if slot == recorder.chunk_rows:
                 recorder.flush(slot)
                 slot = 0
         return slot
 
-    def _serve(
-        self,
-        part: tuple[Any, ...],
-        row: int,
-        ts: int,
-        start: int,
-        slot: int,
-        service: Callable[[int, int], int],
+    def _serve(  # noqa: C901 - the stage sequence of one event, in one frame
+        self, engine: Engine, part: tuple[Any, ...], row: int, ts: int, start: int, slot: int
     ) -> tuple[float, float, int]:
-        """Features, model, decision and order for one event served from `start`: returns
-        (p, target, the time the pipeline is free again)."""
-        state, pipeline, views = self.state, self._pipeline, self._recorder.views
+        """Features, model, decision and order for one event whose first stage starts at
+        `start`: returns (p, target, time waited between stages); sets when stages are free."""
+        state, pipeline, views = engine.state, engine.pipeline, engine.recorder.views
+        service, free, pipelined = self._time.service.service_ns, self._free, self._time.pipelined
         features = pipeline.features
         kind, _, a, b, c, d, _, bundle = part
         t0 = perf_counter_ns()
@@ -130,43 +137,52 @@ class TimedEngine(Engine):
         elif kind == QUOTE:
             features.on_quote(ts, a[row], b[row], c[row], d[row])
         elif kind == STATUS:
-            self.on_status(a[row])
+            engine.on_status(a[row])
         if kind < TIMER:
-            state.mid = (self._market.bid_px + self._market.ask_px) * 0.5
+            state.mid = (engine.market.bid_px + engine.market.ask_px) * 0.5
         t1 = perf_counter_ns()
         views["features_ns"][slot] = t1 - t0
-        now = start + service(FEATURES, t1 - t0)
-        p, target = math.nan, state.position
+        now = self._busy_until = free[0] = start + service(FEATURES, t1 - t0)
+        p, target, waited = math.nan, state.position, 0
         if kind != TRADE and features.ready:
             out = pipeline.runner.predict(features.compute(), state.n_events)
             p = float(out[0])
             t2 = perf_counter_ns()
-            intents = pipeline.policy.decide(out, self.view)
+            intents = pipeline.policy.decide(out, engine.view)
             t3 = perf_counter_ns()
             policy = pipeline.policy
-            target = policy.target if self._has_target else math.nan  # type: ignore[attr-defined]
+            target = policy.target if engine.has_target else math.nan  # type: ignore[attr-defined]
             views["inference_ns"][slot], views["decision_ns"][slot] = t2 - t1, t3 - t2
-            now += service(INFERENCE, t2 - t1) + service(DECISION, t3 - t2)
+            for stage, ns in ((1, service(INFERENCE, t2 - t1)), (2, service(DECISION, t3 - t2))):
+                if pipelined and free[stage] > now:
+                    waited, now = waited + free[stage] - now, free[stage]
+                now = free[stage] = now + ns
             if intents:
-                risk_ns = service(RISK, 0)  # risk and order run inside act_at at `now`
-                if self.act_at(intents, now + risk_ns, p, t0, t3, slot):
+                if pipelined and free[3] > now:
+                    waited, now = waited + free[3] - now, free[3]
+                risk_ns = service(RISK, 0)  # risk and order run inside act() at `now`
+                if engine.act(intents, now + risk_ns, p, t0, t3, slot):
                     now += risk_ns + service(ORDER, views["order_ns"][slot])
                 else:
                     now += risk_ns
-        return p, target, now
+                free[3] = now
+        if not pipelined:  # one server: the next event starts when this one is done
+            self._busy_until = now
+        return p, target, waited
 
-    def _record(self, slot: int, ts: int, kind: int, p: float, target: float, skip: int) -> None:
-        state, views = self.state, self._recorder.views
-        mid = state.mid
-        if mid == mid:
-            equity = self._portfolio.cash + state.position * mid
-            state.peak_equity = max(state.peak_equity, equity)
-            state.max_drawdown = max(state.max_drawdown, state.peak_equity - equity)
-            state.equity = equity
-        views["ts_recv"][slot], views["kind"][slot], views["p"][slot] = ts, kind, p
-        views["target"][slot], views["position"][slot] = target, state.position
-        views["equity"][slot], views["skip"][slot] = state.equity, skip
-        state.n_events += 1
+
+def _record(
+    engine: Engine, slot: int, ts: int, kind: int, p: float, target: float, skip: int
+) -> None:
+    state, views, portfolio = engine.state, engine.recorder.views, engine.portfolio
+    mid = state.mid
+    if mid == mid:  # the portfolio marks equity, peak and drawdown (its one definition)
+        state.equity = portfolio.mark(mid)
+        state.peak_equity, state.max_drawdown = portfolio.peak_equity, portfolio.max_drawdown
+    views["ts_recv"][slot], views["kind"][slot], views["p"][slot] = ts, kind, p
+    views["target"][slot], views["position"][slot] = target, state.position
+    views["equity"][slot], views["skip"][slot] = state.equity, skip
+    state.n_events += 1
 
 
 def _next_same_source_ts(merged: MergedBatch) -> list[int]:

@@ -29,7 +29,14 @@ class MarketState:
         "last_trade_sz",
         "last_trade_ts",
         "levels",
+        "n_order_events",
         "n_trades",
+        "order_event",
+        "order_id",
+        "order_px",
+        "order_side",
+        "order_sz",
+        "order_ts",
         "ts_event",
         "ts_recv",
     )
@@ -52,6 +59,14 @@ class MarketState:
         self.last_trade_sz = math.nan
         self.last_trade_side = 0
         self.n_trades = 0
+        # the last order-level event (the `orders` kind, for the l3_fifo queue) and a count
+        self.order_event = 0
+        self.order_id = 0
+        self.order_side = 0
+        self.order_px = math.nan
+        self.order_sz = math.nan
+        self.order_ts = 0
+        self.n_order_events = 0
 
     @property
     def has_quote(self) -> bool:

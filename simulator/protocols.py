@@ -61,6 +61,31 @@ class FeatureStage(Protocol):
     def reset(self) -> None: ...
 
 
+class UserFeature(Protocol):
+    """A user's feature class, mixed with the built-ins by `simulator.features.user`
+    (optional: on_trade, on_book, warmup_trades, batch).
+
+    - `names`: the names of the values it writes, in order (listed in `features.names`).
+    - `warmup`: mid updates (quote or book events) before its values are defined.
+    - `on_quote(ts_recv, bid_px, bid_sz, ask_px, ask_sz)`: O(1), no allocation per call.
+    - `on_trade(ts_recv, px, sz, side)`, `on_book(ts_recv, levels: BookColumns, row)`.
+    - `write(out, at)`: put its values into out[at], out[at + 1], ... (len(names) of them).
+    - `reset()`: forget everything (a new session).
+    - `batch(events) -> array (n_events, len(names))`: row i = the values after event i of a
+      `session_events` table (the vectorised twin; `train` uses it when present).
+    """
+
+    @property
+    def names(self) -> Sequence[str]: ...
+    @property
+    def warmup(self) -> int: ...
+    def on_quote(
+        self, ts_recv: int, bid_px: float, bid_sz: float, ask_px: float, ask_sz: float
+    ) -> None: ...
+    def write(self, out: npt.NDArray[np.float64], at: int) -> None: ...
+    def reset(self) -> None: ...
+
+
 class ModelRunner(Protocol):
     name: str
 
@@ -166,8 +191,13 @@ class Venue(Protocol):
 
 
 class PortfolioLike(Protocol):
+    """The one owner of position, cash, equity, peak and drawdown (portfolio.Portfolio)."""
+
     position: float
     cash: float
+    equity: float
+    peak_equity: float
+    max_drawdown: float
 
     def on_fill(self, fill: Fill) -> None: ...
     def mark(self, mid: float) -> float: ...

@@ -20,12 +20,13 @@ import pyarrow.parquet as pq
 from simulator.clock import SimClock, WallClock
 from simulator.config import Config, settings
 from simulator.engine import Engine, EngineState, Pipeline
-from simulator.engine_live import RecordedEngine
-from simulator.engine_timed import TimedEngine, TimeModel
-from simulator.errors import ConfigError, DataError, InvariantViolation
+from simulator.engine_live import RecordedStamp
+from simulator.engine_timed import SimulatedTime, TimeModel
+from simulator.errors import ConfigError, DataError, InvariantViolation, ModelError
 from simulator.execution import FixedLatency, SimVenue, ZeroLatency
 from simulator.features import FeatureBuffer, warmup
 from simulator.features.user import MixedFeatures, build_feature_stage
+from simulator.features.window import WindowedFeatures
 from simulator.market import MarketState
 from simulator.models.breaker import CircuitBreaker
 from simulator.models.precomputed import PrecomputedRunner
@@ -33,7 +34,7 @@ from simulator.models.rule import SIGNAL_OUTPUT, RuleRunner
 from simulator.plugins import Requirement, build, load_class
 from simulator.policies import POLICY_KINDS, ObiRulePolicy, ThresholdPolicy
 from simulator.portfolio import Portfolio
-from simulator.protocols import ModelRunner, Policy, RiskCheck
+from simulator.protocols import FeatureStage, ModelRunner, Policy, RiskCheck
 from simulator.recording import STAGES, RunRecorder, RunTables, write_manifest
 from simulator.risk import (
     FeedHealth,
@@ -187,7 +188,14 @@ def build_runner(
     if kind == "onnx":
         from simulator.models.onnx_runner import OnnxRunner
 
-        return OnnxRunner(path, n)
+        try:
+            return OnnxRunner(path, n, outputs=section["outputs"], window=section["window"])
+        except ModelError as e:  # name the key; the message names the file and what is wrong
+            raise ConfigError(f"model.path '{section['path']}': {e}") from e
+    if section["outputs"] or section["window"]:
+        raise ConfigError(
+            f"model.outputs and model.window apply to ONNX models; model.kind is '{kind}'"
+        )
     if kind == "torch":
         from simulator.models.torch_runner import TorchRunner
 
@@ -276,7 +284,7 @@ def build_time_model(
     if section["queue_bound"] < 0:
         raise ConfigError(f"latency.queue_bound must be >= 0; found {section['queue_bound']}")
     plain = (section["model"] == "zero" and section["feed_us"] == 0 and conflation == "all"
-             and section["queue_bound"] == 0)  # fmt: skip
+             and section["queue_bound"] == 0 and section["scheduler"] == "server")  # fmt: skip
     if plain and wrap is None:
         return None
     service = parse_service_model(section["model"], seed=seed)
@@ -285,6 +293,7 @@ def build_time_model(
         feed_ns=round(section["feed_us"] * US),
         conflate_latest=conflation == "latest",
         queue_bound=int(section["queue_bound"]),
+        pipelined=section["scheduler"] == "pipelined",
     )
 
 
@@ -339,15 +348,23 @@ def build_pipeline(
 ) -> StagedPipeline:
     """Features, model (inside its circuit breaker when enabled), policy and risk: the same
     objects for replay, stress and live."""
-    features = build_features(config, levels)
+    stage = build_features(config, levels)
+    features: FeatureStage = stage
     strategy_dir = Path(config["strategy"]["dir"])
-    runner = build_runner(config["model"], features, strategy_dir)
+    runner = build_runner(config["model"], stage, strategy_dir)
+    width = getattr(runner, "n_outputs", 1)  # the fallback answers with as many outputs
+    window = getattr(runner, "window", 0)
+    if window:  # a sequence model: the stage hands it the last W vectors, flat
+        features = WindowedFeatures(features, window)
     if wrap_model is not None:
         runner = wrap_model(runner)
     health: Callable[[], bool] = lambda: True  # noqa: E731
     breaker: CircuitBreaker | None = None
     if config["breaker"]["enabled"]:
-        fallback = RuleRunner(_fallback_index(settings(config).breaker.fallback, features))
+        index = _fallback_index(settings(config).breaker.fallback, features)
+        if window:  # the fallback reads the newest vector: the window's last row
+            index += (window - 1) * len(features.names)
+        fallback = RuleRunner(index, width=width)
         breaker = CircuitBreaker(
             runner,
             fallback,
@@ -365,10 +382,10 @@ def build_pipeline(
     )
     risk = build_risk(config["risk"], user_risk_checks(typed.risk, strategy_dir))
     pipeline = Pipeline(features=features, runner=runner, policy=policy, risk=risk)
-    return StagedPipeline(pipeline, features, health, breaker)
+    return StagedPipeline(pipeline, stage, health, breaker)
 
 
-def _fallback_index(name: str, features: FeatureBuffer | MixedFeatures) -> int:
+def _fallback_index(name: str, features: FeatureStage) -> int:
     """The slot the breaker's fallback rule reads as obi: a feature the strategy computes."""
     if name not in features.names:
         raise ConfigError(
@@ -419,6 +436,11 @@ def replay(
     staged = build_pipeline(config, levels, clock, wrap_model=hooks.wrap_model)
     _require_trades_if_needed(staged.features, sources, session)
     pipeline, health, breaker = staged.pipeline, staged.health, staged.breaker
+    # every setting is checked before the recorder creates out_dir and starts its thread
+    venue = build_venue(config["venue"])
+    replayed = config["latency"]["model"] == "recorded"
+    decisions = recorded_decisions(session) if replayed else {}
+    time_model = None if replayed else build_time_model(config["latency"], seed, hooks.wrap_service)
     recorder = RunRecorder(out_dir)
     portfolio = Portfolio()
     parts: dict[str, Any] = {
@@ -426,21 +448,18 @@ def replay(
         "sources": [*sources, *recorded, *([timers] if timers is not None else [])],
         "market": MarketState(levels),
         "pipeline": pipeline,
-        "venue": build_venue(config["venue"]),
+        "venue": venue,
         "portfolio": portfolio,
         "recorder": recorder,
         "model_healthy": health,
         "progress": None if progress is None else (lambda n: progress(n, total)),
         "time_zone": session.time_zone,
     }
-    engine: Engine
-    if config["latency"]["model"] == "recorded":
-        engine = RecordedEngine(decisions=recorded_decisions(session), **parts)
+    if replayed:  # live's decision times, at once
+        parts["stamp"] = RecordedStamp(decisions)
     else:
-        time_model = build_time_model(config["latency"], seed, hooks.wrap_service)
-        engine = (
-            Engine(**parts) if time_model is None else TimedEngine(time_model=time_model, **parts)
-        )
+        parts["scheduler"] = None if time_model is None else SimulatedTime(time_model)
+    engine = Engine(**parts)
     loaded = perf_counter()
     try:
         state = engine.run()
@@ -499,7 +518,7 @@ def run_summary(
         "fees": portfolio.fees,
         "final_position": portfolio.position,
         "final_equity": portfolio.equity,
-        "max_drawdown": state.max_drawdown,
+        "max_drawdown": portfolio.max_drawdown,
         "digest": digest,
     }
 

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 from simulator.errors import ConfigError
 from simulator.plugins import PluginSpec
 
-KINDS = ("quotes", "book", "trades")
+KINDS = ("quotes", "book", "trades", "orders")
 MODEL_KINDS = ("rule", "onnx", "torch", "gru", "precomputed")
 
 
@@ -124,11 +124,13 @@ class ModelSection(_Section):
     RULES: ClassVar[tuple[Rule, ...]] = (
         ("kind", *_one_of(*MODEL_KINDS)),
         ("hidden_size", lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+        ("window", lambda v: _is_int(v) and v >= 0, "an integer >= 0 (0 = from the model)"),
     )
 
     kind: str = "rule"
     path: str = ""  # model file, relative to the strategy's TOML
-    outputs: tuple[str, ...] = ()  # the model outputs the policy gets, in order; () = all
+    outputs: tuple[str, ...] = ()  # onnx: the outputs the policy gets, in order; () = all
+    window: int = 0  # onnx: W of a [1, W, n] input when the model leaves it symbolic
     feature: str = "l1_imbalance"  # rule: the feature read as obi
     hidden_size: int = 0  # gru: the size of the carried hidden state
 
@@ -264,7 +266,7 @@ class VenueSection(_Section):
         ("latency", *_one_of("zero", "fixed")),
         ("entry_us", _non_negative, "a finite number >= 0"),
         ("response_us", _non_negative, "a finite number >= 0"),
-        ("queue", *_one_of("none", "risk_averse", "prob_power", "prob_log")),
+        ("queue", *_one_of("none", "risk_averse", "prob_power", "prob_log", "l3_fifo")),
         ("queue_power", _positive, "a finite number > 0"),
         ("lot_size", _non_negative, "a finite number >= 0"),
     )
@@ -276,6 +278,7 @@ class VenueSection(_Section):
     entry_us: float = 0.0
     response_us: float = 0.0
     # resting limit orders: none (fill at the touch) | risk_averse | prob_power | prob_log
+    # | l3_fifo (exact, needs the `orders` kind in strategy.kinds)
     queue: str = "none"
     queue_power: float = 3.0  # prob_power: f(x) = x ** queue_power
     lot_size: float = 0.0  # queue fills in whole lots (hftbacktest's lot); 0 = any quantity
@@ -310,12 +313,14 @@ class LatencySection(_Section):
         ("feed_us", _non_negative, "a finite number >= 0"),
         ("conflation", *_one_of("all", "latest")),
         ("queue_bound", lambda v: _is_int(v) and v >= 0, "an integer >= 0 (0 = unbounded)"),
+        ("scheduler", *_one_of("server", "pipelined")),
     )
 
     model: str = "zero"  # zero | fixed:STAGE=US,... | measured | calibrated:FILE | recorded
     feed_us: float = 0.0  # extra feed delay added to every event's arrival
     conflation: str = "all"  # all | latest (skip a quote when a newer one is already waiting)
     queue_bound: int = 0  # 0 = unbounded; else events finding that many waiting are dropped
+    scheduler: str = "server"  # server: one pipeline; pipelined: each stage its own server
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

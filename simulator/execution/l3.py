@@ -27,7 +27,11 @@ order, -1 sell limit order).
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Callable, Sequence
+from typing import Final, Generic, Protocol, TypeVar
+
+from simulator.execution.resting import UNSEEN, level_qty
+from simulator.market import MarketState
 
 NEW: Final = 1
 CANCEL: Final = 2
@@ -80,3 +84,68 @@ class L3Place:
         # an order in front of us executed: it was there, so it was counted in ahead
         self.ahead = max(self.ahead - size, 0.0)
         return 0.0
+
+
+class L3Resting(Protocol):
+    """What the L3 matcher reads and writes of a venue's resting order."""
+
+    @property
+    def side(self) -> int: ...
+    @property
+    def limit_px(self) -> float: ...
+    @property
+    def remaining(self) -> float: ...
+
+    place: L3Place | None
+
+
+L = TypeVar("L", bound=L3Resting)
+
+
+class L3Matcher(Generic[L]):
+    """The `l3_fifo` queue at the venue: each resting order's L3Place follows the order
+    events (the `orders` kind) the market reports; fills are at the order's price, as maker.
+
+    An order's place starts from the book when it rests (the visible size at its price is in
+    front of it; a level the book cannot show is taken at its first sight). One event's
+    quantity is shared by our orders in arrival order: what one took, another cannot."""
+
+    __slots__ = ("_events_seen",)
+
+    def __init__(self) -> None:
+        self._events_seen = 0
+
+    def accept(self, order: L, market: MarketState) -> None:
+        displayed = level_qty(market, order.side, order.limit_px)
+        order.place = L3Place(order.side, order.limit_px, displayed)
+        self._events_seen = market.n_order_events  # earlier events are not news to it
+
+    def on_market(
+        self,
+        orders: Sequence[L],
+        market: MarketState,
+        fill: Callable[[L, float, int], float],
+    ) -> bool:
+        """Apply the order event the market just took, if any; return True when filled."""
+        for order in orders:  # a level the book could not show, seen for the first time
+            place = order.place
+            if place is not None and place.ahead == UNSEEN:
+                shown = level_qty(market, order.side, order.limit_px)
+                if shown != UNSEEN:
+                    place.ahead = shown
+        if market.n_order_events == self._events_seen:
+            return False
+        self._events_seen = market.n_order_events
+        event, order_id, size = market.order_event, market.order_id, market.order_sz
+        px, side, ts = market.order_px, market.order_side, market.order_ts
+        left, filled = size, False
+        for order in orders:
+            place = order.place
+            if place is None or order.remaining <= 0.0 or place.ahead == UNSEEN:
+                continue
+            executed = place.on_order_event(event, order_id, size, px, side)
+            qty = min(executed, left, order.remaining)
+            if qty > 0.0:
+                left -= qty
+                filled |= fill(order, qty, ts) > 0.0
+        return filled

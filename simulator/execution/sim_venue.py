@@ -34,7 +34,9 @@ Matching model (simple, documented; no queue position and no market impact yet):
 - Queue position (`queue` other than "none"): resting orders fill as their queue at their
   price lets them — trades at the price, trades through it, the other side moving onto it —
   by the rules in execution/resting.py and the models in execution/queue.py (hftbacktest's
-  risk-averse and probabilistic models); the touch rule above is then not used.
+  risk-averse and probabilistic models), or, with `l3_fifo` on order-level data, at their
+  exact FIFO place among the real orders (execution/l3.py); the touch rule above is then
+  not used.
 - Fees: notional x bps / 1e4, taker or maker bps (a negative maker bps is a rebate).
 """
 
@@ -48,6 +50,7 @@ from enum import IntEnum
 from typing import Final
 
 from simulator.errors import ConfigError, VenueError
+from simulator.execution.l3 import L3Matcher, L3Place
 from simulator.execution.latency import LatencyModel
 from simulator.execution.queue import QueuePos, build_queue_model
 from simulator.execution.resting import QueueMatcher
@@ -86,6 +89,7 @@ class _Resting:
         "limit_px",
         "order",
         "order_id",
+        "place",
         "qty",
         "queue",
         "remaining",
@@ -104,6 +108,7 @@ class _Resting:
         self.ts_arrival = ts
         self.seen_ts = ts  # last market ts_recv it was matched against
         self.queue: QueuePos | None = None  # its place at its price, with a queue model
+        self.place: L3Place | None = None  # ... or its exact place, with l3_fifo
 
 
 class SimVenue:
@@ -116,6 +121,7 @@ class SimVenue:
 
     __slots__ = (
         "_l2",
+        "_l3",
         "_latency",
         "_maker_bps",
         "_matcher",
@@ -167,6 +173,7 @@ class SimVenue:
         self._matcher: QueueMatcher[_Resting] | None = (
             None if model is None else QueueMatcher(model, lot=lot_size, partial=partial_fills)
         )
+        self._l3: L3Matcher[_Resting] | None = L3Matcher() if queue == "l3_fifo" else None
         self._sink: list[Fill] = []  # the fills list of the on_market call in progress
         # heap (arrival, order_id, 0 for an order / n-th cancel sent, order or cancel)
         self._pending: list[tuple[int, int, int, OrderRequest | CancelRequest]] = []
@@ -265,9 +272,10 @@ class SimVenue:
         if not resting:
             return 0
         start = len(out)
-        if self._matcher is not None:
+        matcher = self._matcher or self._l3
+        if matcher is not None:
             self._sink = out
-            if self._matcher.on_market(resting, market, self._fill_queued):
+            if matcher.on_market(resting, market, self._fill_queued):
                 self._resting = [rest for rest in resting if rest.remaining > 0.0]
                 self._sync()
             return len(out) - start
@@ -374,6 +382,8 @@ class SimVenue:
             rest = _Resting(order, order.limit_px, remaining, market.ts_recv)
             if self._matcher is not None:
                 self._matcher.accept(rest, market)
+            elif self._l3 is not None:
+                self._l3.accept(rest, market)
             self._resting.append(rest)
         elif remaining < order.qty:
             self.partially_filled += 1

@@ -15,7 +15,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -27,36 +27,13 @@ from simulator.features.buffer import BookColumns, FeatureBuffer
 from simulator.features.config import FeatureConfig
 from simulator.features.events import BOOK, TRADE
 from simulator.plugins import PluginSpec, Requirement, build, load_class
+from simulator.protocols import UserFeature
 from simulator.types import book_levels
 
 FloatArray = npt.NDArray[np.float64]
 Quote = Callable[[int, float, float, float, float], None]
 Trade = Callable[[int, float, float, int], None]
 Book = Callable[[int, BookColumns, int], None]
-
-
-class UserFeature(Protocol):
-    """What a user feature class provides (optional: on_trade, on_book, warmup_trades, batch).
-
-    - `names`: the names of the values it writes, in order (listed in `features.names`).
-    - `warmup`: mid updates (quote or book events) before its values are defined.
-    - `on_quote(ts_recv, bid_px, bid_sz, ask_px, ask_sz)`: O(1), no allocation per call.
-    - `on_trade(ts_recv, px, sz, side)`, `on_book(ts_recv, levels: BookColumns, row)`.
-    - `write(out, at)`: put its values into out[at], out[at + 1], ... (len(names) of them).
-    - `reset()`: forget everything (a new session).
-    - `batch(events) -> array (n_events, len(names))`: row i = the values after event i of a
-      `session_events` table (the vectorised twin; `train` uses it when present).
-    """
-
-    @property
-    def names(self) -> Sequence[str]: ...
-    @property
-    def warmup(self) -> int: ...
-    def on_quote(
-        self, ts_recv: int, bid_px: float, bid_sz: float, ask_px: float, ask_sz: float
-    ) -> None: ...
-    def write(self, out: FloatArray, at: int) -> None: ...
-    def reset(self) -> None: ...
 
 
 REQUIRED_METHODS = ("on_quote", "write", "reset")

@@ -7,11 +7,31 @@ touches a few levels while the book holds about 1000 a side.
 
 from __future__ import annotations
 
+import os
 from bisect import bisect_left, insort
 from collections.abc import Iterable
+from typing import Final, Protocol
+
+from simulator.errors import ConfigError
 
 Level = tuple[float, float]
 """(price, quantity)."""
+
+BOOKS: Final = ("native", "python")
+BOOK_ENVIRONMENT: Final = "TICKTAPE_BOOK"
+
+
+class L2Book(Protocol):
+    """OrderBook or its compiled twin (`_book.NativeBook`): the same answers."""
+
+    def reset(self, bids: Iterable[Level], asks: Iterable[Level]) -> None: ...
+    def apply(self, bids: Iterable[Level], asks: Iterable[Level]) -> None: ...
+    def set(self, is_bid: bool, price: float, qty: float) -> bool: ...
+    def best(self) -> tuple[float | None, float | None]: ...
+    def size(self, is_bid: bool, price: float) -> float: ...
+    def top(self, levels: int) -> tuple[list[float], list[float], list[float], list[float]]: ...
+    def top_row(self, levels: int) -> list[float | None]: ...
+    def depth(self) -> tuple[int, int]: ...
 
 
 class OrderBook:
@@ -89,3 +109,35 @@ def _set(sizes: dict[float, float], prices: list[float], price: float, qty: floa
         insort(prices, price)
     sizes[price] = qty
     return True
+
+
+try:
+    from simulator.importers._book import NativeBook
+except ImportError:  # not built (no C compiler at install): the Python book runs
+    NativeBook = None  # type: ignore[assignment,misc]
+
+
+def book_kind(kind: str | None = None) -> str:
+    """The book to build: `kind` if given, else $TICKTAPE_BOOK, else native when built."""
+    wanted = kind if kind is not None else os.environ.get(BOOK_ENVIRONMENT) or None
+    if wanted is None:
+        return "native" if NativeBook is not None else "python"
+    if wanted not in BOOKS:
+        raise ConfigError(f"order book {wanted!r} is unknown; expected one of {BOOKS}")
+    if wanted == "native" and NativeBook is None:
+        raise ConfigError(
+            "the compiled order book is not built (it needs a C compiler at install time: "
+            f"reinstall with `pip install -e .`), or set {BOOK_ENVIRONMENT}=python"
+        )
+    return wanted
+
+
+def new_book(kind: str | None = None) -> L2Book:
+    """A live normaliser's book: the compiled one when built (see `book_kind`)."""
+    if book_kind(kind) == "native" and NativeBook is not None:
+        return NativeBook()
+    return OrderBook()
+
+
+__all__ = ["BOOKS", "BOOK_ENVIRONMENT", "L2Book", "Level", "NativeBook", "OrderBook", "book_kind",
+           "new_book"]  # fmt: skip

@@ -14,7 +14,7 @@ from typing import Any, Final, Protocol
 
 import pyarrow as pa
 
-from simulator.importers.book import OrderBook
+from simulator.importers.book import L2Book
 from simulator.sources.merge import MergedBatch, interleave
 from simulator.sources.recorded import EventBatch, RowFilter
 from simulator.sources.table import plain_batch
@@ -131,7 +131,7 @@ class Consumed:
         else:
             self.sink.trade(row)
 
-    def book_row(self, ts_recv: int, ts_event: int | None, update_id: int, book: OrderBook) -> None:
+    def book_row(self, ts_recv: int, ts_event: int | None, update_id: int, book: L2Book) -> None:
         row = (ts_event, ts_recv, *book.top_row(self.levels), update_id, self._seq())
         if self.sink is None:
             self.book.append(row)

@@ -32,6 +32,7 @@ from simulator.types import book_columns
 DECISIONS_SCHEMA: Final = pa.schema([("event_index", pa.int64()), ("ts_decision", pa.int64())])
 CHECKED_KINDS: Final = ("quotes", "trades", "book")  # timer and status rows carry no values
 _INF: Final = math.inf
+_NAN: Final = math.nan
 Row = tuple[Any, ...]
 
 
@@ -245,6 +246,8 @@ class EventStepper:
     def book(self, row: Row) -> None:
         ts, ts_event, n = row[1], row[0], 4 * self._levels
         values = row[2 : 2 + n]
+        if None in values:  # a side shorter than `levels`: recorded null, an empty level here
+            values = tuple(_NAN if v is None else v for v in values)
         if ts < self._max_ts["book"] or not book_ok(values, self._levels):
             self.dropped["book"] += 1
             return

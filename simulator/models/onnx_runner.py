@@ -8,8 +8,9 @@ allocated per call, on either side.
 
 from __future__ import annotations
 
+import difflib
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -79,67 +80,140 @@ def load_session(path: Path) -> ort.InferenceSession:
         raise ModelError(f"{path}: ONNX Runtime cannot load the model: {e}") from e
 
 
-def _check_arg(path: Path, role: str, arg: ort.NodeArg, shape: tuple[int, int]) -> None:
-    """One graph input/output must be float32 of `shape`; a symbolic batch axis is allowed."""
+def _check_input(path: Path, arg: ort.NodeArg, n_features: int, window: int) -> int:
+    """The input must be float32 [1, n] or a window [1, W, n]; returns W (0: no window). A
+    symbolic batch axis is allowed; W comes from the model or, when symbolic, `window`."""
     found = list(arg.shape)
-    batch_ok = len(found) == 2 and (found[0] == 1 or not isinstance(found[0], int))
-    if arg.type != "tensor(float)" or not batch_ok or found[1] != shape[1]:
+    batch_ok = bool(found) and (found[0] == 1 or not isinstance(found[0], int))
+    rank_ok = len(found) in (2, 3) and found[-1] == n_features
+    if arg.type != "tensor(float)" or not batch_ok or not rank_ok:
         raise ModelError(
-            f"{path}: {role} '{arg.name}' is {arg.type} of shape {found}; "
-            f"expected tensor(float) of shape {list(shape)}"
+            f"{path}: input '{arg.name}' is {arg.type} of shape {found}; expected tensor(float) "
+            f"of shape [1, {n_features}] (or a window [1, W, {n_features}]): features.names "
+            f"lists {n_features} features"
         )
+    if len(found) == 2:
+        return 0
+    steps = found[1]
+    if isinstance(steps, int) and window and steps != window:
+        raise ModelError(f"{path}: input '{arg.name}' takes a window of {steps}; model.window is "
+                         f"{window}")  # fmt: skip
+    if not isinstance(steps, int) and not window:
+        raise ModelError(f"{path}: input '{arg.name}' has a symbolic window axis ({steps}); "
+                         "set model.window")  # fmt: skip
+    return steps if isinstance(steps, int) else window
 
 
-def _check_signature(path: Path, session: ort.InferenceSession, n_features: int) -> None:
-    inputs, outputs = session.get_inputs(), session.get_outputs()
-    if len(inputs) != 1 or len(outputs) != 1:
-        raise ModelError(
-            f"{path}: the model has {len(inputs)} inputs and {len(outputs)} outputs "
-            f"({[a.name for a in inputs]} -> {[a.name for a in outputs]}); "
-            "expected one input [1, n_features] and one output [1, 1]"
-        )
-    _check_arg(path, "input", inputs[0], (1, n_features))
-    _check_arg(path, "output", outputs[0], (1, 1))
+def _select_outputs(
+    path: Path, session: ort.InferenceSession, names: Sequence[str]
+) -> list[tuple[ort.NodeArg, int]]:
+    """The outputs named (all, in graph order, when none are), each float32 [1, k] or [1]:
+    (output, k)."""
+    available = {arg.name: arg for arg in session.get_outputs()}
+    chosen = []
+    for name in names or list(available):
+        if name not in available:
+            close = difflib.get_close_matches(name, list(available), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise ModelError(
+                f"{path}: the model has no output '{name}'{hint} (its outputs: "
+                f"{', '.join(available)})"
+            )
+        arg = available[name]
+        shape = list(arg.shape)
+        width = shape[1] if len(shape) == 2 else 1
+        batch_ok = bool(shape) and (shape[0] == 1 or not isinstance(shape[0], int))
+        if (
+            arg.type != "tensor(float)"
+            or not batch_ok
+            or len(shape) > 2
+            or not isinstance(width, int)
+        ):
+            raise ModelError(f"{path}: output '{name}' is {arg.type} of shape {shape}; "
+                             "expected tensor(float) of shape [1, k]")  # fmt: skip
+        chosen.append((arg, width))
+    return chosen
 
 
 class OnnxRunner:
-    """P(mid goes up) from an ONNX model with one input [1, n_features] and one output [1, 1]."""
+    """An ONNX model with one float input, [1, n_features] or a window [1, W, n_features] of
+    the last W feature vectors (then `predict` takes them flat, oldest first: what
+    `features.window.WindowedFeatures` computes), and any number of float outputs [1, k]:
+    `predict` returns them side by side in one preallocated float64 vector (`outputs` picks and
+    orders them by name; all, in graph order, by default)."""
 
     __slots__ = (
         "_binding",
+        "_copies",
+        "_flat",
         "_input",
         "_input_value",
         "_out",
         "_out_view",
         "_output",
-        "_output_value",
+        "_output_values",
         "_result",
         "_row",
         "_run",
         "_session",
+        "_single",
         "name",
+        "output_names",
         "path",
+        "window",
     )
 
-    def __init__(self, path: str | Path, n_features: int) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        n_features: int,
+        *,
+        outputs: Sequence[str] = (),
+        window: int = 0,
+    ) -> None:
         self.path = Path(path)
         self.name = f"onnx:{self.path.name}"
         self._session = load_session(self.path)
-        _check_signature(self.path, self._session, n_features)
-        self._input = np.zeros((1, n_features), dtype=np.float32)
-        self._output = np.zeros((1, 1), dtype=np.float32)
-        self._row = self._input[0]  # the view predict() copies into, made once
+        inputs = self._session.get_inputs()
+        if len(inputs) != 1:
+            found = self._session.get_outputs()
+            raise ModelError(
+                f"{self.path}: the model has {len(inputs)} inputs and {len(found)} outputs "
+                f"({[a.name for a in inputs]} -> {[a.name for a in found]}); expected one "
+                f"float input [1, {n_features}] or a window [1, W, {n_features}]"
+            )
+        self.window = _check_input(self.path, inputs[0], n_features, window)
+        chosen = _select_outputs(self.path, self._session, outputs)
+        self.output_names = tuple(arg.name for arg, _ in chosen)
+        shape = (1, self.window, n_features) if self.window else (1, n_features)
+        self._input = np.zeros(shape, dtype=np.float32)
+        self._row = self._input.reshape(-1, n_features)[-1]  # where predict() casts into
+        self._flat = self._input.reshape(-1)  # a window's W * n values, oldest first
         # OrtValues over CPU numpy arrays share their memory: the binding reads and writes
-        # self._input / self._output in place. Both are kept referenced for the binding's life.
+        # the arrays in place; they are kept referenced for the binding's life.
         self._input_value = ort.OrtValue.ortvalue_from_numpy(self._input)
-        self._output_value = ort.OrtValue.ortvalue_from_numpy(self._output)
         self._binding = self._session.io_binding()
-        self._binding.bind_ortvalue_input(self._session.get_inputs()[0].name, self._input_value)
-        self._binding.bind_ortvalue_output(self._session.get_outputs()[0].name, self._output_value)
+        self._binding.bind_ortvalue_input(inputs[0].name, self._input_value)
+        arrays = [np.zeros((1, width), dtype=np.float32) for _, width in chosen]
+        self._output_values = [ort.OrtValue.ortvalue_from_numpy(a) for a in arrays]
+        for (arg, _), value in zip(chosen, self._output_values, strict=True):
+            self._binding.bind_ortvalue_output(arg.name, value)
+        self._output = arrays[0]
         self._run = _raw_run(self._session, self._binding)
-        self._result = self._output.data.cast("B").cast("f")  # a flat float view of the output
-        self._out = np.zeros(1, dtype=np.float64)  # the runner's output vector: [p]
+        self._result = self._output.data.cast("B").cast("f")  # a flat float view of output 0
+        self._out = np.zeros(sum(width for _, width in chosen), dtype=np.float64)
         self._out_view: Any = self._out.data  # typeshed: memoryview items are int only
+        self._single = len(self._out) == 1
+        offsets = np.cumsum([0] + [width for _, width in chosen])
+        self._copies = tuple(
+            (self._out[int(start) : int(end)], a[0]) for start, end, a in
+            zip(offsets[:-1], offsets[1:], arrays, strict=True)
+        )  # fmt: skip
+
+    @property
+    def n_outputs(self) -> int:
+        """The length of the output vector (the selected outputs' widths, summed)."""
+        return len(self._out)
 
     @property
     def session(self) -> ort.InferenceSession:
@@ -159,11 +233,25 @@ class OnnxRunner:
     def predict(
         self, features: npt.NDArray[np.float64], event_index: int
     ) -> npt.NDArray[np.float64]:
+        if self.window:
+            return self._predict_window(features)
         # The cast to the model's float32 input, in place into the bound array (~0.1 µs for
         # 16 features; faster than np.copyto for short vectors).
         self._row[...] = features
         self._run()
-        self._out_view[0] = self._result[0]
+        if self._single:  # one probability: the hot case, one item copy
+            self._out_view[0] = self._result[0]
+        else:
+            for target, source in self._copies:
+                target[...] = source
+        return self._out
+
+    def _predict_window(self, features: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """`features`: the last W vectors, flat and oldest first (features.window)."""
+        self._flat[...] = features
+        self._run()
+        for target, source in self._copies:
+            target[...] = source
         return self._out
 
     def reset(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, Final
 
 import numpy as np
@@ -24,9 +25,16 @@ class RuleRunner:
     it back exactly (1 + obi rounds away the last bits of obi).
     """
 
-    __slots__ = ("_array", "_out", "_out_view", "_view", "feature_index", "name", "scale")
+    __slots__ = (
+        "_array", "_out", "_out_view", "_view", "feature_index", "name", "predict", "scale",
+    )  # fmt: skip
 
-    def __init__(self, feature_index: int, scale: float = 1.0) -> None:
+    predict: Callable[[npt.NDArray[np.float64], int], npt.NDArray[np.float64]]
+    """The output vector for a feature vector (picked once: [p, signal] or [p, NaN...])."""
+
+    def __init__(self, feature_index: int, scale: float = 1.0, *, width: int | None = None) -> None:
+        """`width`: as a circuit breaker's fallback, answer with the primary model's output
+        width instead: [p, NaN, ...] (its other outputs have no rule counterpart)."""
         if feature_index < 0:
             raise ModelError(f"rule: feature_index is {feature_index}; expected >= 0")
         if not math.isfinite(scale) or scale == 0.0:
@@ -39,12 +47,16 @@ class RuleRunner:
         self._array: npt.NDArray[np.float64] | None = None
         self._view: memoryview = memoryview(b"")
         self._out = np.zeros(2, dtype=np.float64)  # the output vector: [p, signal]
+        self.predict = self._predict
+        if width is not None:
+            self._out = np.full(max(width, 1), np.nan)
+            self.predict = self._predict_p
         self._out_view: Any = self._out.data  # item stores ~3x faster than numpy
 
     def warm_up(self) -> None:
         """Nothing to warm."""
 
-    def predict(
+    def _predict(
         self, features: npt.NDArray[np.float64], event_index: int
     ) -> npt.NDArray[np.float64]:
         if features is not self._array:
@@ -61,6 +73,18 @@ class RuleRunner:
         out = self._out_view
         out[0] = p
         out[1] = x
+        return self._out
+
+    def _predict_p(
+        self, features: npt.NDArray[np.float64], event_index: int
+    ) -> npt.NDArray[np.float64]:
+        """As a fallback: p alone, the primary's other outputs NaN."""
+        if features is not self._array:
+            self._array, self._view = features, features.data
+        x = self._view[self.feature_index] * self.scale
+        self._out_view[0] = (
+            0.5 if x != x else (1.0 if x >= 1.0 else (0.0 if x <= -1.0 else (1.0 + x) * 0.5))
+        )
         return self._out
 
     def reset(self) -> None:

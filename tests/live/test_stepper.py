@@ -10,11 +10,15 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from simulator.config import apply_overrides, load_strategy
 from simulator.errors import InvariantViolation
 from simulator.live.consumed import schemas
 from simulator.live.parts import SessionParts
+from simulator.live.session import SymbolRun
 from simulator.live.stepper import RowSpool, book_ok, top_ok, trade_ok
+from simulator.live.venues import adapter
 from simulator.sources.schema import RowChecker
+from simulator.types import SessionKey
 
 LEVELS = 3
 NAN = math.nan
@@ -63,6 +67,37 @@ def test_per_event_book_checks_match_the_batch_checks_row_for_row():
     per_event_bad = np.array([not book_ok(r[2 : 2 + 4 * LEVELS], LEVELS) for r in rows])
     assert 300 < per_event_bad.sum() < 2_700  # the faults are there, and so are good rows
     assert (per_event_bad == batch_bad).all()
+
+
+def test_a_thin_book_row_is_checked_like_the_batch_checks_check_its_nulls(tmp_path):
+    """top_row leaves None past a side's last level: recorded as null, an empty level."""
+    full = [100.0, 1.0, 101.0, 2.0, 99.0, 1.0, 102.0, 1.0]
+    rows = [
+        (None, 1_000, *full, None, None, None, None, 1, 1),
+        (None, 1_001, *full[:4], None, None, 102.0, 1.0, None, None, None, None, 2, 2),
+        (None, 1_002, *full[:4], 99.0, None, 102.0, 1.0, None, None, None, None, 3, 3),
+    ]
+    batch_bad = RowChecker("book", "test", LEVELS).check(_table("book", rows, LEVELS))
+    assert batch_bad.tolist() == [False, False, True]
+    config = apply_overrides(load_strategy("obi_mlp"), sets=("policy.lot=0.01",))
+    run = SymbolRun(
+        key=SessionKey("binance", "BTCUSDT", "thin"),
+        prefix="btcusdt@",
+        normalizer=adapter("binance", ["book"]).normalizer("btcusdt"),
+        config=config,
+        levels=LEVELS,
+        data_dir=tmp_path / "data",
+        run_dir=tmp_path / "run",
+        meta={},
+    )
+    for row in rows:
+        run.stepper.book(row)
+    assert run.contract_drops["book"] == 1
+    assert run.engine.state.n_events == 2
+    run.engine.end()
+    run.spool.flush()
+    run.parts.close()
+    run.spool.raise_if_failed()
 
 
 def test_per_event_quote_and_trade_checks_match_the_batch_checks():

@@ -28,7 +28,7 @@ from simulator.importers.binance_messages import (
     parse_message,
     parse_snapshot,
 )
-from simulator.importers.book import OrderBook
+from simulator.importers.book import L2Book, new_book
 from simulator.live.adapter import FeedActions, VenueAdapter
 from simulator.live.consumed import Consumed
 from simulator.live.frames import SNAPSHOT_SUFFIX, Direction, Frame
@@ -118,7 +118,7 @@ class BinanceNormalizer:
         self._snapshot_stream = symbol.lower() + SNAPSHOT_SUFFIX
         self._depth = depth
         self._futures = futures
-        self.book = OrderBook()
+        self.book: L2Book = new_book()
         self._chain: DepthChain | None = None
         self._buffer: list[Depth] = []
         self._last_quote_u = -1

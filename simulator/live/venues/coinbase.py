@@ -27,7 +27,7 @@ from typing import Final
 import orjson
 
 from simulator.errors import ConfigError
-from simulator.importers.book import OrderBook
+from simulator.importers.book import L2Book, new_book
 from simulator.importers.coinbase_messages import (
     Json,
     MessageError,
@@ -203,7 +203,7 @@ class CoinbaseNormalizer:
     def __init__(self, product_id: str, *, depth: bool) -> None:
         self.product_id = product_id.upper()
         self._depth = depth
-        self.book = OrderBook()
+        self.book: L2Book = new_book()
         self.synced = False
         self.wants_resubscribe = False  # the caller resubscribes level2 and clears this
         self.stats = CoinbaseStats()
