@@ -130,6 +130,12 @@ def session_kinds(session: SessionRef, config: Config) -> tuple[list[str], int]:
     if "quotes" in wanted and "quotes" not in session.files and "book" in session.files:
         wanted[wanted.index("quotes")] = "book"
     kinds = [k for k in wanted if k in session.files]
+    if config["venue"]["queue"] == "l3_fifo" and "orders" not in kinds:
+        raise DataError(
+            f"venue.queue 'l3_fifo' needs order-level data: add \"orders\" to strategy.kinds "
+            f"and replay a session that has orders.parquet (LOBSTER imports do); session "
+            f"{session.name} has {', '.join(sorted(session.files))}"
+        )
     if not any(k in ("quotes", "book") for k in kinds):
         raise DataError(
             f"session {session.name} has {sorted(session.files)}; strategy "
@@ -436,6 +442,11 @@ def replay(
     staged = build_pipeline(config, levels, clock, wrap_model=hooks.wrap_model)
     _require_trades_if_needed(staged.features, sources, session)
     pipeline, health, breaker = staged.pipeline, staged.health, staged.breaker
+    # every setting is checked before the recorder creates out_dir and starts its thread
+    venue = build_venue(config["venue"])
+    replayed = config["latency"]["model"] == "recorded"
+    decisions = recorded_decisions(session) if replayed else {}
+    time_model = None if replayed else build_time_model(config["latency"], seed, hooks.wrap_service)
     recorder = RunRecorder(out_dir)
     portfolio = Portfolio()
     parts: dict[str, Any] = {
@@ -443,17 +454,17 @@ def replay(
         "sources": [*sources, *recorded, *([timers] if timers is not None else [])],
         "market": MarketState(levels),
         "pipeline": pipeline,
-        "venue": build_venue(config["venue"]),
+        "venue": venue,
         "portfolio": portfolio,
         "recorder": recorder,
         "model_healthy": health,
         "progress": None if progress is None else (lambda n: progress(n, total)),
         "time_zone": session.time_zone,
+        "decide_per_timestamp": config["strategy"]["decide"] == "timestamp",
     }
-    if config["latency"]["model"] == "recorded":  # live's decision times, at once
-        parts["stamp"] = RecordedStamp(recorded_decisions(session))
+    if replayed:  # live's decision times, at once
+        parts["stamp"] = RecordedStamp(decisions)
     else:
-        time_model = build_time_model(config["latency"], seed, hooks.wrap_service)
         parts["scheduler"] = None if time_model is None else SimulatedTime(time_model)
     engine = Engine(**parts)
     loaded = perf_counter()
