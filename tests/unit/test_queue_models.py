@@ -14,6 +14,7 @@ from simulator.execution.queue import (
     RiskAverseQueue,
     build_queue_model,
     executable,
+    passed,
 )
 
 LOT = 1.0
@@ -50,6 +51,15 @@ def test_executable_rounds_like_the_reference():
     assert executable(pos, LOT) == 2.0
     pos.ahead = -0.4
     assert executable(pos, LOT) == 0.0
+
+
+def test_passed_the_front_rounds_half_a_lot_away_from_zero():
+    # without partial fills the whole order fills once passed (hftbacktest 2.4.4, measured)
+    assert passed(QueuePos(-0.5), LOT)  # floor(0.5) = 0 lots executable, filled all the same
+    assert not passed(QueuePos(-0.4), LOT)
+    assert not passed(QueuePos(0.0), LOT)
+    assert passed(QueuePos(-1e-9), 0.0)  # no lot size: anything past the front
+    assert not passed(QueuePos(0.0), 0.0)
 
 
 def test_prob_power_advances_on_cancels_by_the_chance_they_were_in_front():
@@ -128,3 +138,16 @@ def test_l3_fifo_trade_through_and_crossing_orders_fill_us():
     assert place.on_order_event(NEW, 9, 15.0, 101.0, +1) == 15.0  # a buy at 101 crosses us
     assert place.on_order_event(NEW, 9, 15.0, 100.0, +1) == 0.0  # below us: rests
     assert place.on_order_event(EXECUTE, 4, 5.0, 100.0, -1) == 0.0  # better sells go first
+
+
+def test_prob_models_follow_ieee_where_the_front_went_negative():
+    # after trades the front can be negative: the reference's log or fractional power is NaN,
+    # its estimate NaN, and NaN.min(new) = new (Python's math would raise instead)
+    for model in (ProbQueue("prob_log"), ProbQueue("prob_power", power=0.5)):
+        pos = QueuePos(5.0)
+        pos.level_qty = 20.0
+        model.on_trade(pos, 12.0)  # front -7 (and 12 counted as traded)
+        model.on_depth(pos, 3.0)  # 5 more left than the trades explain
+        assert pos.ahead == 3.0
+    power = ProbQueue("prob_power", power=2.0)  # an integer power of a negative front is real
+    assert power.probability(-2.0, 6.0) == pytest.approx(36.0 / 40.0)
