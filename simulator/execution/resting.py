@@ -114,8 +114,10 @@ class QueueMatcher(Generic[R]):
             self._trades_seen = market.n_trades
             filled = self._on_trade(orders, market, fill)
         seen = self._book_seen  # after a trade or an order event the book is as it was
-        if market.ts_recv == seen[2] and market.book_row == seen[1] and (
-            market.book_columns is seen[0]
+        if (
+            market.ts_recv == seen[2]
+            and market.book_row == seen[1]
+            and (market.book_columns is seen[0])
         ):
             return filled
         self._book_seen = (market.book_columns, market.book_row, market.ts_recv)
@@ -160,7 +162,7 @@ class QueueMatcher(Generic[R]):
             return executable(pos, self.lot)
         return -pos.ahead if pos.ahead < 0.0 else 0.0
 
-    def _on_book(
+    def _on_book(  # noqa: C901 - per event with resting orders: one frame on purpose
         self, orders: Sequence[R], market: MarketState, fill: Callable[[R, float, int], float]
     ) -> bool:
         bid, ask = market.bid_px, market.ask_px
