@@ -436,6 +436,11 @@ def replay(
     staged = build_pipeline(config, levels, clock, wrap_model=hooks.wrap_model)
     _require_trades_if_needed(staged.features, sources, session)
     pipeline, health, breaker = staged.pipeline, staged.health, staged.breaker
+    # every setting is checked before the recorder creates out_dir and starts its thread
+    venue = build_venue(config["venue"])
+    replayed = config["latency"]["model"] == "recorded"
+    decisions = recorded_decisions(session) if replayed else {}
+    time_model = None if replayed else build_time_model(config["latency"], seed, hooks.wrap_service)
     recorder = RunRecorder(out_dir)
     portfolio = Portfolio()
     parts: dict[str, Any] = {
@@ -443,17 +448,16 @@ def replay(
         "sources": [*sources, *recorded, *([timers] if timers is not None else [])],
         "market": MarketState(levels),
         "pipeline": pipeline,
-        "venue": build_venue(config["venue"]),
+        "venue": venue,
         "portfolio": portfolio,
         "recorder": recorder,
         "model_healthy": health,
         "progress": None if progress is None else (lambda n: progress(n, total)),
         "time_zone": session.time_zone,
     }
-    if config["latency"]["model"] == "recorded":  # live's decision times, at once
-        parts["stamp"] = RecordedStamp(recorded_decisions(session))
+    if replayed:  # live's decision times, at once
+        parts["stamp"] = RecordedStamp(decisions)
     else:
-        time_model = build_time_model(config["latency"], seed, hooks.wrap_service)
         parts["scheduler"] = None if time_model is None else SimulatedTime(time_model)
     engine = Engine(**parts)
     loaded = perf_counter()
