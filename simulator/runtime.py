@@ -130,6 +130,12 @@ def session_kinds(session: SessionRef, config: Config) -> tuple[list[str], int]:
     if "quotes" in wanted and "quotes" not in session.files and "book" in session.files:
         wanted[wanted.index("quotes")] = "book"
     kinds = [k for k in wanted if k in session.files]
+    if config["venue"]["queue"] == "l3_fifo" and "orders" not in kinds:
+        raise DataError(
+            f"venue.queue 'l3_fifo' needs order-level data: add \"orders\" to strategy.kinds "
+            f"and replay a session that has orders.parquet (LOBSTER imports do); session "
+            f"{session.name} has {', '.join(sorted(session.files))}"
+        )
     if not any(k in ("quotes", "book") for k in kinds):
         raise DataError(
             f"session {session.name} has {sorted(session.files)}; strategy "
@@ -454,6 +460,7 @@ def replay(
         "model_healthy": health,
         "progress": None if progress is None else (lambda n: progress(n, total)),
         "time_zone": session.time_zone,
+        "decide_per_timestamp": config["strategy"]["decide"] == "timestamp",
     }
     if replayed:  # live's decision times, at once
         parts["stamp"] = RecordedStamp(decisions)
