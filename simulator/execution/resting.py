@@ -12,8 +12,9 @@ touch rule applies instead. The rules follow hftbacktest's NoPartialFillExchange
 - A book change at the order's price moves the estimate (the model's `on_depth`).
 - A trade with an aggressor on the other side (a seller-initiated trade can fill our buys):
   at exactly our price the model's `on_trade` advances us and we fill once something is
-  executable (queue.rs is_filled); strictly through our price (a sell below our buy) we fill
-  whatever is ahead (nopfx.rs:123-158). Trades without an aggressor (side 0) fill nothing.
+  executable (queue.rs is_filled; without partial fills, once round(ahead / lot) < 0);
+  strictly through our price (a sell below our buy) we fill whatever is ahead
+  (nopfx.rs:123-158). Trades without an aggressor (side 0) fill nothing.
 - The other side moving onto our price without a trade (nopfx.rs:242-312, 536-547): when the
   best ask falls (or appears) to our buy price or below, the buy fills at its own price; when
   the best bid rises to our sell or above, the sell fills. Only a move *towards* us counts.
@@ -32,7 +33,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Generic, Protocol, TypeVar
 
-from simulator.execution.queue import QueueModel, QueuePos, executable
+from simulator.execution.queue import QueueModel, QueuePos, executable, passed
 from simulator.market import MarketState
 
 UNSEEN = math.inf
@@ -132,17 +133,14 @@ class QueueMatcher(Generic[R]):
                 through_left -= qty
             elif px == limit and pos.level_qty != UNSEEN:
                 self.model.on_trade(pos, size)
-                qty = self._executable(pos)
-                if qty <= 0.0:
-                    continue
-                if self.partial:
+                if not self.partial:  # the whole order, once past the front
+                    qty = order.remaining if passed(pos, self.lot) else 0.0
+                elif (qty := self._executable(pos)) > 0.0:
                     if at_price_left == math.inf:
                         at_price_left = qty
                     qty = min(qty, at_price_left, order.remaining)
                     at_price_left -= qty
                     pos.ahead = 0.0  # what this trade left past the queue has been taken
-                else:
-                    qty = order.remaining
             else:
                 continue
             if qty > 0.0:
