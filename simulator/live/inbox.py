@@ -44,7 +44,9 @@ class Inbox:
         if capacity < 1:
             raise ValueError(f"inbox capacity must be >= 1; found {capacity}")
         self.capacity = capacity
-        self.backlog = min(max(backlog, 0), capacity)  # frames waiting before quotes conflate
+        # frames waiting before quotes conflate; at most half the inbox, so quotes never fill
+        # it and crowd out trades, depth and connection frames
+        self.backlog = min(max(backlog, 0), capacity // 2)
         self._conflatable = conflatable
         self._frames: deque[Frame] = deque()
         self._live = 0  # frames waiting that are not dead
