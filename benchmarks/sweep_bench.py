@@ -5,8 +5,8 @@ memory of the sweep's own process (not a test).
    In each cell, `wall_s - load_s - run_s` is the cost around the replay (session lookup,
    model load and warm-up happen in load_s and are reported apart); the pool's start (process
    spawn and imports, paid once per worker) is the time to the first finished cell.
-2. Scaling: 8 cells of --events events each (obi_mlp), on 1 worker (this process), a pool of
-   1 and a pool of 2: cells/s of each and the speed-up.
+2. Scaling: 8 cells of --events quotes each (obi_mlp) on a pool of 1 and a pool of 2,
+   interleaved for --rounds rounds (medians and each round), then once in this process.
 3. The sweep's parent: its peak RSS (this process is the parent of every sweep above, so its
    ru_maxrss covers them all), with --many tiny cells, and first with --plan cells planned,
    keyed, built into jobs and written to results.parquet without running (the parent's own
@@ -119,28 +119,35 @@ def overhead(data: Path, out: Path, n_cells: int) -> dict[str, object]:
     }
 
 
-def scaling(data: Path, out: Path, events: int) -> list[dict[str, object]]:
+def scaling(data: Path, out: Path, events: int, rounds: int) -> list[dict[str, object]]:
+    """Pools of 1 and 2 workers, interleaved for `rounds` rounds (medians reported), then
+    once in this process (last: it loads the pipeline here, the pools do not)."""
     write_synthetic_session(data / "bench/BIG/2024-01-02", events)
     spec = _spec(data, "bench/BIG/2024-01-02", _thresholds(8), "obi_mlp")
-    results = []
-    # the in-process run last: it loads the pipeline into this process, the pools do not
-    for name, executor in (("pool-1", PoolExecutor(1)), ("pool-2", PoolExecutor(2)),
-                           ("in-process", SerialExecutor())):  # fmt: skip
-        if name == "in-process":
-            results.append(_parent_rss("after every pool sweep (tiny cells and scaling)"))
-        wall, _, cells = _timed(spec, out / name, executor)
-        results.append({
-            "measure": "scaling", "executor": name, "cells": 8, "quotes_per_cell": events,
-            "wall_s": round(wall, 2), "cells_per_s": round(8 / wall, 4),
-            "cell_run_s_median": round(statistics.median(c["run_s"] for c in cells), 3),
-        })  # fmt: skip
-    base = {r["executor"]: float(r["cells_per_s"]) for r in results if r["measure"] == "scaling"}  # type: ignore[arg-type]
-    for r in results:
-        if r["measure"] != "scaling":
-            continue
-        rate = base[str(r["executor"])]
-        r["speedup_vs_in_process"] = round(rate / base["in-process"], 3)
-        r["speedup_vs_pool_1"] = round(rate / base["pool-1"], 3)
+    rates: dict[str, list[float]] = {"pool-1": [], "pool-2": []}
+    runs: dict[str, list[float]] = {"pool-1": [], "pool-2": []}
+    for i in range(rounds):
+        for name, workers in (("pool-1", 1), ("pool-2", 2)):
+            wall, _, cells = _timed(spec, out / f"{name}-{i}", PoolExecutor(workers))
+            rates[name].append(8 / wall)
+            runs[name].append(statistics.median(c["run_s"] for c in cells))
+    results: list[dict[str, object]] = [
+        {"measure": "scaling", "executor": name, "cells": 8, "quotes_per_cell": events,
+         "rounds": rounds, "cells_per_s_median": round(statistics.median(rates[name]), 4),
+         "cells_per_s_each": [round(r, 4) for r in rates[name]],
+         "cell_run_s_median": round(statistics.median(runs[name]), 3)}
+        for name in rates
+    ]  # fmt: skip
+    ratios = [two / one for one, two in zip(rates["pool-1"], rates["pool-2"], strict=True)]
+    results.append({"measure": "speedup_2_vs_1_workers",
+                    "median": round(statistics.median(ratios), 3),
+                    "each_round": [round(r, 3) for r in ratios]})  # fmt: skip
+    results.append(_parent_rss("after every pool sweep (tiny cells and scaling)"))
+    wall, _, cells = _timed(spec, out / "in-process", SerialExecutor())
+    run_s = statistics.median(c["run_s"] for c in cells)
+    results.append({"measure": "scaling", "executor": "in-process", "cells": 8,
+                    "quotes_per_cell": events, "cells_per_s": round(8 / wall, 4),
+                    "cell_run_s_median": round(run_s, 3)})  # fmt: skip
     return results
 
 
@@ -149,6 +156,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200_000, help="Quotes per scaling cell.")
     parser.add_argument("--many", type=int, default=200, help="Tiny cells for overhead/RSS.")
     parser.add_argument("--plan", type=int, default=20_000, help="Cells planned, not run.")
+    parser.add_argument("--rounds", type=int, default=3, help="Interleaved 1/2-worker rounds.")
     args = parser.parse_args()
     print(json.dumps({"host_cpus": os.cpu_count(), "load_avg": os.getloadavg()}))
     with tempfile.TemporaryDirectory() as tmp:
@@ -156,7 +164,7 @@ def main() -> None:
         print(json.dumps(planning(root / "data", root / "planning", args.plan)), flush=True)
         print(json.dumps(overhead(root / "data", root / "overhead", args.many)), flush=True)
         print(json.dumps(_parent_rss(f"after {args.many} pool cells")), flush=True)
-        for row in scaling(root / "data", root / "scaling", args.events):
+        for row in scaling(root / "data", root / "scaling", args.events, args.rounds):
             print(json.dumps(row), flush=True)
     print(json.dumps(_parent_rss("at the end, in-process cells included")))
 

@@ -5,9 +5,12 @@ Per event, in this fixed order (the same in replay and live):
   2. venue: orders that reached the venue before this event are matched against the market
      as it was (so an order latency visibly changes fills)
   3. market state + features update (a timer tick changes neither; a feed status event
-     from live mode sets the feed health that risk reads)                  [stage: features]
+     from live mode sets the feed health that risk reads; an order-level event is only
+     handed to the venue's market)                                          [stage: features]
   4. venue: resting limit orders are checked against the new market state
-  5. on quote, book, timer and status events (not trades), once the features are ready:
+  5. on quote, book, timer and status events (not trades, not order-level events), once
+     the features are ready — with `strategy.decide = "timestamp"` only on the last event
+     of each timestamp, after every row sharing it (hftbacktest decides so):
        inference -> policy (outputs + view -> intents) -> (per intent) risk -> order
                                       [stages: inference, decision, risk, order, tick_to_trade]
   6. venue: orders due now (zero latency) are matched against the current market
@@ -18,10 +21,12 @@ Ties between sources are broken by the merge order (ts_recv, source priority, se
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from time import perf_counter_ns
 from typing import Any, Final, Protocol
+
+import numpy as np
 
 from simulator.clock import next_day_start
 from simulator.errors import InvariantViolation
@@ -46,12 +51,14 @@ TRADE: Final = 1
 BOOK: Final = 2
 TIMER: Final = 3
 STATUS: Final = 4
+ORDERS: Final = 5  # order-level events (the l3_fifo queue at the venue reads them)
 KIND_CODES: Final = {
     "quotes": QUOTE,
     "trades": TRADE,
     "book": BOOK,
     "timer": TIMER,
     "status": STATUS,
+    "orders": ORDERS,
 }
 FEED_DOWN_CODES: Final = frozenset({StatusCode.DISCONNECTED, StatusCode.BOOK_RESET})
 FEED_UP_CODES: Final = frozenset({StatusCode.CONNECTED, StatusCode.BOOK_SYNCED})
@@ -197,6 +204,7 @@ class Engine:
         time_zone: str = "UTC",
         scheduler: Scheduler | None = None,
         stamp: DecisionStamp | None = None,
+        decide_per_timestamp: bool = False,
     ) -> None:
         self._clock = clock
         self._sources = sources
@@ -210,6 +218,8 @@ class Engine:
         self._time_zone = time_zone  # the venue's: its midnight resets the day's loss
         self._scheduler = scheduler
         self._stamp: DecisionStamp = EventTime() if stamp is None else stamp
+        self._per_timestamp = decide_per_timestamp  # strategy.decide = "timestamp"
+        self._next_ts = MAX_TS  # receive time of the event after the current batch
         self._slot = 0  # next free row of the recorder's chunk
         self.state = EngineState()
         self.view = EngineView(clock, market, self.state, venue)
@@ -220,7 +230,8 @@ class Engine:
     def run(self) -> EngineState:
         """Replay every event of the sources (see the module docstring for the step order)."""
         self.begin()
-        for merged in merge(self._sources):
+        for merged, next_ts in _with_next_ts(merge(self._sources)):
+            self._next_ts = next_ts
             self.step(merged)
             if self._progress is not None:
                 self._progress(self.state.n_events)
@@ -237,6 +248,8 @@ class Engine:
     def step(self, merged: MergedBatch) -> None:
         """Run the events of one merged batch."""
         parts = [self._prepare(part) for part in merged.parts]
+        if self._per_timestamp:
+            parts, merged = _quiet_ties(parts, merged, self._next_ts)
         self._slot = self._walk_merged(parts, merged, self._slot)
 
     @property
@@ -292,14 +305,17 @@ class Engine:
         kind = KIND_CODES[batch.kind]
         c = batch.columns
         if kind == TRADE:
-            return (kind, c["ts_recv"], c["px"], c["sz"], c["side"], None, None, None)
+            return (kind, c["ts_recv"], c["px"], c["sz"], c["side"], None, None, None, False)
         if kind == TIMER:
-            return (kind, c["ts_recv"], None, None, None, None, None, None)
+            return (kind, c["ts_recv"], None, None, None, None, None, None, True)
         if kind == STATUS:
-            return (kind, c["ts_recv"], c["code"], None, None, None, None, None)
+            return (kind, c["ts_recv"], c["code"], None, None, None, None, None, True)
+        if kind == ORDERS:  # the size column rides in the `levels` slot
+            order = (c["event_type"], c["order_id"], c["side"], c["px"], c["sz"])
+            return (kind, c["ts_recv"], *order, None, False)
         if kind == QUOTE:
             top = (c["bid_px"], c["bid_sz"], c["ask_px"], c["ask_sz"])
-            return (kind, c["ts_recv"], *top, (), None)
+            return (kind, c["ts_recv"], *top, (), None, True)
         levels = tuple(
             (c[f"bid_px_{i}"], c[f"bid_sz_{i}"], c[f"ask_px_{i}"], c[f"ask_sz_{i}"])
             for i in range(self._market.levels)
@@ -307,7 +323,7 @@ class Engine:
         )
         bundle = self._pipeline.features.book_columns(batch)
         top = (c["bid_px_0"], c["bid_sz_0"], c["ask_px_0"], c["ask_sz_0"])
-        return (kind, c["ts_recv"], *top, levels, bundle)
+        return (kind, c["ts_recv"], *top, levels, bundle, True)
 
     def _walk(  # noqa: C901 - the hot loop: one frame on purpose (STYLE B0)
         self, parts: list[tuple[Any, ...]], order_part: memoryview, order_row: memoryview, slot: int
@@ -339,7 +355,7 @@ class Engine:
         cash, peak, max_drawdown = portfolio.cash, state.peak_equity, state.max_drawdown
         day_end = state.day_end
         for part_index, row in zip(order_part, order_row, strict=True):
-            kind, ts_col, a, b, c, d, levels, bundle = parts[part_index]
+            kind, ts_col, a, b, c, d, levels, bundle, decides = parts[part_index]
             ts = ts_col[row]
             advance_to(ts)  # 1.
             if ts >= day_end:
@@ -371,6 +387,10 @@ class Engine:
                     on_book(ts, bundle, row)
             elif kind == STATUS:
                 self.on_status(a[row])
+            elif kind == ORDERS:
+                market.order_event, market.order_id, market.order_side = a[row], b[row], c[row]
+                market.order_px, market.order_sz, market.order_ts = d[row], levels[row], ts
+                market.n_order_events += 1
             t1 = clock()
             v_features[slot] = t1 - t0
             if venue.n_resting:  # 4.
@@ -378,7 +398,7 @@ class Engine:
             p, target, sent = nan, position, False
             if not ready:
                 ready = features.ready
-            if kind != TRADE and ready:  # 5.
+            if decides and ready:  # 5.
                 out = predict(compute(), i)
                 if out is not last_out:
                     last_out, out_view = out, out.data
@@ -565,3 +585,35 @@ class Engine:
         views["order_id"][slot] = order.order_id
         state.next_order_id += 1
         return True
+
+
+def _with_next_ts(batches: Iterator[MergedBatch]) -> Iterator[tuple[MergedBatch, int]]:
+    """Each merged batch with the receive time of the event after its last (MAX_TS at the
+    end), so the last event of a timestamp is known even across batches."""
+    held: MergedBatch | None = None
+    for merged in batches:
+        if held is not None:
+            first = merged.parts[merged.order_part[0]]
+            yield held, int(first.ts_recv[merged.order_row[0]])
+        held = merged
+    if held is not None:
+        yield held, MAX_TS
+
+
+def _quiet_ties(
+    parts: list[tuple[Any, ...]], merged: MergedBatch, next_ts: int
+) -> tuple[list[tuple[Any, ...]], MergedBatch]:
+    """`strategy.decide = "timestamp"`: events followed by one with the same receive time point
+    at copies of their part that do not decide (part index + number of parts)."""
+    order_part = np.asarray(merged.order_part, dtype=np.int64)
+    order_row = np.asarray(merged.order_row, dtype=np.int64)
+    ts = np.empty(len(order_part), dtype=np.int64)
+    for index, part in enumerate(parts):
+        mine = order_part == index
+        ts[mine] = np.asarray(part[1], dtype=np.int64)[order_row[mine]]
+    tied = np.empty(len(ts), dtype=np.bool_)
+    tied[:-1] = ts[1:] == ts[:-1]
+    tied[-1] = ts[-1] == next_ts
+    quiet = [(*part[:8], False) for part in parts]
+    remapped = np.where(tied, order_part + len(parts), order_part)
+    return [*parts, *quiet], replace(merged, order_part=remapped.data)

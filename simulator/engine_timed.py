@@ -15,7 +15,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from simulator.engine import BOOK, QUOTE, STATUS, TIMER, TRADE, Engine
+from simulator.engine import BOOK, ORDERS, QUOTE, STATUS, TIMER, TRADE, Engine
 from simulator.market import MAX_TS
 from simulator.sources.merge import MergedBatch
 from simulator.timing import DECISION, FEATURES, INFERENCE, ORDER, RISK, ServiceModel
@@ -74,7 +74,7 @@ class SimulatedTime:
         for k, (part_index, row) in enumerate(
             zip(merged.order_part, merged.order_row, strict=True)
         ):
-            kind, ts_col, a, b, c, d, levels, _bundle = parts[part_index]
+            kind, ts_col, a, b, c, d, levels, _bundle, _decides = parts[part_index]
             ts = ts_col[row] + feed
             advance_to(ts)  # 1.
             if ts >= state.day_end:
@@ -94,6 +94,10 @@ class SimulatedTime:
                 )
                 market.ts_recv = state.last_market_ts = ts
                 market.book_columns, market.book_row = levels, row
+            elif kind == ORDERS:
+                market.order_event, market.order_id, market.order_side = a[row], b[row], c[row]
+                market.order_px, market.order_sz, market.order_ts = d[row], levels[row], ts
+                market.n_order_events += 1
             if venue.n_resting:  # 4.
                 venue.on_market(market, fills)
             while waiting and waiting[0] <= ts:
@@ -128,7 +132,7 @@ class SimulatedTime:
         state, pipeline, views = engine.state, engine.pipeline, engine.recorder.views
         service, free, pipelined = self._time.service.service_ns, self._free, self._time.pipelined
         features = pipeline.features
-        kind, _, a, b, c, d, _, bundle = part
+        kind, _, a, b, c, d, _, bundle, decides = part
         t0 = perf_counter_ns()
         if kind == TRADE:
             features.on_trade(ts, a[row], b[row], c[row])
@@ -144,7 +148,7 @@ class SimulatedTime:
         views["features_ns"][slot] = t1 - t0
         now = self._busy_until = free[0] = start + service(FEATURES, t1 - t0)
         p, target, waited = math.nan, state.position, 0
-        if kind != TRADE and features.ready:
+        if decides and features.ready:
             out = pipeline.runner.predict(features.compute(), state.n_events)
             p = float(out[0])
             t2 = perf_counter_ns()
@@ -188,7 +192,8 @@ def _record(
 def _next_same_source_ts(merged: MergedBatch) -> list[int]:
     """For each event of the batch, the receive time of the next event of the same source in
     the batch (MAX_TS when none): a quote is stale if that one has already arrived."""
-    order_part = np.asarray(merged.order_part, dtype=np.int64)
+    # a part index past the parts is a quiet copy of one (strategy.decide = "timestamp")
+    order_part = np.asarray(merged.order_part, dtype=np.int64) % len(merged.parts)
     order_row = np.asarray(merged.order_row, dtype=np.int64)
     ts = np.empty(len(order_part), dtype=np.int64)
     for index, part in enumerate(merged.parts):

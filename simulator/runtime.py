@@ -26,6 +26,7 @@ from simulator.errors import ConfigError, DataError, InvariantViolation, ModelEr
 from simulator.execution import FixedLatency, SimVenue, ZeroLatency
 from simulator.features import FeatureBuffer, warmup
 from simulator.features.user import MixedFeatures, build_feature_stage
+from simulator.features.window import WindowedFeatures
 from simulator.market import MarketState
 from simulator.models.breaker import CircuitBreaker
 from simulator.models.precomputed import PrecomputedRunner
@@ -33,7 +34,7 @@ from simulator.models.rule import SIGNAL_OUTPUT, RuleRunner
 from simulator.plugins import Requirement, build, load_class
 from simulator.policies import POLICY_KINDS, ObiRulePolicy, ThresholdPolicy
 from simulator.portfolio import Portfolio
-from simulator.protocols import ModelRunner, Policy, RiskCheck
+from simulator.protocols import FeatureStage, ModelRunner, Policy, RiskCheck
 from simulator.recording import STAGES, RunRecorder, RunTables, write_manifest
 from simulator.risk import (
     FeedHealth,
@@ -129,6 +130,12 @@ def session_kinds(session: SessionRef, config: Config) -> tuple[list[str], int]:
     if "quotes" in wanted and "quotes" not in session.files and "book" in session.files:
         wanted[wanted.index("quotes")] = "book"
     kinds = [k for k in wanted if k in session.files]
+    if config["venue"]["queue"] == "l3_fifo" and "orders" not in kinds:
+        raise DataError(
+            f"venue.queue 'l3_fifo' needs order-level data: add \"orders\" to strategy.kinds "
+            f"and replay a session that has orders.parquet (LOBSTER imports do); session "
+            f"{session.name} has {', '.join(sorted(session.files))}"
+        )
     if not any(k in ("quotes", "book") for k in kinds):
         raise DataError(
             f"session {session.name} has {sorted(session.files)}; strategy "
@@ -347,19 +354,23 @@ def build_pipeline(
 ) -> StagedPipeline:
     """Features, model (inside its circuit breaker when enabled), policy and risk: the same
     objects for replay, stress and live."""
-    features = build_features(config, levels)
+    stage = build_features(config, levels)
+    features: FeatureStage = stage
     strategy_dir = Path(config["strategy"]["dir"])
-    runner = build_runner(config["model"], features, strategy_dir)
+    runner = build_runner(config["model"], stage, strategy_dir)
     width = getattr(runner, "n_outputs", 1)  # the fallback answers with as many outputs
+    window = getattr(runner, "window", 0)
+    if window:  # a sequence model: the stage hands it the last W vectors, flat
+        features = WindowedFeatures(features, window)
     if wrap_model is not None:
         runner = wrap_model(runner)
     health: Callable[[], bool] = lambda: True  # noqa: E731
     breaker: CircuitBreaker | None = None
     if config["breaker"]["enabled"]:
-        fallback = RuleRunner(
-            _fallback_index(settings(config).breaker.fallback, features),
-            width=width,
-        )
+        index = _fallback_index(settings(config).breaker.fallback, features)
+        if window:  # the fallback reads the newest vector: the window's last row
+            index += (window - 1) * len(features.names)
+        fallback = RuleRunner(index, width=width)
         breaker = CircuitBreaker(
             runner,
             fallback,
@@ -377,10 +388,10 @@ def build_pipeline(
     )
     risk = build_risk(config["risk"], user_risk_checks(typed.risk, strategy_dir))
     pipeline = Pipeline(features=features, runner=runner, policy=policy, risk=risk)
-    return StagedPipeline(pipeline, features, health, breaker)
+    return StagedPipeline(pipeline, stage, health, breaker)
 
 
-def _fallback_index(name: str, features: FeatureBuffer | MixedFeatures) -> int:
+def _fallback_index(name: str, features: FeatureStage) -> int:
     """The slot the breaker's fallback rule reads as obi: a feature the strategy computes."""
     if name not in features.names:
         raise ConfigError(
@@ -431,6 +442,11 @@ def replay(
     staged = build_pipeline(config, levels, clock, wrap_model=hooks.wrap_model)
     _require_trades_if_needed(staged.features, sources, session)
     pipeline, health, breaker = staged.pipeline, staged.health, staged.breaker
+    # every setting is checked before the recorder creates out_dir and starts its thread
+    venue = build_venue(config["venue"])
+    replayed = config["latency"]["model"] == "recorded"
+    decisions = recorded_decisions(session) if replayed else {}
+    time_model = None if replayed else build_time_model(config["latency"], seed, hooks.wrap_service)
     recorder = RunRecorder(out_dir)
     portfolio = Portfolio()
     parts: dict[str, Any] = {
@@ -438,17 +454,17 @@ def replay(
         "sources": [*sources, *recorded, *([timers] if timers is not None else [])],
         "market": MarketState(levels),
         "pipeline": pipeline,
-        "venue": build_venue(config["venue"]),
+        "venue": venue,
         "portfolio": portfolio,
         "recorder": recorder,
         "model_healthy": health,
         "progress": None if progress is None else (lambda n: progress(n, total)),
         "time_zone": session.time_zone,
+        "decide_per_timestamp": config["strategy"]["decide"] == "timestamp",
     }
-    if config["latency"]["model"] == "recorded":  # live's decision times, at once
-        parts["stamp"] = RecordedStamp(recorded_decisions(session))
+    if replayed:  # live's decision times, at once
+        parts["stamp"] = RecordedStamp(decisions)
     else:
-        time_model = build_time_model(config["latency"], seed, hooks.wrap_service)
         parts["scheduler"] = None if time_model is None else SimulatedTime(time_model)
     engine = Engine(**parts)
     loaded = perf_counter()

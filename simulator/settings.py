@@ -89,6 +89,7 @@ class StrategySection(_Section):
         ("kinds", lambda v: bool(v) and all(k in KINDS for k in v) and len(set(v)) == len(v),
          "a non-empty list of distinct kinds among " + ", ".join(KINDS)),
         ("timer_ms", _non_negative, "a finite number >= 0 (0 = no timer)"),
+        ("decide", *_one_of("event", "timestamp")),
     )  # fmt: skip
 
     name: str = ""
@@ -96,6 +97,9 @@ class StrategySection(_Section):
     description: str = ""
     kinds: tuple[str, ...] = ("quotes",)
     timer_ms: float = 0.0
+    # event: decide after every event; timestamp: once per timestamp, after all its rows
+    # (hftbacktest's order of work, with trades listed before the book in `kinds`)
+    decide: str = "event"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -92,15 +92,16 @@ class ProbQueue:
         self._power = power
 
     def probability(self, front: float, back: float) -> float:
-        """The chance that a cancel came from behind us, given front and back quantities."""
+        """The chance that a cancel came from behind us, given front and back quantities.
+
+        IEEE arithmetic as in the reference (Rust f64): front may be negative after trades,
+        where a log or a fractional power is NaN, and the estimate then falls back to the
+        level's new quantity (see on_depth)."""
         if self.name == "prob_power":
-            f_back, f_front = _pow(back, self._power), _pow(front, self._power)
+            f_back, f_front = _powf(back, self._power), _powf(front, self._power)
         else:
-            f_back, f_front = math.log1p(back), math.log1p(front)
-        total = f_back + f_front
-        if total == 0.0:  # nothing in front nor behind: the reference's 0/0 (NaN)
-            return math.nan
-        prob = f_back / total
+            f_back, f_front = _ln_1p(back), _ln_1p(front)
+        prob = _divide(f_back, f_back + f_front)
         return 1.0 if math.isinf(prob) else prob
 
     def on_trade(self, pos: QueuePos, qty: float) -> None:
@@ -119,15 +120,35 @@ class ProbQueue:
         front = pos.ahead
         back = prev - front
         prob = self.probability(front, back)
-        if prob != prob:  # 0/0: the reference's estimate is NaN and min(NaN, new) is new
+        if prob != prob:  # the reference's estimate is NaN, and NaN.min(new) is new
             pos.ahead = new_qty
             return
-        estimate = front - (1.0 - prob) * change + min(back - prob * change, 0.0)
+        behind_left = back - prob * change
+        estimate = front - (1.0 - prob) * change + (behind_left if behind_left < 0.0 else 0.0)
         pos.ahead = estimate if estimate < new_qty else new_qty
 
 
-def _pow(x: float, n: float) -> float:
-    return x**n if x > 0.0 else 0.0
+def _powf(x: float, n: float) -> float:
+    """Rust's f64::powf: a negative base with a fractional exponent is NaN (not complex)."""
+    if x >= 0.0 or n == math.floor(n):
+        return float(x**n)
+    return math.nan
+
+
+def _ln_1p(x: float) -> float:
+    """Rust's (1.0 + x).ln(): -inf at -1, NaN below."""
+    if x > -1.0:
+        return math.log1p(x)
+    return -math.inf if x == -1.0 else math.nan
+
+
+def _divide(a: float, b: float) -> float:
+    """IEEE division: x/0 is +-inf, 0/0 and NaN/0 are NaN (Python would raise)."""
+    if b != 0.0:
+        return a / b
+    if a == 0.0 or a != a:
+        return math.nan
+    return math.copysign(math.inf, a) * math.copysign(1.0, b)
 
 
 def executable(pos: QueuePos, lot: float) -> float:

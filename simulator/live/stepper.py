@@ -201,7 +201,7 @@ class EventStepper:
         self._books: list[tuple[Any, list[tuple[Any, ...]], Any, Any, int]] = []
         for values, views in book_rows:
             part = prepare(_batch("book", {**ints["book"], **views}, sch["book"]))
-            bundle = part[0][-1]  # the features' per-batch columns (BookColumns)
+            bundle = part[0][7]  # the features' per-batch columns (BookColumns)
             self._books.append(
                 (
                     values,

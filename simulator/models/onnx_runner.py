@@ -137,15 +137,15 @@ def _select_outputs(
 
 class OnnxRunner:
     """An ONNX model with one float input, [1, n_features] or a window [1, W, n_features] of
-    the last W feature vectors, and any number of float outputs [1, k]: `predict` returns them
-    side by side in one preallocated float64 vector (`outputs` picks and orders them by name;
-    all, in graph order, by default). With a window, the outputs are NaN until W vectors have
-    been seen (the built-in policies hold on NaN)."""
+    the last W feature vectors (then `predict` takes them flat, oldest first: what
+    `features.window.WindowedFeatures` computes), and any number of float outputs [1, k]:
+    `predict` returns them side by side in one preallocated float64 vector (`outputs` picks and
+    orders them by name; all, in graph order, by default)."""
 
     __slots__ = (
         "_binding",
         "_copies",
-        "_filled",
+        "_flat",
         "_input",
         "_input_value",
         "_out",
@@ -153,12 +153,10 @@ class OnnxRunner:
         "_output",
         "_output_values",
         "_result",
-        "_ring",
         "_row",
         "_run",
         "_session",
         "_single",
-        "_slot",
         "name",
         "output_names",
         "path",
@@ -190,9 +188,7 @@ class OnnxRunner:
         shape = (1, self.window, n_features) if self.window else (1, n_features)
         self._input = np.zeros(shape, dtype=np.float32)
         self._row = self._input.reshape(-1, n_features)[-1]  # where predict() casts into
-        # a window: the last W vectors twice over, so that the window is one contiguous slice
-        self._ring = np.zeros((2 * max(self.window, 1), n_features), dtype=np.float32)
-        self._slot = self._filled = 0
+        self._flat = self._input.reshape(-1)  # a window's W * n values, oldest first
         # OrtValues over CPU numpy arrays share their memory: the binding reads and writes
         # the arrays in place; they are kept referenced for the binding's life.
         self._input_value = ort.OrtValue.ortvalue_from_numpy(self._input)
@@ -251,22 +247,12 @@ class OnnxRunner:
         return self._out
 
     def _predict_window(self, features: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        """Push the vector into the ring; run on the last W once W vectors were seen."""
-        ring, window, slot = self._ring, self.window, self._slot
-        ring[slot] = features
-        ring[slot + window] = features
-        self._slot = slot = (slot + 1) % window
-        self._filled += 1
-        if self._filled < window:
-            self._out.fill(np.nan)
-            return self._out
-        self._input[0] = ring[slot : slot + window]  # oldest first
+        """`features`: the last W vectors, flat and oldest first (features.window)."""
+        self._flat[...] = features
         self._run()
         for target, source in self._copies:
             target[...] = source
         return self._out
 
     def reset(self) -> None:
-        """A new session: the window starts empty (the model itself is stateless)."""
-        self._ring.fill(0.0)
-        self._slot = self._filled = 0
+        """Stateless: nothing to clear."""

@@ -31,7 +31,7 @@ from simulator.types import RejectReason
 
 RUN_FILES: Final[dict[str, tuple[str, ...]]] = {
     "decisions.parquet": ("ts_recv", "equity", "position", *TIMING_COLUMNS),
-    "fills.parquet": ("side", "px", "qty", "fee", "ts_recv"),
+    "fills.parquet": ("side", "px", "qty", "fee", "ts_recv", "liquidity"),
     "orders.parquet": ("order_id",),
     "risk_rejections.parquet": ("ts", "reason"),
     "latency_histograms.parquet": ("stage", "bucket", "count"),

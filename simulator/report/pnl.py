@@ -223,6 +223,16 @@ def statistics(summary: dict[str, float], fills: pl.DataFrame) -> tuple[Stat, ..
         ("volume", "Traded volume", float(fills.get_column("qty").sum()), "quantity", "units"),
         ("round_trips", "Round trips (flat to flat)", float(trips.size), "count", "trips"),
     ]
+    for liquidity in ("maker", "taker"):  # resting orders' fills vs taking the book
+        own = fills.filter(pl.col("liquidity") == liquidity)
+        label = "Maker" if liquidity == "maker" else "Taker"
+        derived.append(
+            (f"{liquidity}_fills", f"{label} fills", float(own.height), "count", "fills")
+        )
+        fee = float(own.get_column("fee").sum())
+        derived.append(
+            (f"{liquidity}_fees", f"{label} fees (< 0: rebates)", fee, "money", "quote ccy")
+        )
     if trips.size:
         hit_rate = float((trips > 0).mean())
         derived.append(

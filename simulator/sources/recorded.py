@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -282,7 +283,12 @@ class _Reader:
         process exits (that aborts it: "terminate called without an active exception")."""
         self.stop_event.set()
         if self.thread is not threading.current_thread():
-            self.thread.join(_JOIN_S)
+            for _ in range(100):
+                try:
+                    self.thread.join(_JOIN_S)
+                    break
+                except RuntimeError:  # Ctrl-C landed inside start(): it may be starting yet
+                    time.sleep(0.01)  # (after 1 s: it never started, nothing to join)
         _READERS.discard(self)
 
 

@@ -4,6 +4,7 @@ holding something else is refused unless --force, and a replaced run leaves no s
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 from click.testing import CliRunner
@@ -26,6 +27,11 @@ def workdir(tmp_path, monkeypatch):
     return work
 
 
+def _run_threads():
+    """Threads a run starts (read-ahead, recorder writer): none may outlive a failed run."""
+    return [t for t in threading.enumerate() if t.name.startswith("ticktape-") and t.is_alive()]
+
+
 def replay(session, *extra):
     args = ["replay", str(session), "--strategy", "obi_rule", "--no-report", *extra]
     return CliRunner().invoke(main, args)
@@ -44,6 +50,7 @@ def test_a_bad_setting_creates_no_run_directory(session, workdir, extra, message
         assert result.exit_code == 1, result.output
         assert message in result.output
     assert list(workdir.iterdir()) == []  # not even reports/
+    assert _run_threads() == []
 
 
 def test_bad_rows_found_while_reading_leave_no_run_directory(tmp_path, workdir):
@@ -52,6 +59,7 @@ def test_bad_rows_found_while_reading_leave_no_run_directory(tmp_path, workdir):
     assert result.exit_code == 1
     assert "row 2500" in result.output
     assert list(workdir.iterdir()) == []
+    assert _run_threads() == []
 
 
 def test_a_failed_run_into_an_existing_run_keeps_that_run(tmp_path, session):

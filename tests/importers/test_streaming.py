@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import re
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 import zstandard
 
 from simulator import store
 from simulator.importers import binance_session, coinbase
 from simulator.importers.binance import import_binance
+from simulator.importers.binance_tables import bbo_agreement
 from simulator.importers.coinbase import import_coinbase
 from simulator.importers.lobster import import_lobster
 from tests.conftest import ORIGINALS
@@ -222,3 +225,19 @@ def test_coinbase_in_tiny_batches_writes_the_files_of_a_whole_file_import(tmp_pa
     assert [(r.key, r.rows, r.facts) for r in streamed] == [(r.key, r.rows, r.facts) for r in whole]
     assert min(n for r in whole for n in r.rows.values()) > 20
     assert _digests(tmp_path / "streamed") == _digests(tmp_path / "whole")
+
+
+@pytest.mark.parametrize("unsorted", [False, True], ids=["sorted-ids", "an-id-going-down"])
+def test_binance_bbo_facts_equal_the_join_of_the_written_tables(tmp_path, unsorted):
+    path = write_binance_recording(tmp_path / "one.txt", 400, seed=11)
+    if unsorted:  # one bookTicker id far below the rest: the join falls back to whole tables
+        lines = path.read_text().splitlines(keepends=True)
+        quotes = [i for i, line in enumerate(lines) if "@bookTicker" in line]
+        lines[quotes[200]] = re.sub(r'"u":\d+', '"u":1001', lines[quotes[200]])
+        path.write_text("".join(lines))
+    (result,) = import_binance([path], tmp_path / "data", levels=3, raw_level=1)
+    quotes = pq.read_table(result.path / "quotes.parquet")
+    book = pq.read_table(result.path / "book.parquet")
+    expected = bbo_agreement(quotes, book)
+    assert (result.facts["bbo_shared_ids"], result.facts["bbo_matches"]) == expected
+    assert expected[0] > 300  # most bookTicker ids are also applied diff ids

@@ -11,6 +11,8 @@ from onnx import TensorProto, helper
 
 from cli import main
 from simulator.errors import ModelError
+from simulator.features import FeatureBuffer, FeatureConfig
+from simulator.features.window import WindowedFeatures
 from simulator.models.onnx_runner import OnnxRunner
 from simulator.models.tiny import write_logistic
 from tests.conftest import BUNDLED_DATA
@@ -51,15 +53,20 @@ def test_two_outputs_come_back_side_by_side_and_can_be_picked_by_name(tmp_path):
 def test_a_window_model_sees_the_last_w_vectors_and_waits_until_it_has_them(tmp_path):
     runner = OnnxRunner(_window_mean_model(tmp_path / "w.onnx", 3, 2), 2)
     assert runner.window == 3
-    vectors = [np.array([float(i), -float(i)]) for i in range(1, 7)]
-    seen = [runner.predict(v, i).copy() for i, v in enumerate(vectors)]
-    assert np.isnan(seen[0]).all()
-    assert np.isnan(seen[1]).all()
-    for i in range(2, 6):
-        expected = np.mean(vectors[i - 2 : i + 1], axis=0)
-        np.testing.assert_allclose(seen[i], expected, rtol=1e-6)
-    runner.reset()
-    assert np.isnan(runner.predict(vectors[0], 0)).all()  # a new session starts empty
+    stage = WindowedFeatures(FeatureBuffer(FeatureConfig(features=("l1_imbalance", "spread"))), 3)
+    quotes = [(100.0, float(i), 101.0 + i, 5.0) for i in range(1, 7)]
+    seen = []
+    for i, (bid, bid_sz, ask, ask_sz) in enumerate(quotes):
+        stage.on_quote(i, bid, bid_sz, ask, ask_sz)
+        seen.append(stage.ready)
+        if stage.ready:
+            window = np.array([[(b - a_sz) / (b + a_sz), a - 100.0]
+                               for _, b, a, a_sz in quotes[i - 2 : i + 1]])  # fmt: skip
+            out = runner.predict(stage.compute(), i)
+            np.testing.assert_allclose(out, window.mean(axis=0), rtol=1e-6)
+    assert seen == [False, False, True, True, True, True]  # not ready before 3 vectors
+    stage.reset()
+    assert not stage.ready
 
 
 def _replay(tmp_path, model_toml, features='["l1_imbalance", "book_imbalance"]'):
@@ -94,3 +101,24 @@ def test_model_errors_name_the_key(tmp_path):
 def test_a_two_output_model_replays_with_the_builtin_policy_on_output_0(tmp_path):
     result = _replay(tmp_path, 'outputs = ["p_up", "p_down"]')
     assert result.exit_code == 0, result.output
+
+
+def test_a_window_model_replays_and_decides_once_its_window_is_full(tmp_path):
+    import polars as pl
+
+    folder = tmp_path / "win"
+    folder.mkdir()
+    _window_mean_model(folder / "w.onnx", 4, 1)
+    toml = ('[features]\nnames = ["l1_imbalance"]\n[model]\nkind = "onnx"\npath = "w.onnx"\n'
+            '[breaker]\nenabled = false\n')  # fmt: skip
+    (folder / "strategy.toml").write_text(toml)
+    counts = []
+    for name, extra in (("window", []), ("rule", ["--set", 'model.kind="rule"'])):
+        out = tmp_path / name
+        args = ["replay", AAPL, "--strategy", str(folder / "strategy.toml"), "--out", str(out),
+                "--no-report", "--data-dir", str(BUNDLED_DATA), *extra]  # fmt: skip
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0, result.output
+        decisions = pl.read_parquet(out / "decisions.parquet")
+        counts.append(decisions.filter(pl.col("inference_ns") >= 0).height)  # the model ran
+    assert counts[1] - counts[0] == 3  # the window of 4 fills 3 events after the features

@@ -128,3 +128,16 @@ def test_l3_fifo_trade_through_and_crossing_orders_fill_us():
     assert place.on_order_event(NEW, 9, 15.0, 101.0, +1) == 15.0  # a buy at 101 crosses us
     assert place.on_order_event(NEW, 9, 15.0, 100.0, +1) == 0.0  # below us: rests
     assert place.on_order_event(EXECUTE, 4, 5.0, 100.0, -1) == 0.0  # better sells go first
+
+
+def test_prob_models_follow_ieee_where_the_front_went_negative():
+    # after trades the front can be negative: the reference's log or fractional power is NaN,
+    # its estimate NaN, and NaN.min(new) = new (Python's math would raise instead)
+    for model in (ProbQueue("prob_log"), ProbQueue("prob_power", power=0.5)):
+        pos = QueuePos(5.0)
+        pos.level_qty = 20.0
+        model.on_trade(pos, 12.0)  # front -7 (and 12 counted as traded)
+        model.on_depth(pos, 3.0)  # 5 more left than the trades explain
+        assert pos.ahead == 3.0
+    power = ProbQueue("prob_power", power=2.0)  # an integer power of a negative front is real
+    assert power.probability(-2.0, 6.0) == pytest.approx(36.0 / 40.0)

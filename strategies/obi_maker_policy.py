@@ -1,0 +1,101 @@
+"""obi_maker's decision policy, written with the plug-in API like a user's own.
+
+Quotes both sides at the best with post-only limit orders of `size`. The model's output 0 is
+P(up) (the obi rule runner reports (1 + obi) / 2): when it leans up by more than `withdraw`,
+the ask is withdrawn (no selling into a rising book); when it leans down, the bid. Inventory
+limit: no bid that could take the position above `max_inventory`, no ask below
+-`max_inventory`. A quote whose price is no longer the best is moved with a cancel-replace
+(it keeps its id and joins the back of the new level's queue).
+
+Decisions are cheap when nothing changed: the wanted quotes (prices, or NaN for none) and the
+position are compared with the last decision's, and the open orders are read only when they
+differ or an order of ours is still on its way.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from simulator.intents import (
+    NO_INTENTS,
+    Cancel,
+    CancelReplace,
+    Intent,
+    LimitOrder,
+    OpenOrder,
+    OrderStatus,
+)
+from simulator.protocols import StrategyView
+from simulator.types import Side
+
+
+class ObiMaker:
+    """Two-sided post-only quotes at the best, withdrawn against the signal (see module)."""
+
+    __slots__ = ("_last_ask", "_last_bid", "_last_position", "max_inventory", "size", "withdraw")
+
+    def __init__(
+        self, size: float = 1.0, withdraw: float = 0.2, max_inventory: float = 5.0
+    ) -> None:
+        if not 0.0 < size < math.inf:
+            raise ValueError(f"size must be a finite number > 0; found {size!r}")
+        if not 0.0 <= withdraw < 0.5:
+            raise ValueError(f"withdraw must be in [0, 0.5); found {withdraw!r}")
+        if not size <= max_inventory < math.inf:
+            raise ValueError(f"max_inventory must be >= size and finite; found {max_inventory!r}")
+        self.size = size
+        self.withdraw = withdraw
+        self.max_inventory = max_inventory
+        self.reset()
+
+    def reset(self) -> None:
+        self._last_bid = self._last_ask = self._last_position = math.nan
+
+    def decide(self, outputs: npt.NDArray[np.float64], view: StrategyView) -> Sequence[Intent]:
+        bid, ask = view.bid_px, view.ask_px
+        if not (bid == bid and ask == ask):  # one side empty: keep what rests
+            return NO_INTENTS
+        p, position, size = float(outputs[0]), view.position, self.size
+        want_bid = (
+            bid if p >= 0.5 - self.withdraw and position + size <= self.max_inventory else math.nan
+        )
+        want_ask = (
+            ask if p <= 0.5 + self.withdraw and position - size >= -self.max_inventory else math.nan
+        )
+        unchanged = (
+            _same(want_bid, self._last_bid)
+            and _same(want_ask, self._last_ask)
+            and position == self._last_position
+        )
+        if unchanged or view.order_in_flight:  # nothing new, or wait for the venue's answer
+            return NO_INTENTS
+        self._last_bid, self._last_ask, self._last_position = want_bid, want_ask, position
+        orders = view.open_orders
+        intents = _quote(orders, Side.BUY, want_bid, size) + _quote(
+            orders, Side.SELL, want_ask, size
+        )
+        return intents or NO_INTENTS
+
+
+def _same(a: float, b: float) -> bool:
+    return a == b or (a != a and b != b)
+
+
+def _quote(
+    orders: Sequence[OpenOrder], side: Side, price: float, size: float
+) -> tuple[Intent, ...]:
+    """Intents that leave one quote of `size` at `price` on `side` (none when price is NaN)."""
+    mine = [o for o in orders if o.side == side and o.status != OrderStatus.CANCEL_PENDING]
+    if not mine:
+        return (LimitOrder(side, size, price, post_only=True),) if price == price else ()
+    first, extra = mine[0], mine[1:]
+    intents: list[Intent] = [Cancel(o.order_id) for o in extra]
+    if price != price:
+        intents.append(Cancel(first.order_id))
+    elif first.price != price and first.status == OrderStatus.RESTING:
+        intents.append(CancelReplace(first.order_id, price, size))
+    return tuple(intents)
