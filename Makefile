@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck bench clean browser
+.PHONY: demo test lint typecheck bench clean browser crosscheck
 
 # torch is pinned and installed first: a plain `torch` requirement would pull a CUDA build.
 $(STAMP): pyproject.toml setup.py simulator/features/_native.c
@@ -13,6 +13,17 @@ $(STAMP): pyproject.toml setup.py simulator/features/_native.c
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[dev,ray]'
 	touch $(STAMP)
+
+# The fill cross-check's reference, hftbacktest 2.4.4, pins numpy<2.3: it gets a venv of its
+# own (the tests run it in a subprocess). tests/crosscheck/test_hftbacktest_fills.py.
+XVENV := .venv-crosscheck
+$(XVENV)/.installed:
+	$(PYTHON) -m venv $(XVENV)
+	$(XVENV)/bin/pip install --quiet hftbacktest==2.4.4
+	touch $@
+
+crosscheck: $(STAMP) $(XVENV)/.installed
+	$(BIN)/pytest -q -m slow tests/crosscheck
 
 demo: $(STAMP)
 	$(BIN)/ticktape data ls
@@ -39,4 +50,4 @@ bench: $(STAMP)
 	$(BIN)/ticktape bench
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) $(XVENV) .mypy_cache .ruff_cache .pytest_cache

@@ -43,7 +43,7 @@ edge = 0.06                    # trade when P(up) is this far from 0.5
 size = 1.0
 
 [train]                        # ticktape train nasdaq/GOOG/2012-06-21 --strategy {toml}
-hidden = []                    # no hidden layer: a logistic model
+hidden = []                    # no hidden layer: a logistic model (written to a new folder)
 epochs = 3
 lr = 0.01
 """
@@ -137,9 +137,12 @@ Written by `ticktape new strategy {name}`: a strategy of your own, ready to chan
 
 ```
 ticktape replay nasdaq/GOOG/2012-06-21 --strategy {toml}
-ticktape train nasdaq/GOOG/2012-06-21 --strategy {toml}    # retrain model.onnx on a session
+ticktape train nasdaq/GOOG/2012-06-21 --strategy {toml}    # retrain (into a new folder)
 ticktape stress nasdaq/GOOG/2012-06-21 --strategy {toml} --scenario flash_crash
 ```
+
+`train` writes model.onnx into a new reports/train--... folder and prints the `--set model.path=`
+that replays with it; copy it over this folder's model.onnx to keep it.
 
 From Python: `from simulator import api; run = api.replay("nasdaq/GOOG/2012-06-21", "{toml}")`.
 Check the feature's twin in your tests with `simulator.features.user.assert_twin_matches`.

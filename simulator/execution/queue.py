@@ -24,8 +24,10 @@ hftbacktest/src/backtest/proc/nopartialfillexchange.rs (line numbers of the 2.4.
   (the venue's touch rule).
 
 How much is executable: floor(-ahead / lot) lots once round(ahead / lot) < 0 (queue.rs
-`is_filled`). With partial fills off (hftbacktest's NoPartialFillExchange) any executable
-quantity fills the whole order (nopfx.rs:123-158).
+`is_filled`). With partial fills off (hftbacktest's NoPartialFillExchange) the whole order
+fills as soon as round(ahead / lot) < 0 (`passed`), even when that is less than one whole lot
+(ahead -0.5 lot fills, -0.4 does not; so does a float crumb like ahead / lot = -0.99999...):
+what hftbacktest 2.4.4 does, measured by tests/crosscheck against the real package.
 
 `l3_fifo` needs no estimate (order-level data gives the exact place): see `l3.py`.
 """
@@ -156,6 +158,14 @@ def executable(pos: QueuePos, lot: float) -> float:
     if _round_half_away(pos.ahead / lot) < 0.0:
         return math.floor(-pos.ahead / lot) * lot
     return 0.0
+
+
+def passed(pos: QueuePos, lot: float) -> bool:
+    """Has a trade reached past the front of the queue (round(ahead / lot) < 0; with no lot
+    size, ahead < 0)? Without partial fills that fills the whole order."""
+    if lot > 0.0:
+        return _round_half_away(pos.ahead / lot) < 0.0
+    return pos.ahead < 0.0
 
 
 def _round_half_away(x: float) -> float:

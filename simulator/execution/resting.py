@@ -12,8 +12,9 @@ touch rule applies instead. The rules follow hftbacktest's NoPartialFillExchange
 - A book change at the order's price moves the estimate (the model's `on_depth`).
 - A trade with an aggressor on the other side (a seller-initiated trade can fill our buys):
   at exactly our price the model's `on_trade` advances us and we fill once something is
-  executable (queue.rs is_filled); strictly through our price (a sell below our buy) we fill
-  whatever is ahead (nopfx.rs:123-158). Trades without an aggressor (side 0) fill nothing.
+  executable (queue.rs is_filled; without partial fills, once round(ahead / lot) < 0);
+  strictly through our price (a sell below our buy) we fill whatever is ahead
+  (nopfx.rs:123-158). Trades without an aggressor (side 0) fill nothing.
 - The other side moving onto our price without a trade (nopfx.rs:242-312, 536-547): when the
   best ask falls (or appears) to our buy price or below, the buy fills at its own price; when
   the best bid rises to our sell or above, the sell fills. Only a move *towards* us counts.
@@ -32,7 +33,7 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Generic, Protocol, TypeVar
 
-from simulator.execution.queue import QueueModel, QueuePos, executable
+from simulator.execution.queue import QueueModel, QueuePos, executable, passed
 from simulator.market import MarketState
 
 UNSEEN = math.inf
@@ -84,7 +85,7 @@ class QueueMatcher(Generic[R]):
     `fill(order, quantity, time)` fills at the order's price as maker and returns the quantity
     filled."""
 
-    __slots__ = ("_ask", "_bid", "_trades_seen", "lot", "model", "partial")
+    __slots__ = ("_ask", "_bid", "_book_seen", "_trades_seen", "lot", "model", "partial")
 
     def __init__(self, model: QueueModel, *, lot: float = 0.0, partial: bool = True) -> None:
         self.model = model
@@ -92,6 +93,7 @@ class QueueMatcher(Generic[R]):
         self.partial = partial
         self._trades_seen = 0
         self._bid = self._ask = math.nan
+        self._book_seen: tuple[object, int, int] = ((), -1, -1)  # the last book state applied
 
     def accept(self, order: R, market: MarketState) -> None:
         """A limit order starts resting: its queue estimate from the book as it is now."""
@@ -100,6 +102,7 @@ class QueueMatcher(Generic[R]):
         # what happened before the order rested is not news to it
         self._bid, self._ask = market.bid_px, market.ask_px
         self._trades_seen = market.n_trades
+        self._book_seen = (market.book_columns, market.book_row, market.ts_recv)
 
     def on_market(
         self, orders: Sequence[R], market: MarketState, fill: Callable[[R, float, int], float]
@@ -110,6 +113,14 @@ class QueueMatcher(Generic[R]):
         if market.n_trades != self._trades_seen:
             self._trades_seen = market.n_trades
             filled = self._on_trade(orders, market, fill)
+        seen = self._book_seen  # after a trade or an order event the book is as it was
+        if (
+            market.ts_recv == seen[2]
+            and market.book_row == seen[1]
+            and (market.book_columns is seen[0])
+        ):
+            return filled
+        self._book_seen = (market.book_columns, market.book_row, market.ts_recv)
         return self._on_book(orders, market, fill) or filled
 
     def _on_trade(
@@ -132,17 +143,14 @@ class QueueMatcher(Generic[R]):
                 through_left -= qty
             elif px == limit and pos.level_qty != UNSEEN:
                 self.model.on_trade(pos, size)
-                qty = self._executable(pos)
-                if qty <= 0.0:
-                    continue
-                if self.partial:
+                if not self.partial:  # the whole order, once past the front
+                    qty = order.remaining if passed(pos, self.lot) else 0.0
+                elif (qty := self._executable(pos)) > 0.0:
                     if at_price_left == math.inf:
                         at_price_left = qty
                     qty = min(qty, at_price_left, order.remaining)
                     at_price_left -= qty
                     pos.ahead = 0.0  # what this trade left past the queue has been taken
-                else:
-                    qty = order.remaining
             else:
                 continue
             if qty > 0.0:
@@ -154,7 +162,7 @@ class QueueMatcher(Generic[R]):
             return executable(pos, self.lot)
         return -pos.ahead if pos.ahead < 0.0 else 0.0
 
-    def _on_book(
+    def _on_book(  # noqa: C901 - per event with resting orders: one frame on purpose
         self, orders: Sequence[R], market: MarketState, fill: Callable[[R, float, int], float]
     ) -> bool:
         bid, ask = market.bid_px, market.ask_px
@@ -167,16 +175,22 @@ class QueueMatcher(Generic[R]):
             pos = order.queue
             if order.remaining <= 0.0 or pos is None:
                 continue
-            qty = level_qty(market, order.side, order.limit_px)
+            side, limit = order.side, order.limit_px
+            if side > 0 and limit == bid:  # at the best: the common case, no walk
+                qty = market.bid_sz
+            elif side < 0 and limit == ask:
+                qty = market.ask_sz
+            else:
+                qty = level_qty(market, side, limit)
             if qty != UNSEEN:
                 if pos.level_qty == UNSEEN:  # first sight: behind everything shown
                     pos.ahead = pos.level_qty = qty
                 elif qty != pos.level_qty:
                     model.on_depth(pos, qty)
-            if order.side > 0 and ask_fell and ask <= order.limit_px:
+            if side > 0 and ask_fell and ask <= limit:
                 take = order.remaining if not self.partial else min(order.remaining, ask_left)
                 ask_left -= take
-            elif order.side < 0 and bid_rose and bid >= order.limit_px:
+            elif side < 0 and bid_rose and bid >= limit:
                 take = order.remaining if not self.partial else min(order.remaining, bid_left)
                 bid_left -= take
             else:

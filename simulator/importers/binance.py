@@ -14,8 +14,9 @@ when the snapshot arrives, so their rows carry the snapshot's receive time.
 Two passes keep memory bounded whatever the size of the input: the first scans every file
 (binance_scan.py: where each symbol's lines are, the snapshots, order and format checks),
 the second builds every symbol's session from its lines as they stream by
-(binance_session.py) into store.SessionWriter staging directories, published only once
-every symbol is built. The files equal, byte for byte, those of the whole-file importer.
+(binance_session.py) into store.SessionWriter staging directories (up to SYMBOLS_PER_PASS
+symbols per read of the files), published only once every symbol is built and checked. The
+files equal, byte for byte, those of the whole-file importer.
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ VENUE_FUTURES: Final = "binance-futures"
 RAW_FILE: Final = "raw.txt.zst"
 RAW_ZSTD_LEVEL: Final = 19
 KINDS: Final = ("quotes", "trades", "book")
+SYMBOLS_PER_PASS: Final = 4
+"""Symbols built in one read of the files: each holds up to a row group of each table in
+memory (~50 MB at 20 levels), so a recording of many symbols is read once per 4 of them."""
 
 
 class _Progress:
@@ -112,10 +116,9 @@ def import_binance(
                 paths=paths,
                 raw=raw,
                 join_bbo=any(part.futures is not None for part in merged[symbol]),
+                expected_lines=sum(part.lines for part in merged[symbol]),
             )
-        _build(paths, merged, assigned, sessions)
-        for session in sessions.values():
-            session.finish()  # every symbol is checked before any is written
+        _build(paths, merged, assigned, sessions)  # every symbol is checked before any is written
         return [
             _commit(symbol, sessions[symbol], merged[symbol], scans, (paths, levels), tracker)
             for symbol in sorted(merged)
@@ -145,20 +148,56 @@ def _build(
     assigned: dict[tuple[int, int], str],
     sessions: dict[str, SymbolSession],
 ) -> None:
-    """The second pass: each file once per order of files its symbols share (usually one)."""
-    orders: dict[tuple[int, ...], dict[str, SymbolSession]] = {}
-    for symbol, parts in merged.items():
-        orders.setdefault(tuple(p.source for p in parts), {})[symbol] = sessions[symbol]
-    for sources, group in orders.items():
-        for source in sources:
-            path = paths[source]
-            for number, text in numbered_lines(path):
-                ts_recv, stream, symbol, data = split_line(path, number, text)
-                owner = symbol or assigned[(source, number)]
-                session = group.get(owner)
-                if session is not None:
-                    message = parse_payload(path, number, stream, symbol, data)
-                    session.on_line(Line(source, number, ts_recv, stream, owner, message, text))
+    """The second pass: the files once per order of files that symbols share (usually one)
+    and per SYMBOLS_PER_PASS of its symbols; each symbol's tables are finished (checked,
+    written to staging) right after its pass, so its buffers are freed."""
+    orders: dict[tuple[int, ...], list[str]] = {}
+    for symbol, parts in sorted(merged.items()):
+        orders.setdefault(tuple(p.source for p in parts), []).append(symbol)
+    for sources, symbols in orders.items():
+        for start in range(0, len(symbols), SYMBOLS_PER_PASS):
+            chunk = {s: sessions[s] for s in symbols[start : start + SYMBOLS_PER_PASS]}
+            for source in sources:
+                _read_file(paths, source, assigned, chunk, skip=len(chunk) < len(symbols))
+            for session in chunk.values():
+                session.finish()
+                session.writer.close_tables()
+
+
+def _read_file(
+    paths: Sequence[Path],
+    source: int,
+    assigned: dict[tuple[int, int], str],
+    sessions: dict[str, SymbolSession],
+    *,
+    skip: bool,
+) -> None:
+    """Feed each line of one file to its symbol's session, if that is among `sessions`;
+    with `skip`, lines of other symbols are passed over without parsing when their text
+    names the symbol plainly (a lost line would fail SymbolSession's line count)."""
+    path = paths[source]
+    for number, text in numbered_lines(path):
+        if skip and (named := _stream_symbol(text)) is not None and named not in sessions:
+            continue
+        ts_recv, stream, symbol, data = split_line(path, number, text)
+        owner = symbol or assigned[(source, number)]
+        session = sessions.get(owner)
+        if session is not None:
+            message = parse_payload(path, number, stream, symbol, data)
+            session.on_line(Line(source, number, ts_recv, stream, owner, message, text))
+
+
+def _stream_symbol(text: str) -> str | None:
+    """SYMBOL of a line written as Binance sends it ('<ts> {"stream":"btcusdt@...'), read off
+    the text; None for any other shape (the line is then parsed in full)."""
+    head = text.find(" ")
+    if not text.startswith(' {"stream":"', head):
+        return None
+    begin = head + 12
+    at, quote = text.find("@", begin), text.find('"', begin)
+    if at < 0 or quote < at or "\\" in text[begin:at]:
+        return None
+    return text[begin:at].upper()
 
 
 def _commit(

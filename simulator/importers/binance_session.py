@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 import zstandard
 
-from simulator.errors import DataError
+from simulator.errors import DataError, InvariantViolation
 from simulator.importers.binance_book import DepthChain, Verdict
 from simulator.importers.binance_messages import Depth, Line, Quote, Snapshot, Trade
 from simulator.importers.binance_tables import (
@@ -153,9 +153,11 @@ class SymbolSession:
         paths: Sequence[Path],
         raw: RawRecording | None,
         join_bbo: bool,
+        expected_lines: int,
     ) -> None:
         self.writer, self.futures, self.paths, self.raw = writer, futures, paths, raw
         self.join_bbo = join_bbo  # False without depth lines: nothing to join quotes with
+        self.expected_lines = expected_lines  # what the first pass counted
         self.quotes: list[tuple[int, int, Quote]] = []  # (seq, ts_recv, message)
         self.trades: list[tuple[int, int, Trade]] = []
         self.rows = BookColumns(BATCH_ROWS, levels)
@@ -279,6 +281,11 @@ class SymbolSession:
 
     def finish(self) -> None:
         """Check the symbol's book was started, flush what is left; DataError otherwise."""
+        if self.seq != self.expected_lines:
+            raise InvariantViolation(
+                f"{self.writer.key}: {self.seq:,} lines built but the first pass counted "
+                f"{self.expected_lines:,}; a line was lost or read twice"
+            )
         if self.buffer:
             first = self.buffer[0][1]
             raise DataError(

@@ -89,3 +89,15 @@ def test_the_example_runs_live_against_the_feed_server_with_replay_parity(tmp_pa
     recorded = {**config, "latency": {**config["latency"], "model": "recorded"}}
     replayed = replay(ref, recorded, out_dir=tmp_path / "replayed")
     assert replayed.manifest["digest"] == digest
+
+
+@pytest.mark.slow
+def test_the_example_runs_in_a_sweep_on_worker_processes(tmp_path):
+    out = tmp_path / "sweep"
+    args = ["sweep", GOOG, "--strategy", str(MAKER), "--grid", "policy.enter=0.56,0.6",
+            "--workers", "2", "--out", str(out), "--data-dir", str(BUNDLED_DATA)]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    results = pl.read_parquet(out / "results.parquet")
+    assert results.height == 2
+    assert results["digest"].n_unique() == 2  # the parameter reached the user's policy

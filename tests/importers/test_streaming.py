@@ -14,7 +14,7 @@ import pytest
 import zstandard
 
 from simulator import store
-from simulator.importers import binance_session, coinbase
+from simulator.importers import binance, binance_session, coinbase
 from simulator.importers.binance import import_binance
 from simulator.importers.binance_tables import bbo_agreement
 from simulator.importers.coinbase import import_coinbase
@@ -241,3 +241,17 @@ def test_binance_bbo_facts_equal_the_join_of_the_written_tables(tmp_path, unsort
     expected = bbo_agreement(quotes, book)
     assert (result.facts["bbo_shared_ids"], result.facts["bbo_matches"]) == expected
     assert expected[0] > 300  # most bookTicker ids are also applied diff ids
+
+
+def test_binance_many_symbols_read_in_several_passes_equal_one_pass(tmp_path, monkeypatch):
+    symbols = tuple(f"S{k}USDT" for k in range(6))
+    path = write_binance_recording(tmp_path / "six.txt", 120, seed=2, symbols=symbols)
+    monkeypatch.setattr(binance, "SYMBOLS_PER_PASS", 100)  # one pass
+    one = import_binance([path], tmp_path / "one", levels=2, raw_level=1)
+    monkeypatch.setattr(binance, "SYMBOLS_PER_PASS", 4)  # 2 passes, other symbols skipped
+    two = import_binance([path], tmp_path / "two", levels=2, raw_level=1)
+    monkeypatch.setattr(binance, "SYMBOLS_PER_PASS", 1)  # 6 passes
+    six = import_binance([path], tmp_path / "six", levels=2, raw_level=1)
+    assert [r.key.symbol for r in one] == list(symbols)
+    assert [r.facts for r in two] == [r.facts for r in six] == [r.facts for r in one]
+    assert _digests(tmp_path / "two") == _digests(tmp_path / "six") == _digests(tmp_path / "one")

@@ -37,3 +37,18 @@ def test_a_failing_cell_comes_back_from_ray_as_its_row(ray_instance, sweep_data,
     rows = Sweep(spec, tmp_path).run(RayExecutor("auto")).rows
     assert rows[0]["status"] == "ok"
     assert str(rows[1]["status"]).startswith("failed: ConfigError: model.feature 'nope'")
+
+
+def test_the_sweep_command_runs_on_ray(ray_instance, sweep_data, tmp_path):
+    import pyarrow.parquet as pq
+    from click.testing import CliRunner
+
+    from cli import main
+
+    out = tmp_path / "sweep"
+    args = ["sweep", SESSIONS[0], "--strategy", "obi_rule", "--grid", "policy.threshold=0.3,0.6",
+            "--ray", "auto", "--out", str(out), "--data-dir", str(sweep_data)]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "2 cells: 2 run, 0 resumed, 0 failed" in result.output
+    assert pq.read_table(out / "results.parquet").column("status").to_pylist() == ["ok", "ok"]

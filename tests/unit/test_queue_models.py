@@ -14,6 +14,7 @@ from simulator.execution.queue import (
     RiskAverseQueue,
     build_queue_model,
     executable,
+    passed,
 )
 
 LOT = 1.0
@@ -50,6 +51,15 @@ def test_executable_rounds_like_the_reference():
     assert executable(pos, LOT) == 2.0
     pos.ahead = -0.4
     assert executable(pos, LOT) == 0.0
+
+
+def test_passed_the_front_rounds_half_a_lot_away_from_zero():
+    # without partial fills the whole order fills once passed (hftbacktest 2.4.4, measured)
+    assert passed(QueuePos(-0.5), LOT)  # floor(0.5) = 0 lots executable, filled all the same
+    assert not passed(QueuePos(-0.4), LOT)
+    assert not passed(QueuePos(0.0), LOT)
+    assert passed(QueuePos(-1e-9), 0.0)  # no lot size: anything past the front
+    assert not passed(QueuePos(0.0), 0.0)
 
 
 def test_prob_power_advances_on_cancels_by_the_chance_they_were_in_front():

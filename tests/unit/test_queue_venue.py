@@ -128,6 +128,30 @@ def test_a_trade_larger_than_ahead_fills_the_whole_order_without_partial_fills()
     assert tape.filled() == [(order, 100.0, 10.0)]
 
 
+def test_without_partial_fills_half_a_lot_past_the_front_fills_the_whole_order():
+    # hftbacktest 2.4.4 (checked by tests/crosscheck): NoPartialFillExchange fills once
+    # round(ahead / lot) < 0, even when floor(-ahead / lot) = 0 whole lots are executable
+    for trade, filled in ((1.4, False), (1.5, True)):
+        tape = Tape().book(100.0, 1.0, 101.0, 5.0)
+        order = tape.post(BUY, 100.0, qty=3.0)
+        tape.trade(100.0, trade, SELLER)  # 0.4 lot past the front rounds to 0; 0.5 to -1
+        assert tape.filled() == ([(order, 100.0, 3.0)] if filled else []), trade
+
+
+def test_float_sizes_leave_a_crumb_that_a_next_lot_still_passes():
+    # 0.7 shown as 700 * 0.001 = 0.7000000000000001; trades 0.3 + 0.4 leave 5.6e-17 ahead;
+    # one more 0.001 lot makes ahead / lot = -0.99999...: filled (floor would say 0 lots)
+    venue = SimVenue(latency=ZeroLatency(), queue="risk_averse", lot_size=0.001,
+                     partial_fills=False)  # fmt: skip
+    tape = Tape()
+    tape.venue = venue
+    tape.book(100.0, 1.0, 101.0, 700 * 0.001)
+    order = tape.post(SELL, 101.0, qty=0.005)
+    for size in (300 * 0.001, 400 * 0.001, 0.001):
+        tape.trade(101.0, size, BUYER)
+    assert tape.filled() == [(order, 101.0, 0.005)]
+
+
 def test_a_trade_by_a_buyer_never_fills_our_buy():
     tape = Tape().book(100.0, 3.0, 101.0, 5.0)
     tape.post(BUY, 100.0)
