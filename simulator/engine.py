@@ -205,7 +205,9 @@ class Engine:
         scheduler: Scheduler | None = None,
         stamp: DecisionStamp | None = None,
         decide_per_timestamp: bool = False,
+        warm: Callable[[], None] | None = None,  # begin() runs it: see simulator/warm.py
     ) -> None:
+        self._warm = warm
         self._clock = clock
         self._sources = sources
         self._market = market
@@ -243,6 +245,8 @@ class Engine:
         self._pipeline.features.reset()
         self._pipeline.policy.reset()
         self._pipeline.runner.warm_up()
+        if self._warm is not None:  # recorded history into the features and the model
+            self._warm()
         self._slot = 0
 
     def step(self, merged: MergedBatch) -> None:
@@ -502,10 +506,7 @@ class Engine:
         replace is risk-checked as the limit order it becomes."""
         request = CancelRequest(order_id=intent.order_id, ts_decision=ts_decision)  # type: ignore[arg-type]
         if isinstance(intent, CancelReplace):
-            side = next(
-                (o.side for o in self._venue.open_order_list() if o.order_id == intent.order_id),
-                None,
-            )
+            side = self._venue.side_of(intent.order_id)
             if side is not None:
                 order = OrderRequest(
                     order_id=intent.order_id,

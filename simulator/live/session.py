@@ -26,6 +26,7 @@ from simulator.live.stepper import DECISIONS_SCHEMA, EventStepper, RowSpool
 from simulator.protocols import ModelRunner
 from simulator.recording import RunTables, fills_table, orders_table
 from simulator.runtime import build_live
+from simulator.session import SessionRef
 from simulator.store import session_dir
 from simulator.types import SessionKey
 
@@ -64,13 +65,14 @@ class SymbolRun:
         meta: dict[str, object],
         roll_seconds: float = 30.0,
         wrap_model: Callable[[ModelRunner], ModelRunner] | None = None,
+        warm_from: SessionRef | None = None,
     ) -> None:
         self.key = key
         self.prefix = prefix  # stream names of this symbol start with it ("btcusdt@")
         self.normalizer = normalizer
         self.levels = levels
         self.run_dir = run_dir
-        built = build_live(config, levels, run_dir, wrap_model=wrap_model)  # runtime composes
+        built = build_live(config, levels, run_dir, wrap_model=wrap_model, warm_from=warm_from)
         self.clock, self.staged, self.recorder = built.clock, built.staged, built.recorder
         self.portfolio, self.market, self.engine = built.portfolio, built.market, built.engine
         tables = {
@@ -84,7 +86,13 @@ class SymbolRun:
         self.session_dir = session_dir(data_dir, key)
         self.parts = SessionParts(
             self.session_dir,
-            {**meta, "session": str(key), "recorder": "live", "levels": levels},
+            {
+                **meta,
+                "session": str(key),
+                "recorder": "live",
+                "levels": levels,
+                **({} if warm_from is None else {"warm_from": warm_from.name}),
+            },
             tables,
             roll_seconds=roll_seconds,
         )
