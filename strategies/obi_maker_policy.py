@@ -36,7 +36,16 @@ from simulator.types import Side
 class ObiMaker:
     """Two-sided post-only quotes at the best, withdrawn against the signal (see module)."""
 
-    __slots__ = ("_last_ask", "_last_bid", "_last_position", "max_inventory", "size", "withdraw")
+    __slots__ = (
+        "_array",
+        "_last_ask",
+        "_last_bid",
+        "_last_position",
+        "_out",
+        "max_inventory",
+        "size",
+        "withdraw",
+    )
 
     def __init__(
         self, size: float = 1.0, withdraw: float = 0.2, max_inventory: float = 5.0
@@ -50,16 +59,23 @@ class ObiMaker:
         self.size = size
         self.withdraw = withdraw
         self.max_inventory = max_inventory
+        # the runner's output vector is reused: read it through a memoryview (faster than
+        # numpy indexing), rebuilt only when another array comes
+        self._array: npt.NDArray[np.float64] | None = None
+        self._out: memoryview = memoryview(b"")
         self.reset()
 
     def reset(self) -> None:
         self._last_bid = self._last_ask = self._last_position = math.nan
 
     def decide(self, outputs: npt.NDArray[np.float64], view: StrategyView) -> Sequence[Intent]:
-        bid, ask = view.bid_px, view.ask_px
+        market = view.market
+        bid, ask = market.bid_px, market.ask_px
         if not (bid == bid and ask == ask):  # one side empty: keep what rests
             return NO_INTENTS
-        p, position, size = float(outputs[0]), view.position, self.size
+        if outputs is not self._array:
+            self._array, self._out = outputs, outputs.data
+        p, position, size = self._out[0], view.position, self.size
         want_bid = (
             bid if p >= 0.5 - self.withdraw and position + size <= self.max_inventory else math.nan
         )

@@ -85,7 +85,7 @@ class QueueMatcher(Generic[R]):
     `fill(order, quantity, time)` fills at the order's price as maker and returns the quantity
     filled."""
 
-    __slots__ = ("_ask", "_bid", "_trades_seen", "lot", "model", "partial")
+    __slots__ = ("_ask", "_bid", "_book_seen", "_trades_seen", "lot", "model", "partial")
 
     def __init__(self, model: QueueModel, *, lot: float = 0.0, partial: bool = True) -> None:
         self.model = model
@@ -93,6 +93,7 @@ class QueueMatcher(Generic[R]):
         self.partial = partial
         self._trades_seen = 0
         self._bid = self._ask = math.nan
+        self._book_seen: tuple[object, int, int] = ((), -1, -1)  # the last book state applied
 
     def accept(self, order: R, market: MarketState) -> None:
         """A limit order starts resting: its queue estimate from the book as it is now."""
@@ -101,6 +102,7 @@ class QueueMatcher(Generic[R]):
         # what happened before the order rested is not news to it
         self._bid, self._ask = market.bid_px, market.ask_px
         self._trades_seen = market.n_trades
+        self._book_seen = (market.book_columns, market.book_row, market.ts_recv)
 
     def on_market(
         self, orders: Sequence[R], market: MarketState, fill: Callable[[R, float, int], float]
@@ -111,6 +113,14 @@ class QueueMatcher(Generic[R]):
         if market.n_trades != self._trades_seen:
             self._trades_seen = market.n_trades
             filled = self._on_trade(orders, market, fill)
+        seen = self._book_seen  # after a trade or an order event the book is as it was
+        if (
+            market.ts_recv == seen[2]
+            and market.book_row == seen[1]
+            and (market.book_columns is seen[0])
+        ):
+            return filled
+        self._book_seen = (market.book_columns, market.book_row, market.ts_recv)
         return self._on_book(orders, market, fill) or filled
 
     def _on_trade(
@@ -152,7 +162,7 @@ class QueueMatcher(Generic[R]):
             return executable(pos, self.lot)
         return -pos.ahead if pos.ahead < 0.0 else 0.0
 
-    def _on_book(
+    def _on_book(  # noqa: C901 - per event with resting orders: one frame on purpose
         self, orders: Sequence[R], market: MarketState, fill: Callable[[R, float, int], float]
     ) -> bool:
         bid, ask = market.bid_px, market.ask_px
@@ -165,16 +175,22 @@ class QueueMatcher(Generic[R]):
             pos = order.queue
             if order.remaining <= 0.0 or pos is None:
                 continue
-            qty = level_qty(market, order.side, order.limit_px)
+            side, limit = order.side, order.limit_px
+            if side > 0 and limit == bid:  # at the best: the common case, no walk
+                qty = market.bid_sz
+            elif side < 0 and limit == ask:
+                qty = market.ask_sz
+            else:
+                qty = level_qty(market, side, limit)
             if qty != UNSEEN:
                 if pos.level_qty == UNSEEN:  # first sight: behind everything shown
                     pos.ahead = pos.level_qty = qty
                 elif qty != pos.level_qty:
                     model.on_depth(pos, qty)
-            if order.side > 0 and ask_fell and ask <= order.limit_px:
+            if side > 0 and ask_fell and ask <= limit:
                 take = order.remaining if not self.partial else min(order.remaining, ask_left)
                 ask_left -= take
-            elif order.side < 0 and bid_rose and bid >= order.limit_px:
+            elif side < 0 and bid_rose and bid >= limit:
                 take = order.remaining if not self.partial else min(order.remaining, bid_left)
                 bid_left -= take
             else:
