@@ -10,7 +10,7 @@ the GIL while it encodes and writes). A writer that falls behind raises Recorder
 than drop rows, since a recording with a hole is no good for parity (LIVE.md §6c).
 
 `consolidate` turns the parts into a normal session — `quotes/trades/book.parquet` beside
-`raw`, `timer`, `status`, `decisions`, `orders` and `fills` — that replay, stress and report
+`raw`, `timer`, `status`, `decisions`, `order_requests` and `fills` — that replay, stress and report
 read like an import; it is idempotent and finishes the job when rerun after a crash.
 """
 
@@ -65,7 +65,8 @@ class PartStats:
 class Checkpoint:
     """A point every table of a live recording held in finished parts (meta.json
     `checkpoint`): the consumed events through session `seq`, the raw frames through
-    `frame_seq`, and the first `events` decisions' events, `orders` orders and `fills` fills.
+    `frame_seq`, and the first `events` decisions' events, `orders` order requests and `fills`
+    fills.
     `data recover` cuts a killed session's tables here, so that they agree."""
 
     seq: int
@@ -96,7 +97,7 @@ class Checkpoint:
             return table.filter(pc.less_equal(table.column("seq"), self.frame_seq))
         if name == "decisions":
             return table.filter(pc.less(table.column("event_index"), self.events))
-        limit = {"orders": self.orders, "fills": self.fills}.get(name)
+        limit = {"order_requests": self.orders, "fills": self.fills}.get(name)
         if limit is None:
             return table
         return table.slice(0, max(limit - rows_before, 0))

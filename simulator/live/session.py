@@ -95,7 +95,8 @@ class SymbolRun:
             **schemas(levels),
             "raw": RAW_SCHEMA,
             "decisions": DECISIONS_SCHEMA,
-            "orders": orders_table(RunTables()).schema,
+            # not "orders": that is the order-level market-data kind (LOBSTER messages)
+            "order_requests": orders_table(RunTables()).schema,
             "fills": fills_table([]).schema,
         }
         self.session_dir = session_dir(data_dir, key)

@@ -136,7 +136,7 @@ def _output_table(kind: str, payload: Any) -> pa.Table:  # noqa: ANN401 - by kin
             {"event_index": pa.array(index, pa.int64()), "ts_decision": pa.array(ts, pa.int64())},
             schema=DECISIONS_SCHEMA,
         )
-    if kind == "orders":
+    if kind == "order_requests":
         orders, order_p = payload
         return orders_table(RunTables(orders=orders, order_p=order_p))
     return fills_table(payload)
@@ -287,7 +287,8 @@ class EventStepper:
         n_orders, n_fills = len(tables.orders), len(tables.fills)
         if n_orders > self._orders_recorded:
             start = self._orders_recorded
-            outputs.append(("orders", (tables.orders[start:], tables.order_p[start:])))
+            requests = (tables.orders[start:], tables.order_p[start:])
+            outputs.append(("order_requests", requests))
             self._orders_recorded = n_orders
         if n_fills > self._fills_recorded:
             outputs.append(("fills", tables.fills[self._fills_recorded :]))

@@ -88,6 +88,9 @@ def _recover_and_replay(tmp_path: Path, directory: Path) -> None:
     for name, cut in meta["cut"].items():  # said per table, as the meta records it
         line = next(line for line in lines[1:] if line.split()[0] == name)
         assert line == f"  {name} {meta['rows'][name]:,} rows" + (f", {cut:,} cut" if cut else "")
+    check = subprocess.run([str(TICKTAPE), "data", "check", str(directory)],
+                           capture_output=True, text=True)  # fmt: skip
+    assert check.returncode == 0, check.stdout + check.stderr  # a session like any other
     for kind in ("book", "trades", "status"):
         seq = pq.read_table(directory / f"{kind}.parquet").column("seq").to_pylist()
         assert max(seq) <= checkpoint["seq"]
@@ -100,9 +103,9 @@ def _recover_and_replay(tmp_path: Path, directory: Path) -> None:
     assert replay.returncode == 0, replay.stderr
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["summary"]["n_events"] == checkpoint["events"]
-    for name in ("orders", "fills"):  # every live decision up to the cut, bit for bit
+    for name, table in (("orders", "order_requests"), ("fills", "fills")):  # bit for bit
         recorded, replayed = (
-            _table(directory / f"{name}.parquet"),
+            _table(directory / f"{table}.parquet"),
             pq.read_table(out / f"{name}.parquet"),
         )
         assert replayed.num_rows == checkpoint[name]
