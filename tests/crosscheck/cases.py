@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
@@ -98,9 +99,9 @@ class Case:
             dtype=ACTION_DTYPE,
         )  # fmt: skip
 
-    def save(self, path: str) -> None:
+    def save(self, path: str, queue: str = "risk_averse", power: float = 3.0) -> None:
         np.savez(path, events=self.events(), actions=self.action_array(), tick=self.tick,
-                 lot=self.lot)  # fmt: skip
+                 lot=self.lot, queue=queue, power=power)  # fmt: skip
 
 
 class Book:
@@ -211,11 +212,33 @@ class RandomTape:
     that mostly hit the best and sometimes sweep, trade through, or meet an equal-size
     level; and a scripted strategy posting at, behind and inside the best and cancelling."""
 
-    def __init__(self, seed: int, *, tick: float, lot: float, lot_scale: int, depth: int = 5):
+    # op weights: "walk" moves the book a lot; "calm" keeps its best levels, changing their size
+    # (queues then wait long at their price: where the probabilistic models differ)
+    KINDS: ClassVar = (
+        "hit",
+        "through",
+        "resize",
+        "shrink",
+        "join",
+        "delete",
+        "add",
+        "collapse",
+        "wipe",
+    )
+    WEIGHTS: ClassVar = {
+        "walk": (30, 5, 20, 15, 0, 8, 18, 8, 1),
+        "calm": (25, 0, 5, 25, 30, 3, 10, 1, 0),
+    }
+
+    def __init__(
+        self, seed: int, *, tick: float, lot: float, lot_scale: int, profile: str = "walk"
+    ) -> None:
         self.rng = random.Random(seed)
-        self.b = Builder(f"seed{seed}-tick{tick}-lot{lot}", tick=tick, lot=lot)
+        self.b = Builder(f"{profile}{seed}-tick{tick}-lot{lot}", tick=tick, lot=lot)
+        self.weights = self.WEIGHTS[profile]
+        self.sweeps = profile == "walk"
         self.scale = lot_scale  # sizes are multiples of this many lots
-        self.depth = depth
+        self.depth = 5
         self.posted: list[int] = []
 
     def size(self, low: int = 1, high: int = 40) -> int:
@@ -251,10 +274,7 @@ class RandomTape:
 
     def step(self) -> None:
         rng = self.rng
-        kind = rng.choices(
-            ("hit", "through", "resize", "delete", "add", "collapse", "wipe"),
-            weights=(30, 5, 25, 10, 18, 8, 1),
-        )[0]
+        kind = rng.choices(self.KINDS, weights=self.weights)[0]
         side = rng.choice((BUY, SELL))  # the book side acted on (a hit: the side traded at)
         getattr(self, kind)(side)
 
@@ -264,7 +284,7 @@ class RandomTape:
         if not levels:
             return
         aggressor = -side
-        mode = self.rng.choice(("part", "part", "equal", "sweep"))
+        mode = self.rng.choice(("part", "part", "equal", "sweep" if self.sweeps else "part"))
         if mode == "part":
             ticks, lots = levels[0]
             traded = self.rng.randint(1, max(1, lots // self.scale)) * self.scale
@@ -293,6 +313,20 @@ class RandomTape:
         levels = list(self.view(side))
         if levels:
             self.b.level(side, self.rng.choice(levels), self.size())
+
+    def shrink(self, side: int) -> None:
+        """Cancels at one of the two best levels (where our orders mostly wait)."""
+        levels = sorted(self.view(side).items(), reverse=side > 0)[:2]
+        if levels:
+            ticks, lots = self.rng.choice(levels)
+            self.b.level(side, ticks, self.rng.randint(1, max(1, lots // self.scale)) * self.scale)
+
+    def join(self, side: int) -> None:
+        """Orders join one of the two best levels (behind ours)."""
+        levels = sorted(self.view(side).items(), reverse=side > 0)[:2]
+        if levels:
+            ticks, lots = self.rng.choice(levels)
+            self.b.level(side, ticks, lots + self.size(1, 20))
 
     def delete(self, side: int) -> None:
         levels = list(self.view(side))
@@ -369,5 +403,7 @@ class RandomTape:
         return best - side * self.rng.randint(4, 8)  # deep, often below what is shown
 
 
-def random_case(seed: int, *, tick: float, lot: float, lot_scale: int = 1, n: int = 600) -> Case:
-    return RandomTape(seed, tick=tick, lot=lot, lot_scale=lot_scale).build(n)
+def random_case(
+    seed: int, *, tick: float, lot: float, lot_scale: int = 1, profile: str = "walk", n: int = 600
+) -> Case:
+    return RandomTape(seed, tick=tick, lot=lot, lot_scale=lot_scale, profile=profile).build(n)

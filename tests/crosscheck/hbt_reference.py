@@ -8,12 +8,14 @@ Usage: python hbt_reference.py CASE.npz [CASE.npz ...]  (prints {file name: outc
 
 The case holds `events` (hftbacktest's event rows, feed and exchange flags on every row),
 `actions` (the scripted strategy: what to send after the message with timestamp `ts`) and
-`tick`, `lot`. The backtest: NoPartialFillExchange, RiskAdverseQueueModel, constant zero order
-latency, no fees. The strategy decides once per message: `wait_next_feed` returns after every
-row of a timestamp has been applied (and returns end-of-data, not a feed, after the last one).
-It posts GTX limit orders and cancels those still open in its own view. The outcome of every
-order is read from the local order table at the end (orders are never cleared from it), with
-plain ctypes calls so that no numba compilation runs.
+`tick`, `lot`, and the queue model (`queue`: risk_averse, prob_power with `power`, prob_log).
+The backtest: NoPartialFillExchange, that queue model (RiskAdverseQueueModel, or ProbQueueModel
+with PowerProbQueueFunc / LogProbQueueFunc), constant zero order latency, no fees. The strategy
+decides once per message: `wait_next_feed` returns after every row of a timestamp has been
+applied (and returns end-of-data, not a feed, after the last one). It posts GTX limit orders
+and cancels those still open in its own view. The outcome of every order is read from the
+local order table at the end (orders are never cleared from it), with plain ctypes calls so
+that no numba compilation runs.
 """
 
 from __future__ import annotations
@@ -57,6 +59,17 @@ def act(hbt: HashMapMarketDepthBacktest, action: Any, sent: list[int]) -> bool:
     return bool(hbt.cancel(0, order_id, False) == 0)
 
 
+def queue_model(asset: BacktestAsset, queue: str, power: float, path: str) -> None:
+    if queue == "risk_averse":
+        asset.risk_adverse_queue_model()
+    elif queue == "prob_power":
+        asset.power_prob_queue_model(power)
+    elif queue == "prob_log":
+        asset.log_prob_queue_model()
+    else:
+        raise SystemExit(f"{path}: unknown queue model {queue!r}")
+
+
 def run(path: str) -> dict[str, Any]:
     case = np.load(path)
     events = np.ascontiguousarray(case["events"])
@@ -69,12 +82,12 @@ def run(path: str) -> dict[str, Any]:
         .data([events])
         .linear_asset(1.0)
         .constant_order_latency(0, 0)
-        .risk_adverse_queue_model()
         .no_partial_fill_exchange()
         .trading_value_fee_model(0.0, 0.0)
         .tick_size(tick)
         .lot_size(lot)
     )
+    queue_model(asset, str(case["queue"]), float(case["power"]), path)
     hbt = HashMapMarketDepthBacktest(build_hashmap_backtest([asset]))
     sent: list[int] = []
     i, decisions = 0, 0

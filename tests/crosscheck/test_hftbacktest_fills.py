@@ -1,15 +1,17 @@
-"""ticktape's `venue.queue = "risk_averse"` against the real hftbacktest 2.4.4, fill for fill.
+"""ticktape's venue queue models against the real hftbacktest 2.4.4, fill for fill.
 
 Both simulators get the same tapes (tests/crosscheck/cases.py: seeded random L2 walks plus
 hand-written tapes for trade-through, level deletion, the other side moving onto our price,
 equal-size trades, an empty opposite side, fractional lots) and the same scripted strategy
 (post-only limit orders and cancels at fixed decision points, once per timestamp after all its
-rows). hftbacktest runs NoPartialFillExchange + RiskAdverseQueueModel with zero order latency
-(hbt_reference.py, in a subprocess); ticktape's SimVenue(queue="risk_averse",
-partial_fills=False) is driven here the way the engine drives it: within a message the trades
-first, then the book; the decision's orders meet the venue at once (zero latency). Every order
-must end the same way in both: filled (same price, quantity and timestamp), expired (a post-only
-order that would have crossed), cancelled, or still open.
+rows). hftbacktest runs NoPartialFillExchange with zero order latency and RiskAdverseQueueModel
+(what `venue.queue = "risk_averse"` must reproduce exactly), or ProbQueueModel with
+PowerProbQueueFunc(2), (3) or LogProbQueueFunc (`prob_power` with queue_power 2, 3; `prob_log`)
+(hbt_reference.py, in a subprocess); ticktape's SimVenue(queue=..., partial_fills=False) is
+driven here the way the engine drives it: within a message the trades first, then the book;
+the decision's orders meet the venue at once (zero latency). Every order must end the same way
+in both: filled (same price, quantity and timestamp), expired (a post-only order that would
+have crossed), cancelled, or still open.
 
 The reference needs an interpreter with hftbacktest: `make crosscheck` builds `.venv-crosscheck`
 (hftbacktest pins numpy<2.3, so it lives apart from the project's venv) and runs these tests;
@@ -48,6 +50,13 @@ from tests.conftest import REPO
 from tests.crosscheck.cases import BUY, POST, SELL, Builder, Case, random_case
 
 SEEDS = (1, 2, 3, 4, 5, 6, 7, 8)
+# queue models compared: ticktape's venue.queue (+ queue_power) = hftbacktest's queue model
+MODELS = {
+    "risk_averse": ("risk_averse", 3.0),  # RiskAdverseQueueModel: the one the issue requires
+    "prob_power2": ("prob_power", 2.0),  # ProbQueueModel(PowerProbQueueFunc(2))
+    "prob_power3": ("prob_power", 3.0),
+    "prob_log": ("prob_log", 3.0),  # ProbQueueModel(LogProbQueueFunc)
+}
 BUYER, SELLER = 1, -1
 
 
@@ -63,10 +72,12 @@ class Outcome:
 
 
 def random_cases() -> list[Case]:
-    """Seeded walks: tick 0.01 with whole lots, and tick 0.5 with sizes in 0.001 lots (float
-    sizes: an equal-size trade leaves a rounding crumb that must not count as a fill)."""
+    """Seeded walks: tick 0.01 with whole lots; tick 0.5 with sizes in 0.001 lots (float sizes
+    leave rounding crumbs in the queue, decided by the lot rounding); and calm books whose best
+    levels stay while others join and cancel (where the queue models differ)."""
     cases = [random_case(seed, tick=0.01, lot=1.0) for seed in SEEDS]
     cases += [random_case(100 + seed, tick=0.5, lot=0.001, lot_scale=100) for seed in SEEDS[:4]]
+    cases += [random_case(200 + seed, tick=0.01, lot=1.0, profile="calm") for seed in SEEDS[:4]]
     return cases
 
 
@@ -221,13 +232,16 @@ def col(values: np.ndarray) -> memoryview:
     return np.ascontiguousarray(values).data
 
 
-def run_ticktape(case: Case) -> tuple[dict[int, Outcome], Counter[str]]:
+def run_ticktape(
+    case: Case, queue: str = "risk_averse", power: float = 3.0
+) -> tuple[dict[int, Outcome], Counter[str]]:
     """Every order's outcome, and what caused the fills (trade at / through our price, the
     other side's book moving onto us)."""
     venue = SimVenue(
         latency=ZeroLatency(),
         depth="l2",
-        queue="risk_averse",
+        queue=queue,
+        queue_power=power,
         lot_size=case.lot,
         partial_fills=False,
     )
@@ -245,7 +259,8 @@ def run_ticktape(case: Case) -> tuple[dict[int, Outcome], Counter[str]]:
             market.last_trade_px, market.last_trade_sz = case.px(ticks), case.qty(lots)
             market.last_trade_side, market.last_trade_ts = aggressor, msg.ts
             market.n_trades += 1
-            for fill in fills[len(fills) - venue.on_market(market, fills) :]:
+            n = venue.on_market(market, fills)
+            for fill in fills[len(fills) - n :]:
                 at = fill.px == limits[fill.order_id] == market.last_trade_px
                 causes["trade at our price" if at else "trade through our price"] += 1
         if msg.rows:
@@ -327,9 +342,10 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[int, O
     folder = tmp_path_factory.mktemp("crosscheck")
     paths = []
     for case in all_cases():
-        path = folder / f"{case.name}.npz"
-        case.save(str(path))
-        paths.append(str(path))
+        for model, (queue, power) in MODELS.items():
+            path = folder / f"{case.name}~{model}.npz"
+            case.save(str(path), queue, power)
+            paths.append(str(path))
     script = Path(__file__).with_name("hbt_reference.py")
     done = subprocess.run(
         [python, str(script), *paths], capture_output=True, text=True, timeout=300, check=False
@@ -358,11 +374,14 @@ CASE_NAMES = [case.name for case in all_cases()]
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("model", list(MODELS))
 @pytest.mark.parametrize("name", CASE_NAMES)
-def test_ticktape_fills_equal_hftbacktest(name: str, reference: dict[str, dict[int, Outcome]]):
+def test_ticktape_fills_equal_hftbacktest(
+    name: str, model: str, reference: dict[str, dict[int, Outcome]]
+):
     case = next(c for c in all_cases() if c.name == name)
-    ours, _ = run_ticktape(case)
-    theirs = reference[name]
+    ours, _ = run_ticktape(case, *MODELS[model])
+    theirs = reference[f"{name}~{model}"]
     assert set(ours) == set(theirs)
     diff = [(oid, ours[oid], theirs[oid]) for oid in sorted(ours) if ours[oid] != theirs[oid]]
     assert not diff, f"{name}: {len(diff)} orders differ (ticktape, hftbacktest): {diff[:5]}"
@@ -381,6 +400,16 @@ def test_random_tapes_exercise_every_rule():
     assert min(statuses[s] for s in ("filled", "expired", "cancelled", "open")) >= 5, statuses
     assert len(causes) == 3, causes
     assert min(causes.values()) >= 5, causes
+
+
+def test_calm_tapes_tell_the_queue_models_apart():
+    # so that matching hftbacktest with each model says something about that model
+    calm = [case for case in random_cases() if case.name.startswith("calm")]
+    baseline = [run_ticktape(case)[0] for case in calm]
+    for model in ("prob_power2", "prob_log"):
+        ends = [run_ticktape(case, *MODELS[model])[0] for case in calm]
+        differ = sum(a[k] != b[k] for a, b in zip(ends, baseline, strict=True) for k in a)
+        assert differ >= 20, (model, differ)
 
 
 def test_directed_tapes_end_as_the_rules_say():
