@@ -502,10 +502,7 @@ class Engine:
         replace is risk-checked as the limit order it becomes."""
         request = CancelRequest(order_id=intent.order_id, ts_decision=ts_decision)  # type: ignore[arg-type]
         if isinstance(intent, CancelReplace):
-            side = next(
-                (o.side for o in self._venue.open_order_list() if o.order_id == intent.order_id),
-                None,
-            )
+            side = self._venue.side_of(intent.order_id)
             if side is not None:
                 order = OrderRequest(
                     order_id=intent.order_id,

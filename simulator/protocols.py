@@ -15,7 +15,7 @@ import numpy.typing as npt
 
 from simulator.intents import Intent, OpenOrder
 from simulator.market import MarketState
-from simulator.types import CancelRequest, Fill, OrderRequest
+from simulator.types import CancelRequest, Fill, OrderRequest, Side
 
 FeatureVector: TypeAlias = npt.NDArray[np.float64]
 """The feature stage's preallocated float64 vector: decisions see float64; a model runner casts
@@ -188,6 +188,8 @@ class Venue(Protocol):
     def process_due(self, ts: int, market: MarketState, out: list[Fill]) -> int: ...
     def on_market(self, market: MarketState, out: list[Fill]) -> int: ...
     def open_order_list(self) -> list[OpenOrder]: ...
+    def side_of(self, order_id: int) -> Side | None:
+        """The side of an open order (in flight or resting), None when it is not open."""
 
 
 class PortfolioLike(Protocol):

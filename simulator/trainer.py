@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from simulator.config import Config
+from simulator.config import Config, settings
 from simulator.errors import ConfigError, DataError
 from simulator.features import features_frame, session_events, warmup
 from simulator.features.user import MixedFeatures
@@ -29,6 +29,7 @@ from simulator.models import export_gru, export_mlp, train_gru, train_mlp
 from simulator.models.train import SplitMetrics, torch_cpu_capability
 from simulator.runtime import build_features, session_sources
 from simulator.session import SessionRef
+from simulator.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,44 +101,44 @@ def train_strategy(
 ) -> TrainReport:
     """Train, export `<model>.onnx` and `<model>.pt` into `out_dir` (created) and write
     `<strategy>.train.json` there (metrics, the library versions that made the bytes)."""
-    section = config["train"]
-    model = config["model"]
-    if model["kind"] not in ("onnx", "torch", "gru"):
-        raise ConfigError(f"strategy '{config['strategy']['name']}' has no model to train")
+    typed = settings(config)
+    if typed.model.kind not in ("onnx", "torch", "gru"):
+        raise ConfigError(f"strategy '{typed.strategy.name}' has no model to train")
     progress("computing features")
-    ties_down = model["kind"] == "gru"
+    ties_down = typed.model.kind == "gru"
     x, y, n_events, unlabelled, names = training_set(
-        session, config, section["horizon"], ties_down=ties_down
+        session, config, typed.train.horizon, ties_down=ties_down
     )
     if len(y) < 100:
         raise DataError(f"session {session.name}: only {len(y)} labelled samples; need >= 100")
     progress(f"training on {len(y):,} samples")
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = out_dir / Path(model["path"]).with_suffix("").name
-    fitted = _fit_and_export(x, y, config, stem)
-    return _report(config, session, n_events, len(y), unlabelled, names, fitted, out_dir)
+    stem = out_dir / Path(typed.model.path).with_suffix("").name
+    fitted = _fit_and_export(x, y, typed, stem)
+    return _report(typed, session, n_events, len(y), unlabelled, names, fitted, out_dir)
 
 
 def _fit_and_export(
-    x: npt.NDArray[np.float32], y: npt.NDArray[np.float32], config: Config, stem: Path
+    x: npt.NDArray[np.float32], y: npt.NDArray[np.float32], typed: Settings, stem: Path
 ) -> tuple[tuple[str, ...], SplitMetrics, SplitMetrics]:
-    section = config["train"]
-    common = {"epochs": section["epochs"], "lr": section["lr"], "seed": section["seed"]}
+    section = typed.train
     n = x.shape[1]
     onnx_path, ts_path = stem.with_suffix(".onnx"), stem.with_suffix(".pt")
     files = (onnx_path.name, ts_path.name)
-    if config["model"]["kind"] == "gru":
-        hidden = int(config["model"]["hidden_size"])
-        gru = train_gru(x, y, hidden_size=hidden, seq_len=section["seq_len"], **common)
+    if typed.model.kind == "gru":
+        hidden = typed.model.hidden_size
+        gru = train_gru(x, y, hidden_size=hidden, seq_len=section.seq_len,
+                        epochs=section.epochs, lr=section.lr, seed=section.seed)  # fmt: skip
         export_gru(gru.model, n, ts_path, onnx_path)
         return files, gru.train, gru.val
-    mlp = train_mlp(x, y, hidden=tuple(section["hidden"]), **common)
+    mlp = train_mlp(x, y, hidden=section.hidden, epochs=section.epochs, lr=section.lr,
+                    seed=section.seed)  # fmt: skip
     export_mlp(mlp.model, n, onnx_path, ts_path)
     return files, mlp.train, mlp.val
 
 
 def _report(
-    config: Config,
+    typed: Settings,
     session: SessionRef,
     n_events: int,
     n_samples: int,
@@ -148,20 +149,20 @@ def _report(
 ) -> TrainReport:
     files, train, val = fitted
     report = TrainReport(
-        strategy=config["strategy"]["name"],
+        strategy=typed.strategy.name,
         session=session.name,
         n_events=n_events,
         n_samples=n_samples,
         n_unlabelled=unlabelled,
         features=names,
-        horizon=config["train"]["horizon"],
-        seed=config["train"]["seed"],
+        horizon=typed.train.horizon,
+        seed=typed.train.seed,
         train=train,
         val=val,
         files=files,
         versions=training_versions(),
     )
-    path = out_dir / f"{config['strategy']['name']}.train.json"
+    path = out_dir / f"{typed.strategy.name}.train.json"
     path.write_text(json.dumps(asdict(report), indent=2, sort_keys=True) + "\n")
     return report
 

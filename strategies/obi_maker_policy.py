@@ -66,7 +66,7 @@ class ObiMaker:
         self.reset()
 
     def reset(self) -> None:
-        self._last_bid = self._last_ask = self._last_position = math.nan
+        self._last_bid = self._last_ask = self._last_position = -1.0  # matches no decision
 
     def decide(self, outputs: npt.NDArray[np.float64], view: StrategyView) -> Sequence[Intent]:
         market = view.market
@@ -76,18 +76,18 @@ class ObiMaker:
         if outputs is not self._array:
             self._array, self._out = outputs, outputs.data
         p, position, size = self._out[0], view.position, self.size
+        # the wanted quote prices, 0.0 for none (prices are > 0): plain == compares them
         want_bid = (
-            bid if p >= 0.5 - self.withdraw and position + size <= self.max_inventory else math.nan
+            bid if p >= 0.5 - self.withdraw and position + size <= self.max_inventory else 0.0
         )
         want_ask = (
-            ask if p <= 0.5 + self.withdraw and position - size >= -self.max_inventory else math.nan
+            ask if p <= 0.5 + self.withdraw and position - size >= -self.max_inventory else 0.0
         )
-        unchanged = (
-            _same(want_bid, self._last_bid)
-            and _same(want_ask, self._last_ask)
+        if (
+            want_bid == self._last_bid
+            and want_ask == self._last_ask
             and position == self._last_position
-        )
-        if unchanged or view.order_in_flight:  # nothing new, or wait for the venue's answer
+        ) or view.order_in_flight:  # nothing new, or wait for the venue's answer
             return NO_INTENTS
         self._last_bid, self._last_ask, self._last_position = want_bid, want_ask, position
         orders = view.open_orders
@@ -97,20 +97,16 @@ class ObiMaker:
         return intents or NO_INTENTS
 
 
-def _same(a: float, b: float) -> bool:
-    return a == b or (a != a and b != b)
-
-
 def _quote(
     orders: Sequence[OpenOrder], side: Side, price: float, size: float
 ) -> tuple[Intent, ...]:
-    """Intents that leave one quote of `size` at `price` on `side` (none when price is NaN)."""
+    """Intents that leave one quote of `size` at `price` on `side` (none when price is 0)."""
     mine = [o for o in orders if o.side == side and o.status != OrderStatus.CANCEL_PENDING]
     if not mine:
-        return (LimitOrder(side, size, price, post_only=True),) if price == price else ()
+        return (LimitOrder(side, size, price, post_only=True),) if price > 0.0 else ()
     first, extra = mine[0], mine[1:]
     intents: list[Intent] = [Cancel(o.order_id) for o in extra]
-    if price != price:
+    if price <= 0.0:
         intents.append(Cancel(first.order_id))
     elif first.price != price and first.status == OrderStatus.RESTING:
         intents.append(CancelReplace(first.order_id, price, size))

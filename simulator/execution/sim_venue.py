@@ -214,6 +214,16 @@ class SimVenue:
             out.append(_open(rest.order, rest.remaining, status, rest.limit_px, rest.qty))
         return out
 
+    def side_of(self, order_id: int) -> Side | None:
+        """The side of an open order (in flight or resting), None when it is not open."""
+        for rest in self._resting:
+            if rest.order_id == order_id:
+                return rest.side
+        for *_, item in self._pending:
+            if isinstance(item, OrderRequest) and item.order_id == order_id:
+                return item.side
+        return None
+
     def submit(self, order: OrderRequest) -> None:
         """Send `order`; it reaches the venue at ts_decision + entry latency."""
         _validate(order)

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from click.testing import CliRunner
 
 from cli import main
@@ -52,3 +53,15 @@ def test_new_strategy_refuses_a_taken_folder_and_a_bad_name(tmp_path):
     bad = runner.invoke(main, ["new", "strategy", "../up", "--dir", str(tmp_path)])
     assert bad.exit_code == 1
     assert "strategy name '../up': use letters, digits" in bad.output
+
+
+@pytest.mark.slow
+def test_new_strategy_trains_with_its_python_feature(tmp_path):
+    made = _ticktape("new", "strategy", "mine", "--dir", "work", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    trained = _ticktape("train", GOOG, "--strategy", "work/mine/strategy.toml", "--out", "model",
+                        "--data-dir", str(BUNDLED_DATA), cwd=tmp_path)  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    report = json.loads((tmp_path / "model" / "mine.train.json").read_text())
+    assert report["features"] == ["l1_imbalance", "book_imbalance", "spread_bps"]
+    assert report["val"]["auc"] > 0.55  # the template's features carry signal
