@@ -771,6 +771,10 @@ def _print_sessions(rows: Sequence[dict[str, Any]], totals: dict[str, Any]) -> N
               type=click.FloatRange(min=0.01), metavar="SECONDS",
               help="How often the recording is flushed and checkpointed: a killed session "
                    "loses at most about this much (`data recover` cuts it there).")  # fmt: skip
+@click.option("--warm-from", "warm_from", metavar="SESSION|auto",
+              help="Fill the feature buffers (and a stateful model) from this recorded "
+                   "session before the first live event; auto: the symbol's newest "
+                   "recorded session.")  # fmt: skip
 @click.option("--seed", default=0, show_default=True, help="Seed of every random generator.")
 @click.option(
     "--out",
@@ -797,6 +801,7 @@ def live(
     until_idle: float | None,
     inbox_capacity: int,
     checkpoint_s: float,
+    warm_from: str | None,
     seed: int,
     out: Path,
     dashboard: bool | None,
@@ -819,7 +824,7 @@ def live(
     options = LiveOptions(
         symbols=symbols, data_dir=data_dir, out_root=out, feed=feed, url=url, rest_url=rest_url,
         duration_s=duration, until_idle_s=until_idle, inbox_capacity=inbox_capacity, seed=seed,
-        roll_seconds=checkpoint_s,
+        roll_seconds=checkpoint_s, warm_from=warm_from,
     )  # fmt: skip
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

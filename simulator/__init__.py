@@ -9,7 +9,8 @@ one layer only a package's own modules import each other):
      each other: features, models, policies, risk, execution, portfolio, recording
   L3 live (feeds, venues' normalisers, recording parts); then stress (scenario, inject,
      faults) and feedsim (feed simulators serving recorded sessions)
-  L4 engine (knows protocols only), then engine_timed, engine_live (its parts)
+  L4 engine (knows protocols only) and warm (history into the stages before a run), then
+     engine_timed, engine_live (its parts)
   L5 runtime (the one place that picks implementations) and live.stepper; then trainer,
      bench, report, batch, scaffold (new strategy), stress.run, live.session; then sweep,
      live.run, live.dashboard

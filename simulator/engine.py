@@ -205,7 +205,9 @@ class Engine:
         scheduler: Scheduler | None = None,
         stamp: DecisionStamp | None = None,
         decide_per_timestamp: bool = False,
+        warm: Callable[[], None] | None = None,  # begin() runs it: see simulator/warm.py
     ) -> None:
+        self._warm = warm
         self._clock = clock
         self._sources = sources
         self._market = market
@@ -243,6 +245,8 @@ class Engine:
         self._pipeline.features.reset()
         self._pipeline.policy.reset()
         self._pipeline.runner.warm_up()
+        if self._warm is not None:  # recorded history into the features and the model
+            self._warm()
         self._slot = 0
 
     def step(self, merged: MergedBatch) -> None:

@@ -48,7 +48,7 @@ from simulator.risk import (
     RiskChain,
     StaleData,
 )
-from simulator.session import SessionRef
+from simulator.session import SessionRef, resolve_session
 from simulator.settings import PolicySection, RiskSection
 from simulator.sources.recorded import (
     ParquetSource,
@@ -61,6 +61,7 @@ from simulator.sources.timer import TimerSource
 from simulator.store import file_sha256
 from simulator.timing import ServiceModel, parse_service_model
 from simulator.types import book_levels
+from simulator.warm import warm
 
 PACKAGES = ("ticktape", "numpy", "pyarrow", "polars", "duckdb", "onnxruntime", "torch")
 MS: int = 1_000_000
@@ -105,6 +106,19 @@ def recorded_event_sources(session: SessionRef) -> list[TableSource]:
         for kind in ("timer", "status")
         if (directory / f"{kind}.parquet").exists()
     ]
+
+
+def warming(history: SessionRef, config: Config, staged: StagedPipeline) -> Callable[[], None]:
+    """What a run's `begin()` calls to warm `staged` from `history` (simulator/warm.py): its
+    events in replay order, its timer ticks included."""
+
+    def run() -> None:
+        sources, _ = session_sources(history, config)
+        timers = timer_source(sources, config["strategy"]["timer_ms"])
+        extra = [timers] if timers is not None else []
+        warm(staged.pipeline.features, staged.pipeline.runner, [*sources, *extra])
+
+    return run
 
 
 def recorded_decisions(session: SessionRef) -> dict[int, int]:
@@ -462,6 +476,10 @@ def replay(
         "time_zone": session.time_zone,
         "decide_per_timestamp": config["strategy"]["decide"] == "timestamp",
     }
+    if "warm_from" in session.meta:  # a live session warmed from history: replay it warmed
+        data_dir = session.directory.parents[2]  # <data>/<venue>/<SYMBOL>/<start>
+        history = resolve_session(str(session.meta["warm_from"]), data_dir)
+        parts["warm"] = warming(history, config, staged)
     if replayed:  # live's decision times, at once
         parts["stamp"] = RecordedStamp(decisions)
     else:

@@ -107,6 +107,7 @@ LAYER_OF = {
     "simulator.stress": 10,
     "simulator.feedsim": 10,
     "simulator.engine": 11,
+    "simulator.warm": 11,
     "simulator.engine_timed": 12,
     "simulator.engine_live": 12,
     "simulator.runtime": 13,

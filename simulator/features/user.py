@@ -297,11 +297,25 @@ def incremental_user_frame(feature: UserFeature, events: pl.DataFrame) -> FloatA
 
 
 def assert_twin_matches(
-    feature: UserFeature, events: pl.DataFrame, *, rtol: float = 1e-9, atol: float = 0.0
+    feature: UserFeature,
+    events: pl.DataFrame | str,
+    *,
+    data_dir: Path | str = "data",
+    kinds: Sequence[str] = ("book", "trades"),
+    rtol: float = 1e-9,
+    atol: float = 0.0,
 ) -> None:
     """For the user's tests: `feature.batch(events)` equals the incremental feature on every
     event after its warm-up (NaN where both are NaN). Raises AssertionError naming the first
-    row and value that differ. Get `events` from `simulator.features.session_events`."""
+    row and value that differ. `events`: a `session_events` table, or a session
+    (venue/symbol/date or a path) read from `data_dir` with `kinds`."""
+    if isinstance(events, str):
+        from simulator.features.events import session_events
+        from simulator.session import resolve_session
+
+        session = resolve_session(events, Path(data_dir))
+        present = tuple(k for k in kinds if k in session.files)
+        events = session_events(session, kinds=present, levels=5)
     if getattr(feature, "batch", None) is None:
         raise AssertionError(f"{type(feature).__name__} has no batch(events) twin to check")
     incremental = incremental_user_frame(feature, events)

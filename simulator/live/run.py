@@ -28,12 +28,14 @@ from simulator.live.frames import Direction, Frame, Stamper, raw_table
 from simulator.live.inbox import Inbox
 from simulator.live.keepalive import ConnectionConfig
 from simulator.live.network import LiveNetwork
-from simulator.live.parts import Checkpoint, consolidate
+from simulator.live.parts import PARTS_DIR, Checkpoint, consolidate
 from simulator.live.session import SymbolRun, session_key
 from simulator.live.venues import adapter
 from simulator.protocols import ModelRunner
 from simulator.recording import STAGES, write_manifest
 from simulator.runtime import run_summary, versions, write_breaker
+from simulator.session import SessionRef, resolve_session
+from simulator.store import META_FILE
 
 VIEW_EVERY_S: Final = 0.25
 RAW_FLUSH_S: Final = 0.1
@@ -58,6 +60,7 @@ class LiveOptions:
     dead_peer_timeout_s: float = 60.0  # no bytes at all (pings included): reconnect
     idle_timeout_s: float = 10.0  # no data frame: reconnect
     wrap_model: Callable[[ModelRunner], ModelRunner] | None = None  # tests: a slow model
+    warm_from: str | None = None  # a SESSION, or "auto": the symbol's newest recorded session
 
 
 @dataclass(slots=True)
@@ -174,6 +177,25 @@ def _kinds(config: Config) -> list[str]:
     return kinds
 
 
+def _warm_session(options: LiveOptions, venue: str, symbol: str) -> SessionRef | None:
+    """--warm-from: the named session, or (auto) the symbol's newest consolidated one."""
+    spec = options.warm_from
+    if spec is None or spec != "auto":
+        return None if spec is None else resolve_session(spec, options.data_dir)
+    folder = options.data_dir / venue / symbol.upper()
+    done = sorted(
+        p.name
+        for p in (folder.iterdir() if folder.is_dir() else ())
+        if (p / META_FILE).exists() and not (p / PARTS_DIR).exists()
+    )
+    if not done:
+        raise ConfigError(
+            f"--warm-from auto: no recorded session of {venue}/{symbol.upper()} under "
+            f"{options.data_dir}; record one first or name a SESSION"
+        )
+    return resolve_session(f"{venue}/{symbol.upper()}/{done[-1]}", options.data_dir)
+
+
 def run_live(
     config: Config,
     options: LiveOptions,
@@ -214,6 +236,7 @@ def run_live(
                 meta=meta,
                 roll_seconds=options.roll_seconds,
                 wrap_model=options.wrap_model,
+                warm_from=_warm_session(options, venue.name, symbol),
             )
         )
     by_prefix = {run.prefix: run for run in runs}

@@ -29,7 +29,8 @@ from simulator.market import MarketState
 from simulator.portfolio import Portfolio
 from simulator.protocols import ModelRunner
 from simulator.recording import RunRecorder, RunTables, fills_table, orders_table
-from simulator.runtime import StagedPipeline, build_pipeline, build_venue
+from simulator.runtime import StagedPipeline, build_pipeline, build_venue, warming
+from simulator.session import SessionRef
 from simulator.store import session_dir
 from simulator.types import SessionKey
 
@@ -68,6 +69,7 @@ class SymbolRun:
         meta: dict[str, object],
         roll_seconds: float = 30.0,
         wrap_model: Callable[[ModelRunner], ModelRunner] | None = None,
+        warm_from: SessionRef | None = None,
     ) -> None:
         self.key = key
         self.prefix = prefix  # stream names of this symbol start with it ("btcusdt@")
@@ -90,6 +92,7 @@ class SymbolRun:
             portfolio=self.portfolio,
             recorder=self.recorder,
             model_healthy=self.staged.health,
+            warm=None if warm_from is None else warming(warm_from, config, self.staged),
         )
         tables = {
             **schemas(levels),
@@ -102,7 +105,13 @@ class SymbolRun:
         self.session_dir = session_dir(data_dir, key)
         self.parts = SessionParts(
             self.session_dir,
-            {**meta, "session": str(key), "recorder": "live", "levels": levels},
+            {
+                **meta,
+                "session": str(key),
+                "recorder": "live",
+                "levels": levels,
+                **({} if warm_from is None else {"warm_from": warm_from.name}),
+            },
             tables,
             roll_seconds=roll_seconds,
         )

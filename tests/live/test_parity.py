@@ -111,7 +111,7 @@ def test_a_recording_replays_through_the_feed_server_again(tmp_path, tape):
     again = load_tape([str(first.sessions[name])], tmp_path / "a" / "data")
     # from the recorded snapshot on: before it the server has no book to answer REST with
     again = again.slice(again.snapshots[0].index)
-    with serving(again, speed=20.0) as server:
+    with serving(again, speed=5.0) as server:  # slower: a snapshot retry still lands in time
         second = _live(tmp_path / "b", server, config)
     ((name2, _),) = second.digests.items()
     book_a = pq.read_table(first.sessions[name] / "book.parquet")
