@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 from simulator.clock import SimClock, WallClock
 from simulator.config import Config, settings
 from simulator.engine import Engine, EngineState, Pipeline
-from simulator.engine_live import RecordedStamp
+from simulator.engine_live import LiveEngine, RecordedStamp
 from simulator.engine_timed import SimulatedTime, TimeModel
 from simulator.errors import ConfigError, DataError, InvariantViolation, ModelError
 from simulator.execution import FixedLatency, SimVenue, ZeroLatency
@@ -494,36 +494,123 @@ def replay(
         stop_readers()
         recorder.abort()
         raise
-    summary = run_summary(state, recorder, portfolio, digest)
-    summary["breaker_trips"] = write_breaker(breaker, out_dir)
-    summary["latency_model"] = config["latency"]["model"]
-    summary["n_skipped"], summary["n_dropped"] = state.n_skipped, state.n_dropped
-    if hooks.summary is not None:
-        summary.update(hooks.summary())
-    manifest: dict[str, object] = {
-        "session": session.name,
-        "strategy": config["strategy"]["name"],
-        "config": config,
-        "seed": seed,
-        "data_files": {
-            str(path): file_sha256(path)
-            for path in [*(s.path for s in sources), *(r.path for r in recorded)]
+    _, manifest = write_run(
+        RunOutcome(
+            out_dir=out_dir,
+            session=session.name,
+            config=config,
+            seed=seed,
+            state=state,
+            recorder=recorder,
+            portfolio=portfolio,
+            breaker=breaker,
+            digest=digest,
+            latency_model=config["latency"]["model"],
+            timings={"load_s": loaded - started, "run_s": ran - loaded},
+        ),
+        summary_extra=hooks.summary() if hooks.summary is not None else {},
+        manifest_extra={
+            "data_files": {
+                str(path): file_sha256(path)
+                for path in [*(s.path for s in sources), *(r.path for r in recorded)]
+            },
+            "time_zone": session.time_zone,
+            "feature_kernel": staged.features.kernel,  # native or python: same bits
+            "source_checks": {s.name: dict(s.report.counts) for s in sources},
         },
-        "time_zone": session.time_zone,
-        "versions": versions(),
-        "feature_kernel": staged.features.kernel,  # native or python: same bits, other speed
-        "timings": {
-            "load_s": loaded - started,
-            "run_s": ran - loaded,
-            "events_per_s": state.n_events / max(ran - loaded, 1e-9),
-        },
-        "latency_us": {stage: recorder.histograms[stage].summary() for stage in STAGES},
-        "source_checks": {s.name: dict(s.report.counts) for s in sources},
-        "summary": summary,
-        "digest": digest,
-    }
-    write_manifest(out_dir, manifest)
+    )
     return RunResult(out_dir=out_dir, manifest=manifest)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunOutcome:
+    """What a finished run (replay, stress scenario or live symbol) hands to `write_run`."""
+
+    out_dir: Path
+    session: str
+    config: Config
+    seed: int
+    state: EngineState
+    recorder: RunRecorder
+    portfolio: Portfolio
+    breaker: CircuitBreaker | None
+    digest: str
+    latency_model: str
+    timings: dict[str, float]  # run_s (and load_s); events_per_s is derived here
+
+
+def write_run(
+    outcome: RunOutcome,
+    *,
+    summary_extra: dict[str, object] | None = None,
+    manifest_extra: dict[str, object] | None = None,
+) -> tuple[dict[str, object], dict[str, object]]:
+    """The one writer of every run's summary and manifest.json (replay, stress and live):
+    the same keys for every mode, plus what the mode adds. Returns (summary, manifest)."""
+    state, recorder = outcome.state, outcome.recorder
+    summary = run_summary(state, recorder, outcome.portfolio, outcome.digest)
+    summary["breaker_trips"] = write_breaker(outcome.breaker, outcome.out_dir)
+    summary["latency_model"] = outcome.latency_model
+    summary["n_skipped"], summary["n_dropped"] = state.n_skipped, state.n_dropped
+    summary.update(summary_extra or {})
+    run_s = outcome.timings["run_s"]
+    manifest: dict[str, object] = {
+        "session": outcome.session,
+        "strategy": outcome.config["strategy"]["name"],
+        "config": outcome.config,
+        "seed": outcome.seed,
+        "versions": versions(),
+        "timings": {**outcome.timings, "events_per_s": state.n_events / max(run_s, 1e-9)},
+        "latency_us": {stage: recorder.histograms[stage].summary() for stage in STAGES},
+        **(manifest_extra or {}),
+        "summary": summary,
+        "digest": outcome.digest,
+    }
+    write_manifest(outcome.out_dir, manifest)
+    return summary, manifest
+
+
+@dataclass(frozen=True, slots=True)
+class LiveParts:
+    """The parts of one live symbol's engine, built here like a replay's (runtime is the one
+    composition root): the wall clock, the staged pipeline, recorder, portfolio, market."""
+
+    clock: WallClock
+    staged: StagedPipeline
+    recorder: RunRecorder
+    portfolio: Portfolio
+    market: MarketState
+    engine: LiveEngine
+
+
+def build_live(
+    config: Config,
+    levels: int,
+    run_dir: Path,
+    *,
+    wrap_model: Callable[[ModelRunner], ModelRunner] | None = None,
+    warm_from: SessionRef | None = None,
+) -> LiveParts:
+    """One live symbol's engine: a WallClock, the same pipeline objects as a replay, the
+    simulated venue, its decisions dated by the wall clock (engine_live.WallClockStamp);
+    with `warm_from`, its features and model are warmed from that recorded session."""
+    clock = WallClock()
+    staged = build_pipeline(config, levels, clock, wrap_model=wrap_model)
+    recorder = RunRecorder(run_dir)
+    portfolio = Portfolio()
+    market = MarketState(levels)
+    engine = LiveEngine(
+        wall=clock.wall_ns,
+        clock=clock,
+        market=market,
+        pipeline=staged.pipeline,
+        venue=build_venue(config["venue"]),
+        portfolio=portfolio,
+        recorder=recorder,
+        model_healthy=staged.health,
+        warm=None if warm_from is None else warming(warm_from, config, staged),
+    )
+    return LiveParts(clock, staged, recorder, portfolio, market, engine)
 
 
 def run_summary(

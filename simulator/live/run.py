@@ -32,8 +32,7 @@ from simulator.live.parts import PARTS_DIR, Checkpoint, consolidate
 from simulator.live.session import SymbolRun, session_key
 from simulator.live.venues import adapter
 from simulator.protocols import ModelRunner
-from simulator.recording import STAGES, write_manifest
-from simulator.runtime import run_summary, versions, write_breaker
+from simulator.runtime import RunOutcome, versions, write_run
 from simulator.session import SessionRef, resolve_session
 from simulator.store import META_FILE
 
@@ -348,10 +347,6 @@ def _finish(
         run.spool.flush()
         run.spool.raise_if_failed()
         digest = run.recorder.close()
-        summary = run_summary(state, run.recorder, run.portfolio, digest)
-        summary["breaker_trips"] = write_breaker(run.staged.breaker, run.run_dir)
-        summary["latency_model"] = "live"
-        summary["n_skipped"], summary["n_dropped"] = state.n_skipped, state.n_dropped
         normalizer_stats = getattr(run.normalizer, "stats", None)
         live_facts: dict[str, object] = {
             "elapsed_s": elapsed_s,
@@ -365,20 +360,22 @@ def _finish(
         }
         run.parts.close({"live": live_facts, "digest": digest})
         consolidate(run.session_dir)
-        manifest: dict[str, object] = {
-            "session": str(run.key),
-            "strategy": config["strategy"]["name"],
-            "config": config,
-            "seed": options.seed,
-            "mode": "live",
-            "versions": versions(),
-            "timings": {"run_s": elapsed_s, "events_per_s": state.n_events / max(elapsed_s, 1e-9)},
-            "latency_us": {stage: run.recorder.histograms[stage].summary() for stage in STAGES},
-            "live": live_facts,
-            "summary": summary,
-            "digest": digest,
-        }
-        write_manifest(run.run_dir, manifest)
+        summary, _ = write_run(
+            RunOutcome(
+                out_dir=run.run_dir,
+                session=str(run.key),
+                config=config,
+                seed=options.seed,
+                state=state,
+                recorder=run.recorder,
+                portfolio=run.portfolio,
+                breaker=run.staged.breaker,
+                digest=digest,
+                latency_model="live",
+                timings={"run_s": elapsed_s},
+            ),
+            manifest_extra={"mode": "live", "live": live_facts},
+        )
         name = str(run.key)
         result.sessions[name] = run.session_dir
         result.run_dirs[name] = run.run_dir

@@ -17,19 +17,15 @@ from typing import Final
 
 import numpy as np
 
-from simulator.clock import WallClock
 from simulator.config import Config
-from simulator.engine_live import LiveEngine
 from simulator.live.adapter import Normalizer
 from simulator.live.consumed import Consumed, schemas
 from simulator.live.frames import RAW_SCHEMA, Frame
 from simulator.live.parts import Checkpoint, SessionParts
 from simulator.live.stepper import DECISIONS_SCHEMA, EventStepper, RowSpool
-from simulator.market import MarketState
-from simulator.portfolio import Portfolio
 from simulator.protocols import ModelRunner
-from simulator.recording import RunRecorder, RunTables, fills_table, orders_table
-from simulator.runtime import StagedPipeline, build_pipeline, build_venue, warming
+from simulator.recording import RunTables, fills_table, orders_table
+from simulator.runtime import build_live
 from simulator.session import SessionRef
 from simulator.store import session_dir
 from simulator.types import SessionKey
@@ -76,24 +72,9 @@ class SymbolRun:
         self.normalizer = normalizer
         self.levels = levels
         self.run_dir = run_dir
-        self.clock = WallClock()
-        self.staged: StagedPipeline = build_pipeline(
-            config, levels, self.clock, wrap_model=wrap_model
-        )
-        self.recorder = RunRecorder(run_dir)
-        self.portfolio = Portfolio()
-        self.market = MarketState(levels)
-        self.engine = LiveEngine(
-            wall=self.clock.wall_ns,
-            clock=self.clock,
-            market=self.market,
-            pipeline=self.staged.pipeline,
-            venue=build_venue(config["venue"]),
-            portfolio=self.portfolio,
-            recorder=self.recorder,
-            model_healthy=self.staged.health,
-            warm=None if warm_from is None else warming(warm_from, config, self.staged),
-        )
+        built = build_live(config, levels, run_dir, wrap_model=wrap_model, warm_from=warm_from)
+        self.clock, self.staged, self.recorder = built.clock, built.staged, built.recorder
+        self.portfolio, self.market, self.engine = built.portfolio, built.market, built.engine
         tables = {
             **schemas(levels),
             "raw": RAW_SCHEMA,

@@ -149,9 +149,10 @@ class Builder:
         self._changes[(side, ticks)] = lots
         return self
 
-    def end(self, gap_ns: int = 1_000) -> Builder:
-        """Close the message: book rows (deletions first, so the book is never crossed). A
-        message that changes nothing is dropped (the data would have no row for it)."""
+    def end(self, gap_ns: int = 1_000, *, deletions_first: bool = True) -> Builder:
+        """Close the message: book rows (deletions first, so the book is never crossed, unless
+        `deletions_first` is False: additions first, as some feeds send them). A message that
+        changes nothing is dropped (the data would have no row for it)."""
         rows = []
         for (side, ticks), lots in self._changes.items():
             current = self.book.side(side).get(ticks, 0)
@@ -161,7 +162,7 @@ class Builder:
             self._changes = {}
             return self
         self._ts += gap_ns
-        rows.sort(key=lambda r: r[2] != 0)  # deletions first, stable otherwise
+        rows.sort(key=lambda r: (r[2] != 0) == deletions_first)  # stable otherwise
         for side, ticks, lots in rows:
             if lots:
                 self.book.side(side)[ticks] = lots

@@ -2,16 +2,16 @@
 
 Both simulators get the same tapes (tests/crosscheck/cases.py: seeded random L2 walks plus
 hand-written tapes for trade-through, level deletion, the other side moving onto our price,
-equal-size trades, an empty opposite side, fractional lots) and the same scripted strategy
-(post-only limit orders and cancels at fixed decision points, once per timestamp after all its
-rows). hftbacktest runs NoPartialFillExchange with zero order latency and RiskAdverseQueueModel
-(what `venue.queue = "risk_averse"` must reproduce exactly), or ProbQueueModel with
-PowerProbQueueFunc(2), (3) or LogProbQueueFunc (`prob_power` with queue_power 2, 3; `prob_log`)
-(hbt_reference.py, in a subprocess); ticktape's SimVenue(queue=..., partial_fills=False) is
-driven here the way the engine drives it: within a message the trades first, then the book;
-the decision's orders meet the venue at once (zero latency). Every order must end the same way
-in both: filled (same price, quantity and timestamp), expired (a post-only order that would
-have crossed), cancelled, or still open.
+equal-size trades, an empty opposite side, fractional lots, rows crossing for a moment) and
+the same scripted strategy (post-only limit orders and cancels at fixed decision points, once
+per timestamp after all its rows). hftbacktest (hbt_reference.py, in a subprocess) runs
+NoPartialFillExchange with zero order latency and RiskAdverseQueueModel (what `venue.queue =
+"risk_averse"` must reproduce exactly), or ProbQueueModel with PowerProbQueueFunc(2), (3) or
+LogProbQueueFunc (`prob_power` with queue_power 2, 3; `prob_log`). ticktape's
+SimVenue(queue=..., partial_fills=False) is driven here the way the engine drives it: within a
+message the trades first, then the book; the decision's orders meet the venue at once (zero
+latency). Every order must end the same way in both: filled (same price, quantity and
+timestamp), expired (a post-only order that would have crossed), cancelled, or still open.
 
 The reference needs an interpreter with hftbacktest: `make crosscheck` builds `.venv-crosscheck`
 (hftbacktest pins numpy<2.3, so it lives apart from the project's venv) and runs these tests;
@@ -20,9 +20,9 @@ the reference they skip. The checks that the tapes really exercise every rule ru
 
 Tape conventions that keep the comparison exact (the rules: simulator/execution/resting.py):
 the tape always shows every level it has (ticktape's book gets one column more than the deepest
-side, so no level is "beyond the recorded depth"), book rows of a message put deletions first
-(hftbacktest applies rows one by one and a transiently crossed book would clear levels), and
-prices are whole ticks computed the same way for tape and orders.
+side, so no level is "beyond the recorded depth"), book rows of a message mostly put deletions
+first (hftbacktest applies rows one by one; `crossing_rows` shows a transiently crossed book
+ends the same), and prices are whole ticks computed the same way for tape and orders.
 """
 
 from __future__ import annotations
@@ -193,6 +193,26 @@ def fractional_lots() -> Case:
     return b.case()
 
 
+def crossing_rows() -> Case:
+    # additions before deletions: hftbacktest applies row by row and sees a crossed book for a
+    # moment (it moves the other best past it); ticktape sees the message's end. Same fills.
+    b = Builder("crossing-rows")
+    b.level(BUY, 10_000, 10).level(BUY, 9_999, 5).level(SELL, 10_001, 5)
+    b.level(SELL, 10_002, 5).end()
+    b.post(SELL, 10_002)  # behind 5
+    b.post(BUY, 9_999)  # behind 5
+    b.post(SELL, 10_004)
+    b.trade(10_001, 5, BUYER).level(BUY, 10_001, 3).level(SELL, 10_001, 0)
+    b.end(deletions_first=False)  # the bid joins 10_001 before the ask there is deleted
+    b.level(BUY, 10_002, 4).level(SELL, 10_002, 0).level(SELL, 10_003, 2)
+    b.end(deletions_first=False)  # the bid rises onto our sell at 10_002: filled
+    b.level(SELL, 10_001, 1).level(BUY, 10_002, 0).level(BUY, 10_001, 0).level(BUY, 10_000, 0)
+    b.end(deletions_first=False)  # the ask falls to 10_001, above our 9_999 buy: open
+    b.level(SELL, 9_999, 2).level(BUY, 9_999, 0).end(deletions_first=False)  # onto the buy
+    b.level(BUY, 9_990, 1).end()
+    return b.case()
+
+
 DIRECTED = (
     equal_size_trades,
     trade_through,
@@ -201,6 +221,7 @@ DIRECTED = (
     empty_opposite_side,
     cancels,
     fractional_lots,
+    crossing_rows,
 )
 
 
@@ -421,6 +442,7 @@ def test_directed_tapes_end_as_the_rules_say():
         "empty-opposite-side": {1: ("filled", 10_001), 2: ("filled", 10_005), 3: ("expired", 0)},
         "cancels": {1: ("cancelled", 0), 2: ("cancelled", 0), 3: ("filled", 10_001)},
         "fractional-lots": {1: ("filled", 200), 2: ("filled", 202)},
+        "crossing-rows": {1: ("filled", 10_002), 2: ("filled", 9_999), 3: ("open", 0)},
     }
     for make in DIRECTED:
         case = make()

@@ -8,12 +8,8 @@ import pytest
 
 from simulator.config import load_strategy
 from simulator.features import FeatureBuffer, FeatureConfig, incremental_features, session_events
-from simulator.features.user import (
-    MixedFeatures,
-    assert_twin_matches,
-    build_feature_stage,
-    incremental_user_frame,
-)
+from simulator.features.twin import incremental_user_frame
+from simulator.features.user import MixedFeatures, assert_twin_matches, build_feature_stage
 from simulator.plugins import PluginSpec
 from simulator.runtime import build_features
 from simulator.session import resolve_session
@@ -108,3 +104,8 @@ def test_runtime_builds_the_mixed_stage_from_a_strategy_folder(tmp_path):
                                              'plugins = ["features.py:SpreadBps"]')  # fmt: skip
     stage = build_features(load_strategy(str(path)), 5)
     assert stage.names == ("l1_imbalance", "spread_bps")
+
+
+def test_twin_checker_takes_a_session_name(tmp_path):
+    stage = _stage(tmp_path, ("spread_bps",), ["features.py:SpreadBps"])
+    assert_twin_matches(stage.features[0][0], "nasdaq/AAPL/2012-06-21", data_dir=BUNDLED_DATA)
