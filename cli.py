@@ -1177,7 +1177,7 @@ def calibrate(run_dir: Path, out: Path) -> None:
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("."),
     show_default=True,
-    help="Also list the strategy folders (*/strategy.toml) here.",
+    help="Also list the strategy folders here (DIR/*/strategy.toml, DIR/*/*/strategy.toml).",
 )
 @click.option("--defaults", is_flag=True,
               help="Print the defaults every strategy TOML starts from, as TOML.")  # fmt: skip

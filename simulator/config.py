@@ -42,10 +42,12 @@ class StrategyEntry:
 
 
 def strategy_catalog(local: Path | None = None) -> list[StrategyEntry]:
-    """The shipped strategies, then the strategy folders (`*/strategy.toml`) under `local`."""
+    """The shipped strategies, then the strategy folders under `local` (`*/strategy.toml` and
+    one level deeper, e.g. examples/maker from the repository's root)."""
     paths = [(STRATEGY_DIR / f"{n}.toml", True) for n in strategy_names()]
     if local is not None:
-        paths += [(p, False) for p in sorted(local.glob("*/strategy.toml"))]
+        found = [*local.glob("*/strategy.toml"), *local.glob("*/*/strategy.toml")]
+        paths += [(p, False) for p in sorted(found)]
     entries = []
     for path, shipped in paths:
         try:

@@ -8,12 +8,8 @@ import pytest
 
 from simulator.config import load_strategy
 from simulator.features import FeatureBuffer, FeatureConfig, incremental_features, session_events
-from simulator.features.user import (
-    MixedFeatures,
-    assert_twin_matches,
-    build_feature_stage,
-    incremental_user_frame,
-)
+from simulator.features.twin import incremental_user_frame
+from simulator.features.user import MixedFeatures, assert_twin_matches, build_feature_stage
 from simulator.plugins import PluginSpec
 from simulator.runtime import build_features
 from simulator.session import resolve_session
