@@ -1,6 +1,7 @@
-"""The only place that picks concrete implementations: Clock + Source + Venue, and the
-strategy's stages from its configuration. Replay is built here; live mode will add its
-WallClock and live source here and nowhere else.
+"""The only place that picks concrete implementations: Clock + Source + Venue, the strategy's
+stages from its configuration, and the engine's parts (scheduler, decision stamp). Replay,
+stress, `--latency recorded` and live runs (`build_live`) are all composed here, and
+`write_run` writes every run's summary and manifest.
 """
 
 from __future__ import annotations

@@ -219,3 +219,22 @@ def test_a_policy_reads_a_new_output_vector_when_the_runner_changes():
     assert policy.decide(fallback, View()) is NO_INTENTS
     fallback[0] = 0.95  # the runner rewrites its vector in place
     assert policy.decide(fallback, View()) == (MarketOrder(Side.BUY, 1.0),)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_the_inlined_policy_rules_equal_their_sizers_bit_for_bit(seed):
+    rng = np.random.default_rng(seed)
+    ps = [*rng.random(2_000), 0.5, 0.8, 0.2, 0.85, 0.15, 0.0, 1.0, 1.5, -0.5, math.nan]
+    positions = [0.0, 1.0, -3.0, 1e-12, 7.0]
+    threshold = ThresholdPolicy(threshold=0.3, max_position=10.0, lot=0.5, exponent=1.7)
+    rule = ObiRulePolicy(threshold=0.6, size=2.0, lot=1.0)
+    obi = ObiRulePolicy(threshold=0.6, size=2.0, lot=1.0, obi_output=0)
+    for p in ps:
+        for position in positions:
+            for policy, sizer_target in (
+                (threshold, threshold.sizer.target),
+                (rule, rule.sizer.target),
+                (obi, obi.sizer.target_obi),
+            ):
+                policy.decide(outputs(p), View(position=position))
+                assert policy.target == sizer_target(p, position), (type(policy), p, position)
