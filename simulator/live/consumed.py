@@ -1,10 +1,10 @@
-"""Consumed events: what the pipeline actually ate, as the engine's batches and as tables.
+"""Consumed events: what the pipeline actually ate, as row tuples and as tables.
 
-A normalizer (binance.py, coinbase.py) writes the events of one drained inbox batch into a
-`Consumed` builder; `to_batches` runs them through the same data-contract checks as a replay
-source (bad rows are dropped and counted, before recording, so the replay never meets them)
-and orders them into one `MergedBatch` by their session-wide `seq`. The tables recorded
-from the checked batches are the session: replaying them reproduces the consumed stream.
+A normaliser (live/venues) writes each event it emits into `Consumed`, which gives it the next
+session-wide `seq` and hands the row at once to its sink (live.stepper.EventStepper: per-event
+checks, the engine, the recording). Without a sink the rows are kept per kind for `tables()`,
+and `Checked` runs them through the replay sources' batch contract checks and merges them by
+`seq` (the normaliser tests and tools compare with replay that way).
 """
 
 from __future__ import annotations
