@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Final, Generic, Protocol, TypeVar
 
-from simulator.execution.resting import UNSEEN, level_qty
+from simulator.execution.resting import UNSEEN, PricedOrder, level_qty
 from simulator.market import MarketState
 
 NEW: Final = 1
@@ -86,15 +86,8 @@ class L3Place:
         return 0.0
 
 
-class L3Resting(Protocol):
-    """What the L3 matcher reads and writes of a venue's resting order."""
-
-    @property
-    def side(self) -> int: ...
-    @property
-    def limit_px(self) -> float: ...
-    @property
-    def remaining(self) -> float: ...
+class L3Resting(PricedOrder, Protocol):
+    """A venue's resting order with the exact place the L3 matcher keeps on it."""
 
     place: L3Place | None
 

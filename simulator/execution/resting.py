@@ -40,8 +40,8 @@ UNSEEN = math.inf
 """level_qty of a QueuePos whose level the data has not shown yet."""
 
 
-class RestingOrder(Protocol):
-    """What the matcher reads and writes of a venue's resting order."""
+class PricedOrder(Protocol):
+    """What a matcher reads of a venue's resting order."""
 
     @property
     def side(self) -> int: ...
@@ -49,6 +49,10 @@ class RestingOrder(Protocol):
     def limit_px(self) -> float: ...
     @property
     def remaining(self) -> float: ...
+
+
+class RestingOrder(PricedOrder, Protocol):
+    """... and the queue estimate this matcher keeps on it."""
 
     queue: QueuePos | None
 

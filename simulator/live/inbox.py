@@ -1,7 +1,9 @@
 """The hand-off between the network reader and the pipeline: bounded, never blocking the reader.
 
-Overflow policy by kind (LIVE.md 6a): a quote replaces the quote of the same stream still
-waiting (the old one is conflated away, counted); trades, depth and everything else are never
+Overflow policy by kind (LIVE.md 6a): once `backlog` frames wait (the pipeline is behind), a
+quote replaces the quote of the same stream still waiting (the old one is conflated away,
+counted); below that every quote is kept, so a burst the pipeline absorbs loses none (bookTicker
+comes in bursts microseconds apart). Trades, depth and everything else are never
 dropped silently: when the inbox is full, the frame is dropped and a *gap marker* takes its
 place in the order (one per stream until drained, carrying the count), so the normalizer
 declares a GAP and resyncs the book exactly where data was lost.
@@ -36,10 +38,15 @@ class InboxStats:
 class Inbox:
     """A bounded deque of frames with quote conflation and declared gaps. Thread-safe."""
 
-    def __init__(self, capacity: int, *, conflatable: Callable[[str], bool]) -> None:
+    def __init__(
+        self, capacity: int, *, conflatable: Callable[[str], bool], backlog: int = 0
+    ) -> None:
         if capacity < 1:
             raise ValueError(f"inbox capacity must be >= 1; found {capacity}")
         self.capacity = capacity
+        # frames waiting before quotes conflate; at most half the inbox, so quotes never fill
+        # it and crowd out trades, depth and connection frames
+        self.backlog = min(max(backlog, 0), capacity // 2)
         self._conflatable = conflatable
         self._frames: deque[Frame] = deque()
         self._live = 0  # frames waiting that are not dead
@@ -57,7 +64,7 @@ class Inbox:
             stream = frame.stream
             if self._conflatable(stream):
                 old = self._latest_quote.get(stream)
-                if old is not None:
+                if old is not None and self._live >= self.backlog:
                     old.dead = True
                     self._live -= 1
                     stats.conflated += 1

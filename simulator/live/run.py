@@ -51,6 +51,7 @@ class LiveOptions:
     duration_s: float | None = None
     until_idle_s: float | None = None  # stop once no market data has come for this long
     inbox_capacity: int = 10_000
+    conflate_backlog: int = 64  # frames waiting before a newer quote replaces a waiting one
     levels: int = 20
     seed: int = 0
     roll_seconds: float = 30.0
@@ -240,7 +241,9 @@ def run_live(
         )
     by_prefix = {run.prefix: run for run in runs}
     profile = venue.profile
-    inbox = Inbox(options.inbox_capacity, conflatable=venue.conflatable)
+    inbox = Inbox(
+        options.inbox_capacity, conflatable=venue.conflatable, backlog=options.conflate_backlog
+    )
     spool = _RawSpool(runs, checkpoint_s=options.roll_seconds)
     stamper = Stamper(wall)
 

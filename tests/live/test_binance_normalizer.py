@@ -145,6 +145,18 @@ def test_the_inbox_conflates_quotes_and_declares_gaps_for_everything_else():
     assert "2 frame(s)" in str(out.status[0][4])
 
 
+def test_quotes_conflate_only_once_the_backlog_is_reached():
+    stamper = Stamper(iter(range(1, 10_000)).__next__)
+    inbox = Inbox(10, conflatable=lambda s: s.endswith("@bookTicker"), backlog=3)
+    for _ in range(3):  # a burst the pipeline absorbs: every quote kept
+        inbox.put(stamper.stamp(1, Direction.IN, "x@bookTicker", b"q"))
+    assert inbox.stats.conflated == 0
+    for _ in range(2):  # behind: each newer quote replaces the latest waiting one
+        inbox.put(stamper.stamp(1, Direction.IN, "x@bookTicker", b"q"))
+    assert [f.seq for f in inbox.drain(0.0)] == [0, 1, 4]
+    assert inbox.stats.conflated == 2
+
+
 def test_stamps_are_strictly_increasing_even_when_the_wall_clock_is_not():
     times = iter([100, 100, 90, 200])
     stamper = Stamper(times.__next__)

@@ -3,10 +3,17 @@ live mode runs on it with replay parity."""
 
 from __future__ import annotations
 
+import itertools
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import orjson
+from click.testing import CliRunner
+from websockets.sync.client import connect
 
+from cli import main
 from simulator.feedsim.server import serving
 from simulator.feedsim.synthetic import CHUNK, PATTERN, SyntheticTexts, synthetic_tape
 from tests.live.test_parity import _config, _live, _replay_digest
@@ -54,3 +61,24 @@ def test_live_on_the_synthetic_feed_keeps_its_book_and_replays_to_the_same_diges
     orders: Any = result.summaries[name]["n_orders"]
     assert orders > 0
     assert _replay_digest(tmp_path, result.sessions[name], config) == digest
+
+
+def test_feed_serve_synthetic_serves_a_consistent_book_and_refuses_sessions_with_it():
+    command = [str(Path(sys.executable).with_name("ticktape")), "feed", "serve", "--synthetic",
+               "2000", "--seed", "3", "--speed", "max"]  # fmt: skip
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout is not None
+        url = proc.stdout.readline().split()[1]
+        with connect(f"{url}?streams=btcusdt@depth@100ms/btcusdt@trade") as ws:
+            messages = [orjson.loads(m)["data"] for m in ws]  # until the tape ends
+        out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0
+    diffs = [m for m in messages if "U" in m]
+    assert len(diffs) == 400  # every fifth of the 2,000 messages
+    assert len(messages) == 400 + 800
+    assert all(b["U"] == a["u"] + 1 for a, b in itertools.pairwise(diffs))
+    assert out.startswith("feed done (end of recording): 2,000 messages, 1,200 frames sent")
+    result = CliRunner().invoke(main, ["feed", "serve", "binance/BTCUSDT/2024-08-08",
+                                       "--synthetic", "10"])  # fmt: skip
+    assert result.exit_code == 1
+    assert "give SESSIONs or --synthetic, not both" in result.output

@@ -7,28 +7,22 @@ from dataclasses import dataclass, field
 
 import pyarrow.parquet as pq
 
-from simulator.execution import SimVenue, ZeroLatency
 from simulator.execution.l3 import CANCEL, DELETE, EXECUTE, NEW
-from simulator.market import MarketState
-from simulator.types import Fill, Nanos, OrderRequest, OrderType, Side
+from simulator.types import Side
 from tests.conftest import REPO
+from tests.unit.test_queue_venue import Tape
 
 GOOG = REPO / "data" / "nasdaq" / "GOOG" / "2012-06-21"
 
 
-class L3Tape:
+class L3Tape(Tape):
+    """The queue tapes' venue with `l3_fifo`, plus order-level events."""
+
     def __init__(self) -> None:
-        self.venue = SimVenue(latency=ZeroLatency(), queue="l3_fifo")
-        self.market = MarketState(1)
-        self.fills: list[Fill] = []
-        self.ts = 0
-        self._next_id = 1
+        super().__init__("l3_fifo")
 
     def book(self, bid_px: float, bid_sz: float, ask_px: float, ask_sz: float) -> L3Tape:
-        self.ts += 1
-        m = self.market
-        m.bid_px, m.bid_sz, m.ask_px, m.ask_sz, m.ts_recv = bid_px, bid_sz, ask_px, ask_sz, self.ts
-        self.venue.on_market(m, self.fills)
+        super().book(bid_px, bid_sz, ask_px, ask_sz)
         return self
 
     def event(self, event: int, order_id: int, size: float, px: float, side: int) -> L3Tape:
@@ -45,25 +39,6 @@ class L3Tape:
         m.n_order_events += 1
         self.venue.on_market(m, self.fills)
         return self
-
-    def post(self, side: Side, price: float, qty: float) -> int:
-        order_id, self._next_id = self._next_id, self._next_id + 1
-        self.venue.submit(
-            OrderRequest(
-                order_id=order_id,
-                ts_decision=Nanos(self.ts),
-                side=side,
-                qty=qty,
-                order_type=OrderType.LIMIT,
-                limit_px=price,
-                post_only=True,
-            )
-        )
-        self.venue.process_due(self.ts, self.market, self.fills)
-        return order_id
-
-    def filled(self) -> list[tuple[int, float, float]]:
-        return [(f.order_id, f.px, f.qty) for f in self.fills]
 
 
 def test_orders_behind_us_do_not_count_and_executing_them_fills_us_partly():
