@@ -14,9 +14,12 @@ meets the market as it was when it arrived) and, with zero latency, right after 
 
 Matching model (simple, documented; no queue position and no market impact yet):
 - Market orders are immediate-or-cancel. "l1": take the opposite best up to its displayed
-  size. "l2": walk `market.depth(side)` level by level. One Fill per level touched, like a
-  venue's execution reports (the order's VWAP is sum(px x qty) / sum(qty) over its fills).
-  An unfilled rest is cancelled by the venue and recorded as a `VenueNote`.
+  size. "l2": walk `market.depth(side)` level by level. What our orders take is gone: a later
+  order of ours finds a level reduced by it until the book shows that level with another size
+  (the replayed book never shows our own impact; a changed size is the market moving on).
+  One Fill per level touched, like a venue's execution reports (the order's VWAP is
+  sum(px x qty) / sum(qty) over its fills). An unfilled rest is cancelled by the venue and
+  recorded as a `VenueNote`.
 - Limit orders: the marketable part fills as taker exactly like a market order capped at the
   limit price; the rest rests (good till cancelled). `on_market` fills a resting buy when the
   best ask <= limit (a sell when the best bid >= limit), at the LIMIT price, as maker, capped
@@ -120,6 +123,7 @@ class SimVenue:
     """
 
     __slots__ = (
+        "_consumed",
         "_l2",
         "_l3",
         "_latency",
@@ -175,6 +179,9 @@ class SimVenue:
         )
         self._l3: L3Matcher[_Resting] | None = L3Matcher() if queue == "l3_fifo" else None
         self._sink: list[Fill] = []  # the fills list of the on_market call in progress
+        # liquidity our orders took, per level (price; bids negated): (the level's size then,
+        # quantity taken) — gone until the book shows that level with another size
+        self._consumed: dict[float, tuple[float, float]] = {}
         # heap (arrival, order_id, 0 for an order / n-th cancel sent, order or cancel)
         self._pending: list[tuple[int, int, int, OrderRequest | CancelRequest]] = []
         self._seq = 0
@@ -412,14 +419,21 @@ class SimVenue:
             levels = [(market.ask_px, market.ask_sz)]
         else:
             levels = [(market.bid_px, market.bid_sz)]
-        remaining = order.qty
+        remaining, consumed = order.qty, self._consumed
         for px, size in levels:
             if not (px == px and size > 0.0):  # NaN price or empty level: nothing to take
                 continue
             if limit is not None and (px > limit if side > 0 else px < limit):
                 break
-            qty = size if size < remaining else remaining  # == remaining leaves exactly 0.0
+            key = px if side > 0 else -px  # asks a buy takes; bids (negated) a sell takes
+            seen = consumed.get(key)
+            taken = seen[1] if seen is not None and seen[0] == size else 0.0
+            available = size - taken  # what our earlier orders took stays taken until the
+            if available <= 0.0:  # book shows that level changed
+                continue
+            qty = available if available < remaining else remaining
             remaining -= qty
+            consumed[key] = (size, taken + qty)
             out.append(self._fill(order.order_id, side, px, qty, False, ts))
             if remaining <= 0.0:
                 break

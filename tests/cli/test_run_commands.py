@@ -98,3 +98,18 @@ def test_report_of_an_empty_directory_names_what_is_missing(tmp_path):
     result = CliRunner().invoke(main, ["report", str(tmp_path)])
     assert result.exit_code == 1
     assert "missing manifest.json" in result.output
+
+
+def test_replay_prints_the_rejections_per_reason_name(tmp_path):
+    out = tmp_path / "run"
+    sets = ("--set", "risk.max_orders=1", "--set", "risk.rate_window_ms=600000.0")
+    result = _invoke("replay", AAPL, "--strategy", "obi_rule", "--out", str(out), *sets)
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "manifest.json").read_text())["summary"]
+    by_reason = summary["rejections_by_reason"]
+    assert by_reason["ORDER_RATE"] == summary["n_rejections"] > 0
+    assert f"rejected: ORDER_RATE {by_reason['ORDER_RATE']:,}" in result.output
+    import pyarrow.parquet as pq
+
+    reasons = pq.read_table(out / "risk_rejections.parquet").column("reason").to_pylist()
+    assert set(reasons) == {"ORDER_RATE"}

@@ -92,35 +92,26 @@ def test_fixed_order_latency_fills_against_the_quote_at_arrival(tmp_path):
 
 
 def _obi_rule_reference(quotes: pa.Table, threshold: float, size: float):
-    """obi_rule written independently, vectorised: alternating signals fill at the touch."""
-    bid_sz, ask_sz = quotes.column("bid_sz").to_numpy(), quotes.column("ask_sz").to_numpy()
-    obi = (bid_sz - ask_sz) / (bid_sz + ask_sz)  # float64, as the user's own code computes it
-    signal = np.where(obi > threshold, 1, np.where(obi < -threshold, -1, 0))
-    idx = np.flatnonzero(signal)
-    sig = signal[idx]
-    keep = np.ones(len(sig), dtype=bool)
-    keep[1:] = sig[1:] != sig[:-1]  # only state changes trade: flat->long, long->flat
-    idx, sig = idx[keep], sig[keep]
-    if len(sig) and sig[0] == -1:  # long-only: a sell before any buy does nothing
-        idx, sig = idx[1:], sig[1:]
-    px = np.where(
-        sig > 0, quotes.column("ask_px").to_numpy()[idx], quotes.column("bid_px").to_numpy()[idx]
-    )
-    cash = float(np.sum(-sig * px * size))
-    position = float(np.sum(sig) * size)
-    return idx, sig, px, cash, position
+    """obi_rule written independently: (row, side, price) fills, final cash and position."""
+    columns = ("bid_px", "bid_sz", "ask_px", "ask_sz")
+    rows = list(zip(*(quotes.column(c).to_pylist() for c in columns), strict=True))
+    fills = _obi_rule_loop(rows, threshold, size)
+    cash = sum(-side * px * size for _, side, px in fills)
+    position = sum(side for _, side, _ in fills) * size
+    return fills, cash, position
 
 
 def test_obi_rule_on_goog_equals_an_independent_vectorised_computation(tmp_path):
     session = resolve_session(GOOG, BUNDLED_DATA)
     result = _run(tmp_path, session)
     quotes = pq.read_table(session.files["quotes"])
-    idx, sig, px, cash, position = _obi_rule_reference(quotes, 0.6, 1.0)
+    expected, cash, position = _obi_rule_reference(quotes, 0.6, 1.0)
     fills = pq.read_table(result.out_dir / "fills.parquet")
-    assert fills.num_rows == len(idx) > 1000
-    assert fills.column("side").to_pylist() == sig.tolist()
-    assert fills.column("px").to_pylist() == px.tolist()
-    assert fills.column("ts_event").to_pylist() == quotes.column("ts_recv").to_numpy()[idx].tolist()
+    assert fills.num_rows == len(expected) > 1000
+    assert fills.column("side").to_pylist() == [side for _, side, _ in expected]
+    assert fills.column("px").to_pylist() == [px for _, _, px in expected]
+    ts = quotes.column("ts_recv").to_pylist()
+    assert fills.column("ts_event").to_pylist() == [ts[row] for row, _, _ in expected]
     last_mid = (quotes.column("bid_px")[-1].as_py() + quotes.column("ask_px")[-1].as_py()) / 2
     summary = result.summary
     assert summary["final_position"] == position
@@ -151,17 +142,28 @@ def _integer_size_quotes(
 
 
 def _obi_rule_loop(rows, threshold: float, size: float) -> list[tuple[int, int, float]]:
-    """obi_rule as a user would write it in plain float64 Python: (event, side, price) fills."""
+    """obi_rule as a user would write it in plain float64 Python: (event, side, price) fills.
+
+    A market order takes the touch; what it took is gone until the quote shows that price with
+    another size (the replayed book never shows our own impact), so an order may find nothing."""
     fills = []
     position = 0.0
+    taken: dict[float, tuple[float, float]] = {}  # price (bids negated) -> (size seen, taken)
     for i, (bid, bid_sz, ask, ask_sz) in enumerate(rows):
         obi = (bid_sz - ask_sz) / (bid_sz + ask_sz)
         if obi > threshold and position == 0.0:
-            fills.append((i, 1, ask))
-            position = size
+            side, px, key, shown = 1, ask, ask, ask_sz
         elif obi < -threshold and position > 0.0:
-            fills.append((i, -1, bid))
-            position = 0.0
+            side, px, key, shown = -1, bid, -bid, bid_sz
+        else:
+            continue
+        seen, before = taken.get(key, (shown, 0.0))
+        left = shown - (before if seen == shown else 0.0)
+        if left < size:  # whole units: never more than the touch shows, so none left at all
+            continue
+        taken[key] = (shown, (before if seen == shown else 0.0) + size)
+        fills.append((i, side, px))
+        position = size if side > 0 else 0.0
     return fills
 
 

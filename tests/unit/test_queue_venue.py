@@ -13,10 +13,10 @@ import math
 import numpy as np
 import pytest
 
-from simulator.execution import SimVenue, ZeroLatency
+from simulator.execution import FixedLatency, SimVenue, ZeroLatency
 from simulator.execution.sim_venue import NoteKind
 from simulator.market import MarketState
-from simulator.types import Fill, Nanos, OrderRequest, OrderType, Side
+from simulator.types import CancelRequest, Fill, Nanos, OrderRequest, OrderType, Side
 
 
 class Tape:
@@ -296,3 +296,45 @@ def test_queue_none_keeps_the_touch_rule():
     assert tape.filled() == []
     tape.book(99.0, 10.0, 100.0, 4.0)  # the ask reaches the limit: filled at the limit
     assert tape.filled() == [(order, 100.0, 1.0)]
+
+
+# -- shared liquidity for taking orders, and cancels racing fills ---------------------------
+
+
+def _market_order(order_id: int, side: Side, qty: float, ts: int = 0) -> OrderRequest:
+    return OrderRequest(order_id=order_id, ts_decision=Nanos(ts), side=side, qty=qty)
+
+
+def test_what_a_market_order_took_is_gone_until_the_level_changes():
+    tape = Tape("none").book(100.0, 30.0, 101.0, 5.0)
+    venue, market, fills = tape.venue, tape.market, tape.fills
+    venue.submit(_market_order(1, BUY, 4.0))
+    venue.submit(_market_order(2, BUY, 4.0))  # the same ask: only 1 of its 5 is left
+    venue.process_due(tape.ts, market, fills)
+    assert tape.filled() == [(1, 101.0, 4.0), (2, 101.0, 1.0)]
+    tape.book(100.0, 31.0, 101.0, 5.0)  # another row, the ask level unchanged: still taken
+    venue.submit(_market_order(3, BUY, 1.0, tape.ts))
+    venue.process_due(tape.ts, market, fills)
+    assert len(tape.filled()) == 2
+    tape.book(100.0, 31.0, 101.0, 6.0)  # the level changed: the book says what is there now
+    venue.submit(_market_order(4, BUY, 2.0, tape.ts))
+    venue.process_due(tape.ts, market, fills)
+    assert tape.filled()[-1] == (4, 101.0, 2.0)
+
+
+def test_a_cancel_travelling_with_the_latency_arrives_after_the_fill_and_the_fill_stands():
+    venue = SimVenue(latency=FixedLatency(10, 0), queue="risk_averse", partial_fills=False)
+    tape = Tape()
+    tape.venue = venue
+    tape.book(100.0, 3.0, 101.0, 5.0)
+    order = OrderRequest(order_id=1, ts_decision=Nanos(tape.ts), side=BUY, qty=1.0,
+                         order_type=OrderType.LIMIT, limit_px=100.0, post_only=True)  # fmt: skip
+    venue.submit(order)
+    venue.process_due(tape.ts + 10, tape.market, tape.fills)  # rests behind 3 at ts + 10
+    tape.ts += 10
+    venue.submit_cancel(CancelRequest(order_id=1, ts_decision=Nanos(tape.ts)))  # lands at +10
+    tape.trade(100.0, 4.0, SELLER)  # before the cancel lands: filled
+    venue.process_due(tape.ts + 10, tape.market, tape.fills)
+    assert tape.filled() == [(1, 100.0, 1.0)]
+    assert venue.notes[-1].kind == NoteKind.CANCEL_TOO_LATE
+    assert venue.cancels_too_late == 1

@@ -200,12 +200,12 @@ def test_outcome_counters_and_notes():
     venue = SimVenue(latency=FixedLatency(10, 0))
     out: list[Fill] = []
     market = quote(MarketState(), 0, math.nan, math.nan, 100.0, 3.0)
-    venue.submit(order(1, Side.BUY, 5.0, ts=0))  # partial: 3 of 5
+    venue.submit(order(1, Side.BUY, 5.0, ts=1))  # partial: the 2 that order 3 left of 3
     venue.submit(order(2, Side.SELL, 1.0, ts=0))  # no bid: unfilled
-    venue.submit(order(3, Side.BUY, 1.0, ts=0))  # filled
+    venue.submit(order(3, Side.BUY, 1.0, ts=0))  # arrives first: filled
     venue.submit(order(4, Side.BUY, 1.0, ts=0, limit_px=90.0))  # rests, then cancelled
     venue.submit(order(5, Side.BUY, 1.0, ts=50))  # cancelled while in flight
-    venue.process_due(10, market, out)
+    venue.process_due(11, market, out)
     assert venue.cancel(4) is True
     assert venue.cancel(5) is True
     assert venue.cancel(3) is False  # already filled: not an error
@@ -222,8 +222,8 @@ def test_outcome_counters_and_notes():
     }
     assert counters_balance(venue)
     assert [(n.order_id, n.kind, n.filled_qty, n.unfilled_qty) for n in venue.notes] == [
-        (1, NoteKind.PARTIAL, 3.0, 2.0),
         (2, NoteKind.NO_LIQUIDITY, 0.0, 1.0),
+        (1, NoteKind.PARTIAL, 2.0, 3.0),
         (4, NoteKind.CANCELLED, 0.0, 1.0),
         (5, NoteKind.CANCELLED, 0.0, 1.0),
     ]
