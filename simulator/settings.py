@@ -82,6 +82,13 @@ def _one_of(*choices: str) -> tuple[Callable[[Any], bool], str]:
     return (lambda v: v in choices), "one of " + ", ".join(choices)
 
 
+def _specs(values: dict[str, Any], section: str, key: str) -> tuple[PluginSpec, ...]:
+    """A list of plug-in references, each checked and named by its place in the TOML."""
+    return tuple(
+        PluginSpec.of(raw, f"{section}.{key}[{i}]") for i, raw in enumerate(values.get(key, ()))
+    )
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StrategySection(_Section):
     SECTION: ClassVar[str] = "strategy"
@@ -114,12 +121,7 @@ class FeaturesSection(_Section):
 
     @classmethod
     def typed(cls, values: dict[str, Any]) -> dict[str, Any]:
-        out = _tuples(values)
-        out["plugins"] = tuple(
-            PluginSpec.of(raw, f"features.plugins[{i}]")
-            for i, raw in enumerate(values.get("plugins", ()))
-        )
-        return out
+        return {**_tuples(values), "plugins": _specs(values, "features", "plugins")}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -252,12 +254,7 @@ class RiskSection(_Section):
 
     @classmethod
     def typed(cls, values: dict[str, Any]) -> dict[str, Any]:
-        out = _tuples(values)
-        out["checks"] = tuple(
-            PluginSpec.of(raw, f"risk.checks[{i}]")
-            for i, raw in enumerate(values.get("checks", ()))
-        )
-        return out
+        return {**_tuples(values), "checks": _specs(values, "risk", "checks")}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
