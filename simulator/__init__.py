@@ -2,7 +2,8 @@
 
 Layers, imports pointing down only (tests/test_architecture.py checks every module; inside
 one layer only a package's own modules import each other):
-  L0 errors, types, intents (order intents a policy returns), plugins (the loader)
+  L0 errors, types, intents (order intents a policy returns), plugins (the loader),
+     instruments (tick, lot, minimum notional per symbol)
   L1 clock, market, metrics, timing, settings, rundir; then config, protocols (the seams)
   L2 sources (schema -> recorded -> merge, timer, table, synthetic); then store; then
      importers, catalog, session, inspect; then selection, repair and the stages, which never import

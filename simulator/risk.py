@@ -137,6 +137,23 @@ class MaxNotional:
         return _APPROVED
 
 
+class MinNotional:
+    """Rejects an order whose qty x price is under the instrument's `min_notional` (equal
+    passes; a NaN product is rejected). Closing orders too: the venue refuses them alike."""
+
+    __slots__ = ("min_notional",)
+
+    def __init__(self, min_notional: float) -> None:
+        _positive("MinNotional", "min_notional", min_notional)
+        self.min_notional = min_notional
+
+    def check(self, order: OrderRequest, price: float, state: RiskView) -> RejectReason:
+        px = price if order.limit_px is None else order.limit_px
+        if order.qty * px >= self.min_notional:
+            return _APPROVED
+        return RejectReason.MIN_NOTIONAL
+
+
 class PriceCollar:
     """Rejects an order priced more than `max_bps` away from mid (equal passes).
 

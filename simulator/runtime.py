@@ -18,6 +18,7 @@ from typing import Any, cast
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from simulator import instruments
 from simulator.clock import SimClock, WallClock
 from simulator.config import Config, settings
 from simulator.engine import Engine, EngineState, Pipeline
@@ -28,6 +29,7 @@ from simulator.execution import FixedLatency, SimVenue, ZeroLatency
 from simulator.features import FeatureBuffer, warmup
 from simulator.features.user import MixedFeatures, build_feature_stage
 from simulator.features.window import WindowedFeatures
+from simulator.instruments import WHOLE_UNITS, Instrument
 from simulator.market import MarketState
 from simulator.models.breaker import CircuitBreaker
 from simulator.models.precomputed import PrecomputedRunner
@@ -43,6 +45,7 @@ from simulator.risk import (
     MaxNotional,
     MaxOrderSize,
     MaxPosition,
+    MinNotional,
     ModelHealth,
     OrderRateLimit,
     PriceCollar,
@@ -232,22 +235,27 @@ def build_runner(
     )
 
 
-def build_policy(section: Config, model_kind: str = "rule") -> Policy:
+def build_policy(
+    section: Config, model_kind: str = "rule", instrument: Instrument = WHOLE_UNITS
+) -> Policy:
     """The decision policy of the [policy] section (a built-in, by `kind`). obi_rule on the
-    rule model compares the rule's signal (the float64 imbalance), not p."""
+    rule model compares the rule's signal (the float64 imbalance), not p. `policy.lot = 0`
+    takes the instrument's lot."""
+    lot = section["lot"] or instrument.lot
     if section["kind"] == "obi_rule":
         return ObiRulePolicy(
             threshold=section["threshold"],
             size=section["size"],
-            lot=section["lot"],
+            lot=lot,
             obi_output=SIGNAL_OUTPUT if model_kind == "rule" else None,
         )
     if section["kind"] == "threshold":
         return ThresholdPolicy(
             threshold=section["threshold"],
             max_position=section["max_position"],
-            lot=section["lot"],
+            lot=lot,
             exponent=section["exponent"],
+            max_notional=section.get("max_notional", 0.0),
         )
     raise ConfigError(
         f"policy.kind '{section['kind']}' unknown; expected {' or '.join(POLICY_KINDS)}"
@@ -274,8 +282,12 @@ def user_risk_checks(section: RiskSection, base: Path) -> list[RiskCheck]:
     return checks
 
 
-def build_risk(section: Config, user: Sequence[RiskCheck] = ()) -> RiskChain:
-    """The built-in chain (unless risk.builtins = false), then the user's checks."""
+def build_risk(
+    section: Config, user: Sequence[RiskCheck] = (), instrument: Instrument = WHOLE_UNITS
+) -> RiskChain:
+    """The built-in chain (unless risk.builtins = false), then the user's checks; the
+    minimum-notional check only where the instrument has a minimum."""
+    minimum = [MinNotional(instrument.min_notional)] if instrument.min_notional > 0 else []
     if not section.get("builtins", True):
         return RiskChain(list(user))
     return RiskChain(
@@ -287,6 +299,7 @@ def build_risk(section: Config, user: Sequence[RiskCheck] = ()) -> RiskChain:
             MaxOrderSize(section["max_order_size"]),
             MaxPosition(section["max_position"]),
             MaxNotional(section["max_notional"]),
+            *minimum,
             PriceCollar(section["price_collar_bps"]),
             OrderRateLimit(section["max_orders"], int(section["rate_window_ms"] * MS)),
             *user,
@@ -366,9 +379,10 @@ def build_pipeline(
     clock: SimClock | WallClock,
     *,
     wrap_model: Callable[[ModelRunner], ModelRunner] | None = None,
+    instrument: Instrument = WHOLE_UNITS,
 ) -> StagedPipeline:
     """Features, model (inside its circuit breaker when enabled), policy and risk: the same
-    objects for replay, stress and live."""
+    objects for replay, stress and live; `instrument` gives the lot and minimum notional."""
     stage = build_features(config, levels)
     features: FeatureStage = stage
     strategy_dir = Path(config["strategy"]["dir"])
@@ -399,9 +413,9 @@ def build_pipeline(
     policy = (
         build_user_policy(typed.policy, strategy_dir)
         if typed.policy.cls
-        else build_policy(config["policy"], config["model"]["kind"])
+        else build_policy(config["policy"], config["model"]["kind"], instrument)
     )
-    risk = build_risk(config["risk"], user_risk_checks(typed.risk, strategy_dir))
+    risk = build_risk(config["risk"], user_risk_checks(typed.risk, strategy_dir), instrument)
     pipeline = Pipeline(features=features, runner=runner, policy=policy, risk=risk)
     return StagedPipeline(pipeline, stage, health, breaker)
 
@@ -454,7 +468,13 @@ def replay(
     total = sum(open_parquet(s.path).metadata.num_rows for s in sources) + len(timers or ())
     total += sum(len(r) for r in recorded)
     clock = SimClock()
-    staged = build_pipeline(config, levels, clock, wrap_model=hooks.wrap_model)
+    staged = build_pipeline(
+        config,
+        levels,
+        clock,
+        wrap_model=hooks.wrap_model,
+        instrument=instruments.from_session_name(session.name),
+    )
     _require_trades_if_needed(staged.features, sources, session)
     pipeline, health, breaker = staged.pipeline, staged.health, staged.breaker
     # every setting is checked before the recorder creates out_dir and starts its thread
@@ -591,12 +611,13 @@ def build_live(
     *,
     wrap_model: Callable[[ModelRunner], ModelRunner] | None = None,
     warm_from: SessionRef | None = None,
+    instrument: Instrument = WHOLE_UNITS,
 ) -> LiveParts:
     """One live symbol's engine: a WallClock, the same pipeline objects as a replay, the
     simulated venue, its decisions dated by the wall clock (engine_live.WallClockStamp);
     with `warm_from`, its features and model are warmed from that recorded session."""
     clock = WallClock()
-    staged = build_pipeline(config, levels, clock, wrap_model=wrap_model)
+    staged = build_pipeline(config, levels, clock, wrap_model=wrap_model, instrument=instrument)
     recorder = RunRecorder(run_dir)
     portfolio = Portfolio()
     market = MarketState(levels)

@@ -172,16 +172,18 @@ class PolicySection(_Section):
         ("kind", *_one_of("threshold", "obi_rule")),
         ("size", _positive, "a finite number > 0"),
         ("max_position", _positive, "a finite number > 0"),
-        ("lot", _positive, "a finite number > 0"),
+        ("lot", _non_negative, "a finite number >= 0 (0: the instrument's lot)"),
         ("exponent", _positive, "a finite number > 0"),
+        ("max_notional", _non_negative, "a finite number >= 0 (0: off)"),
     )
 
     kind: str = "threshold"
     threshold: float = 0.35  # obi_rule: on obi, in [0, 1); threshold: on |p - 0.5|, in [0, 0.5)
     size: float = 1.0  # obi_rule: units bought
     max_position: float = 10.0  # threshold: size at full confidence
-    lot: float = 1.0
+    lot: float = 0.0  # 0: the instrument's lot (whole shares, 0.00001 BTC)
     exponent: float = 1.0
+    max_notional: float = 0.0  # threshold: > 0 caps that size at max_notional / mid
     cls: str = ""  # TOML `class`: the user's policy, "file.py:Class" (then `kind` is unused)
     params: Mapping[str, Any] = field(default_factory=dict)  # the other keys, for its __init__
 

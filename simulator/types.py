@@ -110,6 +110,7 @@ class RejectReason(IntEnum):
     KILL_SWITCH = 7
     MODEL_HEALTH = 8
     FEED_DOWN = 9  # live: the feed is disconnected or the local book is resyncing
+    MIN_NOTIONAL = 10  # qty x price under the instrument's minimum notional
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -85,6 +85,7 @@ LAYER_OF = {
     "simulator.timing": 3,
     "simulator.settings": 3,
     "simulator.plugins": 2,
+    "simulator.instruments": 2,
     "simulator.rundir": 3,
     "simulator.config": 4,
     "simulator.protocols": 4,

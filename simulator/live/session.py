@@ -17,6 +17,7 @@ from typing import Final
 
 import numpy as np
 
+from simulator import instruments
 from simulator.config import Config
 from simulator.live.adapter import Normalizer
 from simulator.live.consumed import Consumed, schemas
@@ -72,7 +73,14 @@ class SymbolRun:
         self.normalizer = normalizer
         self.levels = levels
         self.run_dir = run_dir
-        built = build_live(config, levels, run_dir, wrap_model=wrap_model, warm_from=warm_from)
+        built = build_live(
+            config,
+            levels,
+            run_dir,
+            wrap_model=wrap_model,
+            warm_from=warm_from,
+            instrument=instruments.bundled(key.venue, key.symbol),
+        )
         self.clock, self.staged, self.recorder = built.clock, built.staged, built.recorder
         self.portfolio, self.market, self.engine = built.portfolio, built.market, built.engine
         tables = {

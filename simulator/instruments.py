@@ -1,0 +1,102 @@
+"""Instruments: tick size, lot size and minimum notional of one symbol.
+
+Recorded and live sessions alike take their instrument from the bundled table below, keyed by
+(venue, symbol), so that a live run and the replay of its recording size orders the same way
+(digest parity). A symbol the table does not know gets its venue's default; an unknown venue
+gets whole units, any price and no minimum (the simulator's behaviour before instruments).
+`from_exchange_info` reads a Binance /api/v3/exchangeInfo answer (what `ticktape feed serve`
+and the venue serve) into the same value.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from simulator.errors import ConfigError
+
+# Absorbs binary rounding before the floor, so 0.3 / 0.1 (= 2.9999999999999996) counts as 3.
+_EPSILON = 1e-9
+
+
+@dataclass(frozen=True, slots=True)
+class Instrument:
+    """`tick`: price increment (0 = any price); `lot`: quantity increment (> 0);
+    `min_notional`: the smallest qty x price the venue accepts, in quote currency (0 = none)."""
+
+    symbol: str
+    tick: float
+    lot: float
+    min_notional: float
+
+    def __post_init__(self) -> None:
+        for name, value, ok in (
+            ("tick", self.tick, 0.0 <= self.tick < math.inf),
+            ("lot", self.lot, 0.0 < self.lot < math.inf),
+            ("min_notional", self.min_notional, 0.0 <= self.min_notional < math.inf),
+        ):
+            if not ok:
+                raise ConfigError(f"instrument {self.symbol}: bad {name} {value!r}")
+
+    def round_qty(self, qty: float) -> float:
+        """`qty` rounded DOWN to a whole number of lots (never more than asked for)."""
+        return math.floor(qty / self.lot + _EPSILON) * self.lot
+
+    def round_price(self, price: float, *, up: bool) -> float:
+        """`price` on the tick grid: up (a sell's limit) or down (a buy's), never through it."""
+        if self.tick == 0.0:
+            return price
+        ticks = price / self.tick
+        whole = math.ceil(ticks - _EPSILON) if up else math.floor(ticks + _EPSILON)
+        return whole * self.tick
+
+
+# (tick, lot, min_notional) per venue default and per (venue, SYMBOL); Binance spot values
+# as exchangeInfo gives them for the bundled pairs
+_VENUE_DEFAULTS: Mapping[str, tuple[float, float, float]] = {
+    "nasdaq": (0.01, 1.0, 0.0),  # equities: cent ticks, whole shares
+    "binance": (0.01, 0.00001, 5.0),
+    "coinbase": (0.01, 0.00000001, 1.0),
+}
+_TABLE: Mapping[tuple[str, str], tuple[float, float, float]] = {
+    ("binance", "BTCUSDT"): (0.01, 0.00001, 5.0),
+    ("binance", "ETHUSDT"): (0.01, 0.0001, 5.0),
+    ("coinbase", "BTC-USD"): (0.01, 0.00000001, 1.0),
+}
+_WHOLE_UNITS = (0.0, 1.0, 0.0)
+WHOLE_UNITS: Final = Instrument("", *_WHOLE_UNITS)
+"""Whole units, any price, no minimum: a run whose symbol is not known."""
+
+
+def bundled(venue: str, symbol: str) -> Instrument:
+    """The bundled table's instrument for `symbol` on `venue` (see the module docstring)."""
+    venue, symbol = venue.lower(), symbol.upper()
+    tick, lot, min_notional = _TABLE.get((venue, symbol), _VENUE_DEFAULTS.get(venue, _WHOLE_UNITS))
+    return Instrument(symbol, tick, lot, min_notional)
+
+
+def from_session_name(name: str) -> Instrument:
+    """The instrument of a session named venue/SYMBOL/date (whole units for other names)."""
+    parts = name.strip("/").split("/")
+    if len(parts) < 3:
+        return Instrument(name, *_WHOLE_UNITS)
+    return bundled(parts[-3], parts[-2])
+
+
+def from_exchange_info(info: Mapping[str, Any], symbol: str) -> Instrument:
+    """`symbol`'s PRICE_FILTER tickSize, LOT_SIZE stepSize and (MIN_)NOTIONAL minNotional."""
+    for entry in info.get("symbols", ()):
+        if str(entry.get("symbol", "")).upper() != symbol.upper():
+            continue
+        filters = {f.get("filterType"): f for f in entry.get("filters", ())}
+        try:
+            tick = float(filters.get("PRICE_FILTER", {}).get("tickSize", 0.0))
+            lot = float(filters["LOT_SIZE"]["stepSize"])
+            notional = filters.get("NOTIONAL") or filters.get("MIN_NOTIONAL") or {}
+            min_notional = float(notional.get("minNotional", 0.0))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ConfigError(f"exchangeInfo {symbol}: bad or missing filter ({e})") from None
+        return Instrument(symbol.upper(), tick, lot, min_notional)
+    raise ConfigError(f"exchangeInfo has no symbol {symbol.upper()}")

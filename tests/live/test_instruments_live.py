@@ -1,0 +1,32 @@
+"""Issue 11 §4: the shipped obi_mlp trades BTCUSDT live with its defaults (no `--set`): the
+instrument's lot and the policy's notional sizing make its orders fit the risk limits, and the
+recording replays with the same digest."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from simulator.config import load_strategy
+from simulator.feedsim.server import serving
+from tests.live.test_parity import _live, _replay_digest
+
+
+def test_default_obi_mlp_trades_btcusdt_live_and_replays_with_parity(tmp_path, tape):
+    config = load_strategy("obi_mlp")  # the defaults: no overrides at all
+    with serving(tape, speed=None) as server:
+        result = _live(tmp_path, server, config)
+    ((name, digest),) = result.digests.items()
+    summary: dict[str, Any] = result.summaries[name]
+    assert summary["n_orders"] > 0
+    rejected = summary["rejections_by_reason"]
+    assert "MAX_NOTIONAL" not in rejected, rejected
+    assert "MAX_POSITION" not in rejected, rejected
+    # fractions of a coin, in whole lots of 0.00001 BTC, at most 9000 USDT (BTC was over
+    # 50,000 USDT that day) on either side
+    assert 0.0 < abs(summary["final_position"]) <= 9_000 / 50_000
+    qty = pq.read_table(result.run_dirs[name] / "orders.parquet", columns=["qty"])["qty"]
+    lots = [q / 0.00001 for q in qty.to_pylist()]
+    assert all(abs(n - round(n)) < 1e-6 and 0 < n <= 2 * 18_000 for n in lots), lots
+    assert _replay_digest(tmp_path, result.sessions[name], config) == digest

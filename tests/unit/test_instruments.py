@@ -1,0 +1,129 @@
+"""Issue 11 §4: instruments (tick, lot, minimum notional), rounding to them, notional sizing
+in the threshold policy and the MIN_NOTIONAL risk check."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+
+from simulator import instruments
+from simulator.config import apply_overrides, load_strategy
+from simulator.errors import ConfigError
+from simulator.feedsim.rest import exchange_info
+from simulator.feedsim.tape import TapeSnapshot
+from simulator.instruments import Instrument
+from simulator.intents import NO_INTENTS, MarketOrder
+from simulator.policies import ThresholdPolicy
+from simulator.risk import MinNotional, RiskState
+from simulator.runtime import build_policy, build_risk
+from simulator.types import Nanos, OrderRequest, OrderType, RejectReason, Side
+
+BTC = Instrument("BTCUSDT", tick=0.01, lot=0.00001, min_notional=5.0)
+
+
+def test_quantities_round_down_to_whole_lots():
+    assert BTC.round_qty(0.123456789) == pytest.approx(0.12345, abs=1e-12)
+    assert BTC.round_qty(0.00000999) == 0.0
+    assert Instrument("X", 0.1, 0.1, 0.0).round_qty(0.3) == pytest.approx(0.3)  # not 0.2
+    assert Instrument("GOOG", 0.01, 1.0, 0.0).round_qty(7.9) == 7.0
+
+
+def test_prices_round_to_the_tick_never_through_the_limit():
+    assert BTC.round_price(61837.637, up=False) == pytest.approx(61837.63)
+    assert BTC.round_price(61837.631, up=True) == pytest.approx(61837.64)
+    assert BTC.round_price(61837.63, up=True) == pytest.approx(61837.63)  # on the grid stays
+    assert Instrument("ANY", 0.0, 1.0, 0.0).round_price(1.2345, up=True) == 1.2345
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("tick", -0.01), ("lot", 0.0), ("lot", math.nan), ("min_notional", -1)]
+)
+def test_a_bad_instrument_names_the_field(field, value):
+    args: dict[str, Any] = {"symbol": "BAD", "tick": 0.01, "lot": 1.0, "min_notional": 0.0}
+    with pytest.raises(ConfigError, match=f"instrument BAD: bad {field}"):
+        Instrument(**{**args, field: value})
+
+
+def test_the_bundled_table_by_venue_and_symbol():
+    assert instruments.bundled("binance", "btcusdt") == BTC
+    assert instruments.from_session_name("nasdaq/GOOG/2012-06-21") == Instrument(
+        "GOOG", 0.01, 1.0, 0.0
+    )
+    live = instruments.from_session_name("/any/data/binance/BTCUSDT/2026-12-07T091102")
+    assert live == BTC
+    assert instruments.from_session_name("quotes.parquet").lot == 1.0  # unknown: whole units
+
+
+def test_the_feed_servers_exchange_info_reads_into_an_instrument():
+    text = b'{"bids": [["61837.63", "0.00012"]], "asks": [["61837.64", "1.5"]]}'
+    snapshot = TapeSnapshot(index=0, ts_recv=0, symbol="BTCUSDT", last_update_id=1, text=text)
+    info = orjson.loads(exchange_info({"BTCUSDT": snapshot}, 0))
+    got = instruments.from_exchange_info(info, "btcusdt")
+    assert (got.tick, got.lot, got.min_notional) == (0.01, 0.00001, 0.0)
+    with pytest.raises(ConfigError, match="no symbol ETHUSDT"):
+        instruments.from_exchange_info(info, "ETHUSDT")
+
+
+def test_min_notional_rejects_orders_under_the_minimum_by_name():
+    check = MinNotional(5.0)
+    state = RiskState(mid=60_000.0)
+    small = OrderRequest(order_id=1, ts_decision=Nanos(0), side=Side.BUY, qty=0.00008)  # 4.8 USDT
+    enough = OrderRequest(order_id=2, ts_decision=Nanos(0), side=Side.SELL, qty=0.0001)  # 6 USDT
+    assert check.check(small, 60_000.0, state) is RejectReason.MIN_NOTIONAL
+    assert check.check(enough, 60_000.0, state) is RejectReason.APPROVED
+    assert check.check(enough, math.nan, state) is RejectReason.MIN_NOTIONAL  # fails closed
+    limit = OrderRequest(
+        order_id=3, ts_decision=Nanos(0), side=Side.BUY, qty=0.0001, order_type=OrderType.LIMIT,
+        limit_px=40_000.0,
+    )  # fmt: skip
+    assert check.check(limit, 60_000.0, state) is RejectReason.MIN_NOTIONAL  # 4 USDT at limit
+
+
+def test_the_chain_has_the_check_only_where_the_instrument_has_a_minimum():
+    section = load_strategy("obi_mlp")["risk"]
+    names = lambda chain: [type(c).__name__ for c in chain.checks]  # noqa: E731
+    assert "MinNotional" in names(build_risk(section, instrument=BTC))
+    assert "MinNotional" not in names(build_risk(section))
+    chain = build_risk(section, instrument=BTC)
+    order = OrderRequest(order_id=1, ts_decision=Nanos(0), side=Side.BUY, qty=0.00001)
+    code = chain.check(order, 60_000.0, RiskState(mid=60_000.0, now=0, last_market_ts=0))
+    assert chain.reason_name(code) == "MIN_NOTIONAL"
+
+
+class _View:
+    def __init__(self, position: float, mid: float) -> None:
+        self.position, self.mid, self.order_in_flight = position, mid, False
+
+
+def _decide(policy: ThresholdPolicy, p: float, position: float, mid: float) -> Any:
+    return policy.decide(np.array([p]), _View(position, mid))  # type: ignore[arg-type]
+
+
+def test_notional_sizing_caps_the_position_in_quote_currency_rounded_down_to_the_lot():
+    policy = ThresholdPolicy(0.1, max_position=10.0, lot=0.00001, max_notional=9000.0)
+    ((order,),) = [_decide(policy, 1.0, 0.0, 60_000.0)]
+    assert order.side is Side.BUY
+    assert order.qty == pytest.approx(0.15)  # 9000 / 60000, in whole lots
+    assert policy.target == pytest.approx(0.15)
+    shares = ThresholdPolicy(0.1, max_position=10.0, lot=1.0, max_notional=9000.0)
+    assert _decide(shares, 1.0, 0.0, 580.0) == (MarketOrder(Side.BUY, 10.0),)  # max_position
+    assert _decide(shares, 1.0, 0.0, 1000.0) == (MarketOrder(Side.BUY, 9.0),)  # the cap
+    assert _decide(shares, 0.0, 0.0, 7000.0) == (MarketOrder(Side.SELL, 1.0),)
+    assert _decide(shares, 1.0, 0.0, math.nan) is NO_INTENTS  # nothing to size by: hold
+    assert _decide(shares, 1.0, 9.4, 1000.0) is NO_INTENTS  # under one lot to go: no order
+
+
+def test_policy_lot_zero_takes_the_instruments_lot():
+    section = apply_overrides(load_strategy("obi_mlp"), sets=())["policy"]
+    assert section["lot"] == 0.0
+    assert section["max_notional"] == 9000.0
+    policy = build_policy(section, "onnx", BTC)
+    assert isinstance(policy, ThresholdPolicy)
+    assert policy.sizer.lot == 0.00001
+    assert build_policy(section, "onnx").sizer.lot == 1.0  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError, match="max_notional"):
+        ThresholdPolicy(0.1, 10.0, 1.0, max_notional=-1.0)
