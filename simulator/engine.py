@@ -5,8 +5,9 @@ Per event, in this fixed order (the same in replay and live):
   2. venue: orders that reached the venue before this event are matched against the market
      as it was (so an order latency visibly changes fills)
   3. market state + features update (a timer tick changes neither; a feed status event
-     from live mode sets the feed health that risk reads; an order-level event is only
-     handed to the venue's market)                                          [stage: features]
+     from live mode sets the feed health that risk reads and reaches the features that
+     define `on_status`; an order-level event is only handed to the venue's market)
+                                                                            [stage: features]
   4. venue: resting limit orders are checked against the new market state
   5. on quote, book, timer and status events (not trades, not order-level events), once
      the features are ready — with `strategy.decide = "timestamp"` only on the last event
@@ -228,6 +229,10 @@ class Engine:
         self.view.cash = portfolio.cash
         # a policy may expose the position it aims at; recorded per decision when it does
         self._has_target = hasattr(pipeline.policy, "target")
+        # looked up once: a stage without it costs status events nothing more
+        self._feature_status: Callable[[int, int], None] | None = getattr(
+            pipeline.features, "on_status", None
+        )
 
     def run(self) -> EngineState:
         """Replay every event of the sources (see the module docstring for the step order)."""
@@ -390,7 +395,7 @@ class Engine:
                     market.book_row = row
                     on_book(ts, bundle, row)
             elif kind == STATUS:
-                self.on_status(a[row])
+                self.on_status(ts, a[row])
             elif kind == ORDERS:
                 market.order_event, market.order_id, market.order_side = a[row], b[row], c[row]
                 market.order_px, market.order_sz, market.order_ts = d[row], levels[row], ts
@@ -455,11 +460,14 @@ class Engine:
         state.day_end = next_day_start(ts, self._time_zone)
         return state.day_end
 
-    def on_status(self, code: int) -> None:
+    def on_status(self, ts: int, code: int) -> None:
         """A live feed status event: down on a disconnect or a book reset, up again on a
-        connect or a book sync (other codes are recorded, not acted on)."""
+        connect or a book sync (other codes are recorded, not acted on). A feature stage
+        with `on_status` (user features that define it) gets every status event too."""
         state = self.state
         state.n_status += 1
+        if self._feature_status is not None:
+            self._feature_status(ts, code)
         if code in FEED_DOWN_CODES:
             state.feed_ok = False
         elif code in FEED_UP_CODES:

@@ -141,7 +141,7 @@ class SimulatedTime:
         elif kind == QUOTE:
             features.on_quote(ts, a[row], b[row], c[row], d[row])
         elif kind == STATUS:
-            engine.on_status(a[row])
+            engine.on_status(ts, a[row])
         if kind < TIMER:
             state.mid = (engine.market.bid_px + engine.market.ask_px) * 0.5
         t1 = perf_counter_ns()

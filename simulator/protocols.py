@@ -63,12 +63,14 @@ class FeatureStage(Protocol):
 
 class UserFeature(Protocol):
     """A user's feature class, mixed with the built-ins by `simulator.features.user`
-    (optional: on_trade, on_book, warmup_trades, batch).
+    (optional: on_trade, on_book, on_status, warmup_trades, batch).
 
     - `names`: the names of the values it writes, in order (listed in `features.names`).
     - `warmup`: mid updates (quote or book events) before its values are defined.
     - `on_quote(ts_recv, bid_px, bid_sz, ask_px, ask_sz)`: O(1), no allocation per call.
     - `on_trade(ts_recv, px, sz, side)`, `on_book(ts_recv, levels: BookColumns, row)`.
+    - `on_status(ts_recv, code)`: a feed status event (types.StatusCode: disconnect, book
+      reset, ...) of a live run or a live recording's replay.
     - `write(out, at)`: put its values into out[at], out[at + 1], ... (len(names) of them).
     - `reset()`: forget everything (a new session).
     - `batch(events) -> array (n_events, len(names))`: row i = the values after event i of a

@@ -208,22 +208,13 @@ def build_runner(
         return RuleRunner(features.names.index(name))
     if path is None or not path.exists():
         raise ConfigError(f"model.path '{section.get('path')}' not found under {strategy_dir}")
-    # imported here: onnxruntime and torch load only for the strategies that use them
-    if kind == "onnx":
-        from simulator.models.onnx_runner import OnnxRunner
-
-        try:
-            return OnnxRunner(path, n, outputs=section["outputs"], window=section["window"])
-        except ModelError as e:  # name the key; the message names the file and what is wrong
-            raise ConfigError(f"model.path '{section['path']}': {e}") from e
+    if kind in ("onnx", "torch"):
+        return _shaped_runner(section, path, n)
     if section["outputs"] or section["window"]:
         raise ConfigError(
-            f"model.outputs and model.window apply to ONNX models; model.kind is '{kind}'"
+            "model.outputs and model.window apply to ONNX and TorchScript (kind torch) models; "
+            f"model.kind is '{kind}'"
         )
-    if kind == "torch":
-        from simulator.models.torch_runner import TorchRunner
-
-        return TorchRunner(path, n)
     if kind == "gru":
         from simulator.models.torch_runner import StatefulTorchRunner
 
@@ -233,6 +224,19 @@ def build_runner(
     raise ConfigError(
         f"model.kind '{kind}' unknown; expected rule, onnx, torch, gru or precomputed"
     )
+
+
+def _shaped_runner(section: Config, path: Path, n: int) -> ModelRunner:
+    """An ONNX or TorchScript runner: [1, n] or a window, any number of outputs."""
+    # imported here: onnxruntime and torch load only for the strategies that use them
+    if section["kind"] == "onnx":
+        from simulator.models.onnx_runner import OnnxRunner as Runner
+    else:
+        from simulator.models.torch_runner import TorchRunner as Runner  # type: ignore[assignment]
+    try:
+        return Runner(path, n, outputs=section["outputs"], window=section["window"])
+    except ModelError as e:  # name the key; the message names the file and what is wrong
+        raise ConfigError(f"model.path '{section['path']}': {e}") from e
 
 
 def build_policy(

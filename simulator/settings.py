@@ -135,8 +135,9 @@ class ModelSection(_Section):
 
     kind: str = "rule"
     path: str = ""  # model file, relative to the strategy's TOML
-    outputs: tuple[str, ...] = ()  # onnx: the outputs the policy gets, in order; () = all
-    window: int = 0  # onnx: W of a [1, W, n] input when the model leaves it symbolic
+    outputs: tuple[str, ...] = ()  # onnx, torch: the outputs the policy gets, in order; () = all
+    # onnx: W of a [1, W, n] input when the model leaves it symbolic; torch: W (0: [1, n])
+    window: int = 0
     feature: str = "l1_imbalance"  # rule: the feature read as obi
     hidden_size: int = 0  # gru: the size of the carried hidden state
 

@@ -1,9 +1,10 @@
 """The user's own features, mixed with the built-in catalog in one vector.
 
 A user feature is a small class (see `UserFeature`): it gets the same calls as the built-in
-buffer (`on_quote`, and when it defines them `on_trade` and `on_book`; a feature without
-`on_book` sees a book event as a quote of its level 0), counts its warm-up in mid updates (and
-`warmup_trades` in trades), and writes its values into its own slots of the shared vector.
+buffer (`on_quote`, and when it defines them `on_trade`, `on_book` and `on_status`; a feature
+without `on_book` sees a book event as a quote of its level 0), counts its warm-up in mid
+updates (and `warmup_trades` in trades), and writes its values into its own slots of the shared
+vector.
 `MixedFeatures` composes the built-in `FeatureBuffer` (unchanged, compiled kernel and all)
 with the user's features: one vector in the order `features.names` lists them. A user feature
 may have a vectorised twin `batch(events)` (used by `train`); `assert_twin_matches` checks the
@@ -33,6 +34,7 @@ FloatArray = npt.NDArray[np.float64]
 Quote = Callable[[int, float, float, float, float], None]
 Trade = Callable[[int, float, float, int], None]
 Book = Callable[[int, BookColumns, int], None]
+Status = Callable[[int, int], None]
 
 
 REQUIRED_METHODS = ("on_quote", "write", "reset")
@@ -104,6 +106,18 @@ def _books(calls: Sequence[Book]) -> Book:
     return each
 
 
+def _statuses(calls: Sequence[Status]) -> Status | None:
+    """One feed-status handler calling each of `calls`; None when there are none."""
+    if len(calls) <= 1:
+        return calls[0] if calls else None
+
+    def each(ts: int, code: int) -> None:
+        for call in calls:
+            call(ts, code)
+
+    return each
+
+
 class MixedFeatures:
     """The built-in buffer plus the user's features, as one feature stage.
 
@@ -113,7 +127,7 @@ class MixedFeatures:
 
     __slots__ = (
         "_builtin_at", "_need_mid", "_need_trades", "builtin", "compute", "features", "names",
-        "on_book", "on_quote", "on_trade", "vector",
+        "on_book", "on_quote", "on_status", "on_trade", "vector",
     )  # fmt: skip
 
     def __init__(
@@ -145,6 +159,8 @@ class MixedFeatures:
                 + [f.on_book if hasattr(f, "on_book") else quote_of_book(f.on_quote) for f in users]
             )
         self.compute = self._compiled_compute()
+        # None when no user feature defines it: the engine then skips the call altogether
+        self.on_status = _statuses([f.on_status for f in users if hasattr(f, "on_status")])
 
     def _compiled_compute(self) -> Callable[[], npt.NDArray[Any]]:
         """compute(): the built-in values copied into their slots (one memoryview copy when

@@ -1,5 +1,8 @@
 """TorchScript model runners: frozen, optimised for inference, one thread, preallocated input.
 
+`TorchRunner` takes [1, n] or a window [1, W, n] (`model.window`) and returns any number of
+float outputs (`model.outputs` picks them by name) in one preallocated float64 vector.
+
 The input tensor is `torch.from_numpy` over a preallocated float32 array, so a prediction casts
 the float64 features into that array (no tensor is built per call) and runs the frozen graph.
 The cast rounds each value to the nearest float32, as the feature stage itself did when its
@@ -9,8 +12,9 @@ vector was float32: the shipped models see the same inputs they were trained on.
 
 from __future__ import annotations
 
+import difflib
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
@@ -35,7 +39,9 @@ def torchscript_warnings_silenced() -> Iterator[None]:
         yield
 
 
-def load_frozen(path: Path, *inputs: torch.Tensor) -> tuple[torch.jit.ScriptModule, object]:
+def load_frozen(
+    path: Path, *inputs: torch.Tensor, window: int = 0
+) -> tuple[torch.jit.ScriptModule, object]:
     """A TorchScript module frozen and optimised for CPU inference, and its output on `inputs`.
 
     The dry run happens on the module as loaded: once optimised, the graph may run prepacked
@@ -50,7 +56,7 @@ def load_frozen(path: Path, *inputs: torch.Tensor) -> tuple[torch.jit.ScriptModu
             module = torch.jit.load(str(path), map_location="cpu")  # type: ignore[no-untyped-call]
     except RuntimeError as e:
         raise ModelError(f"{path}: not a loadable TorchScript model: {e}") from e
-    output = _dry_run(path, module.eval(), *inputs)
+    output = _dry_run(path, module.eval(), *inputs, window=window)
     try:
         with torchscript_warnings_silenced():
             return torch.jit.optimize_for_inference(module), output
@@ -58,14 +64,20 @@ def load_frozen(path: Path, *inputs: torch.Tensor) -> tuple[torch.jit.ScriptModu
         raise ModelError(f"{path}: cannot freeze the model for inference: {e}") from e
 
 
-def _dry_run(path: Path, module: torch.jit.ScriptModule, *inputs: torch.Tensor) -> object:
+def _dry_run(
+    path: Path, module: torch.jit.ScriptModule, *inputs: torch.Tensor, window: int = 0
+) -> object:
     """Forward zeros once at load so a wrong input width fails here, not on event 0."""
     try:
         with torch.inference_mode():
             return module(*inputs)
     except RuntimeError as e:
         shapes = [list(t.shape) for t in inputs]
-        raise ModelError(f"{path}: forward fails on inputs of shape {shapes}: {e}") from e
+        why = f" (a window: model.window is {window})" if window else ""
+        # TorchScript errors carry both tracebacks; the last line says what failed
+        last = [line for line in str(e).splitlines() if line.strip()][-1:] or [repr(e)]
+        raise ModelError(f"{path}: forward fails on inputs of shape {shapes}{why}: "
+                         f"{last[0].strip()}") from e  # fmt: skip
 
 
 def _check_probability(path: Path, output: object) -> None:
@@ -76,25 +88,111 @@ def _check_probability(path: Path, output: object) -> None:
         raise ModelError(f"{path}: the model returns {output.dtype}; expected a float tensor")
 
 
+def _output_parts(result: object) -> list[tuple[str, int | str | None, torch.Tensor]]:
+    """The forward's outputs as (name, key, tensor): a tensor is "output_0" (key None), a
+    tuple's items "output_0", "output_1", ... (key: the index), a dict's items their keys."""
+    if isinstance(result, torch.Tensor):
+        return [("output_0", None, result)]
+    if isinstance(result, tuple | list):
+        return [(f"output_{i}", i, t) for i, t in enumerate(result)]
+    if isinstance(result, dict):
+        return [(str(k), str(k), t) for k, t in result.items()]
+    return []
+
+
+def _width(path: Path, name: str, output: object, window: int) -> int:
+    """k of a float output [1, k] (or [1], or a scalar: k = 1)."""
+    if not isinstance(output, torch.Tensor):
+        found = type(output).__name__
+    elif (
+        not output.dtype.is_floating_point
+        or output.dim() > 2
+        or (output.dim() >= 1 and output.shape[0] != 1)
+    ):
+        found = f"{output.dtype} of shape {list(output.shape)}"
+    else:
+        return int(output.shape[-1]) if output.dim() == 2 else 1
+    why = f" (its input is a window: model.window is {window})" if window else ""
+    raise ModelError(f"{path}: output '{name}' is {found}; expected a float tensor [1, k]{why}")
+
+
+def _select(
+    path: Path, result: object, names: Sequence[str], window: int
+) -> list[tuple[str, int | str | None, int]]:
+    """The outputs `names` picks (all, in order, when empty): (name, key, width)."""
+    parts = _output_parts(result)
+    if not parts:
+        raise ModelError(
+            f"{path}: the model returns {type(result).__name__}; expected a float tensor [1, k], "
+            "a tuple of them, or a dict of them by output name"
+        )
+    available = {name: (key, tensor) for name, key, tensor in parts}
+    chosen = []
+    for name in names or list(available):
+        if name not in available:
+            close = difflib.get_close_matches(name, list(available), n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise ModelError(
+                f"{path}: model.outputs names '{name}', but the model has no such output{hint} "
+                f"(its outputs: {', '.join(available)})"
+            )
+        key, tensor = available[name]
+        chosen.append((name, key, _width(path, name, tensor, window)))
+    return chosen
+
+
 class TorchRunner:
-    """P(mid goes up) from a TorchScript `forward(x: [1, n_features]) -> [1, 1]`."""
+    """A TorchScript `forward(x)` with x one float input, [1, n_features] or, with `window`,
+    the last W feature vectors [1, W, n_features] (then `predict` takes them flat, oldest
+    first: what `features.window.WindowedFeatures` computes). It returns a float tensor [1, k],
+    a tuple of them or a dict of them by name; `predict` returns the outputs side by side in
+    one preallocated float64 vector (`outputs` picks and orders them by name: "output_0", ...
+    for a tensor or tuple, the keys for a dict; all, in order, by default). The shipped models
+    return one probability [1, 1]."""
 
-    __slots__ = ("_input", "_module", "_out", "_out_view", "_row", "name", "path")
+    __slots__ = (
+        "_flat", "_input", "_module", "_out", "_out_view", "_picks", "_row", "_single", "name",
+        "output_names", "path", "window",
+    )  # fmt: skip
 
-    def __init__(self, path: str | Path, n_features: int) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        n_features: int,
+        *,
+        outputs: Sequence[str] = (),
+        window: int = 0,
+    ) -> None:
         self.path = Path(path)
         self.name = f"torch:{self.path.name}"
-        buffer = np.zeros((1, n_features), dtype=np.float32)
-        self._row = buffer[0]
-        self._out = np.zeros(1, dtype=np.float64)  # the runner's output vector: [p]
+        self.window = window
+        shape = (1, window, n_features) if window else (1, n_features)
+        buffer = np.zeros(shape, dtype=np.float32)
+        self._row = buffer.reshape(-1, n_features)[-1]  # where predict() casts into
+        self._flat = buffer.reshape(-1)  # a window's W * n values, oldest first
+        self._input = torch.from_numpy(buffer)  # shares memory with self._row / self._flat
+        self._module, output = load_frozen(self.path, self._input, window=window)
+        chosen = _select(self.path, output, outputs, window)
+        self.output_names = tuple(name for name, _, _ in chosen)
+        self._out = np.zeros(sum(width for _, _, width in chosen), dtype=np.float64)
         self._out_view: Any = self._out.data  # typeshed: memoryview items are int only
-        self._input = torch.from_numpy(buffer)  # shares memory with self._row
-        self._module, output = load_frozen(self.path, self._input)
-        _check_probability(self.path, output)
+        # one unselected tensor of one value: the hot case (the shipped models), one .item()
+        self._single = len(chosen) == 1 and chosen[0][1] is None and len(self._out) == 1
+        target = torch.from_numpy(self._out)  # copy_ casts float32 -> float64 in place
+        offsets = np.cumsum([0] + [width for _, _, width in chosen]).tolist()
+        self._picks = tuple(
+            (target[start:end], key)
+            for start, end, (_, key, _) in zip(offsets[:-1], offsets[1:], chosen, strict=True)
+        )
+
+    @property
+    def n_outputs(self) -> int:
+        """The length of the output vector (the selected outputs' widths, summed)."""
+        return len(self._out)
 
     def warm_up(self) -> None:
         # The first calls of a frozen graph run the profiling executor; keep them off event 0.
-        self._row.fill(0.0)
+        self._flat.fill(0.0)
         with torch.inference_mode():
             for _ in range(WARM_UP_CALLS):
                 self._module(self._input)
@@ -102,9 +200,18 @@ class TorchRunner:
     def predict(
         self, features: npt.NDArray[np.float64], event_index: int
     ) -> npt.NDArray[np.float64]:
-        self._row[...] = features  # the cast to float32, in place; faster than np.copyto
+        if self.window:
+            self._flat[...] = features  # the last W vectors, flat and oldest first
+        else:
+            self._row[...] = features  # the cast to float32, in place; faster than np.copyto
         with torch.inference_mode():
-            self._out_view[0] = self._module(self._input).item()
+            result = self._module(self._input)
+            if self._single:
+                self._out_view[0] = result.item()
+            else:
+                for target, key in self._picks:
+                    source = result if key is None else result[key]
+                    target.copy_(source.reshape(-1))
         return self._out
 
     def reset(self) -> None:
