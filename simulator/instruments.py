@@ -40,6 +40,11 @@ class Instrument:
             if not ok:
                 raise ConfigError(f"instrument {self.symbol}: bad {name} {value!r}")
 
+    def as_meta(self, source: str) -> dict[str, object]:
+        """The session meta entry a recording keeps, so that its replay sizes alike."""
+        return {"tick": self.tick, "lot": self.lot, "min_notional": self.min_notional,
+                "source": source}  # fmt: skip
+
     def round_qty(self, qty: float) -> float:
         """`qty` rounded DOWN to a whole number of lots (never more than asked for)."""
         return math.floor(qty / self.lot + _EPSILON) * self.lot
@@ -83,6 +88,19 @@ def from_session_name(name: str) -> Instrument:
     if len(parts) < 3:
         return Instrument(name, *_WHOLE_UNITS)
     return bundled(parts[-3], parts[-2])
+
+
+def from_meta(meta: Mapping[str, object], name: str) -> Instrument:
+    """The instrument a recording kept in its meta (a live session: from the venue), else
+    the bundled table's for the session's name."""
+    kept = meta.get("instrument")
+    if not isinstance(kept, Mapping):
+        return from_session_name(name)
+    try:
+        values = [float(kept[k]) for k in ("tick", "lot", "min_notional")]
+    except (KeyError, TypeError, ValueError) as e:
+        raise ConfigError(f"{name}: meta.json 'instrument' is bad ({e!r})") from None
+    return Instrument(name.strip("/").split("/")[-2] if "/" in name else name, *values)
 
 
 def from_exchange_info(info: Mapping[str, Any], symbol: str) -> Instrument:

@@ -477,7 +477,7 @@ def replay(
         levels,
         clock,
         wrap_model=hooks.wrap_model,
-        instrument=instruments.from_session_name(session.name),
+        instrument=instruments.from_meta(session.meta, session.name),
     )
     _require_trades_if_needed(staged.features, sources, session)
     pipeline, health, breaker = staged.pipeline, staged.health, staged.breaker

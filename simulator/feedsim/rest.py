@@ -321,9 +321,20 @@ def _step(values: Iterable[str]) -> str:
     return f"{10.0 ** -min(places, 8):.8f}"
 
 
+# Binance spot's minimum order value for the major pairs (5 USDT), as the venue states it
+_NOTIONAL_FILTER: Final = {
+    "filterType": "NOTIONAL",
+    "minNotional": "5.00000000",
+    "applyMinToMarket": True,
+    "maxNotional": "9000000.00000000",
+    "applyMaxToMarket": False,
+    "avgPriceMins": 5,
+}
+
+
 def exchange_info(snapshots: dict[str, TapeSnapshot | None], server_time_ms: int) -> bytes:
     """A minimal /api/v3/exchangeInfo: the served symbols with price and lot filters whose
-    steps are read off the recorded snapshot's decimals."""
+    steps are read off the recorded snapshot's decimals, and Binance's 5 USDT minimum notional."""
     symbols = []
     for symbol, snapshot in sorted(snapshots.items()):
         data = orjson.loads(snapshot.text) if snapshot is not None else {"bids": [], "asks": []}
@@ -348,6 +359,7 @@ def exchange_info(snapshots: dict[str, TapeSnapshot | None], server_time_ms: int
                         "maxQty": "9000.00000000",
                         "stepSize": _step(q for _, q in levels),
                     },
+                    _NOTIONAL_FILTER,
                 ],
             }
         )

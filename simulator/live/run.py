@@ -20,13 +20,18 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Final
 
+import orjson
+
+from simulator import instruments
 from simulator.clock import WallClock
 from simulator.config import Config
 from simulator.errors import ConfigError
+from simulator.instruments import Instrument
 from simulator.live.adapter import LIVE_KINDS
 from simulator.live.frames import Direction, Frame, Stamper, raw_table
 from simulator.live.inbox import Inbox
 from simulator.live.keepalive import ConnectionConfig
+from simulator.live.loop_base import _http_get
 from simulator.live.network import LiveNetwork
 from simulator.live.parts import PARTS_DIR, Checkpoint, consolidate
 from simulator.live.session import SymbolRun, session_key
@@ -38,6 +43,7 @@ from simulator.store import META_FILE
 
 VIEW_EVERY_S: Final = 0.25
 RAW_FLUSH_S: Final = 0.1
+_EXCHANGE_INFO_TIMEOUT_S: Final = 5.0  # once per symbol at start; the bundled table if it fails
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +202,23 @@ def _warm_session(options: LiveOptions, venue: str, symbol: str) -> SessionRef |
     return resolve_session(f"{venue}/{symbol.upper()}/{done[-1]}", options.data_dir)
 
 
+def _instrument(venue: str, symbol: str, rest_url: str | None) -> tuple[Instrument, str]:
+    """The symbol's instrument from the venue's exchangeInfo (Binance), else the bundled
+    table's; the second item says which (kept in the session meta with the reason)."""
+    if venue != "binance" or not rest_url:
+        return instruments.bundled(venue, symbol), "bundled"
+    url = f"{rest_url.rstrip('/')}/api/v3/exchangeInfo?symbol={symbol.upper()}"
+    status, _, body = _http_get(url, _EXCHANGE_INFO_TIMEOUT_S)
+    if status == 200:
+        try:
+            return instruments.from_exchange_info(orjson.loads(body), symbol), "exchangeInfo"
+        except (orjson.JSONDecodeError, ConfigError) as e:
+            why = str(e)
+    else:
+        why = f"HTTP {status}" if status else body.decode(errors="replace")
+    return instruments.bundled(venue, symbol), f"bundled (exchangeInfo: {why})"
+
+
 def run_live(
     config: Config,
     options: LiveOptions,
@@ -237,6 +260,7 @@ def run_live(
                 roll_seconds=options.roll_seconds,
                 wrap_model=options.wrap_model,
                 warm_from=_warm_session(options, venue.name, symbol),
+                instrument=_instrument(venue.name, symbol, venue.rest_url),
             )
         )
     by_prefix = {run.prefix: run for run in runs}

@@ -19,6 +19,7 @@ import numpy as np
 
 from simulator import instruments
 from simulator.config import Config
+from simulator.instruments import Instrument
 from simulator.live.adapter import Normalizer
 from simulator.live.consumed import Consumed, schemas
 from simulator.live.frames import RAW_SCHEMA, Frame
@@ -67,19 +68,22 @@ class SymbolRun:
         roll_seconds: float = 30.0,
         wrap_model: Callable[[ModelRunner], ModelRunner] | None = None,
         warm_from: SessionRef | None = None,
+        instrument: tuple[Instrument, str] | None = None,
     ) -> None:
         self.key = key
         self.prefix = prefix  # stream names of this symbol start with it ("btcusdt@")
         self.normalizer = normalizer
         self.levels = levels
         self.run_dir = run_dir
+        # (instrument, where it came from); the recording keeps it for the replay
+        traded, source = instrument or (instruments.bundled(key.venue, key.symbol), "bundled")
         built = build_live(
             config,
             levels,
             run_dir,
             wrap_model=wrap_model,
             warm_from=warm_from,
-            instrument=instruments.bundled(key.venue, key.symbol),
+            instrument=traded,
         )
         self.clock, self.staged, self.recorder = built.clock, built.staged, built.recorder
         self.portfolio, self.market, self.engine = built.portfolio, built.market, built.engine
@@ -99,6 +103,7 @@ class SymbolRun:
                 "session": str(key),
                 "recorder": "live",
                 "levels": levels,
+                "instrument": traded.as_meta(source),
                 **({} if warm_from is None else {"warm_from": warm_from.name}),
             },
             tables,

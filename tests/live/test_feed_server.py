@@ -276,6 +276,7 @@ def test_rest_time_exchange_info_and_errors(tape):
             "USDT",
         )
         assert info["filters"][0]["tickSize"] == "0.01000000"
+        assert info["filters"][2]["minNotional"] == "5.00000000"
         assert get(f"{base}/api/v3/depth?symbol=DOGEUSDT")[:3:2] == (
             400,
             b'{"code":-1121,"msg":"Invalid symbol."}',

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pyarrow.parquet as pq
 
+from simulator import instruments
 from simulator.config import load_strategy
 from simulator.feedsim.server import serving
+from simulator.live.run import _instrument
 from tests.live.test_parity import _live, _replay_digest
 
 
@@ -30,4 +33,19 @@ def test_default_obi_mlp_trades_btcusdt_live_and_replays_with_parity(tmp_path, t
     lots = [q / 0.00001 for q in qty.to_pylist()]
     bad = [n for n in lots if not (abs(n - round(n)) < 1e-6 and n > 0.5)]
     assert bad == [], lots
+    # the instrument came from the feed server's exchangeInfo, and the recording keeps it
+    meta = orjson.loads((result.sessions[name] / "meta.json").read_bytes())
+    assert meta["instrument"] == {
+        "tick": 0.01, "lot": 0.00001, "min_notional": 5.0, "source": "exchangeInfo"
+    }  # fmt: skip
     assert _replay_digest(tmp_path, result.sessions[name], config) == digest
+
+
+def test_without_an_exchange_info_answer_the_bundled_table_sizes_and_says_why():
+    got, source = _instrument("binance", "btcusdt", "http://127.0.0.1:9")  # nothing listens
+    assert got == instruments.bundled("binance", "BTCUSDT")
+    assert source.startswith("bundled (exchangeInfo: ")
+    assert _instrument("coinbase", "BTC-USD", None) == (
+        instruments.bundled("coinbase", "BTC-USD"),
+        "bundled",
+    )

@@ -63,7 +63,7 @@ def test_the_feed_servers_exchange_info_reads_into_an_instrument():
     snapshot = TapeSnapshot(index=0, ts_recv=0, symbol="BTCUSDT", last_update_id=1, text=text)
     info = orjson.loads(exchange_info({"BTCUSDT": snapshot}, 0))
     got = instruments.from_exchange_info(info, "btcusdt")
-    assert (got.tick, got.lot, got.min_notional) == (0.01, 0.00001, 0.0)
+    assert (got.tick, got.lot, got.min_notional) == (0.01, 0.00001, 5.0)
     with pytest.raises(ConfigError, match="no symbol ETHUSDT"):
         instruments.from_exchange_info(info, "ETHUSDT")
 
@@ -127,3 +127,12 @@ def test_policy_lot_zero_takes_the_instruments_lot():
     assert build_policy(section, "onnx").sizer.lot == 1.0  # type: ignore[attr-defined]
     with pytest.raises(ConfigError, match="max_notional"):
         ThresholdPolicy(0.1, 10.0, 1.0, max_notional=-1.0)
+
+
+def test_a_recording_keeps_its_instrument_for_the_replay():
+    meta = {"instrument": BTC.as_meta("exchangeInfo")}
+    name = "binance/BTCUSDT/2026-12-07T091102"
+    assert instruments.from_meta(meta, name) == BTC
+    assert instruments.from_meta({}, "nasdaq/GOOG/2012-06-21").lot == 1.0  # the table's
+    with pytest.raises(ConfigError, match=r"meta\.json 'instrument' is bad"):
+        instruments.from_meta({"instrument": {"tick": 0.01}}, name)
