@@ -16,6 +16,9 @@ The CLI maps every SimulatorError to one red line and exit code 1.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class SimulatorError(Exception):
     """Base of every error ticktape raises on purpose."""
@@ -55,3 +58,9 @@ class OutputError(SimulatorError):
 
 class InvariantViolation(SimulatorError):
     """An invariant that must always hold was broken (e.g. time going backwards)."""
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """ "; did you mean 'x'?" for the closest of `choices`, or "" when none is close."""
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f"; did you mean '{close[0]}'?" if close else ""

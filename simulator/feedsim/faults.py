@@ -36,17 +36,15 @@ give the same faults.
 
 from __future__ import annotations
 
-import difflib
 import random
 import tomllib
-from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Final
 
 import orjson
 
-from simulator.errors import ConfigError
+from simulator.errors import ConfigError, did_you_mean
 from simulator.feedsim.tape import FeedTape, is_diff_depth, symbol_of
 
 STREAM_KINDS: Final = (
@@ -186,7 +184,7 @@ class FaultSchedule:
         if fault.symbol is not None and fault.symbol not in tape.symbols:
             raise ConfigError(
                 f"{where}: symbol '{fault.symbol}' is not served; the tape has "
-                f"{', '.join(tape.symbols)}{_did_you_mean(fault.symbol, tape.symbols)}"
+                f"{', '.join(tape.symbols)}{did_you_mean(fault.symbol, tape.symbols)}"
             )
         if fault.kind != "gap":
             return fault
@@ -227,7 +225,7 @@ def parse_faults(data: dict[str, object], where: str = "faults") -> FaultSchedul
         if key not in ("seed", "fault"):
             raise ConfigError(
                 f"{where}: unknown top-level key '{key}'"
-                f"{_did_you_mean(key, ('seed', 'fault'))}; expected seed and [[fault]] tables"
+                f"{did_you_mean(key, ('seed', 'fault'))}; expected seed and [[fault]] tables"
             )
     seed = _int(data.get("seed", 0), f"{where}: seed", minimum=None)
     tables = data.get("fault", [])
@@ -249,7 +247,7 @@ def _parse_fault(table: dict[str, object], number: int, where: str) -> Fault | R
     here = f"{where}: [[fault]] #{number}"
     if not isinstance(kind, str) or kind not in _KEYS:
         raise ConfigError(
-            f"{here}: kind = {kind!r} is not a fault kind{_did_you_mean(str(kind), _KEYS)}; "
+            f"{here}: kind = {kind!r} is not a fault kind{did_you_mean(str(kind), _KEYS)}; "
             f"expected one of {', '.join(_KEYS)}"
         )
     here = f"{here} ({kind})"
@@ -257,7 +255,7 @@ def _parse_fault(table: dict[str, object], number: int, where: str) -> Fault | R
     for key in table:
         if key not in allowed:
             raise ConfigError(
-                f"{here}: unknown key '{key}'{_did_you_mean(key, allowed)}; "
+                f"{here}: unknown key '{key}'{did_you_mean(key, allowed)}; "
                 f"{kind} takes {', '.join(sorted(allowed))}"
             )
     mode = table.get("mode", "clean")
@@ -290,7 +288,7 @@ def _parse_random(
     kinds = table.get("kinds")
     if not isinstance(kinds, list) or not kinds or not all(k in KINDS for k in kinds):
         bad = [k for k in kinds if k not in KINDS] if isinstance(kinds, list) else kinds
-        hint = _did_you_mean(str(bad[0]), KINDS) if isinstance(bad, list) and bad else ""
+        hint = did_you_mean(str(bad[0]), KINDS) if isinstance(bad, list) and bad else ""
         raise ConfigError(
             f"{here}: kinds must be a non-empty list of fault kinds, found {bad!r}{hint}; "
             f"expected some of {', '.join(KINDS)}"
@@ -314,11 +312,6 @@ def _int(value: object, what: str, minimum: int | None = 0) -> int:
     if minimum is not None and value < minimum:
         raise ConfigError(f"{what} must be >= {minimum}, found {value}")
     return value
-
-
-def _did_you_mean(word: str, choices: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(choices), n=1)
-    return f"; did you mean '{close[0]}'?" if close else ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,6 @@ allocated per call, on either side.
 
 from __future__ import annotations
 
-import difflib
 import functools
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -19,7 +18,7 @@ import numpy.typing as npt
 import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
-from simulator.errors import ModelError
+from simulator.errors import ModelError, did_you_mean
 
 WARM_UP_CALLS: Final = 16
 
@@ -113,8 +112,7 @@ def _select_outputs(
     chosen = []
     for name in names or list(available):
         if name not in available:
-            close = difflib.get_close_matches(name, list(available), n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
+            hint = did_you_mean(name, available)
             raise ModelError(
                 f"{path}: the model has no output '{name}'{hint} (its outputs: "
                 f"{', '.join(available)})"

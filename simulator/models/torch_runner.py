@@ -12,7 +12,6 @@ vector was float32: the shipped models see the same inputs they were trained on.
 
 from __future__ import annotations
 
-import difflib
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -23,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from simulator.errors import ModelError
+from simulator.errors import ModelError, did_you_mean
 
 WARM_UP_CALLS: Final = 16
 
@@ -130,8 +129,7 @@ def _select(
     chosen = []
     for name in names or list(available):
         if name not in available:
-            close = difflib.get_close_matches(name, list(available), n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else ""
+            hint = did_you_mean(name, available)
             raise ModelError(
                 f"{path}: model.outputs names '{name}', but the model has no such output{hint} "
                 f"(its outputs: {', '.join(available)})"
