@@ -69,19 +69,22 @@ def _one_red_line(result, start):
 
 def test_bench_with_a_missing_session_names_it_in_one_line():
     result = _invoke("bench", "--data", "nasdaq/AAPL/2012-06-22", "--strategy", "obi_rule")
-    _one_red_line(result, "DataError: no session nasdaq/AAPL/2012-06-22 under")
+    line = _one_red_line(result, "DataError: no session nasdaq/AAPL/2012-06-22 under")
+    assert result.output.strip() == line  # the one line is all that is printed
 
 
 def test_bench_with_an_unknown_strategy_names_it_in_one_line():
     result = _invoke("bench", "--data", str(AAPL_QUOTES), "--strategy", "nope")
-    _one_red_line(result, "ConfigError: unknown strategy 'nope'")
+    line = _one_red_line(result, "ConfigError: unknown strategy 'nope'")
+    assert result.output.strip() == line  # the one line is all that is printed
 
 
 def test_bench_with_a_file_that_is_not_parquet_names_it(tmp_path):
     path = tmp_path / "q.parquet"
     path.write_bytes(b"not parquet")
     result = _invoke("bench", "--data", str(path), "--strategy", "obi_rule")
-    _one_red_line(result, f"DataError: {path}: not a readable Parquet file")
+    line = _one_red_line(result, f"DataError: {path}: not a readable Parquet file")
+    assert result.output.strip() == line  # the one line is all that is printed
 
 
 def test_bench_shows_the_case_subprocess_error_as_its_own_line(tmp_path):

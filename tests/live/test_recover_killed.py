@@ -76,7 +76,8 @@ def _table(path: Path):
     return pq.read_table(path) if path.exists() else None
 
 
-def _recover_and_replay(tmp_path: Path, directory: Path) -> None:
+def _recover_and_replay(tmp_path: Path, directory: Path) -> dict[str, Any]:
+    """Recover the killed session, replay it with its decision times; return the manifest."""
     checkpoint = json.loads((directory / "meta.json").read_text())["checkpoint"]
     recover = subprocess.run([str(TICKTAPE), "data", "recover", str(directory)],
                              capture_output=True, text=True)  # fmt: skip
@@ -113,11 +114,13 @@ def _recover_and_replay(tmp_path: Path, directory: Path) -> None:
             assert recorded.equals(replayed)
         else:
             assert replayed.num_rows == 0
+    return manifest  # type: ignore[no-any-return]
 
 
 def test_a_killed_live_session_recovers_to_a_replayable_cut(tmp_path):
     directory = _live_killed(tmp_path, after_checkpoints=2, extra_s=0.2)
-    _recover_and_replay(tmp_path, directory)
+    replayed = _recover_and_replay(tmp_path, directory)
+    assert replayed["summary"]["n_events"] > 0
 
 
 @pytest.mark.slow
@@ -128,4 +131,5 @@ def test_sigkill_at_several_moments_recovers_to_a_replayable_cut(
     tmp_path, after_checkpoints, extra_s
 ):
     directory = _live_killed(tmp_path, after_checkpoints, extra_s)
-    _recover_and_replay(tmp_path, directory)
+    replayed = _recover_and_replay(tmp_path, directory)
+    assert replayed["summary"]["n_events"] > 0
