@@ -16,8 +16,8 @@ from typing import Any, ClassVar
 
 from simulator.errors import ConfigError
 from simulator.plugins import PluginSpec
+from simulator.types import KINDS, QUEUE_MODELS
 
-KINDS = ("quotes", "book", "trades", "orders")
 MODEL_KINDS = ("rule", "onnx", "torch", "gru", "precomputed")
 
 
@@ -270,7 +270,7 @@ class VenueSection(_Section):
         ("latency", *_one_of("zero", "fixed")),
         ("entry_us", _non_negative, "a finite number >= 0"),
         ("response_us", _non_negative, "a finite number >= 0"),
-        ("queue", *_one_of("none", "risk_averse", "prob_power", "prob_log", "l3_fifo")),
+        ("queue", *_one_of(*QUEUE_MODELS)),
         ("queue_power", _positive, "a finite number > 0"),
         ("lot_size", _non_negative, "a finite number >= 0"),
     )

@@ -26,6 +26,8 @@ ORDER_COLUMNS: Final = ("order_id", "event_type", "side", "px", "sz")
 3 delete, 4 visible execution, 5 hidden execution), the side of the *resting* order (+1 buy,
 -1 sell), its price and the size the event concerns."""
 ORDER_EVENTS: Final = (1, 2, 3, 4, 5)
+QUEUE_MODELS: Final = ("none", "risk_averse", "prob_power", "prob_log", "l3_fifo")
+"""`venue.queue`: how a resting limit order's place at its price is known (execution/queue.py)."""
 OPTIONAL_INT_COLUMNS: Final = ("seq", "update_id", "trade_id")
 """Optional int64 columns: `seq` is the row's position in the original recording (the
 tie-breaker of the merge order), `update_id`/`trade_id` are the venue's own ids."""

@@ -35,11 +35,10 @@ what hftbacktest 2.4.4 does, measured by tests/crosscheck against the real packa
 from __future__ import annotations
 
 import math
-from typing import Final, Protocol
+from typing import Protocol
 
 from simulator.errors import ConfigError
-
-QUEUE_MODELS: Final = ("none", "risk_averse", "prob_power", "prob_log", "l3_fifo")
+from simulator.types import QUEUE_MODELS
 
 
 class QueuePos:
