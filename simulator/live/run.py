@@ -29,7 +29,7 @@ from simulator.errors import ConfigError
 from simulator.instruments import Instrument
 from simulator.live.adapter import LIVE_KINDS
 from simulator.live.frames import Direction, Frame, Stamper, raw_table
-from simulator.live.inbox import Inbox
+from simulator.live.inbox import Inbox, Overflow
 from simulator.live.keepalive import ConnectionConfig
 from simulator.live.loop_base import _http_get
 from simulator.live.network import LiveNetwork
@@ -43,6 +43,7 @@ from simulator.store import META_FILE
 
 VIEW_EVERY_S: Final = 0.25
 RAW_FLUSH_S: Final = 0.1
+_WIND_DOWN_S: Final = 5.0  # at most this long draining while the sockets close
 _EXCHANGE_INFO_TIMEOUT_S: Final = 5.0  # once per symbol at start; the bundled table if it fails
 
 
@@ -57,6 +58,7 @@ class LiveOptions:
     duration_s: float | None = None
     until_idle_s: float | None = None  # stop once no market data has come for this long
     inbox_capacity: int = 10_000
+    inbox_overflow: Overflow = "pause"  # full inbox: pause reading (TCP flow control) or drop
     conflate_backlog: int = 64  # frames waiting before a newer quote replaces a waiting one
     levels: int = 20
     seed: int = 0
@@ -266,7 +268,10 @@ def run_live(
     by_prefix = {run.prefix: run for run in runs}
     profile = venue.profile
     inbox = Inbox(
-        options.inbox_capacity, conflatable=venue.conflatable, backlog=options.conflate_backlog
+        options.inbox_capacity,
+        conflatable=venue.conflatable,
+        backlog=options.conflate_backlog,
+        overflow=options.inbox_overflow,
     )
     spool = _RawSpool(runs, checkpoint_s=options.roll_seconds)
     stamper = Stamper(wall)
@@ -285,6 +290,7 @@ def run_live(
         stamper,
         sink,
         wall,
+        backpressure=inbox,
     )  # fmt: skip
     timer_stop = threading.Event()
     timer = None
@@ -298,12 +304,16 @@ def run_live(
     if timer is not None:
         timer.start()
     t_start = time.monotonic()
+    consumed = False
     try:
         _consume(options, runs, by_prefix, network, inbox, stop, on_view)
+        consumed = True
     finally:
         timer_stop.set()
+        if consumed:  # what arrives until the sockets have closed is processed, not dropped
+            _wind_down(runs, by_prefix, network, inbox)
+        inbox.close()  # releases a reader paused on it
         network.stop(5.0)
-        inbox.close()
         _dispatch(inbox.drain(0.0), runs, by_prefix, network)
         spool.close()
         gc.unfreeze()
@@ -336,6 +346,19 @@ def _consume(
         if on_view is not None and now >= next_view:
             on_view(LiveView(now - t_start, runs, network, inbox))
             next_view = now + VIEW_EVERY_S
+
+
+def _wind_down(
+    runs: list[SymbolRun], by_prefix: dict[str, SymbolRun], network: LiveNetwork, inbox: Inbox
+) -> None:
+    """Close the sockets while still draining the inbox: a reader paused on it (flow
+    control) reads on to the close handshake instead of overflowing it."""
+    network.request_stop()
+    deadline = time.monotonic() + _WIND_DOWN_S
+    while network.running and time.monotonic() < deadline:
+        frames = inbox.drain(0.05)
+        if frames:
+            _dispatch(frames, runs, by_prefix, network)
 
 
 def _dispatch(
@@ -378,7 +401,11 @@ def _finish(
             "contract_drops": run.contract_drops,
             "status_events": state.n_status,
             "recv_to_done_us": run.engine.recv_to_done.summary(),
-            "inbox": {**_as_dict(inbox.stats), "capacity": inbox.capacity},
+            "inbox": {
+                **_as_dict(inbox.stats),
+                "capacity": inbox.capacity,
+                "overflow": inbox.overflow,
+            },
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "network": _as_dict(network.stats),
         }
