@@ -66,12 +66,11 @@ class _Section:
     @classmethod
     def defaults(cls) -> dict[str, Any]:
         """The section's defaults as TOML values (what strategy TOMLs are merged over)."""
-        return _field_defaults(cls)
+        return cls().as_dict()
 
-
-def _field_defaults(kind: type[Any]) -> dict[str, Any]:
-    default = kind()
-    return {f.name: _plain(getattr(default, f.name)) for f in dataclasses.fields(kind)}
+    def as_dict(self) -> dict[str, Any]:
+        """The section as TOML values: `typed`'s inverse (lists, plug-ins as named)."""
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
 
 
 def _tuples(values: dict[str, Any]) -> dict[str, Any]:
@@ -199,9 +198,10 @@ class PolicySection(_Section):
         own = _tuples({k: v for k, v in values.items() if k in known})
         return {**own, "cls": ref, "params": params}
 
-    @classmethod
-    def defaults(cls) -> dict[str, Any]:
-        out = _field_defaults(cls)
+    def as_dict(self) -> dict[str, Any]:
+        if self.cls:  # the user's policy: its reference, then its parameters
+            return {"class": self.cls, **_plain_map(self.params)}
+        out = _Section.as_dict(self)
         del out["params"]
         out["class"] = out.pop("cls")
         return out
@@ -350,6 +350,12 @@ class Settings:
             sections[f.name] = kind(**kind.typed(dict(config.get(f.name, {}))))
         return cls(**sections)
 
+    def as_dict(self) -> dict[str, dict[str, Any]]:
+        """The whole configuration as a plain TOML-shaped dict, `Settings.of`'s inverse: the
+        one place a typed configuration becomes data again (the manifest records it, the
+        `--set` / `--config` overrides and sweep cells merge into it, content keys hash it)."""
+        return {f.name: getattr(self, f.name).as_dict() for f in dataclasses.fields(self)}
+
 
 SECTIONS: dict[str, type[Any]] = {
     "strategy": StrategySection,
@@ -368,7 +374,7 @@ SECTIONS: dict[str, type[Any]] = {
 def default_dict() -> dict[str, dict[str, Any]]:
     """The defaults as a plain TOML-shaped dict (lists, not tuples): what a strategy TOML,
     `--config` and `--set` are merged over, key by key."""
-    return {name: kind.defaults() for name, kind in SECTIONS.items()}
+    return Settings().as_dict()
 
 
 OPEN_SECTIONS = frozenset({"policy"})
@@ -377,4 +383,16 @@ and every other key of it is a parameter of that class."""
 
 
 def _plain(value: object) -> object:
-    return list(value) if isinstance(value, tuple) else value
+    """A field's value as TOML writes it: lists for tuples, a plug-in as its reference (a
+    table when it has parameters), fresh containers (the frozen value is never shared)."""
+    if isinstance(value, PluginSpec):
+        return value.ref if not value.params else {"class": value.ref, **_plain_map(value.params)}
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return _plain_map(value)
+    return value
+
+
+def _plain_map(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: _plain(v) for key, v in values.items()}

@@ -4,6 +4,7 @@ key the user typed, and the plain-dict view that overrides merge into."""
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import pytest
 
@@ -89,3 +90,24 @@ def test_the_dict_view_is_plain_toml_values():
     assert isinstance(config["strategy"]["kinds"], list)
     assert config["train"]["hidden"] == [64, 64]
     assert settings(config).train.hidden == (64, 64)
+
+
+@pytest.mark.parametrize("strategy", ["obi_rule", "obi_mlp", "obi_maker", "examples/maker"])
+def test_as_dict_is_the_inverse_of_of(strategy):
+    """The dict view (manifest, overrides, content keys) holds exactly what loading merged:
+    the same keys in the same order, user plug-ins and policy parameters included."""
+    config = load_strategy(strategy)
+    typed = Settings.of(config)
+    assert json.dumps(typed.as_dict()) == json.dumps(config)  # order and types too
+    assert Settings.of(typed.as_dict()) == typed
+    assert typed.as_dict() is not typed.as_dict()  # a fresh copy: editing it changes nothing
+
+
+def test_plugin_tables_and_policy_parameters_come_back_as_written():
+    typed = Settings.of(load_strategy("examples/maker"))
+    plain = typed.as_dict()
+    assert plain["features"]["plugins"] == [{"class": "features.py:ObiEwma", "halflife": 20.0}]
+    assert plain["policy"]["class"] == "policy.py:JoinTheBest"
+    assert next(iter(plain["policy"])) == "class"
+    plain["policy"]["extra"] = 1
+    assert "extra" not in typed.policy.params
