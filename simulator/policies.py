@@ -247,14 +247,27 @@ class ObiRulePolicy(TargetPolicy):
 
     `decide` inlines the sizer's rule (same comparisons; tests compare them): a second Python
     call per event would cost ~10% of this light pipeline's event (STYLE B0).
+
+    With `max_notional` > 0 a buy is also at most max_notional / mid, rounded DOWN to the lot
+    (quote-currency sizing, as the threshold policy's); a NaN or non-positive mid then holds,
+    and a cap under one lot buys nothing. The sell to flat is never capped.
     """
 
-    __slots__ = ("_buy_above", "_long_above", "_sell_below", "_size", "sizer")
+    __slots__ = ("_buy_above", "_long_above", "_lot", "_max_notional", "_sell_below", "_size",
+                 "sizer")  # fmt: skip
 
     def __init__(
-        self, threshold: float, size: float, lot: float, *, obi_output: int | None = None
+        self,
+        threshold: float,
+        size: float,
+        lot: float,
+        *,
+        obi_output: int | None = None,
+        max_notional: float = 0.0,
     ) -> None:
         self.sizer = sizer = LongOnlyRuleSizer(threshold, size)
+        _require(0.0 <= max_notional < math.inf, "ObiRulePolicy", "max_notional",
+                 max_notional, ">= 0")  # fmt: skip
         if obi_output is None:
             super().__init__(sizer.target, lot)
             self._buy_above, self._sell_below = sizer._buy_above, sizer._sell_below
@@ -262,6 +275,7 @@ class ObiRulePolicy(TargetPolicy):
             super().__init__(sizer.target_obi, lot, obi_output)
             self._buy_above, self._sell_below = sizer.threshold, -sizer.threshold
         self._long_above, self._size = sizer._long_above, sizer.size
+        self._lot, self._max_notional = lot, max_notional
 
     def decide(self, outputs: npt.NDArray[np.float64], view: StrategyView) -> Sequence[Intent]:
         if outputs is not self._array:
@@ -271,6 +285,15 @@ class ObiRulePolicy(TargetPolicy):
         is_long = position > self._long_above
         if x > self._buy_above and not is_long:
             target = self._size
+            if self._max_notional > 0.0:
+                mid = view.mid
+                if not mid > 0.0:  # no price to size by (NaN too): hold
+                    self.target = position
+                    return NO_INTENTS
+                lot = self._lot
+                cap = math.floor(self._max_notional / mid / lot + _LOT_EPSILON) * lot
+                if cap < target:
+                    target = cap
         elif x < self._sell_below and is_long:
             target = 0.0
         else:  # hold: the target is the position, nothing to send

@@ -183,7 +183,7 @@ class PolicySection(_Section):
     max_position: float = 10.0  # threshold: size at full confidence
     lot: float = 0.0  # 0: the instrument's lot (whole shares, 0.00001 BTC)
     exponent: float = 1.0
-    max_notional: float = 0.0  # threshold: > 0 caps that size at max_notional / mid
+    max_notional: float = 0.0  # > 0: the size (threshold: at full confidence) <= it / mid
     cls: str = ""  # TOML `class`: the user's policy, "file.py:Class" (then `kind` is unused)
     params: Mapping[str, Any] = field(default_factory=dict)  # the other keys, for its __init__
 

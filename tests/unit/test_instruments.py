@@ -17,7 +17,7 @@ from simulator.feedsim.rest import exchange_info
 from simulator.feedsim.tape import TapeSnapshot
 from simulator.instruments import Instrument
 from simulator.intents import NO_INTENTS, MarketOrder
-from simulator.policies import ThresholdPolicy
+from simulator.policies import ObiRulePolicy, ThresholdPolicy
 from simulator.risk import MinNotional, RiskState
 from simulator.runtime import build_policy, build_risk
 from simulator.types import Nanos, OrderRequest, OrderType, RejectReason, Side
@@ -99,7 +99,7 @@ class _View:
         self.position, self.mid, self.order_in_flight = position, mid, False
 
 
-def _decide(policy: ThresholdPolicy, p: float, position: float, mid: float) -> Any:
+def _decide(policy: ThresholdPolicy | ObiRulePolicy, p: float, position: float, mid: float) -> Any:
     return policy.decide(np.array([p]), _View(position, mid))  # type: ignore[arg-type]
 
 
@@ -115,6 +115,31 @@ def test_notional_sizing_caps_the_position_in_quote_currency_rounded_down_to_the
     assert _decide(shares, 0.0, 0.0, 7000.0) == (MarketOrder(Side.SELL, 1.0),)
     assert _decide(shares, 1.0, 0.0, math.nan) is NO_INTENTS  # nothing to size by: hold
     assert _decide(shares, 1.0, 9.4, 1000.0) is NO_INTENTS  # under one lot to go: no order
+
+
+def test_obi_rule_buys_at_most_max_notional_in_whole_lots_and_sells_all():
+    rule = ObiRulePolicy(0.6, size=1.0, lot=0.00001, max_notional=9000.0)
+    ((order,),) = [_decide(rule, 0.9, 0.0, 60_000.0)]
+    assert order.side is Side.BUY
+    assert order.qty == pytest.approx(0.15)  # 9000 / 60000, in whole lots, not 1 BTC
+    assert rule.target == pytest.approx(0.15)
+    assert _decide(rule, 0.9, 0.15, 60_000.0) is NO_INTENTS  # long: hold
+    assert _decide(rule, 0.1, 0.15, 60_000.0) == (MarketOrder(Side.SELL, 0.15),)  # all of it
+    assert _decide(rule, 0.9, 0.0, math.nan) is NO_INTENTS  # nothing to size by: hold
+    shares = ObiRulePolicy(0.6, size=1.0, lot=1.0, max_notional=9000.0)
+    assert _decide(shares, 0.9, 0.0, 580.0) == (MarketOrder(Side.BUY, 1.0),)  # size: 1 share
+    assert _decide(shares, 0.9, 0.0, 9500.0) is NO_INTENTS  # the cap is under one share
+    with pytest.raises(ConfigError, match="max_notional"):
+        ObiRulePolicy(0.6, 1.0, 1.0, max_notional=math.inf)
+
+
+def test_the_shipped_obi_rule_sizes_by_notional_in_the_instruments_lots():
+    section = apply_overrides(load_strategy("obi_rule"), sets=())["policy"]
+    assert section["max_notional"] == 9000.0
+    policy = build_policy(section, "onnx", BTC)
+    assert isinstance(policy, ObiRulePolicy)
+    ((order,),) = [_decide(policy, 0.9, 0.0, 60_000.0)]
+    assert order.qty == pytest.approx(0.15)
 
 
 def test_policy_lot_zero_takes_the_instruments_lot():
