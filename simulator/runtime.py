@@ -255,7 +255,7 @@ def build_policy(
             size=section.size,
             lot=lot,
             obi_output=SIGNAL_OUTPUT if model_kind == "rule" else None,
-            max_notional=section.get("max_notional", 0.0),
+            max_notional=section.max_notional,
         )
     if section.kind == "threshold":
         return ThresholdPolicy(

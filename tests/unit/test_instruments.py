@@ -134,8 +134,8 @@ def test_obi_rule_buys_at_most_max_notional_in_whole_lots_and_sells_all():
 
 
 def test_the_shipped_obi_rule_sizes_by_notional_in_the_instruments_lots():
-    section = apply_overrides(load_strategy("obi_rule"), sets=())["policy"]
-    assert section["max_notional"] == 9000.0
+    section = apply_overrides(load_strategy("obi_rule"), sets=()).policy
+    assert section.max_notional == 9000.0
     policy = build_policy(section, "onnx", BTC)
     assert isinstance(policy, ObiRulePolicy)
     ((order,),) = [_decide(policy, 0.9, 0.0, 60_000.0)]
