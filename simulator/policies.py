@@ -312,6 +312,3 @@ class ObiRulePolicy(TargetPolicy):
         if (delta >= half or -delta >= half) and not view.order_in_flight:
             return (MarketOrder(Side.BUY if delta > 0 else Side.SELL, abs(delta)),)
         return NO_INTENTS
-
-
-POLICY_KINDS = ("threshold", "obi_rule")

@@ -19,6 +19,7 @@ from simulator.plugins import PluginSpec
 from simulator.types import KINDS, QUEUE_MODELS
 
 MODEL_KINDS = ("rule", "onnx", "torch", "gru", "precomputed")
+POLICY_KINDS = ("threshold", "obi_rule")  # the built-in policies (simulator.policies)
 
 
 def _fail(key: str, expected: str, value: object) -> None:
@@ -62,11 +63,6 @@ class _Section:
     def typed(cls, values: dict[str, Any]) -> dict[str, Any]:
         """TOML values as the fields' types (subclasses with richer fields)."""
         return _tuples(values)
-
-    @classmethod
-    def defaults(cls) -> dict[str, Any]:
-        """The section's defaults as TOML values (what strategy TOMLs are merged over)."""
-        return cls().as_dict()
 
     def as_dict(self) -> dict[str, Any]:
         """The section as TOML values: `typed`'s inverse (lists, plug-ins as named)."""
@@ -169,7 +165,7 @@ class PolicySection(_Section):
 
     SECTION: ClassVar[str] = "policy"
     RULES: ClassVar[tuple[Rule, ...]] = (
-        ("kind", *_one_of("threshold", "obi_rule")),
+        ("kind", *_one_of(*POLICY_KINDS)),
         ("size", _positive, "a finite number > 0"),
         ("max_position", _positive, "a finite number > 0"),
         ("lot", _non_negative, "a finite number >= 0 (0: the instrument's lot)"),

@@ -98,7 +98,7 @@ def test_min_notional_rejects_orders_under_the_minimum_by_name():
 
 
 def test_the_chain_has_the_check_only_where_the_instrument_has_a_minimum():
-    section = load_strategy("obi_mlp")["risk"]
+    section = load_strategy("obi_mlp").risk
     names = lambda chain: [type(c).__name__ for c in chain.checks]  # noqa: E731
     assert "MinNotional" in names(build_risk(section, instrument=BTC))
     assert "MinNotional" not in names(build_risk(section))
@@ -158,8 +158,8 @@ def test_obi_rule_counts_a_position_under_the_minimum_notional_as_flat():
 
 
 def test_the_shipped_obi_rule_sizes_by_notional_in_the_instruments_lots():
-    section = apply_overrides(load_strategy("obi_rule"), sets=())["policy"]
-    assert section["max_notional"] == 9000.0
+    section = apply_overrides(load_strategy("obi_rule"), sets=()).policy
+    assert section.max_notional == 9000.0
     policy = build_policy(section, "onnx", BTC)
     assert isinstance(policy, ObiRulePolicy)
     ((order,),) = [_decide(policy, 0.9, 0.0, 60_000.0)]
@@ -167,9 +167,9 @@ def test_the_shipped_obi_rule_sizes_by_notional_in_the_instruments_lots():
 
 
 def test_policy_lot_zero_takes_the_instruments_lot():
-    section = apply_overrides(load_strategy("obi_mlp"), sets=())["policy"]
-    assert section["lot"] == 0.0
-    assert section["max_notional"] == 9000.0
+    section = apply_overrides(load_strategy("obi_mlp"), sets=()).policy
+    assert section.lot == 0.0
+    assert section.max_notional == 9000.0
     policy = build_policy(section, "onnx", BTC)
     assert isinstance(policy, ThresholdPolicy)
     assert policy.sizer.lot == 0.00001
