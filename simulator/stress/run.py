@@ -61,10 +61,9 @@ class StressJob:
 def overridden(scenario: Scenario, keep_model: bool) -> list[str]:
     """What a `--latency` model on the command line takes from the scenario: its stage times
     (a fixed model of its own), which would otherwise be dropped without a word."""
-    stages = scenario.latency.as_dict().get("stage_us")
     return (
         ["its stage_us needs its own model; --latency names another"]
-        if keep_model and stages
+        if keep_model and scenario.latency.stage_us
         else []
     )
 
