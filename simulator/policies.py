@@ -251,10 +251,14 @@ class ObiRulePolicy(TargetPolicy):
     With `max_notional` > 0 a buy is also at most max_notional / mid, rounded DOWN to the lot
     (quote-currency sizing, as the threshold policy's); a NaN or non-positive mid then holds,
     and a cap under one lot buys nothing. The sell to flat is never capped.
+
+    With `min_notional` > 0 (the instrument's minimum order value) a long position worth less
+    than it counts as flat: the venue would refuse to sell it (MIN_NOTIONAL), so the rule
+    buys on top of it rather than asking to sell it on every event.
     """
 
-    __slots__ = ("_buy_above", "_long_above", "_lot", "_max_notional", "_sell_below", "_size",
-                 "sizer")  # fmt: skip
+    __slots__ = ("_buy_above", "_long_above", "_lot", "_max_notional", "_min_notional",
+                 "_sell_below", "_size", "sizer")  # fmt: skip
 
     def __init__(
         self,
@@ -264,10 +268,11 @@ class ObiRulePolicy(TargetPolicy):
         *,
         obi_output: int | None = None,
         max_notional: float = 0.0,
+        min_notional: float = 0.0,
     ) -> None:
         self.sizer = sizer = LongOnlyRuleSizer(threshold, size)
-        _require(0.0 <= max_notional < math.inf, "ObiRulePolicy", "max_notional",
-                 max_notional, ">= 0")  # fmt: skip
+        for name, value in (("max_notional", max_notional), ("min_notional", min_notional)):
+            _require(0.0 <= value < math.inf, "ObiRulePolicy", name, value, ">= 0")
         if obi_output is None:
             super().__init__(sizer.target, lot)
             self._buy_above, self._sell_below = sizer._buy_above, sizer._sell_below
@@ -275,7 +280,7 @@ class ObiRulePolicy(TargetPolicy):
             super().__init__(sizer.target_obi, lot, obi_output)
             self._buy_above, self._sell_below = sizer.threshold, -sizer.threshold
         self._long_above, self._size = sizer._long_above, sizer.size
-        self._lot, self._max_notional = lot, max_notional
+        self._lot, self._max_notional, self._min_notional = lot, max_notional, min_notional
 
     def decide(self, outputs: npt.NDArray[np.float64], view: StrategyView) -> Sequence[Intent]:
         if outputs is not self._array:
@@ -283,6 +288,8 @@ class ObiRulePolicy(TargetPolicy):
         position = view.position
         x = self._view[0]
         is_long = position > self._long_above
+        if is_long and self._min_notional > 0.0 and position * view.mid < self._min_notional:
+            is_long = False  # dust the venue would not take (a NaN mid: long, as before)
         if x > self._buy_above and not is_long:
             target = self._size
             if self._max_notional > 0.0:

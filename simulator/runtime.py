@@ -256,6 +256,7 @@ def build_policy(
             lot=lot,
             obi_output=SIGNAL_OUTPUT if model_kind == "rule" else None,
             max_notional=section.max_notional,
+            min_notional=instrument.min_notional,
         )
     if section.kind == "threshold":
         return ThresholdPolicy(
@@ -413,7 +414,9 @@ def build_pipeline(
         else build_policy(config.policy, config.model.kind, instrument)
     )
     risk = build_risk(config.risk, user_risk_checks(config.risk, strategy_dir), instrument)
-    pipeline = Pipeline(features=features, runner=runner, policy=policy, risk=risk)
+    pipeline = Pipeline(
+        features=features, runner=runner, policy=policy, risk=risk, instrument=instrument
+    )
     return StagedPipeline(pipeline, stage, health, breaker)
 
 

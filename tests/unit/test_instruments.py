@@ -39,6 +39,20 @@ def test_prices_round_to_the_tick_never_through_the_limit():
     assert Instrument("ANY", 0.0, 1.0, 0.0).round_price(1.2345, up=True) == 1.2345
 
 
+def test_limit_prices_go_on_the_tick_and_bad_ones_are_nan():
+    assert BTC.limit_price(61837.637, Side.BUY) == 61837.63  # the float of the decimal
+    assert BTC.limit_price(61837.631, Side.SELL) == 61837.64
+    assert BTC.limit_price(0.1 + 0.2, Side.BUY) == 0.3  # within float rounding: on the tick
+    for text in ("61837.63", "580.12", "0.01", "99999.99"):  # read from the venue: unmoved
+        assert BTC.limit_price(float(text), Side.BUY) == float(text)
+        assert BTC.limit_price(float(text), Side.SELL) == float(text)
+    assert Instrument("Q", 0.25, 1.0, 0.0).limit_price(10.1, Side.SELL) == 10.25
+    assert Instrument("S", 1e-8, 1.0, 0.0).limit_price(0.123456789, Side.BUY) == 0.12345678
+    for bad in (math.nan, math.inf, -math.inf, 0.0, -1.0, 0.004):  # 0.004 buys at 0.00
+        assert math.isnan(BTC.limit_price(bad, Side.BUY)), bad
+    assert BTC.limit_price(0.004, Side.SELL) == 0.01
+
+
 @pytest.mark.parametrize(
     ("field", "value"), [("tick", -0.01), ("lot", 0.0), ("lot", math.nan), ("min_notional", -1)]
 )
@@ -131,6 +145,16 @@ def test_obi_rule_buys_at_most_max_notional_in_whole_lots_and_sells_all():
     assert _decide(shares, 0.9, 0.0, 9500.0) is NO_INTENTS  # the cap is under one share
     with pytest.raises(ConfigError, match="max_notional"):
         ObiRulePolicy(0.6, 1.0, 1.0, max_notional=math.inf)
+
+
+def test_obi_rule_counts_a_position_under_the_minimum_notional_as_flat():
+    rule = ObiRulePolicy(0.6, 1.0, 0.00001, max_notional=9000.0, min_notional=5.0)
+    dust = 0.00005  # 3 USDT at 60,000: the venue would refuse to sell it
+    assert _decide(rule, 0.1, dust, 60_000.0) is NO_INTENTS  # not long: no sell to refuse
+    ((order,),) = [_decide(rule, 0.9, dust, 60_000.0)]  # flat: buys up to the cap
+    assert order.side is Side.BUY
+    assert order.qty == pytest.approx(0.15 - dust)
+    assert _decide(rule, 0.1, 0.0001, 60_000.0) == (MarketOrder(Side.SELL, 0.0001),)  # 6 USDT
 
 
 def test_the_shipped_obi_rule_sizes_by_notional_in_the_instruments_lots():
