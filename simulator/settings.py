@@ -325,7 +325,9 @@ class LatencySection(_Section):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
-    """A whole strategy configuration, typed. Build it with `Settings.of(config_dict)`."""
+    """A whole strategy configuration, typed: what `simulator.config.load_strategy` returns and
+    every module reads. `Settings.of(toml_dict)` builds and validates it; `as_dict()` is the
+    way back to the plain TOML-shaped dict."""
 
     strategy: StrategySection = field(default_factory=StrategySection)
     features: FeaturesSection = field(default_factory=FeaturesSection)
@@ -382,7 +384,8 @@ def _plain(value: object) -> object:
     """A field's value as TOML writes it: lists for tuples, a plug-in as its reference (a
     table when it has parameters), fresh containers (the frozen value is never shared)."""
     if isinstance(value, PluginSpec):
-        return value.ref if not value.params else {"class": value.ref, **_plain_map(value.params)}
+        table = value.table or bool(value.params)
+        return {"class": value.ref, **_plain_map(value.params)} if table else value.ref
     if isinstance(value, tuple | list):
         return [_plain(v) for v in value]
     if isinstance(value, Mapping):

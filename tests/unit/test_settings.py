@@ -121,3 +121,14 @@ def test_plugin_tables_and_policy_parameters_come_back_as_written():
     assert next(iter(plain["policy"])) == "class"
     plain["policy"]["extra"] = 1
     assert "extra" not in typed.policy.params
+
+
+def test_a_plugin_reads_back_as_written_table_or_string(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text('[features]\nplugins = [{ class = "f.py:A" }, "g.py:B"]\n'
+                    '[risk]\nchecks = [{ class = "r.py:C", limit = 2.0 }]\n')  # fmt: skip
+    typed = load_strategy(str(path))
+    plain = typed.as_dict()
+    assert plain["features"]["plugins"] == [{"class": "f.py:A"}, "g.py:B"]
+    assert plain["risk"]["checks"] == [{"class": "r.py:C", "limit": 2.0}]
+    assert Settings.of(plain) == typed
