@@ -10,6 +10,8 @@ and the venue serve) into the same value.
 
 from __future__ import annotations
 
+import decimal
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -50,12 +52,35 @@ class Instrument:
         return math.floor(qty / self.lot + _EPSILON) * self.lot
 
     def round_price(self, price: float, *, up: bool) -> float:
-        """`price` on the tick grid: up (a sell's limit) or down (a buy's), never through it."""
-        if self.tick == 0.0:
+        """`price` on the tick grid: up (a sell's limit) or down (a buy's), never through it.
+
+        The answer is the float nearest the grid price written with the tick's decimals
+        (61837.63, not 61837.630000000005): a price read from the venue's decimals comes
+        back bit for bit, and one within float rounding of the grid is not moved a tick."""
+        tick = self.tick
+        if tick == 0.0:
             return price
-        ticks = price / self.tick
-        whole = math.ceil(ticks - _EPSILON) if up else math.floor(ticks + _EPSILON)
-        return whole * self.tick
+        ticks = price / tick
+        # float rounding of the division grows with the number of ticks: tolerate it
+        slack = max(_EPSILON, abs(ticks) * 1e-12)
+        whole = math.ceil(ticks - slack) if up else math.floor(ticks + slack)
+        return round(whole * tick, _decimals(tick))
+
+    def limit_price(self, price: float, side: int) -> float:
+        """A limit order's price on the tick, never more aggressive than asked (a buy's
+        rounded down, a sell's up); NaN when it is not a finite price > 0 (or a buy's
+        rounds to 0): the engine rejects that order as BAD_PRICE."""
+        if not 0.0 < price < math.inf:  # also NaN
+            return math.nan
+        rounded = self.round_price(price, up=side < 0)
+        return rounded if rounded > 0.0 else math.nan
+
+
+@functools.lru_cache(maxsize=64)
+def _decimals(tick: float) -> int:
+    """Decimal places of `tick` as written (0.01 -> 2, 1e-08 -> 8, 0.25 -> 2, 5.0 -> 0)."""
+    exponent = decimal.Decimal(repr(tick)).normalize().as_tuple().exponent
+    return max(0, -exponent) if isinstance(exponent, int) else 0
 
 
 # (tick, lot, min_notional) per venue default and per (venue, SYMBOL); Binance spot values

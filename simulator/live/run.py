@@ -26,7 +26,6 @@ import orjson
 
 from simulator import instruments
 from simulator.clock import WallClock
-from simulator.config import Config
 from simulator.errors import ConfigError
 from simulator.instruments import Instrument
 from simulator.live.adapter import LIVE_KINDS
@@ -42,6 +41,7 @@ from simulator.live.venues import adapter
 from simulator.protocols import ModelRunner
 from simulator.runtime import RunOutcome, versions, write_run
 from simulator.session import SessionRef, resolve_session
+from simulator.settings import Settings
 from simulator.store import META_FILE
 
 VIEW_EVERY_S: Final = 0.25
@@ -179,13 +179,13 @@ def _timer_thread(
     return threading.Thread(target=tick, name="ticktape-timer", daemon=True)
 
 
-def _kinds(config: Config) -> list[str]:
+def _kinds(config: Settings) -> list[str]:
     """The strategy's kinds, and only those are subscribed: the session must hold exactly
     what the pipeline consumed, so that its replay consumes the same."""
-    kinds = [k for k in config["strategy"]["kinds"] if k in LIVE_KINDS]
+    kinds = [k for k in config.strategy.kinds if k in LIVE_KINDS]
     if "quotes" not in kinds and "book" not in kinds:
         raise ConfigError(
-            f"strategy '{config['strategy']['name']}' consumes {kinds}; live mode needs quotes "
+            f"strategy '{config.strategy.name}' consumes {kinds}; live mode needs quotes "
             "or book among strategy.kinds"
         )
     return kinds
@@ -228,7 +228,7 @@ def _instrument(venue: str, symbol: str, rest_url: str | None) -> tuple[Instrume
 
 
 def run_live(
-    config: Config,
+    config: Settings,
     options: LiveOptions,
     *,
     stop: threading.Event,
@@ -247,14 +247,14 @@ def run_live(
         "url": venue.url,
         "rest_url": venue.rest_url,
         "kinds": kinds,
-        "strategy": config["strategy"]["name"],
-        "config": config,
+        "strategy": config.strategy.name,
+        "config": config.as_dict(),
         "versions": versions(),
     }
     runs: list[SymbolRun] = []
     for symbol in options.symbols:
         key = session_key(venue.name, symbol, started_ns, options.data_dir)
-        run_dir = options.out_root / f"live--{config['strategy']['name']}--{key.symbol}--{key.date}"
+        run_dir = options.out_root / f"live--{config.strategy.name}--{key.symbol}--{key.date}"
         runs.append(
             SymbolRun(
                 key=key,
@@ -299,8 +299,8 @@ def run_live(
     handoff.pending = network.pending
     timer_stop = threading.Event()
     timer = None
-    if config["strategy"]["timer_ms"] > 0:
-        timer = _timer_thread(config["strategy"]["timer_ms"], stamper, spool, handoff, timer_stop)
+    if config.strategy.timer_ms > 0:
+        timer = _timer_thread(config.strategy.timer_ms, stamper, spool, handoff, timer_stop)
     # everything built so far (modules, model, pipeline) lives for the whole run: out of the
     # collector's sight, a full collection no longer walks it (pauses of ~10 ms otherwise)
     gc.freeze()
@@ -369,7 +369,7 @@ def _dispatch(
 def _finish(
     runs: list[SymbolRun],
     options: LiveOptions,
-    config: Config,
+    config: Settings,
     elapsed_s: float,
     network: LiveNetwork,
     handoff: Handoff,

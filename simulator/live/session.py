@@ -18,7 +18,6 @@ from typing import Final
 import numpy as np
 
 from simulator import instruments
-from simulator.config import Config
 from simulator.instruments import Instrument
 from simulator.live.adapter import Normalizer
 from simulator.live.consumed import Consumed, schemas
@@ -29,6 +28,7 @@ from simulator.protocols import ModelRunner
 from simulator.recording import RunTables, fills_table, orders_table
 from simulator.runtime import build_live
 from simulator.session import SessionRef
+from simulator.settings import Settings
 from simulator.store import session_dir
 from simulator.types import SessionKey
 
@@ -60,7 +60,7 @@ class SymbolRun:
         key: SessionKey,
         prefix: str,
         normalizer: Normalizer,
-        config: Config,
+        config: Settings,
         levels: int,
         data_dir: Path,
         run_dir: Path,

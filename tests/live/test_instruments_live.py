@@ -13,6 +13,7 @@ from simulator import instruments
 from simulator.config import load_strategy
 from simulator.feedsim.server import serving
 from simulator.live.run import _instrument
+from simulator.types import Side
 from tests.live.test_parity import _live, _replay_digest
 
 
@@ -38,6 +39,26 @@ def test_default_obi_mlp_trades_btcusdt_live_and_replays_with_parity(tmp_path, t
     assert meta["instrument"] == {
         "tick": 0.01, "lot": 0.00001, "min_notional": 5.0, "source": "exchangeInfo"
     }  # fmt: skip
+    assert _replay_digest(tmp_path, result.sessions[name], config) == digest
+
+
+def test_default_obi_rule_buys_fractions_of_a_coin_live_and_replays_with_parity(tmp_path, tape):
+    config = load_strategy("obi_rule")  # the defaults: no overrides at all
+    with serving(tape, speed=None) as server:
+        result = _live(tmp_path, server, config)
+    ((name, digest),) = result.digests.items()
+    summary: dict[str, Any] = result.summaries[name]
+    assert summary["n_orders"] > 0
+    sizing = {"MAX_NOTIONAL", "MAX_POSITION", "MAX_ORDER_SIZE", "MIN_NOTIONAL"}
+    assert not sizing & set(summary["rejections_by_reason"]), summary["rejections_by_reason"]
+    # the first buy is 9000 USDT / mid (~61,800 on this tape) in whole 0.00001 BTC lots, not
+    # 1 BTC; every order is in whole lots and under a coin
+    orders = pq.read_table(result.run_dirs[name] / "orders.parquet").to_pylist()
+    assert orders[0]["side"] == Side.BUY
+    assert 0.14 < orders[0]["qty"] < 0.15, orders[0]
+    lots = [o["qty"] / 0.00001 for o in orders]
+    assert all(abs(n - round(n)) < 1e-6 and 0.5 < n < 100_000 for n in lots), lots
+    assert abs(summary["final_position"]) < 1.0
     assert _replay_digest(tmp_path, result.sessions[name], config) == digest
 
 

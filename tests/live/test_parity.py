@@ -51,7 +51,7 @@ def _live(tmp_path: Path, server, config, **options) -> LiveResult:
 
 def _replay_digest(tmp_path: Path, session_dir: Path, config) -> str:
     ref = resolve_session(str(session_dir), tmp_path / "data")
-    recorded = {**config, "latency": {**config["latency"], "model": "recorded"}}
+    recorded = apply_overrides(config, sets=["latency.model=recorded"])
     result = replay(ref, recorded, out_dir=tmp_path / "replayed")
     return str(result.manifest["digest"])
 
