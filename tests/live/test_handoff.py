@@ -81,7 +81,8 @@ def test_while_the_pipeline_runs_later_frames_queue_behind_and_never_overtake():
         (threading.current_thread().name, s) for s in (1, 2, 3)
     ]
     handoff.offer(_frame(stamper))  # drained: inline again
-    assert pipeline.ran[-1][1] == 4 and handoff.stats.inline == 2
+    assert pipeline.ran[-1][1] == 4
+    assert handoff.stats.inline == 2
 
 
 def test_a_tick_is_stamped_and_queued_atomically_with_the_inline_path():
