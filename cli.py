@@ -752,7 +752,8 @@ def _print_sessions(rows: Sequence[dict[str, Any]], totals: dict[str, Any]) -> N
 )
 @click.option(
     "--rest-url",
-    help="REST base URL for depth snapshots (default: the venue's; "
+    help="REST base URL for depth snapshots and the symbol's tick, lot and minimum "
+    "(Binance exchangeInfo, Coinbase products; default: the venue's; "
     "binance.us: https://api.binance.us).",
 )
 @click.option("--duration", type=float, metavar="SECONDS", help="Stop after this long.")
@@ -850,6 +851,12 @@ def live(
             f"[bold]{name}[/bold]: {s['n_events']:,} events, {s['n_orders']} orders, "
             f"{s['n_fills']} fills, {s['n_rejections']} rejections; run {result.run_dirs[name]}"
         )
+        got = result.live_facts[name].get("instrument")
+        if isinstance(got, dict):  # where tick, lot and minimum came from: the venue or not
+            console.print(
+                f"  instrument: tick {got['tick']:g}, lot {got['lot']:g}, minimum notional "
+                f"{got['min_notional']:g} from {escape(str(got['source']))}"
+            )
         print(f"session {name} digest {digest}", flush=True)
 
 

@@ -1,11 +1,12 @@
 """Instruments: tick size, lot size and minimum notional of one symbol.
 
-Recorded and live sessions alike take their instrument from the bundled table below, keyed by
-(venue, symbol), so that a live run and the replay of its recording size orders the same way
-(digest parity). A symbol the table does not know gets its venue's default; an unknown venue
-gets whole units, any price and no minimum (the simulator's behaviour before instruments).
-`from_exchange_info` reads a Binance /api/v3/exchangeInfo answer (what `ticktape feed serve`
-and the venue serve) into the same value.
+A live run reads its instrument from the venue (`from_exchange_info`: a Binance
+/api/v3/exchangeInfo answer; `from_coinbase_product`: a Coinbase product; what the venues and
+`ticktape feed serve` serve) and its recording keeps it in meta.json (`from_meta`), so the
+replay sizes orders the same way (digest parity). Other sessions, and a live run whose venue
+did not answer, take the bundled table below, keyed by (venue, symbol): a symbol it does not
+know gets its venue's default; an unknown venue gets whole units, any price and no minimum
+(the simulator's behaviour before instruments).
 """
 
 from __future__ import annotations
@@ -143,3 +144,20 @@ def from_exchange_info(info: Mapping[str, Any], symbol: str) -> Instrument:
             raise ConfigError(f"exchangeInfo {symbol}: bad or missing filter ({e})") from None
         return Instrument(symbol.upper(), tick, lot, min_notional)
     raise ConfigError(f"exchangeInfo has no symbol {symbol.upper()}")
+
+
+def from_coinbase_product(product: Mapping[str, Any], product_id: str) -> Instrument:
+    """A Coinbase product: Advanced Trade's GET /api/v3/brokerage/market/products/<id>
+    (`price_increment`, `base_increment`, `quote_min_size`) or the Exchange API's GET
+    /products/<id> (`quote_increment` is its price tick, `min_market_funds`)."""
+    wanted = product_id.upper()
+    named = product.get("product_id", product.get("id"))
+    if str(named).upper() != wanted:
+        raise ConfigError(f"Coinbase product answer names {named!r}, not {wanted}")
+    try:
+        tick = float(product.get("price_increment") or product["quote_increment"])
+        lot = float(product["base_increment"])
+        minimum = product.get("quote_min_size") or product.get("min_market_funds") or 0.0
+        return Instrument(wanted, tick, lot, float(minimum))
+    except (KeyError, TypeError, ValueError) as e:
+        raise ConfigError(f"Coinbase product {wanted}: bad or missing field ({e!r})") from None

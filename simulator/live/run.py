@@ -28,7 +28,7 @@ from simulator import instruments
 from simulator.clock import WallClock
 from simulator.errors import ConfigError
 from simulator.instruments import Instrument
-from simulator.live.adapter import LIVE_KINDS
+from simulator.live.adapter import LIVE_KINDS, VenueAdapter
 from simulator.live.frames import Direction, Frame, Stamper, raw_table
 from simulator.live.handoff import Handoff
 from simulator.live.inbox import Inbox
@@ -46,7 +46,7 @@ from simulator.store import META_FILE
 
 VIEW_EVERY_S: Final = 0.25
 RAW_FLUSH_S: Final = 0.1
-_EXCHANGE_INFO_TIMEOUT_S: Final = 5.0  # once per symbol at start; the bundled table if it fails
+_INSTRUMENT_TIMEOUT_S: Final = 5.0  # once per symbol at start; the bundled table if it fails
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,21 +210,26 @@ def _warm_session(options: LiveOptions, venue: str, symbol: str) -> SessionRef |
     return resolve_session(f"{venue}/{symbol.upper()}/{done[-1]}", options.data_dir)
 
 
-def _instrument(venue: str, symbol: str, rest_url: str | None) -> tuple[Instrument, str]:
-    """The symbol's instrument from the venue's exchangeInfo (Binance), else the bundled
-    table's; the second item says which (kept in the session meta with the reason)."""
-    if venue != "binance" or not rest_url:
-        return instruments.bundled(venue, symbol), "bundled"
-    url = f"{rest_url.rstrip('/')}/api/v3/exchangeInfo?symbol={symbol.upper()}"
-    status, _, body = _http_get(url, _EXCHANGE_INFO_TIMEOUT_S)
+def _instrument(venue: VenueAdapter, symbol: str) -> tuple[Instrument, str]:
+    """The symbol's instrument as the venue states it (Binance exchangeInfo, Coinbase
+    products), else the bundled table's; the second item says which, and why the venue's was
+    not used (kept in the session meta and the run's live facts)."""
+    source = venue.instrument
+    if source is None or not venue.rest_url:
+        return instruments.bundled(venue.name, symbol), "bundled"
+    url = source.url(venue.rest_url, symbol)
+    status, _, body = _http_get(url, _INSTRUMENT_TIMEOUT_S)
     if status == 200:
         try:
-            return instruments.from_exchange_info(orjson.loads(body), symbol), "exchangeInfo"
+            answer = orjson.loads(body)
+            if isinstance(answer, dict):
+                return source.read(answer, symbol), source.name
+            why = f"not a JSON object ({url})"
         except (orjson.JSONDecodeError, ConfigError) as e:
-            why = str(e)
+            why = f"{e} ({url})"
     else:
-        why = f"HTTP {status}" if status else body.decode(errors="replace")
-    return instruments.bundled(venue, symbol), f"bundled (exchangeInfo: {why})"
+        why = f"HTTP {status} ({url})" if status else body.decode(errors="replace")
+    return instruments.bundled(venue.name, symbol), f"bundled ({source.name}: {why})"
 
 
 def run_live(
@@ -268,7 +273,7 @@ def run_live(
                 roll_seconds=options.roll_seconds,
                 wrap_model=options.wrap_model,
                 warm_from=_warm_session(options, venue.name, symbol),
-                instrument=_instrument(venue.name, symbol, venue.rest_url),
+                instrument=_instrument(venue, symbol),
             )
         )
     by_prefix = {run.prefix: run for run in runs}
@@ -396,6 +401,7 @@ def _finish(
             },
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "network": _as_dict(network.stats),
+            "instrument": run.instrument,
         }
         run.parts.close({"live": live_facts, "digest": digest})
         consolidate(run.session_dir)

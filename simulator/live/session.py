@@ -77,6 +77,7 @@ class SymbolRun:
         self.run_dir = run_dir
         # (instrument, where it came from); the recording keeps it for the replay
         traded, source = instrument or (instruments.bundled(key.venue, key.symbol), "bundled")
+        self.instrument = traded.as_meta(source)
         built = build_live(
             config,
             levels,
@@ -103,7 +104,7 @@ class SymbolRun:
                 "session": str(key),
                 "recorder": "live",
                 "levels": levels,
-                "instrument": traded.as_meta(source),
+                "instrument": self.instrument,
                 **({} if warm_from is None else {"warm_from": warm_from.name}),
             },
             tables,

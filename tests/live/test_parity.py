@@ -194,6 +194,7 @@ def test_coinbase_live_run_and_its_replay_have_the_same_digest(tmp_path, drop_se
             data_dir=tmp_path / "data",
             out_root=tmp_path / "reports",
             url=server.ws_url,
+            rest_url=server.rest_url,  # the product (tick, lot, minimum) from the server too
             until_idle_s=2.0,
             backoff_initial_s=0.1,
             backoff_cap_s=0.5,

@@ -39,6 +39,25 @@ def test_prices_round_to_the_tick_never_through_the_limit():
     assert Instrument("ANY", 0.0, 1.0, 0.0).round_price(1.2345, up=True) == 1.2345
 
 
+def test_coinbase_products_of_advanced_trade_and_of_the_exchange_api():
+    advanced = {  # GET /api/v3/brokerage/market/products/BTC-USD (the fields read)
+        "product_id": "BTC-USD", "base_increment": "0.00000001", "quote_increment": "0.01",
+        "price_increment": "0.01", "quote_min_size": "1", "base_min_size": "0.00000001",
+    }  # fmt: skip
+    expected = Instrument("BTC-USD", 0.01, 0.00000001, 1.0)
+    assert instruments.from_coinbase_product(advanced, "btc-usd") == expected
+    exchange = {  # GET https://api.exchange.coinbase.com/products/BTC-USD
+        "id": "BTC-USD", "base_increment": "0.00000001", "quote_increment": "0.01",
+        "min_market_funds": "1", "base_currency": "BTC", "quote_currency": "USD",
+    }  # fmt: skip
+    assert instruments.from_coinbase_product(exchange, "BTC-USD") == expected
+    with pytest.raises(ConfigError, match="names 'ETH-USD', not BTC-USD"):
+        instruments.from_coinbase_product({**advanced, "product_id": "ETH-USD"}, "BTC-USD")
+    with pytest.raises(ConfigError, match=r"BTC-USD: bad or missing field \(KeyError\('base_"):
+        instruments.from_coinbase_product({"product_id": "BTC-USD", "quote_increment": "1"},
+                                          "BTC-USD")  # fmt: skip
+
+
 def test_limit_prices_go_on_the_tick_and_bad_ones_are_nan():
     assert BTC.limit_price(61837.637, Side.BUY) == 61837.63  # the float of the decimal
     assert BTC.limit_price(61837.631, Side.SELL) == 61837.64
