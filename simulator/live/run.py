@@ -1,9 +1,11 @@
 """`ticktape live`: a websocket feed through the replay pipeline, paper fills, all recorded.
 
 Threads: the network loop (connection.py) stamps frames and hands them to `sink`, which
-spools them for the raw recording and puts them in the bounded inbox; an optional timer
-thread stamps timer ticks into the same path; this (the caller's) thread drains the inbox,
-normalises, checks, records and runs the engine of each symbol, and reports to `on_view`.
+spools them for the raw recording and hands them on (handoff.py): run at once on the network
+thread while the pipeline keeps up, else queued in the bounded inbox; an optional timer thread
+stamps timer ticks into the inbox; this (the caller's) thread runs what was queued (normalise,
+check, record, run the engine of each symbol), watches the stop conditions and reports to
+`on_view`.
 Stopping (duration, idle feed, `stop` set by a signal handler) drains what has arrived,
 flushes every recorder, consolidates each session and writes each run's manifest.
 """
@@ -28,6 +30,7 @@ from simulator.errors import ConfigError
 from simulator.instruments import Instrument
 from simulator.live.adapter import LIVE_KINDS, VenueAdapter
 from simulator.live.frames import Direction, Frame, Stamper, raw_table
+from simulator.live.handoff import Handoff
 from simulator.live.inbox import Inbox
 from simulator.live.keepalive import ConnectionConfig
 from simulator.live.loop_base import _http_get
@@ -162,11 +165,16 @@ class _RawSpool:
 
 
 def _timer_thread(
-    interval_ms: float, stamper: Stamper, sink: Callable[[Frame], None], stop: threading.Event
+    interval_ms: float, stamper: Stamper, spool: _RawSpool, handoff: Handoff, stop: threading.Event
 ) -> threading.Thread:
+    def stamp() -> Frame:
+        frame = stamper.stamp(0, Direction.TIMER, "", b"")
+        spool.append(frame)
+        return frame
+
     def tick() -> None:
         while not stop.wait(interval_ms / 1000.0):
-            sink(stamper.stamp(0, Direction.TIMER, "", b""))
+            handoff.tick(stamp)
 
     return threading.Thread(target=tick, name="ticktape-timer", daemon=True)
 
@@ -276,9 +284,11 @@ def run_live(
     spool = _RawSpool(runs, checkpoint_s=options.roll_seconds)
     stamper = Stamper(wall)
 
+    handoff = Handoff(inbox, lambda frames: _dispatch(frames, runs, by_prefix, network))
+
     def sink(frame: Frame) -> None:
         spool.append(frame)
-        inbox.put(frame)
+        handoff.offer(frame)
 
     network = LiveNetwork(
         profile,
@@ -291,10 +301,11 @@ def run_live(
         sink,
         wall,
     )  # fmt: skip
+    handoff.pending = network.pending
     timer_stop = threading.Event()
     timer = None
     if config.strategy.timer_ms > 0:
-        timer = _timer_thread(config.strategy.timer_ms, stamper, sink, timer_stop)
+        timer = _timer_thread(config.strategy.timer_ms, stamper, spool, handoff, timer_stop)
     # everything built so far (modules, model, pipeline) lives for the whole run: out of the
     # collector's sight, a full collection no longer walks it (pauses of ~10 ms otherwise)
     gc.freeze()
@@ -304,7 +315,7 @@ def run_live(
         timer.start()
     t_start = time.monotonic()
     try:
-        _consume(options, runs, by_prefix, network, inbox, stop, on_view)
+        _consume(options, runs, network, handoff, stop, on_view)
     finally:
         timer_stop.set()
         network.stop(5.0)
@@ -312,34 +323,33 @@ def run_live(
         _dispatch(inbox.drain(0.0), runs, by_prefix, network)
         spool.close()
         gc.unfreeze()
-    return _finish(runs, options, config, time.monotonic() - t_start, network, inbox)
+    handoff.check()
+    return _finish(runs, options, config, time.monotonic() - t_start, network, handoff)
 
 
 def _consume(
     options: LiveOptions,
     runs: list[SymbolRun],
-    by_prefix: dict[str, SymbolRun],
     network: LiveNetwork,
-    inbox: Inbox,
+    handoff: Handoff,
     stop: threading.Event,
     on_view: Callable[[LiveView], None] | None,
 ) -> None:
-    """The pipeline thread's loop: drain, dispatch, check the stop conditions, report."""
-    t_start = last_data = next_view = time.monotonic()
+    """The consumer thread's loop: run what the network thread queued (frames it did not run
+    itself), check the stop conditions, report."""
+    t_start = next_view = time.monotonic()
     while not stop.is_set():
-        frames = inbox.drain(0.05)
+        handoff.consume(0.05)
         now = time.monotonic()
-        if frames:
-            if any(f.direction == Direction.IN for f in frames):
-                last_data = now
-            _dispatch(frames, runs, by_prefix, network)
+        handoff.check()
         network.check()
         if options.duration_s is not None and now - t_start >= options.duration_s:
             return
-        if options.until_idle_s is not None and now - last_data >= options.until_idle_s:
+        if options.until_idle_s is not None and now - handoff.last_data >= options.until_idle_s:
             return
         if on_view is not None and now >= next_view:
-            on_view(LiveView(now - t_start, runs, network, inbox))
+            with handoff.pipeline:  # the view reads the pipeline's state
+                on_view(LiveView(now - t_start, runs, network, handoff.inbox))
             next_view = now + VIEW_EVERY_S
 
 
@@ -367,8 +377,9 @@ def _finish(
     config: Settings,
     elapsed_s: float,
     network: LiveNetwork,
-    inbox: Inbox,
+    handoff: Handoff,
 ) -> LiveResult:
+    inbox = handoff.inbox
     result = LiveResult(sessions={}, run_dirs={}, digests={})
     for run in runs:
         state = run.engine.end()
@@ -383,7 +394,11 @@ def _finish(
             "contract_drops": run.contract_drops,
             "status_events": state.n_status,
             "recv_to_done_us": run.engine.recv_to_done.summary(),
-            "inbox": {**_as_dict(inbox.stats), "capacity": inbox.capacity},
+            "inbox": {
+                **_as_dict(inbox.stats),
+                "capacity": inbox.capacity,
+                **_as_dict(handoff.stats),
+            },
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "network": _as_dict(network.stats),
             "instrument": run.instrument,
