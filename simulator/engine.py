@@ -41,6 +41,7 @@ import numpy as np
 
 from simulator.clock import next_day_start
 from simulator.errors import InvariantViolation
+from simulator.instruments import WHOLE_UNITS, Instrument
 from simulator.intents import Cancel, CancelReplace, Intent, LimitOrder, MarketOrder, OpenOrder
 from simulator.market import MAX_TS, MarketState
 from simulator.protocols import (
@@ -55,7 +56,14 @@ from simulator.protocols import (
 from simulator.recording import Rejection, RunRecorder
 from simulator.sources.merge import MergedBatch, merge
 from simulator.sources.recorded import BatchSource, EventBatch
-from simulator.types import CancelRequest, Fill, OrderRequest, OrderType, StatusCode
+from simulator.types import (
+    CancelRequest,
+    Fill,
+    OrderRequest,
+    OrderType,
+    RejectReason,
+    StatusCode,
+)
 
 QUOTE: Final = 0
 TRADE: Final = 1
@@ -80,12 +88,14 @@ FEED_UP_CODES: Final = frozenset({StatusCode.CONNECTED, StatusCode.BOOK_SYNCED})
 
 @dataclass(slots=True)
 class Pipeline:
-    """The strategy's stages, in the order the engine calls them."""
+    """The strategy's stages, in the order the engine calls them; `instrument` puts the
+    policy's limit prices on its tick (Instrument.limit_price)."""
 
     features: FeatureStage
     runner: ModelRunner
     policy: Policy
     risk: RiskGate
+    instrument: Instrument = WHOLE_UNITS
 
 
 @dataclass(slots=True)
@@ -584,22 +594,23 @@ class Engine:
         replace is risk-checked as the limit order it becomes."""
         request = CancelRequest(order_id=intent.order_id, ts_decision=ts_decision)  # type: ignore[arg-type]
         if isinstance(intent, CancelReplace):
-            side = self._venue.side_of(intent.order_id)
-            if side is not None:
+            price, side = intent.price, self._venue.side_of(intent.order_id)
+            if side is not None:  # else not open: the venue answers that, price unread
+                price = self._pipeline.instrument.limit_price(price, side)
                 order = OrderRequest(
                     order_id=intent.order_id,
                     ts_decision=ts_decision,  # type: ignore[arg-type]
                     side=side,
                     qty=intent.qty,
                     order_type=OrderType.LIMIT,
-                    limit_px=intent.price,
+                    limit_px=price,
                 )
-                if not self._approved(order, intent.price, slot):
+                if not self._approved(order, price, slot):
                     return False
             request = CancelRequest(
                 order_id=intent.order_id,
                 ts_decision=ts_decision,  # type: ignore[arg-type]
-                new_px=intent.price,
+                new_px=price,
                 new_qty=intent.qty,
             )
         self._venue.submit_cancel(request)
@@ -607,20 +618,26 @@ class Engine:
         return True
 
     def _approved(self, order: OrderRequest, price: float, slot: int) -> bool:
-        """Run the risk chain on `order`; record a rejection by its reason's name."""
+        """Run the risk chain on `order`; record a rejection by its reason's name. A limit
+        price off the tick was rounded; NaN (not a finite price > 0) is BAD_PRICE."""
         state, risk = self.state, self._pipeline.risk
         state.now = order.ts_decision
         state.model_healthy = self._model_healthy()
-        reason = risk.check(order, price, state)
-        if reason == 0:
-            return True
+        limit_px = order.limit_px
+        if limit_px is not None and limit_px != limit_px:  # before any check reads it
+            reason, name = int(RejectReason.BAD_PRICE), RejectReason.BAD_PRICE.name
+        else:
+            reason = risk.check(order, price, state)
+            if reason == 0:
+                return True
+            name = risk.reason_name(reason)
         self._recorder.tables.rejections.append(
             Rejection(
                 event_index=state.n_events,
                 ts=order.ts_decision,
                 side=int(order.side),
                 qty=order.qty,
-                reason=risk.reason_name(reason),
+                reason=name,
                 reason_code=reason,
             )
         )
@@ -635,19 +652,19 @@ class Engine:
         state, market, pipeline = self.state, self._market, self._pipeline
         side = intent.side
         limit = isinstance(intent, LimitOrder)
+        if isinstance(intent, LimitOrder):  # on the tick, never more aggressive than asked
+            price = pipeline.instrument.limit_price(intent.price, side)
+        else:
+            price = market.ask_px if side > 0 else market.bid_px
         order = OrderRequest(
             order_id=state.next_order_id,
             ts_decision=ts_decision,  # type: ignore[arg-type]
             side=side,
             qty=intent.qty,
             order_type=OrderType.LIMIT if limit else OrderType.MARKET,
-            limit_px=intent.price if isinstance(intent, LimitOrder) else None,
+            limit_px=price if limit else None,
             post_only=intent.post_only if isinstance(intent, LimitOrder) else False,
         )
-        if isinstance(intent, LimitOrder):
-            price = intent.price
-        else:
-            price = market.ask_px if side > 0 else market.bid_px
         approved = self._approved(order, price, slot)
         t4 = perf_counter_ns()
         views = self._recorder.views
