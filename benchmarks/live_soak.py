@@ -67,7 +67,7 @@ def main() -> None:
     facts = manifest["live"]
     inbox, elapsed = facts["inbox"], facts["elapsed_s"]
     print(json.dumps({
-        "elapsed_s": round(elapsed, 1), "frames_per_s": round(inbox["received"] / elapsed),
+        "elapsed_s": round(elapsed, 1), "frames_per_s": round(facts["network"]["frames"] / elapsed),
         "events_per_s": round(manifest["summary"]["n_events"] / elapsed),
         "events": manifest["summary"]["n_events"],
         "paused_s": round(inbox["paused_s"], 2), "pauses": inbox["pauses"],

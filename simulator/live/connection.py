@@ -133,6 +133,12 @@ class FeedConnection(Rollover):
         except RuntimeError as e:
             raise FeedError(f"snapshot of {symbol} requested after the feed stopped") from e
 
+    def pending(self) -> int:
+        """Messages received (parsed by websockets) and not yet handed on, on the connections
+        handed on now: more than 0 inside a burst. Read by the hand-off on the network loop."""
+        links = (self._active, self._pending)
+        return sum(len(link.ws.recv_messages.frames) for link in links if link is not None)
+
     def send(self, messages: Sequence[bytes]) -> None:
         """Send `messages` on the connection handed on now (e.g. a Coinbase level2
         resubscribe after a sequence gap); each one is an OUT frame. Thread-safe; dropped

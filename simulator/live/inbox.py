@@ -173,6 +173,17 @@ class Inbox:
                 self.stats.drains += 1
             return frames
 
+    def wait(self, timeout: float) -> bool:
+        """Wait up to `timeout` s for a frame; True if one waits (it stays queued)."""
+        with self._cond:
+            if not self._frames and not self._closed:
+                self._cond.wait(timeout)
+            return bool(self._frames)
+
+    def empty(self) -> bool:
+        """Nothing waits, gap markers included (a lock-free read: a deque's length is atomic)."""
+        return not self._frames
+
     def _release(self) -> None:
         for loop, waiter in self._waiters:
             with contextlib.suppress(RuntimeError):  # that loop has closed: nobody waits
