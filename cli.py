@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 from zoneinfo import ZoneInfo
 
 import click
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
     from simulator.importers.common import ImportResult
     from simulator.session import SessionRef
+    from simulator.settings import Settings
     from simulator.sources.recorded import Repair
     from simulator.sources.schema import CheckReport
 
@@ -509,7 +510,7 @@ def data_sql(query: str, data_dir: Path, limit: int) -> None:
     console.print(f"[dim]{result.num_rows:,} row(s)[/dim]")
 
 
-def _load_config(strategy: str, config_file: Path | None, sets: tuple[str, ...]) -> dict[str, Any]:
+def _load_config(strategy: str, config_file: Path | None, sets: tuple[str, ...]) -> Settings:
     from simulator.config import apply_overrides, load_strategy
 
     config = apply_overrides(load_strategy(strategy), file=config_file, sets=sets)
@@ -518,11 +519,11 @@ def _load_config(strategy: str, config_file: Path | None, sets: tuple[str, ...])
 
 
 _ZERO_VENUE_LATENCY = (
-    lambda c: c["venue"]["latency"] == "zero",
+    lambda c: c.venue.latency == "zero",
     "venue.latency is 'zero' (add --set venue.latency=fixed)",
 )
-_BREAKER_OFF = (lambda c: not c["breaker"]["enabled"], "breaker.enabled is false")
-WITHOUT_EFFECT: dict[str, tuple[Callable[[dict[str, Any]], bool], str]] = {
+_BREAKER_OFF = (lambda c: not c.breaker.enabled, "breaker.enabled is false")
+WITHOUT_EFFECT: dict[str, tuple[Callable[[Settings], bool], str]] = {
     "venue.entry_us": _ZERO_VENUE_LATENCY,
     "venue.response_us": _ZERO_VENUE_LATENCY,
     "breaker.latency_budget_us": _BREAKER_OFF,
@@ -533,7 +534,7 @@ WITHOUT_EFFECT: dict[str, tuple[Callable[[dict[str, Any]], bool], str]] = {
 """--set key -> (is the setting ignored under this config?, why): warned, not refused."""
 
 
-def _warn_without_effect(config: dict[str, Any], sets: tuple[str, ...]) -> None:
+def _warn_without_effect(config: Settings, sets: tuple[str, ...]) -> None:
     for item in sets:
         key = item.partition("=")[0].strip()
         if key in WITHOUT_EFFECT and WITHOUT_EFFECT[key][0](config):
@@ -556,10 +557,12 @@ JSON_OPTION = click.option(
 )  # fmt: skip
 
 
-def _with_latency(config: dict[str, Any], latency: str | None) -> dict[str, Any]:
+def _with_latency(config: Settings, latency: str | None) -> Settings:
+    from simulator.config import apply_values
+
     if latency is None:
         return config
-    return {**config, "latency": {**config["latency"], "model": latency}}
+    return apply_values(config, {"latency.model": latency}, where="--latency")
 
 
 STRATEGY_OPTIONS = (
@@ -649,8 +652,8 @@ def replay(
         console.print(f"  report {report_path}")
 
 
-def batch_name(config: dict[str, Any], refs: Sequence[SessionRef], seed: int) -> str:
-    return f"{config['strategy']['name']}--{len(refs)}-sessions--seed{seed}"
+def batch_name(config: Settings, refs: Sequence[SessionRef], seed: int) -> str:
+    return f"{config.strategy.name}--{len(refs)}-sessions--seed{seed}"
 
 
 def _echo_json(**fields: object) -> None:
@@ -660,7 +663,7 @@ def _echo_json(**fields: object) -> None:
 
 def _replay_many(
     refs: Sequence[SessionRef],
-    config: dict[str, Any],
+    config: Settings,
     *,
     seed: int,
     out: Path | None,
@@ -690,7 +693,7 @@ def _replay_many(
 
                 write_report(run.run_dir)
             rows.append(batch.session_row(run))
-        summary = batch.aggregate(rows, strategy=config["strategy"]["name"], seed=seed)
+        summary = batch.aggregate(rows, strategy=config.strategy.name, seed=seed)
         path = batch.write_summary(out_root, summary)
     except BaseException:
         shutil.rmtree(out_root, ignore_errors=True)
@@ -749,7 +752,8 @@ def _print_sessions(rows: Sequence[dict[str, Any]], totals: dict[str, Any]) -> N
 )
 @click.option(
     "--rest-url",
-    help="REST base URL for depth snapshots (default: the venue's; "
+    help="REST base URL for depth snapshots and the symbol's tick, lot and minimum "
+    "(Binance exchangeInfo, Coinbase products; default: the venue's; "
     "binance.us: https://api.binance.us).",
 )
 @click.option("--duration", type=float, metavar="SECONDS", help="Stop after this long.")
@@ -765,7 +769,15 @@ def _print_sessions(rows: Sequence[dict[str, Any]], totals: dict[str, Any]) -> N
     "inbox_capacity",
     default=10_000,
     show_default=True,
-    help="Frames that may wait for the pipeline; quotes conflate, others declare gaps.",
+    help="Frames that may wait for the pipeline; past a backlog, quotes conflate.",
+)
+@click.option(
+    "--inbox-overflow",
+    type=click.Choice(["pause", "drop"]),
+    default="pause",
+    show_default=True,
+    help="A full inbox: pause reading the socket (TCP slows the feed; nothing dropped) or "
+    "drop trades/depth and declare a gap (the book resyncs).",
 )
 @click.option("--checkpoint", "checkpoint_s", default=30.0, show_default=True,
               type=click.FloatRange(min=0.01), metavar="SECONDS",
@@ -800,6 +812,7 @@ def live(
     duration: float | None,
     until_idle: float | None,
     inbox_capacity: int,
+    inbox_overflow: Literal["pause", "drop"],
     checkpoint_s: float,
     warm_from: str | None,
     seed: int,
@@ -824,7 +837,7 @@ def live(
     options = LiveOptions(
         symbols=symbols, data_dir=data_dir, out_root=out, feed=feed, url=url, rest_url=rest_url,
         duration_s=duration, until_idle_s=until_idle, inbox_capacity=inbox_capacity, seed=seed,
-        roll_seconds=checkpoint_s, warm_from=warm_from,
+        roll_seconds=checkpoint_s, warm_from=warm_from, inbox_overflow=inbox_overflow,
     )  # fmt: skip
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -846,6 +859,19 @@ def live(
         console.print(
             f"[bold]{name}[/bold]: {s['n_events']:,} events, {s['n_orders']} orders, "
             f"{s['n_fills']} fills, {s['n_rejections']} rejections; run {result.run_dirs[name]}"
+        )
+        got = result.live_facts[name].get("instrument")
+        if isinstance(got, dict):  # where tick, lot and minimum came from: the venue or not
+            console.print(
+                f"  instrument: tick {got['tick']:g}, lot {got['lot']:g}, minimum notional "
+                f"{got['min_notional']:g} from {escape(str(got['source']))}"
+            )
+        inbox: Any = result.live_facts[name]["inbox"]
+        console.print(
+            f"  inbox: {inbox['queued']:,} frames queued, most waiting {inbox['high_water']:,} "
+            f"of {inbox['capacity']:,}, reading paused {inbox['pauses']:,} times for "
+            f"{inbox['paused_s']:,.1f} s, overflow {inbox['overflowed']:,} (declared gaps), "
+            f"conflated quotes {inbox['conflated']:,}"
         )
         print(f"session {name} digest {digest}", flush=True)
 
@@ -1265,7 +1291,7 @@ def train(
 
     ref = resolve_session(_one_session(session, data_dir), data_dir)
     config = _load_config(strategy, config_file, sets)
-    name = f"train--{runtime.run_id(config, ref, config['train']['seed'])}"
+    name = f"train--{runtime.run_id(config, ref, config.train.seed)}"
     out_dir = out or runtime.unique_dir(Path("reports"), name)
     check_target(out_dir, "train", force=force)
     merge = out_dir.is_dir() and run_kind(out_dir) == "train"  # keep the folder's other models
@@ -1285,7 +1311,7 @@ def train(
         )
     written = [*report.files, f"{report.strategy}.train.json"]
     console.print(f"  wrote {', '.join(written)} in {out_dir}")
-    model = (out_dir / Path(config["model"]["path"]).name).resolve()
+    model = (out_dir / Path(config.model.path).name).resolve()
     console.print(f"  replay with it: --set model.path={model}")
 
 

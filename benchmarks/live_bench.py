@@ -1,13 +1,30 @@
 """Live mode under the local feed server: receive-to-done latency, inbox depth, conflation,
-memory, per feed speed. Each point is a fresh `ticktape feed serve` and `ticktape live`.
+how frames reached the pipeline, memory. Each case is a fresh `ticktape feed serve` and
+`ticktape live` (subprocesses, as a user runs them) on the bundled BTCUSDT recording.
 
-    python benchmarks/live_bench.py --strategy obi_mlp --speeds 10,20,40,max
+The issue #11 targets, in one command (1x obi_mlp on the first 3,000 tape messages, ~20 s;
+20x obi_mlp and obi_rule on the whole tape, ~35 s each; one JSON line per case):
+
+    python benchmarks/live_bench.py
+    python benchmarks/live_bench.py --repeat 3          # each case 3 times, interleaved
+
+Other cases: STRATEGY@SPEED[:LIMIT] (LIMIT: tape messages served), e.g.
+
+    python benchmarks/live_bench.py --cases obi_mlp@10,obi_mlp@max,obi_rule@2:5000
+
+recv_to_done_ms is [p50, p99, p99.9] over the quotes and books (the decisions' events);
+`conflated` counts quotes replaced while the pipeline was behind (the issue's target at 20x:
+0); `inline`/`queued` say how many frames the network thread ran itself and how many waited
+for the consumer thread. To compare two checkouts, run this file with each one's python (or
+PYTHONPATH) alternately and compare medians: the latencies are sensitive to the host's load,
+printed as `load`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -17,6 +34,7 @@ CRYPTO = ["--set", "policy.lot=0.01", "--set", "policy.max_position=0.1", "--set
           "risk.max_position=1", "--set", "risk.max_order_size=1", "--set",
           "risk.max_notional=1e9", "--set", "policy.size=0.01"]  # fmt: skip
 BIN = Path(sys.executable).parent
+DEFAULT_CASES = "obi_mlp@1:3000,obi_mlp@20,obi_rule@20"
 
 
 def point(strategy: str, speed: str, limit: int | None, inbox: int) -> dict[str, object]:
@@ -60,28 +78,53 @@ def point(strategy: str, speed: str, limit: int | None, inbox: int) -> dict[str,
         feed.terminate()
         feed.wait()
     live, timings = manifest["live"], manifest["timings"]
-    done = live["recv_to_done_us"]
+    done, box = live["recv_to_done_us"], live["inbox"]
+    frames = box["received"] + box.get("inline", 0)  # inline frames never enter the inbox
     return {
-        "speed": speed,
+        "case": f"{strategy}@{speed}" + (f":{limit}" if limit else ""),
         "events": manifest["summary"]["n_events"],
-        "msgs_per_s": round(live["inbox"]["received"] / timings["run_s"]),
-        "recv_to_done_ms": [round(done[k] / 1e3, 2) for k in ("p50_us", "p99_us", "p99.9_us")],
-        "inbox_high_water": live["inbox"]["high_water"],
-        "conflated": live["inbox"]["conflated"],
+        "msgs_per_s": round(frames / timings["run_s"]),
+        "recv_to_done_ms": [round(done[k] / 1e3, 3) for k in ("p50_us", "p99_us", "p99.9_us")],
+        "conflated": box["conflated"],
+        "overflowed": box["overflowed"],
+        "inline": box.get("inline"),
+        "queued": box.get("queued"),
+        "inbox_high_water": box["high_water"],
         "gaps": live["normalizer"].get("gaps"),
         "peak_rss_mb": round(live["peak_rss_mb"]),
+        "load": round(os.getloadavg()[0], 2),
     }
 
 
+def _case(text: str) -> tuple[str, str, int | None]:
+    strategy, _, rest = text.partition("@")
+    speed, _, limit = rest.partition(":")
+    if not strategy or not speed:
+        raise SystemExit(f"--cases: {text!r} is not STRATEGY@SPEED[:LIMIT]")
+    return strategy, speed, int(limit) if limit else None
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--strategy", default="obi_mlp")
-    parser.add_argument("--speeds", default="10,20,40,max")
-    parser.add_argument("--limit", type=int, default=None, help="tape messages served")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--cases", default=DEFAULT_CASES, help=f"STRATEGY@SPEED[:LIMIT],... ({DEFAULT_CASES})"
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="rounds over the cases")
     parser.add_argument("--inbox", type=int, default=10_000)
+    parser.add_argument("--strategy", help="old form: with --speeds, one case per speed")
+    parser.add_argument("--speeds", help="old form, e.g. 10,20,max (with --strategy)")
+    parser.add_argument("--limit", type=int, default=None, help="old form: tape messages served")
     args = parser.parse_args()
-    for speed in args.speeds.split(","):
-        print(json.dumps(point(args.strategy, speed, args.limit, args.inbox)), flush=True)
+    if args.speeds:
+        strategy = args.strategy or "obi_mlp"
+        cases = [(strategy, speed, args.limit) for speed in args.speeds.split(",")]
+    else:
+        cases = [_case(text) for text in args.cases.split(",")]
+    for _ in range(args.repeat):
+        for strategy, speed, limit in cases:
+            print(json.dumps(point(strategy, speed, limit, args.inbox)), flush=True)
 
 
 if __name__ == "__main__":

@@ -60,7 +60,7 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
     config = apply_overrides(load_strategy(args.strategy), sets=CRYPTO)
-    kinds = [k for k in config["strategy"]["kinds"] if k in STREAMS]
+    kinds = [k for k in config.strategy.kinds if k in STREAMS]
     venue = adapter("binance", kinds)
     tape = frames(kinds, args.frames)
     with tempfile.TemporaryDirectory() as tmp:

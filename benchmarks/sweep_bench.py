@@ -30,7 +30,7 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from simulator.config import apply_overrides, load_strategy
+from simulator.config import load_strategy
 from simulator.sources.synthetic import write_synthetic_session
 from simulator.sweep import GridAxis, PoolExecutor, SerialExecutor, Sweep, SweepSpec
 from simulator.sweep.cell import CellJob, Row
@@ -41,7 +41,7 @@ def _spec(data: Path, session: str, thresholds: list[str], strategy: str) -> Swe
     return SweepSpec(
         sessions=(session,),
         data_dir=data,
-        config=apply_overrides(load_strategy(strategy), sets=[]),
+        config=load_strategy(strategy),
         axes=(GridAxis("policy.threshold", tuple(thresholds)),),
     )
 

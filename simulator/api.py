@@ -20,9 +20,10 @@ from typing import Any
 import polars as pl
 
 from simulator import runtime
-from simulator.config import Config, apply_overrides, apply_values, load_strategy
+from simulator.config import apply_overrides, apply_values, load_strategy
 from simulator.errors import DataError
 from simulator.session import SessionRef, resolve_session
+from simulator.settings import Settings
 
 STAGE_COLUMNS = ("features_ns", "inference_ns", "decision_ns", "risk_ns", "order_ns",
                  "tick_to_trade_ns", "queue_ns")  # fmt: skip
@@ -129,8 +130,9 @@ def strategy_config(
     *,
     overrides: Mapping[str, object] | None = None,
     config_file: Path | str | None = None,
-) -> Config:
-    """A strategy's whole configuration, as `replay` would use it (a plain dict)."""
+) -> Settings:
+    """A strategy's whole configuration, typed and validated, as `replay` uses it
+    (`.as_dict()` for its plain TOML-shaped view)."""
     config = apply_overrides(
         load_strategy(str(strategy)), file=None if config_file is None else Path(config_file)
     )

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Final
 
 from simulator import runtime
-from simulator.config import Config
 from simulator.errors import InvariantViolation
 from simulator.session import SessionRef
+from simulator.settings import Settings
 
 SUMMARY_FILE: Final = "summary.json"
 INDEPENDENCE: Final = (
@@ -39,7 +39,7 @@ class SessionRun:
 
 def replay_into(
     ref: SessionRef,
-    config: Config,
+    config: Settings,
     out_root: Path,
     *,
     seed: int = 0,

@@ -20,7 +20,7 @@ from time import perf_counter
 from typing import Final
 
 from simulator import errors
-from simulator.config import apply_overrides, load_strategy
+from simulator.config import load_strategy
 from simulator.engine import BOOK, KIND_CODES, QUOTE
 from simulator.errors import InvariantViolation, SimulatorError
 from simulator.features import FeatureBuffer, native
@@ -51,7 +51,7 @@ def run_case(case: str, data: str, data_dir: Path, strategy: str) -> dict[str, o
         result["feature_kernel"] = features.kernel if features is not None else None
     else:
         with tempfile.TemporaryDirectory() as tmp:
-            run = replay(session, apply_overrides(config), out_dir=Path(tmp) / "run")
+            run = replay(session, config, out_dir=Path(tmp) / "run")
         timings = run.manifest["timings"]
         if not isinstance(timings, dict):
             raise InvariantViolation("a run manifest's timings must be a dict")

@@ -3,13 +3,13 @@ TOML, then by a user TOML file (`--config`) and `--set key=value`.
 
 A strategy is `strategies/<name>.toml` or any `path/to/strategy.toml`; it holds only what it
 changes. Every key set must exist in the defaults (a typo is an error with a "did you mean"
-hint) and keeps its type. The result is a plain dict (what the manifest records and overrides
-merge into); `settings(config)` is its typed, validated view, checked at every load.
+hint) and keeps its type. Loading returns the typed, validated `Settings` (built once, at load,
+what every module reads); overrides merge into its plain view `Settings.as_dict()` and are
+validated again as a new `Settings`.
 """
 
 from __future__ import annotations
 
-import copy
 import difflib
 import json
 import math
@@ -22,7 +22,8 @@ from typing import Any
 from simulator.errors import ConfigError
 from simulator.settings import OPEN_SECTIONS, Settings, default_dict
 
-Config = dict[str, Any]
+TomlDict = dict[str, Any]
+"""A configuration as TOML-shaped data: what TOML files and overrides merge into."""
 
 STRATEGY_DIR = Path(__file__).resolve().parents[1] / "strategies"
 
@@ -51,12 +52,11 @@ def strategy_catalog(local: Path | None = None) -> list[StrategyEntry]:
     entries = []
     for path, shipped in paths:
         try:
-            config = load_strategy(str(path))
+            strategy = load_strategy(str(path)).strategy
         except ConfigError as e:
             entries.append(StrategyEntry(path.parent.name, path, shipped, f"invalid: {e}"))
             continue
-        strategy = config["strategy"]
-        entries.append(StrategyEntry(strategy["name"], path, shipped, strategy["description"]))
+        entries.append(StrategyEntry(strategy.name, path, shipped, strategy.description))
     return entries
 
 
@@ -101,7 +101,7 @@ def strategy_path(name: str) -> Path:
     )
 
 
-def load_strategy(name: str) -> Config:
+def load_strategy(name: str) -> Settings:
     """Strategy `name` (see `strategy_path`): its TOML merged over the defaults, validated.
 
     The strategy's name is its TOML's stem (the folder's name for a `strategy.toml`) unless
@@ -111,16 +111,10 @@ def load_strategy(name: str) -> Config:
     config["strategy"]["name"] = path.parent.name if path.name == "strategy.toml" else path.stem
     _merge(config, _read_toml(path), where=str(path))
     config["strategy"]["dir"] = str(path.parent)
-    settings(config)
-    return config
-
-
-def settings(config: Config) -> Settings:
-    """The typed, validated view of `config` (range errors name the key, e.g. policy.lot)."""
     return Settings.of(config)
 
 
-def _read_toml(path: Path) -> Config:
+def _read_toml(path: Path) -> TomlDict:
     try:
         return tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as e:
@@ -136,10 +130,11 @@ def parse_value(text: str) -> object:
 
 
 def apply_overrides(
-    config: Config, *, file: Path | None = None, sets: Sequence[str] = ()
-) -> Config:
-    """A copy of `config` with a TOML file's values, then each `section.key=value`, applied."""
-    merged = copy.deepcopy(config)
+    config: Settings, *, file: Path | None = None, sets: Sequence[str] = ()
+) -> Settings:
+    """`config` with a TOML file's values, then each `section.key=value`, applied; validated
+    (range errors name the key, e.g. policy.lot)."""
+    merged = config.as_dict()
     if file is not None:
         _merge(merged, _read_toml(file), where=str(file))
     for item in sets:
@@ -155,12 +150,11 @@ def apply_overrides(
             cursor = cursor.setdefault(part, {})  # type: ignore[assignment]
         cursor[parts[-1]] = parse_value(value.strip())
         _merge(merged, nested, where=f"--set {item}")
-    settings(merged)
-    return merged
+    return Settings.of(merged)
 
 
-def apply_values(config: Config, values: Mapping[str, object], *, where: str) -> Config:
-    """A copy of `config` with `values` applied: `{"section.key": value}` or nested
+def apply_values(config: Settings, values: Mapping[str, object], *, where: str) -> Settings:
+    """`config` with `values` applied: `{"section.key": value}` or nested
     `{"section": {"key": value}}` (the Python API's overrides), checked like `--set`."""
     nested: dict[str, Any] = {}
     for key, value in values.items():
@@ -169,13 +163,12 @@ def apply_values(config: Config, values: Mapping[str, object], *, where: str) ->
         for part in parts[:-1]:
             cursor = cursor.setdefault(part, {})
         cursor[parts[-1]] = value
-    merged = copy.deepcopy(config)
+    merged = config.as_dict()
     _merge(merged, nested, where=where)
-    settings(merged)
-    return merged
+    return Settings.of(merged)
 
 
-def _merge(base: Config, update: Mapping[str, Any], *, where: str, prefix: str = "") -> None:
+def _merge(base: TomlDict, update: Mapping[str, Any], *, where: str, prefix: str = "") -> None:
     for key, value in update.items():
         name = f"{prefix}{key}"
         if (

@@ -1,15 +1,18 @@
 """Instruments: tick size, lot size and minimum notional of one symbol.
 
-Recorded and live sessions alike take their instrument from the bundled table below, keyed by
-(venue, symbol), so that a live run and the replay of its recording size orders the same way
-(digest parity). A symbol the table does not know gets its venue's default; an unknown venue
-gets whole units, any price and no minimum (the simulator's behaviour before instruments).
-`from_exchange_info` reads a Binance /api/v3/exchangeInfo answer (what `ticktape feed serve`
-and the venue serve) into the same value.
+A live run reads its instrument from the venue (`from_exchange_info`: a Binance
+/api/v3/exchangeInfo answer; `from_coinbase_product`: a Coinbase product; what the venues and
+`ticktape feed serve` serve) and its recording keeps it in meta.json (`from_meta`), so the
+replay sizes orders the same way (digest parity). Other sessions, and a live run whose venue
+did not answer, take the bundled table below, keyed by (venue, symbol): a symbol it does not
+know gets its venue's default; an unknown venue gets whole units, any price and no minimum
+(the simulator's behaviour before instruments).
 """
 
 from __future__ import annotations
 
+import decimal
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -50,12 +53,39 @@ class Instrument:
         return math.floor(qty / self.lot + _EPSILON) * self.lot
 
     def round_price(self, price: float, *, up: bool) -> float:
-        """`price` on the tick grid: up (a sell's limit) or down (a buy's), never through it."""
-        if self.tick == 0.0:
+        """`price` on the tick grid: up (a sell's limit) or down (a buy's), never through it.
+
+        The answer is the float nearest the grid price written with the tick's decimals
+        (61837.63, not 61837.630000000005): a price read from the venue's decimals comes
+        back bit for bit, and one within float rounding of the grid is not moved a tick."""
+        tick = self.tick
+        if tick == 0.0:
             return price
-        ticks = price / self.tick
-        whole = math.ceil(ticks - _EPSILON) if up else math.floor(ticks + _EPSILON)
-        return whole * self.tick
+        ticks = price / tick
+        # float rounding of the division grows with the number of ticks: tolerate it
+        slack = max(_EPSILON, abs(ticks) * 1e-14)
+        whole = math.ceil(ticks - slack) if up else math.floor(ticks + slack)
+        scale, units = _grid(tick)
+        return whole * units / scale  # integers divided: the float nearest the decimal
+
+    def limit_price(self, price: float, side: int) -> float:
+        """A limit order's price on the tick, never more aggressive than asked (a buy's
+        rounded down, a sell's up); NaN when it is not a finite price > 0 (or a buy's
+        rounds to 0): the engine rejects that order as BAD_PRICE."""
+        if not 0.0 < price < math.inf:  # also NaN
+            return math.nan
+        rounded = self.round_price(price, up=side < 0)
+        return rounded if rounded > 0.0 else math.nan
+
+
+@functools.lru_cache(maxsize=64)
+def _grid(tick: float) -> tuple[float, int]:
+    """(10**d, tick * 10**d) for the d decimal places of `tick` as written (0.01: (100.0, 1),
+    0.25: (100.0, 25), 1e-08: (1e8, 1), 5.0: (1.0, 5)): a grid price is units / 10**d."""
+    exponent = decimal.Decimal(repr(tick)).normalize().as_tuple().exponent
+    places = max(0, -exponent) if isinstance(exponent, int) else 0
+    scale = 10.0**places  # exact up to 10**22
+    return scale, round(tick * scale)
 
 
 # (tick, lot, min_notional) per venue default and per (venue, SYMBOL); Binance spot values
@@ -118,3 +148,20 @@ def from_exchange_info(info: Mapping[str, Any], symbol: str) -> Instrument:
             raise ConfigError(f"exchangeInfo {symbol}: bad or missing filter ({e})") from None
         return Instrument(symbol.upper(), tick, lot, min_notional)
     raise ConfigError(f"exchangeInfo has no symbol {symbol.upper()}")
+
+
+def from_coinbase_product(product: Mapping[str, Any], product_id: str) -> Instrument:
+    """A Coinbase product: Advanced Trade's GET /api/v3/brokerage/market/products/<id>
+    (`price_increment`, `base_increment`, `quote_min_size`) or the Exchange API's GET
+    /products/<id> (`quote_increment` is its price tick, `min_market_funds`)."""
+    wanted = product_id.upper()
+    named = product.get("product_id", product.get("id"))
+    if str(named).upper() != wanted:
+        raise ConfigError(f"Coinbase product answer names {named!r}, not {wanted}")
+    try:
+        tick = float(product.get("price_increment") or product["quote_increment"])
+        lot = float(product["base_increment"])
+        minimum = product.get("quote_min_size") or product.get("min_market_funds") or 0.0
+        return Instrument(wanted, tick, lot, float(minimum))
+    except (KeyError, TypeError, ValueError) as e:
+        raise ConfigError(f"Coinbase product {wanted}: bad or missing field ({e!r})") from None

@@ -35,13 +35,15 @@ class PluginSpec:
 
     ref: str
     params: Mapping[str, Any] = field(default_factory=dict)
+    table: bool = False  # written as a table (kept so the resolved config reads as written)
 
     @classmethod
     def of(cls, raw: object, key: str) -> PluginSpec:
         if isinstance(raw, str):
             return cls(ref=raw)
         if isinstance(raw, Mapping) and isinstance(raw.get("class"), str):
-            return cls(ref=raw["class"], params={k: v for k, v in raw.items() if k != "class"})
+            params = {k: v for k, v in raw.items() if k != "class"}
+            return cls(ref=raw["class"], params=params, table=True)
         raise ConfigError(
             f'{key} must be "file.py:Class", "package.module:Class" or a table '
             f'{{ class = "...", parameter = value }}; found {raw!r}'

@@ -247,14 +247,32 @@ class ObiRulePolicy(TargetPolicy):
 
     `decide` inlines the sizer's rule (same comparisons; tests compare them): a second Python
     call per event would cost ~10% of this light pipeline's event (STYLE B0).
+
+    With `max_notional` > 0 a buy is also at most max_notional / mid, rounded DOWN to the lot
+    (quote-currency sizing, as the threshold policy's); a NaN or non-positive mid then holds,
+    and a cap under one lot buys nothing. The sell to flat is never capped.
+
+    With `min_notional` > 0 (the instrument's minimum order value) a long position worth less
+    than it counts as flat: the venue would refuse to sell it (MIN_NOTIONAL), so the rule
+    buys on top of it rather than asking to sell it on every event.
     """
 
-    __slots__ = ("_buy_above", "_long_above", "_sell_below", "_size", "sizer")
+    __slots__ = ("_buy_above", "_long_above", "_lot", "_max_notional", "_min_notional",
+                 "_sell_below", "_size", "sizer")  # fmt: skip
 
     def __init__(
-        self, threshold: float, size: float, lot: float, *, obi_output: int | None = None
+        self,
+        threshold: float,
+        size: float,
+        lot: float,
+        *,
+        obi_output: int | None = None,
+        max_notional: float = 0.0,
+        min_notional: float = 0.0,
     ) -> None:
         self.sizer = sizer = LongOnlyRuleSizer(threshold, size)
+        for name, value in (("max_notional", max_notional), ("min_notional", min_notional)):
+            _require(0.0 <= value < math.inf, "ObiRulePolicy", name, value, ">= 0")
         if obi_output is None:
             super().__init__(sizer.target, lot)
             self._buy_above, self._sell_below = sizer._buy_above, sizer._sell_below
@@ -262,6 +280,7 @@ class ObiRulePolicy(TargetPolicy):
             super().__init__(sizer.target_obi, lot, obi_output)
             self._buy_above, self._sell_below = sizer.threshold, -sizer.threshold
         self._long_above, self._size = sizer._long_above, sizer.size
+        self._lot, self._max_notional, self._min_notional = lot, max_notional, min_notional
 
     def decide(self, outputs: npt.NDArray[np.float64], view: StrategyView) -> Sequence[Intent]:
         if outputs is not self._array:
@@ -269,8 +288,19 @@ class ObiRulePolicy(TargetPolicy):
         position = view.position
         x = self._view[0]
         is_long = position > self._long_above
+        if is_long and self._min_notional > 0.0 and position * view.mid < self._min_notional:
+            is_long = False  # dust the venue would not take (a NaN mid: long, as before)
         if x > self._buy_above and not is_long:
             target = self._size
+            if self._max_notional > 0.0:
+                mid = view.mid
+                if not mid > 0.0:  # no price to size by (NaN too): hold
+                    self.target = position
+                    return NO_INTENTS
+                lot = self._lot
+                cap = math.floor(self._max_notional / mid / lot + _LOT_EPSILON) * lot
+                if cap < target:
+                    target = cap
         elif x < self._sell_below and is_long:
             target = 0.0
         else:  # hold: the target is the position, nothing to send
@@ -282,6 +312,3 @@ class ObiRulePolicy(TargetPolicy):
         if (delta >= half or -delta >= half) and not view.order_in_flight:
             return (MarketOrder(Side.BUY if delta > 0 else Side.SELL, abs(delta)),)
         return NO_INTENTS
-
-
-POLICY_KINDS = ("threshold", "obi_rule")

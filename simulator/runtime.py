@@ -20,7 +20,6 @@ import pyarrow.parquet as pq
 
 from simulator import instruments
 from simulator.clock import SimClock, WallClock
-from simulator.config import Config, settings
 from simulator.engine import Engine, EngineState, Pipeline
 from simulator.engine_live import LiveEngine, RecordedStamp
 from simulator.engine_timed import SimulatedTime, TimeModel
@@ -35,7 +34,7 @@ from simulator.models.breaker import CircuitBreaker
 from simulator.models.precomputed import PrecomputedRunner
 from simulator.models.rule import SIGNAL_OUTPUT, RuleRunner
 from simulator.plugins import Requirement, build, load_class
-from simulator.policies import POLICY_KINDS, ObiRulePolicy, ThresholdPolicy
+from simulator.policies import ObiRulePolicy, ThresholdPolicy
 from simulator.portfolio import Portfolio
 from simulator.protocols import FeatureStage, ModelRunner, Policy, RiskCheck
 from simulator.recording import STAGES, RunRecorder, RunTables, write_manifest
@@ -53,7 +52,14 @@ from simulator.risk import (
     StaleData,
 )
 from simulator.session import SessionRef, resolve_session
-from simulator.settings import PolicySection, RiskSection
+from simulator.settings import (
+    LatencySection,
+    ModelSection,
+    PolicySection,
+    RiskSection,
+    Settings,
+    VenueSection,
+)
 from simulator.sources.recorded import (
     ParquetSource,
     file_time_span,
@@ -85,7 +91,7 @@ class RunResult:
         return summary
 
 
-def session_sources(session: SessionRef, config: Config) -> tuple[list[ParquetSource], int]:
+def session_sources(session: SessionRef, config: Settings) -> tuple[list[ParquetSource], int]:
     """The session's sources for the strategy's kinds, in priority order, and the book depth.
 
     A live recording is consumed in its recorded order, (ts_recv, seq) with seq counted
@@ -112,13 +118,13 @@ def recorded_event_sources(session: SessionRef) -> list[TableSource]:
     ]
 
 
-def warming(history: SessionRef, config: Config, staged: StagedPipeline) -> Callable[[], None]:
+def warming(history: SessionRef, config: Settings, staged: StagedPipeline) -> Callable[[], None]:
     """What a run's `begin()` calls to warm `staged` from `history` (simulator/warm.py): its
     events in replay order, its timer ticks included."""
 
     def run() -> None:
         sources, _ = session_sources(history, config)
-        timers = timer_source(sources, config["strategy"]["timer_ms"])
+        timers = timer_source(sources, config.strategy.timer_ms)
         extra = [timers] if timers is not None else []
         warm(staged.pipeline.features, staged.pipeline.runner, [*sources, *extra])
 
@@ -140,15 +146,15 @@ def recorded_decisions(session: SessionRef) -> dict[int, int]:
     return dict(zip(index, table.column("ts_decision").to_pylist(), strict=True))
 
 
-def session_kinds(session: SessionRef, config: Config) -> tuple[list[str], int]:
+def session_kinds(session: SessionRef, config: Settings) -> tuple[list[str], int]:
     """The strategy's kinds that the session has, in priority order, and the book depth."""
-    wanted = list(config["strategy"]["kinds"])
+    wanted = list(config.strategy.kinds)
     if "book" in wanted and "book" not in session.files and "quotes" in session.files:
         wanted[wanted.index("book")] = "quotes"  # an L1 session: quotes stand in for the book
     if "quotes" in wanted and "quotes" not in session.files and "book" in session.files:
         wanted[wanted.index("quotes")] = "book"
     kinds = [k for k in wanted if k in session.files]
-    if config["venue"]["queue"] == "l3_fifo" and "orders" not in kinds:
+    if config.venue.queue == "l3_fifo" and "orders" not in kinds:
         raise DataError(
             f"venue.queue 'l3_fifo' needs order-level data: add \"orders\" to strategy.kinds "
             f"and replay a session that has orders.parquet (LOBSTER imports do); session "
@@ -157,7 +163,7 @@ def session_kinds(session: SessionRef, config: Config) -> tuple[list[str], int]:
     if not any(k in ("quotes", "book") for k in kinds):
         raise DataError(
             f"session {session.name} has {sorted(session.files)}; strategy "
-            f"'{config['strategy']['name']}' needs quotes or a book"
+            f"'{config.strategy.name}' needs quotes or a book"
         )
     levels = 1
     if "book" in kinds:
@@ -175,11 +181,10 @@ def timer_source(sources: list[ParquetSource], interval_ms: float) -> TimerSourc
     return TimerSource(start, end, int(interval_ms * MS), priority=len(sources))
 
 
-def build_features(config: Config, levels: int) -> FeatureBuffer | MixedFeatures:
+def build_features(config: Settings, levels: int) -> FeatureBuffer | MixedFeatures:
     """The built-in buffer, mixed with the user's feature classes when the strategy has some."""
-    typed = settings(config)
-    base = Path(typed.strategy.dir)
-    return build_feature_stage(typed.features.names, typed.features.plugins, base=base,
+    base = Path(config.strategy.dir)
+    return build_feature_stage(config.features.names, config.features.plugins, base=base,
                                levels=levels)  # fmt: skip
 
 
@@ -196,21 +201,21 @@ def _require_trades_if_needed(
 
 
 def build_runner(
-    section: Config, features: FeatureBuffer | MixedFeatures, strategy_dir: Path
+    section: ModelSection, features: FeatureBuffer | MixedFeatures, strategy_dir: Path
 ) -> ModelRunner:
-    kind = section["kind"]
+    kind = section.kind
     n = len(features.names)
-    path = strategy_dir / section["path"] if section.get("path") else None
+    path = strategy_dir / section.path if section.path else None
     if kind == "rule":
-        name = section["feature"]
+        name = section.feature
         if name not in features.names:
             raise ConfigError(f"model.feature '{name}' is not computed; features: {features.names}")
         return RuleRunner(features.names.index(name))
     if path is None or not path.exists():
-        raise ConfigError(f"model.path '{section.get('path')}' not found under {strategy_dir}")
+        raise ConfigError(f"model.path '{section.path}' not found under {strategy_dir}")
     if kind in ("onnx", "torch"):
         return _shaped_runner(section, path, n)
-    if section["outputs"] or section["window"]:
+    if section.outputs or section.window:
         raise ConfigError(
             "model.outputs and model.window apply to ONNX and TorchScript (kind torch) models; "
             f"model.kind is '{kind}'"
@@ -218,52 +223,50 @@ def build_runner(
     if kind == "gru":
         from simulator.models.torch_runner import StatefulTorchRunner
 
-        return StatefulTorchRunner(path, n, int(section["hidden_size"]))
+        return StatefulTorchRunner(path, n, section.hidden_size)
     if kind == "precomputed":
         return PrecomputedRunner.from_file(path)
-    raise ConfigError(
-        f"model.kind '{kind}' unknown; expected rule, onnx, torch, gru or precomputed"
-    )
+    raise InvariantViolation(f"model.kind '{kind}' passed the settings' check")
 
 
-def _shaped_runner(section: Config, path: Path, n: int) -> ModelRunner:
+def _shaped_runner(section: ModelSection, path: Path, n: int) -> ModelRunner:
     """An ONNX or TorchScript runner: [1, n] or a window, any number of outputs."""
     # imported here: onnxruntime and torch load only for the strategies that use them
-    if section["kind"] == "onnx":
+    if section.kind == "onnx":
         from simulator.models.onnx_runner import OnnxRunner as Runner
     else:
         from simulator.models.torch_runner import TorchRunner as Runner  # type: ignore[assignment]
     try:
-        return Runner(path, n, outputs=section["outputs"], window=section["window"])
+        return Runner(path, n, outputs=section.outputs, window=section.window)
     except ModelError as e:  # name the key; the message names the file and what is wrong
-        raise ConfigError(f"model.path '{section['path']}': {e}") from e
+        raise ConfigError(f"model.path '{section.path}': {e}") from e
 
 
 def build_policy(
-    section: Config, model_kind: str = "rule", instrument: Instrument = WHOLE_UNITS
+    section: PolicySection, model_kind: str = "rule", instrument: Instrument = WHOLE_UNITS
 ) -> Policy:
     """The decision policy of the [policy] section (a built-in, by `kind`). obi_rule on the
     rule model compares the rule's signal (the float64 imbalance), not p. `policy.lot = 0`
     takes the instrument's lot."""
-    lot = section["lot"] or instrument.lot
-    if section["kind"] == "obi_rule":
+    lot = section.lot or instrument.lot
+    if section.kind == "obi_rule":
         return ObiRulePolicy(
-            threshold=section["threshold"],
-            size=section["size"],
+            threshold=section.threshold,
+            size=section.size,
             lot=lot,
             obi_output=SIGNAL_OUTPUT if model_kind == "rule" else None,
+            max_notional=section.max_notional,
+            min_notional=instrument.min_notional,
         )
-    if section["kind"] == "threshold":
+    if section.kind == "threshold":
         return ThresholdPolicy(
-            threshold=section["threshold"],
-            max_position=section["max_position"],
+            threshold=section.threshold,
+            max_position=section.max_position,
             lot=lot,
-            exponent=section["exponent"],
-            max_notional=section.get("max_notional", 0.0),
+            exponent=section.exponent,
+            max_notional=section.max_notional,
         )
-    raise ConfigError(
-        f"policy.kind '{section['kind']}' unknown; expected {' or '.join(POLICY_KINDS)}"
-    )
+    raise InvariantViolation(f"policy.kind '{section.kind}' passed the settings' check")
 
 
 POLICY_NEEDS = Requirement(stage="policy", methods=("decide", "reset"))
@@ -287,76 +290,68 @@ def user_risk_checks(section: RiskSection, base: Path) -> list[RiskCheck]:
 
 
 def build_risk(
-    section: Config, user: Sequence[RiskCheck] = (), instrument: Instrument = WHOLE_UNITS
+    section: RiskSection, user: Sequence[RiskCheck] = (), instrument: Instrument = WHOLE_UNITS
 ) -> RiskChain:
     """The built-in chain (unless risk.builtins = false), then the user's checks; the
     minimum-notional check only where the instrument has a minimum."""
     minimum = [MinNotional(instrument.min_notional)] if instrument.min_notional > 0 else []
-    if not section.get("builtins", True):
+    if not section.builtins:
         return RiskChain(list(user))
     return RiskChain(
         [  # the state of the world first (data, kill switch, model), then the order's limits
             FeedHealth(),
-            StaleData(int(section["stale_after_ms"] * MS)),
-            KillSwitch(max_drawdown=section["max_drawdown"], daily_loss=section["daily_loss"]),
+            StaleData(int(section.stale_after_ms * MS)),
+            KillSwitch(max_drawdown=section.max_drawdown, daily_loss=section.daily_loss),
             ModelHealth(),
-            MaxOrderSize(section["max_order_size"]),
-            MaxPosition(section["max_position"]),
-            MaxNotional(section["max_notional"]),
+            MaxOrderSize(section.max_order_size),
+            MaxPosition(section.max_position),
+            MaxNotional(section.max_notional),
             *minimum,
-            PriceCollar(section["price_collar_bps"]),
-            OrderRateLimit(section["max_orders"], int(section["rate_window_ms"] * MS)),
+            PriceCollar(section.price_collar_bps),
+            OrderRateLimit(section.max_orders, int(section.rate_window_ms * MS)),
             *user,
         ]
     )
 
 
 def build_time_model(
-    section: Config, seed: int, wrap: Callable[[ServiceModel], ServiceModel] | None = None
+    section: LatencySection, seed: int, wrap: Callable[[ServiceModel], ServiceModel] | None = None
 ) -> TimeModel | None:
     """The simulated-time model of the [latency] section (its service model wrapped by
     `wrap` when given); None for the plain zero model with nothing to wrap."""
-    conflation = section["conflation"]
-    if conflation not in ("all", "latest"):
-        raise ConfigError(f"latency.conflation '{conflation}' unknown; expected all or latest")
-    if section["queue_bound"] < 0:
-        raise ConfigError(f"latency.queue_bound must be >= 0; found {section['queue_bound']}")
-    plain = (section["model"] == "zero" and section["feed_us"] == 0 and conflation == "all"
-             and section["queue_bound"] == 0 and section["scheduler"] == "server")  # fmt: skip
+    plain = (section.model == "zero" and section.feed_us == 0 and section.conflation == "all"
+             and section.queue_bound == 0 and section.scheduler == "server")  # fmt: skip
     if plain and wrap is None:
         return None
-    service = parse_service_model(section["model"], seed=seed)
+    service = parse_service_model(section.model, seed=seed)
     return TimeModel(
         service=service if wrap is None else wrap(service),
-        feed_ns=round(section["feed_us"] * US),
-        conflate_latest=conflation == "latest",
-        queue_bound=int(section["queue_bound"]),
-        pipelined=section["scheduler"] == "pipelined",
+        feed_ns=round(section.feed_us * US),
+        conflate_latest=section.conflation == "latest",
+        queue_bound=section.queue_bound,
+        pipelined=section.scheduler == "pipelined",
     )
 
 
-def build_venue(section: Config) -> SimVenue:
-    if section["latency"] == "zero":
-        latency: ZeroLatency | FixedLatency = ZeroLatency()
-    elif section["latency"] == "fixed":
-        latency = FixedLatency(int(section["entry_us"] * US), int(section["response_us"] * US))
-    else:
-        raise ConfigError(f"venue.latency '{section['latency']}' unknown; expected zero or fixed")
+def build_venue(section: VenueSection) -> SimVenue:
+    latency: ZeroLatency | FixedLatency = ZeroLatency()
+    if section.latency == "fixed":
+        latency = FixedLatency(int(section.entry_us * US), int(section.response_us * US))
     return SimVenue(
         latency=latency,
-        taker_fee_bps=section["taker_fee_bps"],
-        maker_fee_bps=section["maker_fee_bps"],
-        depth=section["depth"],
-        queue=section["queue"],
-        queue_power=section["queue_power"],
-        lot_size=section["lot_size"],
-        partial_fills=section["partial_fills"],
+        taker_fee_bps=section.taker_fee_bps,
+        maker_fee_bps=section.maker_fee_bps,
+        depth=section.depth,
+        queue=section.queue,
+        queue_power=section.queue_power,
+        lot_size=section.lot_size,
+        partial_fills=section.partial_fills,
     )
 
 
-def run_id(config: Config, session: SessionRef, seed: int) -> str:
+def run_id(config: Settings, session: SessionRef, seed: int) -> str:
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", session.name.strip("/"))[-60:]
-    return f"{config['strategy']['name']}--{slug}--seed{seed}"
+    return f"{config.strategy.name}--{slug}--seed{seed}"
 
 
 def unique_dir(root: Path, name: str) -> Path:
@@ -378,7 +373,7 @@ class StagedPipeline:
 
 
 def build_pipeline(
-    config: Config,
+    config: Settings,
     levels: int,
     clock: SimClock | WallClock,
     *,
@@ -389,8 +384,8 @@ def build_pipeline(
     objects for replay, stress and live; `instrument` gives the lot and minimum notional."""
     stage = build_features(config, levels)
     features: FeatureStage = stage
-    strategy_dir = Path(config["strategy"]["dir"])
-    runner = build_runner(config["model"], stage, strategy_dir)
+    strategy_dir = Path(config.strategy.dir)
+    runner = build_runner(config.model, stage, strategy_dir)
     width = getattr(runner, "n_outputs", 1)  # the fallback answers with as many outputs
     window = getattr(runner, "window", 0)
     if window:  # a sequence model: the stage hands it the last W vectors, flat
@@ -399,8 +394,8 @@ def build_pipeline(
         runner = wrap_model(runner)
     health: Callable[[], bool] = lambda: True  # noqa: E731
     breaker: CircuitBreaker | None = None
-    if config["breaker"]["enabled"]:
-        index = _fallback_index(settings(config).breaker.fallback, features)
+    if config.breaker.enabled:
+        index = _fallback_index(config.breaker.fallback, features)
         if window:  # the fallback reads the newest vector: the window's last row
             index += (window - 1) * len(features.names)
         fallback = RuleRunner(index, width=width)
@@ -408,19 +403,20 @@ def build_pipeline(
             runner,
             fallback,
             clock=clock,
-            latency_budget_ns=int(config["breaker"]["latency_budget_us"] * US) or None,
-            max_violations=config["breaker"]["max_violations"],
-            cooldown_ns=int(config["breaker"]["cooldown_ms"] * MS),
+            latency_budget_ns=int(config.breaker.latency_budget_us * US) or None,
+            max_violations=config.breaker.max_violations,
+            cooldown_ns=int(config.breaker.cooldown_ms * MS),
         )
         runner, health = breaker, lambda: not breaker.is_open
-    typed = settings(config)
     policy = (
-        build_user_policy(typed.policy, strategy_dir)
-        if typed.policy.cls
-        else build_policy(config["policy"], config["model"]["kind"], instrument)
+        build_user_policy(config.policy, strategy_dir)
+        if config.policy.cls
+        else build_policy(config.policy, config.model.kind, instrument)
     )
-    risk = build_risk(config["risk"], user_risk_checks(typed.risk, strategy_dir), instrument)
-    pipeline = Pipeline(features=features, runner=runner, policy=policy, risk=risk)
+    risk = build_risk(config.risk, user_risk_checks(config.risk, strategy_dir), instrument)
+    pipeline = Pipeline(
+        features=features, runner=runner, policy=policy, risk=risk, instrument=instrument
+    )
     return StagedPipeline(pipeline, stage, health, breaker)
 
 
@@ -448,7 +444,7 @@ class ReplayHooks:
 
 def replay(
     session: SessionRef,
-    config: Config,
+    config: Settings,
     *,
     out_dir: Path,
     seed: int = 0,
@@ -464,11 +460,7 @@ def replay(
         kinds, levels = session_kinds(session, config)
         sources = hooks.open_sources(session, kinds)
     recorded = recorded_event_sources(session)
-    timers = (
-        None
-        if is_live_recording(session)
-        else timer_source(sources, config["strategy"]["timer_ms"])
-    )
+    timers = None if is_live_recording(session) else timer_source(sources, config.strategy.timer_ms)
     total = sum(open_parquet(s.path).metadata.num_rows for s in sources) + len(timers or ())
     total += sum(len(r) for r in recorded)
     clock = SimClock()
@@ -482,10 +474,10 @@ def replay(
     _require_trades_if_needed(staged.features, sources, session)
     pipeline, health, breaker = staged.pipeline, staged.health, staged.breaker
     # every setting is checked before the recorder creates out_dir and starts its thread
-    venue = build_venue(config["venue"])
-    replayed = config["latency"]["model"] == "recorded"
+    venue = build_venue(config.venue)
+    replayed = config.latency.model == "recorded"
     decisions = recorded_decisions(session) if replayed else {}
-    time_model = None if replayed else build_time_model(config["latency"], seed, hooks.wrap_service)
+    time_model = None if replayed else build_time_model(config.latency, seed, hooks.wrap_service)
     recorder = RunRecorder(out_dir)
     portfolio = Portfolio()
     parts: dict[str, Any] = {
@@ -499,7 +491,7 @@ def replay(
         "model_healthy": health,
         "progress": None if progress is None else (lambda n: progress(n, total)),
         "time_zone": session.time_zone,
-        "decide_per_timestamp": config["strategy"]["decide"] == "timestamp",
+        "decide_per_timestamp": config.strategy.decide == "timestamp",
     }
     if "warm_from" in session.meta:  # a live session warmed from history: replay it warmed
         data_dir = session.directory.parents[2]  # <data>/<venue>/<SYMBOL>/<start>
@@ -530,7 +522,7 @@ def replay(
             portfolio=portfolio,
             breaker=breaker,
             digest=digest,
-            latency_model=config["latency"]["model"],
+            latency_model=config.latency.model,
             timings={"load_s": loaded - started, "run_s": ran - loaded},
         ),
         summary_extra=hooks.summary() if hooks.summary is not None else {},
@@ -553,7 +545,7 @@ class RunOutcome:
 
     out_dir: Path
     session: str
-    config: Config
+    config: Settings
     seed: int
     state: EngineState
     recorder: RunRecorder
@@ -581,8 +573,8 @@ def write_run(
     run_s = outcome.timings["run_s"]
     manifest: dict[str, object] = {
         "session": outcome.session,
-        "strategy": outcome.config["strategy"]["name"],
-        "config": outcome.config,
+        "strategy": outcome.config.strategy.name,
+        "config": outcome.config.as_dict(),
         "seed": outcome.seed,
         "versions": versions(),
         "timings": {**outcome.timings, "events_per_s": state.n_events / max(run_s, 1e-9)},
@@ -609,7 +601,7 @@ class LiveParts:
 
 
 def build_live(
-    config: Config,
+    config: Settings,
     levels: int,
     run_dir: Path,
     *,
@@ -630,7 +622,7 @@ def build_live(
         clock=clock,
         market=market,
         pipeline=staged.pipeline,
-        venue=build_venue(config["venue"]),
+        venue=build_venue(config.venue),
         portfolio=portfolio,
         recorder=recorder,
         model_healthy=staged.health,

@@ -19,6 +19,7 @@ from simulator.plugins import PluginSpec
 from simulator.types import KINDS, QUEUE_MODELS
 
 MODEL_KINDS = ("rule", "onnx", "torch", "gru", "precomputed")
+POLICY_KINDS = ("threshold", "obi_rule")  # the built-in policies (simulator.policies)
 
 
 def _fail(key: str, expected: str, value: object) -> None:
@@ -63,15 +64,9 @@ class _Section:
         """TOML values as the fields' types (subclasses with richer fields)."""
         return _tuples(values)
 
-    @classmethod
-    def defaults(cls) -> dict[str, Any]:
-        """The section's defaults as TOML values (what strategy TOMLs are merged over)."""
-        return _field_defaults(cls)
-
-
-def _field_defaults(kind: type[Any]) -> dict[str, Any]:
-    default = kind()
-    return {f.name: _plain(getattr(default, f.name)) for f in dataclasses.fields(kind)}
+    def as_dict(self) -> dict[str, Any]:
+        """The section as TOML values: `typed`'s inverse (lists, plug-ins as named)."""
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
 
 
 def _tuples(values: dict[str, Any]) -> dict[str, Any]:
@@ -170,7 +165,7 @@ class PolicySection(_Section):
 
     SECTION: ClassVar[str] = "policy"
     RULES: ClassVar[tuple[Rule, ...]] = (
-        ("kind", *_one_of("threshold", "obi_rule")),
+        ("kind", *_one_of(*POLICY_KINDS)),
         ("size", _positive, "a finite number > 0"),
         ("max_position", _positive, "a finite number > 0"),
         ("lot", _non_negative, "a finite number >= 0 (0: the instrument's lot)"),
@@ -184,7 +179,7 @@ class PolicySection(_Section):
     max_position: float = 10.0  # threshold: size at full confidence
     lot: float = 0.0  # 0: the instrument's lot (whole shares, 0.00001 BTC)
     exponent: float = 1.0
-    max_notional: float = 0.0  # threshold: > 0 caps that size at max_notional / mid
+    max_notional: float = 0.0  # > 0: the size (threshold: at full confidence) <= it / mid
     cls: str = ""  # TOML `class`: the user's policy, "file.py:Class" (then `kind` is unused)
     params: Mapping[str, Any] = field(default_factory=dict)  # the other keys, for its __init__
 
@@ -199,9 +194,10 @@ class PolicySection(_Section):
         own = _tuples({k: v for k, v in values.items() if k in known})
         return {**own, "cls": ref, "params": params}
 
-    @classmethod
-    def defaults(cls) -> dict[str, Any]:
-        out = _field_defaults(cls)
+    def as_dict(self) -> dict[str, Any]:
+        if self.cls:  # the user's policy: its reference, then its parameters
+            return {"class": self.cls, **_plain_map(self.params)}
+        out = _Section.as_dict(self)
         del out["params"]
         out["class"] = out.pop("cls")
         return out
@@ -329,7 +325,9 @@ class LatencySection(_Section):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
-    """A whole strategy configuration, typed. Build it with `Settings.of(config_dict)`."""
+    """A whole strategy configuration, typed: what `simulator.config.load_strategy` returns and
+    every module reads. `Settings.of(toml_dict)` builds and validates it; `as_dict()` is the
+    way back to the plain TOML-shaped dict."""
 
     strategy: StrategySection = field(default_factory=StrategySection)
     features: FeaturesSection = field(default_factory=FeaturesSection)
@@ -350,6 +348,12 @@ class Settings:
             sections[f.name] = kind(**kind.typed(dict(config.get(f.name, {}))))
         return cls(**sections)
 
+    def as_dict(self) -> dict[str, dict[str, Any]]:
+        """The whole configuration as a plain TOML-shaped dict, `Settings.of`'s inverse: the
+        one place a typed configuration becomes data again (the manifest records it, the
+        `--set` / `--config` overrides and sweep cells merge into it, content keys hash it)."""
+        return {f.name: getattr(self, f.name).as_dict() for f in dataclasses.fields(self)}
+
 
 SECTIONS: dict[str, type[Any]] = {
     "strategy": StrategySection,
@@ -368,7 +372,7 @@ SECTIONS: dict[str, type[Any]] = {
 def default_dict() -> dict[str, dict[str, Any]]:
     """The defaults as a plain TOML-shaped dict (lists, not tuples): what a strategy TOML,
     `--config` and `--set` are merged over, key by key."""
-    return {name: kind.defaults() for name, kind in SECTIONS.items()}
+    return Settings().as_dict()
 
 
 OPEN_SECTIONS = frozenset({"policy"})
@@ -377,4 +381,17 @@ and every other key of it is a parameter of that class."""
 
 
 def _plain(value: object) -> object:
-    return list(value) if isinstance(value, tuple) else value
+    """A field's value as TOML writes it: lists for tuples, a plug-in as its reference (a
+    table when it has parameters), fresh containers (the frozen value is never shared)."""
+    if isinstance(value, PluginSpec):
+        table = value.table or bool(value.params)
+        return {"class": value.ref, **_plain_map(value.params)} if table else value.ref
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return _plain_map(value)
+    return value
+
+
+def _plain_map(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: _plain(v) for key, v in values.items()}

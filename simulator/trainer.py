@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from simulator.config import Config, settings
 from simulator.errors import ConfigError, DataError
 from simulator.features import features_frame, session_events, warmup
 from simulator.features.user import MixedFeatures
@@ -58,7 +57,7 @@ def make_labels(mid: npt.NDArray[np.float64], horizon: int) -> npt.NDArray[np.in
 
 
 def training_set(
-    session: SessionRef, config: Config, horizon: int, *, ties_down: bool = False
+    session: SessionRef, config: Settings, horizon: int, *, ties_down: bool = False
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], int, int, tuple[str, ...]]:
     """(X, y, events, unlabelled, feature names) over the mid updates with ready features."""
     sources, levels = session_sources(session, config)
@@ -94,28 +93,27 @@ def training_set(
 
 def train_strategy(
     session: SessionRef,
-    config: Config,
+    config: Settings,
     *,
     out_dir: Path,
     progress: Callable[[str], None] = lambda _: None,
 ) -> TrainReport:
     """Train, export `<model>.onnx` and `<model>.pt` into `out_dir` (created) and write
     `<strategy>.train.json` there (metrics, the library versions that made the bytes)."""
-    typed = settings(config)
-    if typed.model.kind not in ("onnx", "torch", "gru"):
-        raise ConfigError(f"strategy '{typed.strategy.name}' has no model to train")
+    if config.model.kind not in ("onnx", "torch", "gru"):
+        raise ConfigError(f"strategy '{config.strategy.name}' has no model to train")
     progress("computing features")
-    ties_down = typed.model.kind == "gru"
+    ties_down = config.model.kind == "gru"
     x, y, n_events, unlabelled, names = training_set(
-        session, config, typed.train.horizon, ties_down=ties_down
+        session, config, config.train.horizon, ties_down=ties_down
     )
     if len(y) < 100:
         raise DataError(f"session {session.name}: only {len(y)} labelled samples; need >= 100")
     progress(f"training on {len(y):,} samples")
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem = out_dir / Path(typed.model.path).with_suffix("").name
-    fitted = _fit_and_export(x, y, typed, stem)
-    return _report(typed, session, n_events, len(y), unlabelled, names, fitted, out_dir)
+    stem = out_dir / Path(config.model.path).with_suffix("").name
+    fitted = _fit_and_export(x, y, config, stem)
+    return _report(config, session, n_events, len(y), unlabelled, names, fitted, out_dir)
 
 
 def _fit_and_export(

@@ -113,6 +113,7 @@ class RejectReason(IntEnum):
     MODEL_HEALTH = 8
     FEED_DOWN = 9  # live: the feed is disconnected or the local book is resyncing
     MIN_NOTIONAL = 10  # qty x price under the instrument's minimum notional
+    BAD_PRICE = 11  # a limit price that is not a finite number > 0 (the engine's own check)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

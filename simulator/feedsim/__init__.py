@@ -6,6 +6,7 @@ Apart from the live client (simulator.live), which they exercise:
   faults           the seeded fault schedule (LIVE.md 6b) and its log
   rest             the REST stub: /api/v3/depth from the server's own book, /time, /exchangeInfo
   server           `ticktape feed serve`: the Binance websocket + REST server
-  coinbase_tape / coinbase_server
-                   the same for Coinbase Advanced Trade (`feed serve --venue coinbase`)
+  coinbase_tape / coinbase_rest / coinbase_server
+                   the same for Coinbase Advanced Trade (`feed serve --venue coinbase`);
+                   its REST side answers the products (tick, lot, minimum order value)
 """

@@ -16,6 +16,9 @@ Pacing: `speed` N follows the recorded receive-time deltas N times faster; None 
 pauses while no client is subscribed. `drop_sequence_at=N` skips, on each connection, the first
 recorded envelope numbered N or more, so the client sees a `sequence_num` jump. At the end
 every connection is closed with 1001 "end of recording".
+
+HTTP GETs on the same port under /api/ get REST answers (coinbase_rest.py: the products, with
+their tick, lot and minimum order value, which the live client reads at start).
 """
 
 from __future__ import annotations
@@ -31,8 +34,10 @@ from typing import Any, Final
 import orjson
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
 
 from simulator.errors import ConfigError, InvariantViolation
+from simulator.feedsim.coinbase_rest import ProductsApi
 from simulator.feedsim.coinbase_tape import (
     CoinbaseRecord,
     ReplayBooks,
@@ -43,6 +48,7 @@ from simulator.feedsim.server import (
     FeedOptions,
     FeedSummary,
     ServerLifecycle,
+    http_response,
     in_background,
     serve_until_signal,
 )
@@ -109,6 +115,7 @@ class CoinbaseFeedServer(ServerLifecycle):
         self._drop_at = drop_sequence_at
         self._timeouts = (subscribe_timeout_s, settle_s)
         self._books = ReplayBooks()
+        self._products = ProductsApi(records)
         self._applied = -1  # index of the last record the books hold
         self._timestamp = records[0].timestamp  # of synthesized envelopes
         self._clients: dict[ServerConnection, _Client] = {}
@@ -123,6 +130,7 @@ class CoinbaseFeedServer(ServerLifecycle):
         self.snapshots_made = 0
         self.dropped = 0  # envelopes skipped by drop_sequence_at
         self.errors_sent = 0  # bad requests answered with an error message
+        self.http_requests = 0
 
     async def start(self) -> None:
         host, port = self._bind
@@ -130,6 +138,7 @@ class CoinbaseFeedServer(ServerLifecycle):
             self._handle,
             host,
             port,
+            process_request=self._process_request,
             compression=None,
             max_size=1 << 16,  # requests are small
             close_timeout=CLOSE_TIMEOUT_S,
@@ -145,7 +154,18 @@ class CoinbaseFeedServer(ServerLifecycle):
 
     @property
     def rest_url(self) -> str:
-        return "-"  # Coinbase level2 snapshots come over the socket: no REST endpoint
+        """The products endpoint's base (level2 snapshots come over the socket)."""
+        if self._server is None:
+            raise InvariantViolation("CoinbaseFeedServer.rest_url before start()")
+        return f"http://{self._bind[0]}:{self._port}"
+
+    def _process_request(self, conn: ServerConnection, request: Request) -> Response | None:
+        """A REST request gets its HTTP answer; None lets a websocket upgrade on."""
+        path = request.path.partition("?")[0]
+        if not path.startswith("/api/"):
+            return None
+        self.http_requests += 1
+        return http_response(self._products.answer(path))
 
     # -- the tape ----------------------------------------------------------------------------
 

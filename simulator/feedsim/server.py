@@ -405,19 +405,20 @@ class FeedServer(ServerLifecycle):
         path, _, query = request.path.partition("?")
         if path.startswith("/api/"):
             self.http_requests += 1
-            return _response(self._rest.answer(path, query))
+            return http_response(self._rest.answer(path, query))
         sub = wire.path_subscription(request.path)
         if sub is None:
-            return _response(not_found(path))
+            return http_response(not_found(path))
         if isinstance(sub, str):
-            return _response(error_reply(400, 2, f"Invalid request: {sub}"))
+            return http_response(error_reply(400, 2, f"Invalid request: {sub}"))
         if sub.streams and self._conn_faults.reject():
-            return _response(error_reply(400, 2, wire.REFUSED))
+            return http_response(error_reply(400, 2, wire.REFUSED))
         refused = self._rest.refuse_upgrade(request.path)
-        return None if refused is None else _response(refused)
+        return None if refused is None else http_response(refused)
 
 
-def _response(reply: HttpReply) -> Response:
+def http_response(reply: HttpReply) -> Response:
+    """`reply` as the websockets server's HTTP answer (JSON, connection closed after)."""
     headers = Headers(
         [
             ("Content-Type", "application/json;charset=UTF-8"),

@@ -8,10 +8,11 @@ client (`run`, `connection`) knows these protocols only, never a venue by name.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
+from simulator.instruments import Instrument
 from simulator.live.consumed import Consumed
 from simulator.live.frames import Frame
 
@@ -79,6 +80,17 @@ class Normalizer(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class InstrumentSource:
+    """Where a venue states a symbol's tick, lot and minimum notional (read once at start):
+    GET `url(rest_base, symbol)`, then `read(answer, symbol)` on the JSON object it answers
+    (ConfigError when that does not describe the symbol)."""
+
+    name: str  # the session meta's `instrument.source`: "exchangeInfo", "products"
+    url: Callable[[str, str], str]
+    read: Callable[[Mapping[str, Any], str], Instrument]
+
+
+@dataclass(frozen=True, slots=True)
 class VenueAdapter:
     """A venue as the live client sees it (built by `simulator.live.venues.adapter`)."""
 
@@ -90,6 +102,14 @@ class VenueAdapter:
     conflatable: Callable[[str], bool]  # streams whose waiting frame a newer one replaces
     normalizer: Callable[[str], Normalizer]  # one per symbol
     prefix: Callable[[str], str]  # a symbol's stream-name prefix, for routing frames
+    instrument: InstrumentSource | None = None  # None: the bundled instruments table
 
 
-__all__ = ["LIVE_KINDS", "FeedActions", "Normalizer", "VenueAdapter", "VenueProfile"]
+__all__ = [
+    "LIVE_KINDS",
+    "FeedActions",
+    "InstrumentSource",
+    "Normalizer",
+    "VenueAdapter",
+    "VenueProfile",
+]

@@ -1,9 +1,11 @@
 """`ticktape live`: a websocket feed through the replay pipeline, paper fills, all recorded.
 
 Threads: the network loop (connection.py) stamps frames and hands them to `sink`, which
-spools them for the raw recording and puts them in the bounded inbox; an optional timer
-thread stamps timer ticks into the same path; this (the caller's) thread drains the inbox,
-normalises, checks, records and runs the engine of each symbol, and reports to `on_view`.
+spools them for the raw recording and hands them on (handoff.py): run at once on the network
+thread while the pipeline keeps up, else queued in the bounded inbox; an optional timer thread
+stamps timer ticks into the inbox; this (the caller's) thread runs what was queued (normalise,
+check, record, run the engine of each symbol), watches the stop conditions and reports to
+`on_view`.
 Stopping (duration, idle feed, `stop` set by a signal handler) drains what has arrived,
 flushes every recorder, consolidates each session and writes each run's manifest.
 """
@@ -24,12 +26,12 @@ import orjson
 
 from simulator import instruments
 from simulator.clock import WallClock
-from simulator.config import Config
 from simulator.errors import ConfigError
 from simulator.instruments import Instrument
-from simulator.live.adapter import LIVE_KINDS
+from simulator.live.adapter import LIVE_KINDS, VenueAdapter
 from simulator.live.frames import Direction, Frame, Stamper, raw_table
-from simulator.live.inbox import Inbox
+from simulator.live.handoff import Handoff
+from simulator.live.inbox import Inbox, Overflow
 from simulator.live.keepalive import ConnectionConfig
 from simulator.live.loop_base import _http_get
 from simulator.live.network import LiveNetwork
@@ -39,11 +41,13 @@ from simulator.live.venues import adapter
 from simulator.protocols import ModelRunner
 from simulator.runtime import RunOutcome, versions, write_run
 from simulator.session import SessionRef, resolve_session
+from simulator.settings import Settings
 from simulator.store import META_FILE
 
 VIEW_EVERY_S: Final = 0.25
 RAW_FLUSH_S: Final = 0.1
-_EXCHANGE_INFO_TIMEOUT_S: Final = 5.0  # once per symbol at start; the bundled table if it fails
+_WIND_DOWN_S: Final = 5.0  # at most this long draining while the sockets close
+_INSTRUMENT_TIMEOUT_S: Final = 5.0  # once per symbol at start; the bundled table if it fails
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +61,7 @@ class LiveOptions:
     duration_s: float | None = None
     until_idle_s: float | None = None  # stop once no market data has come for this long
     inbox_capacity: int = 10_000
+    inbox_overflow: Overflow = "pause"  # full inbox: pause reading (TCP flow control) or drop
     conflate_backlog: int = 64  # frames waiting before a newer quote replaces a waiting one
     levels: int = 20
     seed: int = 0
@@ -162,22 +167,27 @@ class _RawSpool:
 
 
 def _timer_thread(
-    interval_ms: float, stamper: Stamper, sink: Callable[[Frame], None], stop: threading.Event
+    interval_ms: float, stamper: Stamper, spool: _RawSpool, handoff: Handoff, stop: threading.Event
 ) -> threading.Thread:
+    def stamp() -> Frame:
+        frame = stamper.stamp(0, Direction.TIMER, "", b"")
+        spool.append(frame)
+        return frame
+
     def tick() -> None:
         while not stop.wait(interval_ms / 1000.0):
-            sink(stamper.stamp(0, Direction.TIMER, "", b""))
+            handoff.tick(stamp)
 
     return threading.Thread(target=tick, name="ticktape-timer", daemon=True)
 
 
-def _kinds(config: Config) -> list[str]:
+def _kinds(config: Settings) -> list[str]:
     """The strategy's kinds, and only those are subscribed: the session must hold exactly
     what the pipeline consumed, so that its replay consumes the same."""
-    kinds = [k for k in config["strategy"]["kinds"] if k in LIVE_KINDS]
+    kinds = [k for k in config.strategy.kinds if k in LIVE_KINDS]
     if "quotes" not in kinds and "book" not in kinds:
         raise ConfigError(
-            f"strategy '{config['strategy']['name']}' consumes {kinds}; live mode needs quotes "
+            f"strategy '{config.strategy.name}' consumes {kinds}; live mode needs quotes "
             "or book among strategy.kinds"
         )
     return kinds
@@ -202,25 +212,30 @@ def _warm_session(options: LiveOptions, venue: str, symbol: str) -> SessionRef |
     return resolve_session(f"{venue}/{symbol.upper()}/{done[-1]}", options.data_dir)
 
 
-def _instrument(venue: str, symbol: str, rest_url: str | None) -> tuple[Instrument, str]:
-    """The symbol's instrument from the venue's exchangeInfo (Binance), else the bundled
-    table's; the second item says which (kept in the session meta with the reason)."""
-    if venue != "binance" or not rest_url:
-        return instruments.bundled(venue, symbol), "bundled"
-    url = f"{rest_url.rstrip('/')}/api/v3/exchangeInfo?symbol={symbol.upper()}"
-    status, _, body = _http_get(url, _EXCHANGE_INFO_TIMEOUT_S)
+def _instrument(venue: VenueAdapter, symbol: str) -> tuple[Instrument, str]:
+    """The symbol's instrument as the venue states it (Binance exchangeInfo, Coinbase
+    products), else the bundled table's; the second item says which, and why the venue's was
+    not used (kept in the session meta and the run's live facts)."""
+    source = venue.instrument
+    if source is None or not venue.rest_url:
+        return instruments.bundled(venue.name, symbol), "bundled"
+    url = source.url(venue.rest_url, symbol)
+    status, _, body = _http_get(url, _INSTRUMENT_TIMEOUT_S)
     if status == 200:
         try:
-            return instruments.from_exchange_info(orjson.loads(body), symbol), "exchangeInfo"
+            answer = orjson.loads(body)
+            if isinstance(answer, dict):
+                return source.read(answer, symbol), source.name
+            why = f"not a JSON object ({url})"
         except (orjson.JSONDecodeError, ConfigError) as e:
-            why = str(e)
+            why = f"{e} ({url})"
     else:
-        why = f"HTTP {status}" if status else body.decode(errors="replace")
-    return instruments.bundled(venue, symbol), f"bundled (exchangeInfo: {why})"
+        why = f"HTTP {status} ({url})" if status else body.decode(errors="replace")
+    return instruments.bundled(venue.name, symbol), f"bundled ({source.name}: {why})"
 
 
 def run_live(
-    config: Config,
+    config: Settings,
     options: LiveOptions,
     *,
     stop: threading.Event,
@@ -239,14 +254,14 @@ def run_live(
         "url": venue.url,
         "rest_url": venue.rest_url,
         "kinds": kinds,
-        "strategy": config["strategy"]["name"],
-        "config": config,
+        "strategy": config.strategy.name,
+        "config": config.as_dict(),
         "versions": versions(),
     }
     runs: list[SymbolRun] = []
     for symbol in options.symbols:
         key = session_key(venue.name, symbol, started_ns, options.data_dir)
-        run_dir = options.out_root / f"live--{config['strategy']['name']}--{key.symbol}--{key.date}"
+        run_dir = options.out_root / f"live--{config.strategy.name}--{key.symbol}--{key.date}"
         runs.append(
             SymbolRun(
                 key=key,
@@ -260,20 +275,25 @@ def run_live(
                 roll_seconds=options.roll_seconds,
                 wrap_model=options.wrap_model,
                 warm_from=_warm_session(options, venue.name, symbol),
-                instrument=_instrument(venue.name, symbol, venue.rest_url),
+                instrument=_instrument(venue, symbol),
             )
         )
     by_prefix = {run.prefix: run for run in runs}
     profile = venue.profile
     inbox = Inbox(
-        options.inbox_capacity, conflatable=venue.conflatable, backlog=options.conflate_backlog
+        options.inbox_capacity,
+        conflatable=venue.conflatable,
+        backlog=options.conflate_backlog,
+        overflow=options.inbox_overflow,
     )
     spool = _RawSpool(runs, checkpoint_s=options.roll_seconds)
     stamper = Stamper(wall)
 
+    handoff = Handoff(inbox, lambda frames: _dispatch(frames, runs, by_prefix, network))
+
     def sink(frame: Frame) -> None:
         spool.append(frame)
-        inbox.put(frame)
+        handoff.offer(frame)
 
     network = LiveNetwork(
         profile,
@@ -285,11 +305,13 @@ def run_live(
         stamper,
         sink,
         wall,
+        backpressure=inbox,
     )  # fmt: skip
+    handoff.pending = network.pending
     timer_stop = threading.Event()
     timer = None
-    if config["strategy"]["timer_ms"] > 0:
-        timer = _timer_thread(config["strategy"]["timer_ms"], stamper, sink, timer_stop)
+    if config.strategy.timer_ms > 0:
+        timer = _timer_thread(config.strategy.timer_ms, stamper, spool, handoff, timer_stop)
     # everything built so far (modules, model, pipeline) lives for the whole run: out of the
     # collector's sight, a full collection no longer walks it (pauses of ~10 ms otherwise)
     gc.freeze()
@@ -298,44 +320,56 @@ def run_live(
     if timer is not None:
         timer.start()
     t_start = time.monotonic()
+    consumed = False
     try:
-        _consume(options, runs, by_prefix, network, inbox, stop, on_view)
+        _consume(options, runs, network, handoff, stop, on_view)
+        consumed = True
     finally:
         timer_stop.set()
+        if consumed:  # what arrives until the sockets have closed is processed, not dropped
+            _wind_down(network, handoff)
+        inbox.close()  # releases a reader paused on it
         network.stop(5.0)
-        inbox.close()
         _dispatch(inbox.drain(0.0), runs, by_prefix, network)
         spool.close()
         gc.unfreeze()
-    return _finish(runs, options, config, time.monotonic() - t_start, network, inbox)
+    handoff.check()
+    return _finish(runs, options, config, time.monotonic() - t_start, network, handoff)
 
 
 def _consume(
     options: LiveOptions,
     runs: list[SymbolRun],
-    by_prefix: dict[str, SymbolRun],
     network: LiveNetwork,
-    inbox: Inbox,
+    handoff: Handoff,
     stop: threading.Event,
     on_view: Callable[[LiveView], None] | None,
 ) -> None:
-    """The pipeline thread's loop: drain, dispatch, check the stop conditions, report."""
-    t_start = last_data = next_view = time.monotonic()
+    """The consumer thread's loop: run what the network thread queued (frames it did not run
+    itself), check the stop conditions, report."""
+    t_start = next_view = time.monotonic()
     while not stop.is_set():
-        frames = inbox.drain(0.05)
+        handoff.consume(0.05)
         now = time.monotonic()
-        if frames:
-            if any(f.direction == Direction.IN for f in frames):
-                last_data = now
-            _dispatch(frames, runs, by_prefix, network)
+        handoff.check()
         network.check()
         if options.duration_s is not None and now - t_start >= options.duration_s:
             return
-        if options.until_idle_s is not None and now - last_data >= options.until_idle_s:
+        if options.until_idle_s is not None and now - handoff.last_data >= options.until_idle_s:
             return
         if on_view is not None and now >= next_view:
-            on_view(LiveView(now - t_start, runs, network, inbox))
+            with handoff.pipeline:  # the view reads the pipeline's state
+                on_view(LiveView(now - t_start, runs, network, handoff.inbox))
             next_view = now + VIEW_EVERY_S
+
+
+def _wind_down(network: LiveNetwork, handoff: Handoff) -> None:
+    """Close the sockets while still running what arrives: a reader paused on the inbox
+    (flow control) reads on to the close handshake instead of overflowing it."""
+    network.request_stop()
+    deadline = time.monotonic() + _WIND_DOWN_S
+    while network.running and time.monotonic() < deadline:
+        handoff.consume(0.05)
 
 
 def _dispatch(
@@ -359,11 +393,12 @@ def _dispatch(
 def _finish(
     runs: list[SymbolRun],
     options: LiveOptions,
-    config: Config,
+    config: Settings,
     elapsed_s: float,
     network: LiveNetwork,
-    inbox: Inbox,
+    handoff: Handoff,
 ) -> LiveResult:
+    inbox = handoff.inbox
     result = LiveResult(sessions={}, run_dirs={}, digests={})
     for run in runs:
         state = run.engine.end()
@@ -378,9 +413,15 @@ def _finish(
             "contract_drops": run.contract_drops,
             "status_events": state.n_status,
             "recv_to_done_us": run.engine.recv_to_done.summary(),
-            "inbox": {**_as_dict(inbox.stats), "capacity": inbox.capacity},
+            "inbox": {
+                **_as_dict(inbox.stats),
+                "capacity": inbox.capacity,
+                "overflow": inbox.overflow,
+                **_as_dict(handoff.stats),
+            },
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "network": _as_dict(network.stats),
+            "instrument": run.instrument,
         }
         run.parts.close({"live": live_facts, "digest": digest})
         consolidate(run.session_dir)

@@ -18,7 +18,6 @@ from typing import Final
 import numpy as np
 
 from simulator import instruments
-from simulator.config import Config
 from simulator.instruments import Instrument
 from simulator.live.adapter import Normalizer
 from simulator.live.consumed import Consumed, schemas
@@ -29,6 +28,7 @@ from simulator.protocols import ModelRunner
 from simulator.recording import RunTables, fills_table, orders_table
 from simulator.runtime import build_live
 from simulator.session import SessionRef
+from simulator.settings import Settings
 from simulator.store import session_dir
 from simulator.types import SessionKey
 
@@ -60,7 +60,7 @@ class SymbolRun:
         key: SessionKey,
         prefix: str,
         normalizer: Normalizer,
-        config: Config,
+        config: Settings,
         levels: int,
         data_dir: Path,
         run_dir: Path,
@@ -77,6 +77,7 @@ class SymbolRun:
         self.run_dir = run_dir
         # (instrument, where it came from); the recording keeps it for the replay
         traded, source = instrument or (instruments.bundled(key.venue, key.symbol), "bundled")
+        self.instrument = traded.as_meta(source)
         built = build_live(
             config,
             levels,
@@ -103,7 +104,7 @@ class SymbolRun:
                 "session": str(key),
                 "recorder": "live",
                 "levels": levels,
-                "instrument": traded.as_meta(source),
+                "instrument": self.instrument,
                 **({} if warm_from is None else {"warm_from": warm_from.name}),
             },
             tables,

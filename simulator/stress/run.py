@@ -29,12 +29,12 @@ import pyarrow.parquet as pq
 
 from simulator import runtime
 from simulator.clock import SimClock
-from simulator.config import Config
 from simulator.errors import SimulatorError
 from simulator.protocols import ModelRunner
 from simulator.recording import STAGES
 from simulator.runtime import ReplayHooks, replay
 from simulator.session import SessionRef, resolve_session
+from simulator.settings import Settings
 from simulator.sources.recorded import ParquetSource, check_file
 from simulator.stress.faults import CpuContention, FaultChain, apply_faults
 from simulator.stress.inject import StressedSource, apply_scenario, injection_summary
@@ -44,7 +44,6 @@ from simulator.timing import INFERENCE, ServiceModel
 
 BASELINE: Final = "calm"
 STAGES_SHOWN: Final = STAGES  # every measured stage, tick-to-trade and the queueing delay
-LATENCY_KEYS: Final = ("stage_us", "feed_us", "conflation", "queue_bound", "model", "order_us")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +52,7 @@ class StressJob:
 
     session: str
     data_dir: str
-    config: Config
+    config: Settings
     scenario_path: str
     out_dir: str
     keep_latency_model: bool = False  # `--latency` was given: a scenario's model does not win
@@ -62,19 +61,18 @@ class StressJob:
 def overridden(scenario: Scenario, keep_model: bool) -> list[str]:
     """What a `--latency` model on the command line takes from the scenario: its stage times
     (a fixed model of its own), which would otherwise be dropped without a word."""
-    stages = scenario.latency.as_dict().get("stage_us")
     return (
         ["its stage_us needs its own model; --latency names another"]
-        if keep_model and stages
+        if keep_model and scenario.latency.stage_us
         else []
     )
 
 
-def unsupported(scenario: Scenario, config: Config) -> list[str]:
+def unsupported(scenario: Scenario, config: Settings) -> list[str]:
     """What in the scenario cannot be honoured: background CPU load means something only
     when the pipeline's measured compute time is what is charged."""
     load = any(isinstance(f, CpuContentionSpec) for f in scenario.faults)
-    model = config["latency"]["model"]
+    model = config.latency.model
     return (
         [f"cpu_contention needs the measured model, not {model}"]
         if load and model != "measured"
@@ -102,7 +100,7 @@ def run_one(job: StressJob) -> dict[str, object]:
         sources.extend(apply_scenario(session, kinds, scenario))
         return list(sources)
 
-    measured = config["latency"]["model"] == "measured"
+    measured = config.latency.model == "measured"
 
     def wrap_model(primary: ModelRunner) -> ModelRunner:
         chain = apply_faults(primary, scenario.faults, seed=scenario.seed, measured=measured)
@@ -143,7 +141,7 @@ def run_one(job: StressJob) -> dict[str, object]:
 
 
 def check_inputs(
-    session: SessionRef, config: Config, scenarios: Sequence[Scenario], keep_model: bool
+    session: SessionRef, config: Settings, scenarios: Sequence[Scenario], keep_model: bool
 ) -> None:
     """Raise what a worker would: the session's files under the replay's contract (a bad row
     stops a stress run as it stops a replay; only injected bad ticks are dropped, counted),
@@ -156,15 +154,13 @@ def check_inputs(
         settings = with_scenario_latency(config, scenario, keep_model=keep_model)
         if unsupported(scenario, settings) or overridden(scenario, keep_model):
             continue
-        if settings["latency"]["model"] == "recorded":
+        if settings.latency.model == "recorded":
             runtime.recorded_decisions(session)
         else:
-            runtime.build_time_model(settings["latency"], scenario.seed)
-        runtime.build_venue(settings["venue"])
+            runtime.build_time_model(settings.latency, scenario.seed)
+        runtime.build_venue(settings.venue)
         if not runtime.is_live_recording(session):
-            runtime.timer_source(
-                [session.source(k) for k in kinds], settings["strategy"]["timer_ms"]
-            )
+            runtime.timer_source([session.source(k) for k in kinds], settings.strategy.timer_ms)
 
 
 def definition(scenario: Scenario) -> str:
@@ -182,25 +178,30 @@ def _fields(spec: object) -> dict[str, object]:
 
 
 def with_scenario_latency(
-    config: Config, scenario: Scenario, *, keep_model: bool = False
-) -> Config:
+    config: Settings, scenario: Scenario, *, keep_model: bool = False
+) -> Settings:
     """A copy of `config` with the scenario's [latency] settings: stage times become a fixed
     model (unless it names one), order latency goes to the venue. With `keep_model` (the user
     named a model with `--latency`) the config's model stays: a scenario that needs another
     one (cpu_contention: measured) is then listed as not run, never run on a model not asked for.
     """
-    settings = scenario.latency.as_dict()
-    latency, venue = dict(config["latency"]), dict(config["venue"])
-    stages = settings.get("stage_us")
-    if isinstance(stages, dict) and stages and not keep_model:
-        latency["model"] = "fixed:" + ",".join(f"{k}={v}" for k, v in sorted(stages.items()))
-    for key in ("model", "feed_us", "conflation", "queue_bound"):
-        if key in settings and not (key == "model" and keep_model):
-            latency[key] = settings[key]
-    order_us = settings.get("order_us")
-    if isinstance(order_us, int | float):
-        venue.update(latency="fixed", entry_us=float(order_us))
-    return {**config, "latency": latency, "venue": venue}
+    wanted, latency = scenario.latency, config.latency
+    model = latency.model
+    if wanted.stage_us and not keep_model:
+        model = "fixed:" + ",".join(f"{k}={v}" for k, v in sorted(dict(wanted.stage_us).items()))
+    if wanted.model is not None and not keep_model:
+        model = wanted.model
+    latency = dataclasses.replace(
+        latency,
+        model=model,
+        feed_us=latency.feed_us if wanted.feed_us is None else float(wanted.feed_us),
+        conflation=latency.conflation if wanted.conflation is None else wanted.conflation,
+        queue_bound=latency.queue_bound if wanted.queue_bound is None else wanted.queue_bound,
+    )
+    venue = config.venue
+    if wanted.order_us is not None:
+        venue = dataclasses.replace(venue, latency="fixed", entry_us=float(wanted.order_us))
+    return dataclasses.replace(config, latency=latency, venue=venue)
 
 
 class _SpikeService:
@@ -262,7 +263,7 @@ def slug(name: str) -> str:
 def run_stress(
     session: str,
     data_dir: Path,
-    config: Config,
+    config: Settings,
     scenario_paths: Sequence[str],
     out_root: Path,
     *,

@@ -16,8 +16,8 @@ from pathlib import Path
 from time import perf_counter
 from typing import Final
 
-from simulator.config import Config
 from simulator.errors import SimulatorError
+from simulator.settings import Settings
 
 CELL_FILE: Final = "cell.json"
 SUMMARY_FIELDS: Final = ("n_events", "n_orders", "n_fills", "n_rejections", "net_pnl",
@@ -36,7 +36,7 @@ class CellJob:
     index: int
     session: str
     data_dir: str
-    config: Config
+    config: Settings
     seed: int
     out_dir: str
     key: str

@@ -19,8 +19,9 @@ from typing import Final
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from simulator.config import Config, apply_overrides
+from simulator.config import apply_overrides
 from simulator.errors import ConfigError
+from simulator.settings import Settings
 from simulator.timing import parse_service_model, read_calibration
 
 SCALED_DIR: Final = "latency"
@@ -77,7 +78,7 @@ def parse_scales(text: str) -> tuple[float, ...]:
     return scales
 
 
-def check_axes(config: Config, axes: Sequence[GridAxis]) -> None:
+def check_axes(config: Settings, axes: Sequence[GridAxis]) -> None:
     """Every key exists and every value has its type: one error before any cell runs."""
     keys = [axis.key for axis in axes]
     twice = sorted({k for k in keys if keys.count(k) > 1})
@@ -88,9 +89,10 @@ def check_axes(config: Config, axes: Sequence[GridAxis]) -> None:
             apply_overrides(config, sets=[f"{axis.key}={value}"])
 
 
-def setting(config: Config, key: str) -> object:
-    """The value at a dotted key, e.g. `policy.threshold`."""
-    node: object = config
+def setting(config: Settings, key: str) -> object:
+    """The value at a dotted key as the grid names it, e.g. `policy.threshold` (a TOML
+    value: the key is the user's, so it is read from the plain view)."""
+    node: object = config.as_dict()
     for part in key.split("."):
         if not isinstance(node, dict) or part not in node:
             raise ConfigError(f"no setting '{key}' in the configuration")
@@ -99,31 +101,32 @@ def setting(config: Config, key: str) -> object:
 
 
 def cell_config(
-    config: Config, params: Sequence[tuple[str, str]], scale: float | None, sweep_dir: Path
-) -> Config:
+    config: Settings, params: Sequence[tuple[str, str]], scale: float | None, sweep_dir: Path
+) -> Settings:
     """The cell's effective configuration: grid values set, then latencies scaled."""
     cell = apply_overrides(config, sets=[f"{key}={value}" for key, value in params])
     return cell if scale is None else scale_latency(cell, scale, sweep_dir)
 
 
-def scale_latency(config: Config, scale: float, sweep_dir: Path) -> Config:
+def scale_latency(config: Settings, scale: float, sweep_dir: Path) -> Settings:
     """Every stage, feed and order latency of `config` times `scale` (a copy)."""
     require_scalable(config)
-    latency, venue = config["latency"], config["venue"]
+    latency, venue = config.latency, config.venue
     sets = [
-        f"latency.model={_quoted(scaled_model(str(latency['model']), scale, sweep_dir))}",
-        f"latency.feed_us={float(latency['feed_us']) * scale!r}",
+        f"latency.model={_quoted(scaled_model(latency.model, scale, sweep_dir))}",
+        f"latency.feed_us={latency.feed_us * scale!r}",
     ]
-    if venue["latency"] == "fixed":
+    if venue.latency == "fixed":
         sets += [
-            f"venue.{leg}={float(venue[leg]) * scale!r}" for leg in ("entry_us", "response_us")
+            f"venue.entry_us={venue.entry_us * scale!r}",
+            f"venue.response_us={venue.response_us * scale!r}",
         ]
     return apply_overrides(config, sets=sets)
 
 
-def require_scalable(config: Config) -> None:
+def require_scalable(config: Settings) -> None:
     """--latency-scale needs simulated latencies to scale, reproducibly."""
-    model = str(config["latency"]["model"])
+    model = config.latency.model
     kind = model.partition(":")[0]
     if kind in ("measured", "recorded"):
         why = "measured as the cell runs" if kind == "measured" else "the live decision times"
@@ -132,13 +135,12 @@ def require_scalable(config: Config) -> None:
             "calibrate one first (`ticktape calibrate RUN_DIR -o cal.parquet`) and sweep with "
             "--latency calibrated:cal.parquet"
         )
-    order = config["venue"]["latency"] == "fixed" and (
-        config["venue"]["entry_us"] > 0 or config["venue"]["response_us"] > 0
-    )
-    if kind == "zero" and config["latency"]["feed_us"] == 0 and not order:
+    venue = config.venue
+    order = venue.latency == "fixed" and (venue.entry_us > 0 or venue.response_us > 0)
+    if kind == "zero" and config.latency.feed_us == 0 and not order:
         raise ConfigError(
             f"--latency-scale needs a non-zero latency model; strategy "
-            f"'{config['strategy']['name']}' uses latency.model = zero with no feed or order "
+            f"'{config.strategy.name}' uses latency.model = zero with no feed or order "
             "latency, so every scale would give the same cell: choose one with --latency "
             "fixed:features=5,inference=40 or --latency calibrated:FILE"
         )

@@ -23,9 +23,9 @@ from typing import Final
 
 import pyarrow.parquet as pq
 
-from simulator.config import Config
 from simulator.errors import ConfigError
 from simulator.session import SessionRef, resolve_session
+from simulator.settings import Settings
 from simulator.store import file_sha256
 from simulator.sweep.cell import (
     CELL_FILE,
@@ -54,7 +54,7 @@ class SweepSpec:
 
     sessions: tuple[str, ...]
     data_dir: Path
-    config: Config
+    config: Settings
     axes: tuple[GridAxis, ...] = ()
     scales: tuple[float, ...] = ()
     seed: int = 0
@@ -122,7 +122,7 @@ class Sweep:
     def _write_meta(self) -> None:
         """sweep.json: what the sweep varies (the report's header and chart axes)."""
         meta = {
-            "strategy": self.spec.config["strategy"]["name"],
+            "strategy": self.spec.config.strategy.name,
             "sessions": [ref.name for ref in self.refs],
             "grid": {axis.key: list(axis.values) for axis in self.spec.axes},
             "latency_scale": list(self.spec.scales),
@@ -131,33 +131,32 @@ class Sweep:
         }
         (self.out_dir / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
 
-    def config(self, cell: Cell) -> Config:
+    def config(self, cell: Cell) -> Settings:
         return cell_config(self.spec.config, cell.params, cell.scale, self.out_dir)
 
-    def key(self, cell: Cell, config: Config) -> str:
+    def key(self, cell: Cell, config: Settings) -> str:
         """sha256 over what decides the cell's result (see the module docstring)."""
         content = {
             "session_files": self._session_keys[cell.session],
-            "config": config,
+            "config": config.as_dict(),
             "files": self._config_files(config),
             "seed": self.spec.seed,
             "ticktape": self._version,
         }
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
-    def _config_files(self, config: Config) -> dict[str, str]:
+    def _config_files(self, config: Settings) -> dict[str, str]:
         """sha256 of the files the configuration reads (model, calibration, the user's
         `file.py:Class` plug-ins): retraining a model, recalibrating or editing a plug-in
         changes the key even though the paths stay the same."""
-        strategy_dir = Path(config["strategy"]["dir"])
+        strategy_dir = Path(config.strategy.dir)
         files: dict[str, Path] = {}
-        model = config["model"].get("path")
-        if model:
-            files["model"] = strategy_dir / str(model)
-        kind, _, rest = str(config["latency"]["model"]).partition(":")
+        if config.model.path:
+            files["model"] = strategy_dir / config.model.path
+        kind, _, rest = config.latency.model.partition(":")
         if kind == "calibrated":
             files["calibration"] = Path(rest)
-        for ref in _plugin_files(config):
+        for ref in _plugin_files(config.as_dict()):  # wherever the TOML names one
             files[ref] = strategy_dir / ref
         out = {}
         for name, path in files.items():
@@ -171,7 +170,7 @@ class Sweep:
         name = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.refs[cell.session].name.strip("/"))[-60:]
         return self.out_dir / CELLS_DIR / f"{name}--{key[:16]}"
 
-    def labels(self, cell: Cell, config: Config) -> Row:
+    def labels(self, cell: Cell, config: Settings) -> Row:
         """session, each grid key's effective value (typed), latency_scale."""
         row: Row = {"session": self.refs[cell.session].name}
         row.update({axis.key: setting(config, axis.key) for axis in self.spec.axes})

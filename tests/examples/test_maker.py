@@ -86,7 +86,7 @@ def test_the_example_runs_live_against_the_feed_server_with_replay_parity(tmp_pa
     ((name, digest),) = result.digests.items()
     assert int(str(result.summaries[name]["n_orders"])) > 0
     ref = resolve_session(str(result.sessions[name]), tmp_path / "data")
-    recorded = {**config, "latency": {**config["latency"], "model": "recorded"}}
+    recorded = apply_overrides(config, sets=["latency.model=recorded"])
     replayed = replay(ref, recorded, out_dir=tmp_path / "replayed")
     assert replayed.manifest["digest"] == digest
 

@@ -45,6 +45,8 @@ def test_nested_overrides_equal_dotted_ones(tmp_path):
     dotted = api.strategy_config("obi_rule", overrides={"venue.taker_fee_bps": 1.0})
     nested = api.strategy_config("obi_rule", overrides={"venue": {"taker_fee_bps": 1}})
     assert dotted == nested
+    assert dotted.venue.taker_fee_bps == 1.0  # typed: an int override becomes the float field
+    assert dotted.as_dict()["venue"]["taker_fee_bps"] == 1.0
 
 
 def test_the_same_replay_through_the_cli_has_the_same_digest(run, tmp_path):

@@ -129,4 +129,4 @@ def test_shipped_obi_mlp_torch_and_onnx_agree_on_real_features():
 def test_replay_features_match_the_training_features(tmp_path):
     """The buffer the replay builds computes the same names the model was trained on."""
     config = apply_overrides(load_strategy("obi_mlp"))
-    assert build_features(config, 10).names == tuple(config["features"]["names"])
+    assert build_features(config, 10).names == config.features.names

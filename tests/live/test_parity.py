@@ -51,7 +51,7 @@ def _live(tmp_path: Path, server, config, **options) -> LiveResult:
 
 def _replay_digest(tmp_path: Path, session_dir: Path, config) -> str:
     ref = resolve_session(str(session_dir), tmp_path / "data")
-    recorded = {**config, "latency": {**config["latency"], "model": "recorded"}}
+    recorded = apply_overrides(config, sets=["latency.model=recorded"])
     result = replay(ref, recorded, out_dir=tmp_path / "replayed")
     return str(result.manifest["digest"])
 
@@ -66,6 +66,21 @@ def test_live_run_and_its_replay_have_the_same_digest(tmp_path, tape, speed):
     summary: dict[str, Any] = result.summaries[name]
     assert summary["n_events"] > 1_000
     assert summary["n_orders"] > 0 or speed is not None  # a short paced slice may not trade
+    assert _replay_digest(tmp_path, result.sessions[name], config) == digest
+
+
+def test_timer_ticks_among_frames_run_inline_keep_the_receive_order(tmp_path, tape):
+    """The network thread runs frames itself while the pipeline keeps up; the timer thread's
+    ticks queue in between: consumed in stamp order all the same, so the replay agrees."""
+    config = _config("strategy.timer_ms=5.0")
+    with serving(tape.slice(0, 2_000), speed=20.0) as server:
+        result = _live(tmp_path, server, config)
+    ((name, digest),) = result.digests.items()
+    inbox: dict[str, Any] = result.live_facts[name]["inbox"]  # type: ignore[assignment]
+    assert inbox["inline"] > 100  # most frames never left the network thread
+    assert inbox["queued"] > 100  # ticks, and frames that came in bursts
+    timer = pq.read_table(result.sessions[name] / "timer.parquet")
+    assert timer.num_rows > 100
     assert _replay_digest(tmp_path, result.sessions[name], config) == digest
 
 
@@ -179,6 +194,7 @@ def test_coinbase_live_run_and_its_replay_have_the_same_digest(tmp_path, drop_se
             data_dir=tmp_path / "data",
             out_root=tmp_path / "reports",
             url=server.ws_url,
+            rest_url=server.rest_url,  # the product (tick, lot, minimum) from the server too
             until_idle_s=2.0,
             backoff_initial_s=0.1,
             backoff_cap_s=0.5,

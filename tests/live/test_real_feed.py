@@ -46,5 +46,5 @@ def test_thirty_seconds_of_binance_replay_to_the_same_digest(tmp_path):
     ((name, digest),) = result.digests.items()
     assert int(str(result.summaries[name]["n_events"])) > 100
     ref = resolve_session(str(result.sessions[name]), tmp_path / "data")
-    recorded = {**config, "latency": {**config["latency"], "model": "recorded"}}
+    recorded = apply_overrides(config, sets=["latency.model=recorded"])
     assert replay(ref, recorded, out_dir=tmp_path / "replayed").manifest["digest"] == digest

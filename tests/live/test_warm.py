@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from simulator.clock import SimClock
-from simulator.config import Config, apply_overrides, load_strategy
+from simulator.config import apply_overrides, load_strategy
 from simulator.engine import Engine
 from simulator.errors import ConfigError
 from simulator.feedsim.server import serving
@@ -22,6 +22,7 @@ from simulator.portfolio import Portfolio
 from simulator.recording import RunRecorder
 from simulator.runtime import build_pipeline, build_venue, replay, session_sources, warming
 from simulator.session import resolve_session
+from simulator.settings import Settings
 from tests.conftest import REPO
 from tests.live.test_parity import CRYPTO, _replay_digest
 
@@ -40,7 +41,7 @@ def test_warm_state_equals_the_replay_state_at_the_boundary(tmp_path, strategy):
     replayed = build_pipeline(config, levels, SimClock())
     recorder = RunRecorder(tmp_path / "replay")
     Engine(clock=SimClock(), sources=sources, market=MarketState(levels),
-           pipeline=replayed.pipeline, venue=build_venue(config["venue"]), portfolio=Portfolio(),
+           pipeline=replayed.pipeline, venue=build_venue(config.venue), portfolio=Portfolio(),
            recorder=recorder).run()  # fmt: skip
     recorder.close()
     warmed = build_pipeline(config, levels, SimClock())
@@ -82,7 +83,7 @@ def test_a_warm_started_live_run_replays_warmed_to_the_same_digest(tmp_path, tap
     assert result.summaries[name]["n_orders"] != _cold_orders(tmp_path, session, unwarmed)
 
 
-def _cold_orders(tmp_path: Path, session: Path, config: Config) -> object:
+def _cold_orders(tmp_path: Path, session: Path, config: Settings) -> object:
     """Orders of the same live events replayed without the warm start (the meta dropped)."""
     cold = tmp_path / "cold" / "binance" / "BTCUSDT" / session.name
     cold.parent.mkdir(parents=True)
@@ -93,7 +94,7 @@ def _cold_orders(tmp_path: Path, session: Path, config: Config) -> object:
     meta = json.loads((session / "meta.json").read_text())
     meta.pop("warm_from")
     (cold / "meta.json").write_text(json.dumps(meta))
-    recorded = {**config, "latency": {**config["latency"], "model": "recorded"}}
+    recorded = apply_overrides(config, sets=["latency.model=recorded"])
     ref = resolve_session(str(cold), tmp_path / "cold")
     try:
         result = replay(ref, recorded, out_dir=tmp_path / "cold-run")

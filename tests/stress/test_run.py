@@ -86,6 +86,27 @@ def test_cpu_load_runs_only_with_the_measured_model():
     assert unsupported(contention, base) == ["cpu_contention needs the measured model, not zero"]
 
 
+def test_a_scenarios_latency_lands_in_the_typed_settings():
+    from simulator.stress.run import with_scenario_latency
+    from simulator.stress.spec import LatencyOverrides, Scenario
+
+    base = load_strategy("obi_rule")
+    wanted = LatencyOverrides(stage_us=(("inference", 40.0), ("features", 5.0)), order_us=100,
+                              feed_us=3, conflation="latest", queue_bound=8)  # fmt: skip
+    scenario = Scenario(name="slow", latency=wanted)
+    got = with_scenario_latency(base, scenario)
+    assert got.latency.model == "fixed:features=5.0,inference=40.0"
+    assert (got.latency.feed_us, got.latency.conflation, got.latency.queue_bound) == (
+        3.0, "latest", 8)  # fmt: skip
+    assert type(got.latency.feed_us) is float  # the field's type, as a TOML value would be
+    assert (got.venue.latency, got.venue.entry_us) == ("fixed", 100.0)
+    assert (got.policy, got.risk, got.strategy) == (base.policy, base.risk, base.strategy)
+    kept = with_scenario_latency(apply_overrides(base, sets=["latency.model=measured"]),
+                                 scenario, keep_model=True)  # fmt: skip
+    assert kept.latency.model == "measured"
+    assert kept.latency.queue_bound == 8
+
+
 def test_a_feed_gap_makes_stale_data_reject_orders_until_data_returns(tmp_path):
     """A strategy that keeps trying to buy (its position limit refuses it) while the feed is
     cut 2-5 s in: timer ticks meet stale data inside the gap, fresh data before and after."""

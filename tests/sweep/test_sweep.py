@@ -133,9 +133,9 @@ def test_latency_scale_multiplies_stage_feed_and_order_latency(sweep_data, tmp_p
     spec = SweepSpec(sessions=SESSIONS[:1], data_dir=sweep_data, config=config, scales=(0.5,))
     plan = Sweep(spec, tmp_path)
     scaled = plan.config(plan.cells[0])
-    assert scaled["latency"]["model"] == "fixed:features=1.0,inference=15.0"
-    assert scaled["latency"]["feed_us"] == 2.5
-    assert (scaled["venue"]["entry_us"], scaled["venue"]["response_us"]) == (50.0, 25.0)
+    assert scaled.latency.model == "fixed:features=1.0,inference=15.0"
+    assert scaled.latency.feed_us == 2.5
+    assert (scaled.venue.entry_us, scaled.venue.response_us) == (50.0, 25.0)
 
 
 def test_a_calibrated_model_is_scaled_through_a_rewritten_file(sweep_data, tmp_path):

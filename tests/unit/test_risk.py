@@ -235,15 +235,15 @@ def test_checks_reject_bad_config_naming_the_field(build, message):
 
 def test_user_checks_are_appended_to_the_built_in_chain_or_replace_it():
     from simulator.runtime import build_risk
-    from simulator.settings import default_dict
+    from simulator.settings import RiskSection
 
-    section = default_dict()["risk"]
+    section = RiskSection()
     user = SpreadCheck([WideSpread.SPREAD_TOO_WIDE])
     appended = build_risk(section, [user])
     assert len(appended.checks) == 10
     assert appended.checks[-1] is user
     assert appended.check(order(0.5), 100.0, RiskState(mid=100.0, now=1)) == USER_REASON_BASE
     assert appended.rejections()["SPREAD_TOO_WIDE"] == 1
-    replaced = build_risk({**section, "builtins": False}, [SpreadCheck([0])])
+    replaced = build_risk(RiskSection(builtins=False), [SpreadCheck([0])])
     assert len(replaced.checks) == 1
     assert replaced.check(order(1e9), 100.0, RiskState()) == APPROVED  # no size limit left

@@ -19,6 +19,7 @@ from typing import Any, Final
 
 from orjson import loads
 
+from simulator import instruments
 from simulator.errors import ConfigError
 from simulator.importers.binance_book import DepthChain, Verdict
 from simulator.importers.binance_messages import (
@@ -29,7 +30,7 @@ from simulator.importers.binance_messages import (
     parse_snapshot,
 )
 from simulator.importers.book import L2Book, new_book
-from simulator.live.adapter import FeedActions, VenueAdapter
+from simulator.live.adapter import FeedActions, InstrumentSource, VenueAdapter
 from simulator.live.consumed import Consumed
 from simulator.live.frames import SNAPSHOT_SUFFIX, Direction, Frame
 from simulator.live.frames import stream_of as combined_stream_of
@@ -284,7 +285,13 @@ def adapter(kinds: Sequence[str], url: str | None, rest_url: str | None) -> Venu
         lambda stream: stream.endswith("@bookTicker"),
         lambda symbol: BinanceNormalizer(symbol, depth=depth),
         lambda symbol: symbol.lower() + "@",
+        InstrumentSource("exchangeInfo", exchange_info_url, instruments.from_exchange_info),
     )
+
+
+def exchange_info_url(rest_base: str, symbol: str) -> str:
+    """The symbol's filters (tick, lot, minimum notional): GET /api/v3/exchangeInfo."""
+    return f"{rest_base.rstrip('/')}/api/v3/exchangeInfo?symbol={symbol.upper()}"
 
 
 def _object(value: object) -> dict[str, Any]:

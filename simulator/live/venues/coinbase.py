@@ -26,6 +26,7 @@ from typing import Final
 
 import orjson
 
+from simulator import instruments
 from simulator.errors import ConfigError
 from simulator.importers.book import L2Book, new_book
 from simulator.importers.coinbase_messages import (
@@ -38,7 +39,7 @@ from simulator.importers.coinbase_messages import (
     ticker_bbo,
     trade_row,
 )
-from simulator.live.adapter import FeedActions, VenueAdapter
+from simulator.live.adapter import FeedActions, InstrumentSource, VenueAdapter
 from simulator.live.consumed import Consumed
 from simulator.live.frames import Direction, Frame
 from simulator.live.inbox import GAP_DIRECTION
@@ -47,7 +48,7 @@ from simulator.types import NS_PER_SECOND, StatusCode
 COINBASE_WS_URL: Final = "wss://advanced-trade-ws.coinbase.com"
 COINBASE_SANDBOX_WS_URL: Final = "wss://advanced-trade-ws-sandbox.coinbase.com"
 MAX_MESSAGE_BYTES: Final = 1 << 24  # a BTC-USD level2 snapshot is ~5 MB
-COINBASE_REST_URL: Final = "https://api.coinbase.com"  # unused: level2 snapshots come in-band
+COINBASE_REST_URL: Final = "https://api.coinbase.com"  # products; level2 snapshots come in-band
 CHANNELS: Final = {"quotes": "ticker", "trades": "market_trades", "book": "level2"}
 """The channel of each consumed kind."""
 """Level2 snapshots are large (5 MB for BTC-USD in the sample): a client's max_size must allow."""
@@ -465,4 +466,11 @@ def adapter(kinds: Sequence[str], url: str | None, rest_url: str | None) -> Venu
         profile.conflatable,
         lambda symbol: CoinbaseNormalizer(symbol, depth=depth),
         lambda symbol: symbol.upper() + "@",
+        InstrumentSource("products", product_url, instruments.from_coinbase_product),
     )
+
+
+def product_url(rest_base: str, product_id: str) -> str:
+    """The product's increments and minimum order value: Advanced Trade's public
+    GET /api/v3/brokerage/market/products/<product_id> (no key needed)."""
+    return f"{rest_base.rstrip('/')}/api/v3/brokerage/market/products/{product_id.upper()}"
