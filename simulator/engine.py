@@ -17,6 +17,16 @@ Per event, in this fixed order (the same in replay and live):
   6. venue: orders due now (zero latency) are matched against the current market
   7. fills reach the portfolio; equity is marked to mid; the event's row is recorded
 Ties between sources are broken by the merge order (ts_recv, source priority, seq).
+
+The order is written once, in `Engine._walk`; modes differ only by parts. A *scheduler* part
+(engine_timed.SimulatedTime: one server, or pipelined stages) is asked only what simulated
+time changes: the event arrives at ts_recv + the feed delay (that is its `ts` in 1-7); in 3 the
+venue's market is updated at arrival but the features run only if the pipeline serves the
+event (a skipped one, conflated or dropped by the queue bound, is counted and recorded in
+`skip`); in 5 the stages take service time from the pipeline's start, so a decision is dated
+later than its event; its waiting is recorded in `queue_ns`. Without a scheduler each event
+is served at once. A *decision stamp* part dates each decision for the venue: the
+scheduler's time, the wall clock live, or recorded decision times for parity (with either).
 """
 
 from __future__ import annotations
@@ -69,6 +79,9 @@ KIND_CODES: Final = {
     "status": STATUS,
     "orders": ORDERS,
 }
+SERVED: Final = 0  # a scheduler's answers (Scheduler.admit), as recorded in decisions.skip
+CONFLATED: Final = 1  # a newer quote of the same source had arrived by its start
+DROPPED: Final = 2  # the queue bound was reached
 FEED_DOWN_CODES: Final = frozenset({StatusCode.DISCONNECTED, StatusCode.BOOK_RESET})
 FEED_UP_CODES: Final = frozenset({StatusCode.CONNECTED, StatusCode.BOOK_SYNCED})
 
@@ -185,11 +198,55 @@ class EventTime:
 
 
 class Scheduler(Protocol):
-    """The part that runs a merged batch in time (engine_timed.SimulatedTime); without one the
-    engine runs each event at once, in `Engine._walk`."""
+    """The part that places the pipeline's work in time. The engine's one step loop asks it
+    only what differs from running each event at once (engine_timed.SimulatedTime: a single
+    server or pipelined stages); without one the engine asks nothing (`Immediate`).
 
-    def walk(self, engine: Engine, parts: list[tuple[Any, ...]], merged: MergedBatch,
-             slot: int) -> int: ...  # fmt: skip
+    Per merged batch `batch`; per event `admit` at arrival (feed delay included in `ts`;
+    SERVED, CONFLATED or DROPPED, as recorded in decisions.skip); for a served event
+    `decided` after the model and the policy, `order_time` (the decision's date) and `ordered`
+    around sending its intents, and `done` at its end (returns its queueing delay)."""
+
+    @property
+    def feed_ns(self) -> int:
+        """Added to every event's receive time: its arrival."""
+
+    def batch(self, merged: MergedBatch) -> None: ...
+    def admit(self, ts: int, kind: int, k: int) -> int: ...
+    def decided(self, features_ns: int, inference_ns: int, decision_ns: int) -> None: ...
+    def order_time(self) -> int: ...
+    def ordered(self, sent: bool, order_ns: int) -> None: ...
+    def done(self, features_ns: int) -> int: ...
+
+
+class Immediate:
+    """No scheduler: every event arrives at its receive time and is served at once, each
+    decision dated at its event. The engine knows this one and does not call it per event."""
+
+    __slots__ = ("_ts",)
+    feed_ns = 0
+
+    def __init__(self) -> None:
+        self._ts = 0
+
+    def batch(self, merged: MergedBatch) -> None:
+        """Nothing to look ahead at."""
+
+    def admit(self, ts: int, kind: int, k: int) -> int:
+        self._ts = ts
+        return SERVED
+
+    def decided(self, features_ns: int, inference_ns: int, decision_ns: int) -> None:
+        """No simulated time passes."""
+
+    def order_time(self) -> int:
+        return self._ts
+
+    def ordered(self, sent: bool, order_ns: int) -> None:
+        """No simulated time passes."""
+
+    def done(self, features_ns: int) -> int:
+        return 0
 
 
 class Engine:
@@ -229,7 +286,8 @@ class Engine:
         self._model_healthy = model_healthy
         self._progress = progress
         self._time_zone = time_zone  # the venue's: its midnight resets the day's loss
-        self._scheduler = scheduler
+        self._timed = scheduler is not None  # the step loop asks the scheduler only if so
+        self._scheduler: Scheduler = Immediate() if scheduler is None else scheduler
         self._stamp: DecisionStamp = EventTime() if stamp is None else stamp
         self._per_timestamp = decide_per_timestamp  # strategy.decide = "timestamp"
         self._next_ts = MAX_TS  # receive time of the event after the current batch
@@ -269,6 +327,8 @@ class Engine:
         parts = [self._prepare(part) for part in merged.parts]
         if self._per_timestamp:
             parts, merged = _quiet_ties(parts, merged, self._next_ts)
+        if self._timed:
+            self._scheduler.batch(merged)
         self._slot = self._walk_merged(parts, merged, self._slot)
 
     @property
@@ -284,39 +344,12 @@ class Engine:
         self._stamp.finish()
         return self.state
 
-    # the parts a scheduler works with (read-only)
-    @property
-    def clock(self) -> Clock:
-        return self._clock
-
-    @property
-    def market(self) -> MarketState:
-        return self._market
-
-    @property
-    def venue(self) -> Venue:
-        return self._venue
-
     @property
     def recorder(self) -> RunRecorder:
         return self._recorder
 
-    @property
-    def pipeline(self) -> Pipeline:
-        return self._pipeline
-
-    @property
-    def portfolio(self) -> PortfolioLike:
-        return self._portfolio
-
-    @property
-    def has_target(self) -> bool:
-        return self._has_target
-
     def _walk_merged(self, parts: list[tuple[Any, ...]], merged: MergedBatch, slot: int) -> int:
-        """Run one merged batch: at once, or in time by the scheduler part."""
-        if self._scheduler is not None:
-            return self._scheduler.walk(self, parts, merged, slot)
+        """Run one merged batch (live times each event on the wall: engine_live)."""
         return self._walk(parts, merged.order_part, merged.order_row, slot)
 
     def _prepare(self, batch: EventBatch) -> tuple[Any, ...]:
@@ -350,7 +383,10 @@ class Engine:
         """Run steps 1-7 for each event of one merged batch; return the next record slot.
 
         Every name used per event is bound to a local first: attribute and dict lookups
-        are what a CPython hot loop spends its time on.
+        are what a CPython hot loop spends its time on. The scheduler part is asked only
+        where simulated time differs (behind `timed`, a local: the immediate path pays a
+        few local tests per event, no calls): when the event arrives, whether the pipeline
+        serves it, and when its stages and its decision happen.
         """
         state, market, venue, pipeline = self.state, self._market, self._venue, self._pipeline
         recorder = self._recorder
@@ -358,13 +394,14 @@ class Engine:
         v_ts, v_kind, v_p, v_target = views["ts_recv"], views["kind"], views["p"], views["target"]
         v_position, v_equity = views["position"], views["equity"]
         v_features, v_inference = views["features_ns"], views["inference_ns"]
-        v_decision = views["decision_ns"]
+        v_decision, v_order = views["decision_ns"], views["order_ns"]
+        v_queue, v_skip = views["queue_ns"], views["skip"]
         advance_to = self._clock.advance_to
         features = pipeline.features
         on_quote, on_trade, on_book = features.on_quote, features.on_trade, features.on_book
         compute, predict = features.compute, pipeline.runner.predict
         policy, view, has_target = pipeline.policy, self.view, self._has_target
-        decide = policy.decide
+        decide, act = policy.decide, self.act
         process_due, on_market = venue.process_due, venue.on_market
         portfolio, fills, nan = self._portfolio, state.fills, math.nan
         last_out, out_view = None, memoryview(b"")  # p = output 0, read through a memoryview
@@ -373,9 +410,23 @@ class Engine:
         ready = features.ready  # once ready, a buffer stays ready until reset
         cash, peak, max_drawdown = portfolio.cash, state.peak_equity, state.max_drawdown
         day_end = state.day_end
+        timed, scheduler = self._timed, self._scheduler
+        feed, admit = scheduler.feed_ns, scheduler.admit
+        decided, done = scheduler.decided, scheduler.done
+        first, skip = i, 0  # skip: 0 served, else why not (decisions.skip); always 0 immediate
         for part_index, row in zip(order_part, order_row, strict=True):
             kind, ts_col, a, b, c, d, levels, bundle, decides = parts[part_index]
             ts = ts_col[row]
+            if timed:  # the event arrives after the feed delay; the pipeline may skip it
+                ts += feed
+                skip = admit(ts, kind, i - first)
+                if skip:
+                    decides = False
+                    v_skip[slot] = skip
+                    if skip == CONFLATED:
+                        state.n_skipped += 1
+                    else:
+                        state.n_dropped += 1
             advance_to(ts)  # 1.
             if ts >= day_end:
                 day_end = self.new_day(ts)
@@ -384,28 +435,34 @@ class Engine:
                 process_due(ts - 1, market, fills)
                 due = venue.due_ts
             t0 = clock()
-            if kind == TRADE:  # 3.
+            if kind == TRADE:  # 3. the venue's market, then (if served) the features
                 market.last_trade_px = px = a[row]
                 market.last_trade_ts = ts
                 market.last_trade_sz = sz = b[row]
                 market.last_trade_side = side = c[row]
                 market.n_trades += 1  # resting orders' queues advance on each new trade
-                on_trade(ts, px, sz, side)
+                if not skip:
+                    on_trade(ts, px, sz, side)
             elif kind < TIMER:
                 market.bid_px = bid_px = a[row]
                 market.bid_sz = bid_sz = b[row]
                 market.ask_px = ask_px = c[row]
                 market.ask_sz = ask_sz = d[row]
                 market.ts_recv = state.last_market_ts = ts
-                state.mid = (bid_px + ask_px) * 0.5
+                # the mid the run is marked to is the pipeline's: set when it serves the event
                 if bundle is None:
-                    on_quote(ts, bid_px, bid_sz, ask_px, ask_sz)
+                    if not skip:
+                        state.mid = (bid_px + ask_px) * 0.5
+                        on_quote(ts, bid_px, bid_sz, ask_px, ask_sz)
                 else:
                     market.book_columns = levels
                     market.book_row = row
-                    on_book(ts, bundle, row)
+                    if not skip:
+                        state.mid = (bid_px + ask_px) * 0.5
+                        on_book(ts, bundle, row)
             elif kind == STATUS:
-                self.on_status(ts, a[row])
+                if not skip:
+                    self.on_status(ts, a[row])
             elif kind == ORDERS:
                 market.order_event, market.order_id, market.order_side = a[row], b[row], c[row]
                 market.order_px, market.order_sz, market.order_ts = d[row], levels[row], ts
@@ -428,9 +485,22 @@ class Engine:
                 v_inference[slot] = t2 - t1
                 v_decision[slot] = t3 - t2
                 target = policy.target if has_target else nan  # type: ignore[attr-defined]
+                if timed:  # the stages so far, in simulated time
+                    decided(t1 - t0, t2 - t1, t3 - t2)
                 if intents:
                     state.n_events, state.max_drawdown = i, max_drawdown
-                    sent = self.act(intents, ts, p, t0, t3, slot)
+                    if timed:  # dated when risk and order run in simulated time
+                        sent = act(intents, scheduler.order_time(), p, t0, t3, slot)
+                        scheduler.ordered(sent, v_order[slot])
+                    else:
+                        sent = act(intents, ts, p, t0, t3, slot)
+            if timed:  # the event is done (if served): how long it waited
+                if skip:
+                    v_features[slot] = -1  # the features did not run
+                else:
+                    v_queue[slot] = done(t1 - t0)
+                    if kind == TRADE:  # a served trade marks to the market as it is now
+                        state.mid = (market.bid_px + market.ask_px) * 0.5
             if sent or due <= ts:  # 6.
                 process_due(ts, market, fills)
             if fills:  # 7.

@@ -74,11 +74,12 @@ class RecordedStamp:
 
 class LiveEngine(Engine):
     """An Engine fed by the live consumer, one event at a time so each is timed on the wall;
-    its decisions are dated by a WallClockStamp."""
+    each is served at once (no scheduler part: live time is the wall's) and its decisions
+    are dated by a WallClockStamp."""
 
     def __init__(self, *, wall: Callable[[], int], **engine: Any) -> None:  # noqa: ANN401
         self._wall_stamp = WallClockStamp(wall)
-        super().__init__(sources=(), stamp=self._wall_stamp, **engine)
+        super().__init__(sources=(), stamp=self._wall_stamp, scheduler=None, **engine)
         self._wall = wall
         self._recv_to_done = LatencyHistogram("recv_to_done")
         self._samples = np.zeros(_SAMPLES, dtype=np.int64)  # binned when full: no per-event numpy

@@ -1,21 +1,20 @@
 """The engine's simulated-time scheduler part: the pipeline as a server (see `SimulatedTime`).
 
-Same step order as `Engine` (engine.py), with one change of meaning: an event *arrives* at its
-receive time (plus any feed delay) and the venue's market is updated then, but the pipeline
-*starts* on it only when free, and its decision and order happen at start + service time.
+The step order is the Engine's (engine.py, written once); this part only answers the questions
+in which simulated time differs from running each event at once: when an event arrives (its
+receive time plus any feed delay), whether the pipeline skips it (conflated or dropped by the
+queue bound), when its stages run, and so at what time its decision is dated.
 """
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from dataclasses import dataclass
-from time import perf_counter_ns
-from typing import Any, Final
+from typing import Final
 
 import numpy as np
 
-from simulator.engine import BOOK, ORDERS, QUOTE, STATUS, TIMER, TRADE, Engine
+from simulator.engine import BOOK, CONFLATED, DROPPED, QUOTE, SERVED
 from simulator.market import MAX_TS
 from simulator.sources.merge import MergedBatch
 from simulator.timing import DECISION, FEATURES, INFERENCE, ORDER, RISK, ServiceModel
@@ -50,143 +49,98 @@ class SimulatedTime:
     pipeline starts on it only when free, and its decision and order happen at start +
     service time. Single server: the next event starts when the whole pipeline is done.
     Pipelined: stage k of an event starts when stage k-1 of it is done and stage k is free, so
-    the next event's features may run while this one's model does."""
+    the next event's features may run while this one's model does.
+
+    The engine asks, per event: `admit` (at arrival), `decided` (after the model and the
+    policy ran), `order_time` and `ordered` (when the decision sends intents), `done` (at the
+    end of a served event); and `batch` once per merged batch.
+    """
+
+    __slots__ = ("_busy_until", "_free", "_next_same", "_now", "_pipelined", "_risk_ns",
+                 "_service", "_start", "_time", "_ts", "_waited", "_waiting",
+                 "feed_ns")  # fmt: skip
 
     def __init__(self, time_model: TimeModel) -> None:
         self._time = time_model
+        self._service = time_model.service.service_ns
+        self._pipelined = time_model.pipelined
+        self.feed_ns = time_model.feed_ns  # added to every event's receive time
         self._free = [0] * STAGE_SERVERS  # pipelined: when each stage is free again
         self._busy_until = 0  # when the first stage (the whole pipeline if one server) is free
         self._waiting: deque[int] = deque()  # start times of accepted events not yet started
+        self._next_same: list[int] | None = None  # conflation: see _next_same_source_ts
+        # the event being served: its arrival, its start, simulated time so far (-1: features
+        # not yet timed), time it waited between stages, the risk stage's time
+        self._ts = self._start = self._waited = self._risk_ns = 0
+        self._now = -1
 
-    def walk(  # noqa: C901 - the timed hot loop, one frame like Engine._walk (STYLE B0)
-        self, engine: Engine, parts: list[tuple[Any, ...]], merged: MergedBatch, slot: int
-    ) -> int:
-        """Steps 1-7 of the engine with the pipeline in simulated time: an event arrives (feed
-        delay added), the venue's market is updated at once, and the pipeline starts on it
-        when free (waiting counted in `queue_ns`)."""
-        state, market, venue = engine.state, engine.market, engine.venue
-        recorder = engine.recorder
-        time = self._time
-        views, fills = recorder.views, state.fills
-        feed, bound, waiting = time.feed_ns, time.queue_bound, self._waiting
-        next_same = _next_same_source_ts(merged) if time.conflate_latest else None
-        advance_to = engine.clock.advance_to
-        for k, (part_index, row) in enumerate(
-            zip(merged.order_part, merged.order_row, strict=True)
+    def batch(self, merged: MergedBatch) -> None:
+        """A new merged batch (conflation looks ahead at the same source's next event)."""
+        if self._time.conflate_latest:
+            self._next_same = _next_same_source_ts(merged)
+
+    def admit(self, ts: int, kind: int, k: int) -> int:
+        """Event `k` of the batch arrived at `ts` (feed delay included): SERVED when the
+        pipeline will serve it (starting when free), or why not: CONFLATED (a newer quote of
+        its source has arrived by the time it would start) or DROPPED (the queue is full)."""
+        waiting = self._waiting
+        while waiting and waiting[0] <= ts:
+            waiting.popleft()
+        start = ts if ts >= self._busy_until else self._busy_until
+        bound = self._time.queue_bound
+        if bound and len(waiting) >= bound:
+            return DROPPED
+        next_same = self._next_same
+        if next_same is not None and kind in (QUOTE, BOOK) and next_same[k] + self.feed_ns <= start:
+            return CONFLATED
+        self._ts, self._start, self._waited, self._now = ts, start, 0, -1
+        return SERVED
+
+    def _features(self, features_ns: int) -> int:
+        """The first stage (the features) is done: the pipeline's first server is free."""
+        now = self._busy_until = self._free[0] = self._start + self._service(FEATURES, features_ns)
+        return now
+
+    def decided(self, features_ns: int, inference_ns: int, decision_ns: int) -> None:
+        """The model and the policy ran on the served event (measured times given)."""
+        service, free, pipelined = self._service, self._free, self._pipelined
+        now, waited = self._features(features_ns), self._waited
+        for stage, ns in (
+            (1, service(INFERENCE, inference_ns)),
+            (2, service(DECISION, decision_ns)),
         ):
-            kind, ts_col, a, b, c, d, levels, _bundle, _decides = parts[part_index]
-            ts = ts_col[row] + feed
-            advance_to(ts)  # 1.
-            if ts >= state.day_end:
-                engine.new_day(ts)
-            if venue.due_ts < ts:  # 2.
-                venue.process_due(ts - 1, market, fills)
-            if kind == TRADE:  # the venue's market is the truth at arrival
-                market.last_trade_px, market.last_trade_ts = a[row], ts
-                market.last_trade_sz, market.last_trade_side = b[row], c[row]
-                market.n_trades += 1
-            elif kind < TIMER:
-                market.bid_px, market.bid_sz, market.ask_px, market.ask_sz = (
-                    a[row],
-                    b[row],
-                    c[row],
-                    d[row],
-                )
-                market.ts_recv = state.last_market_ts = ts
-                market.book_columns, market.book_row = levels, row
-            elif kind == ORDERS:
-                market.order_event, market.order_id, market.order_side = a[row], b[row], c[row]
-                market.order_px, market.order_sz, market.order_ts = d[row], levels[row], ts
-                market.n_order_events += 1
-            if venue.n_resting:  # 4.
-                venue.on_market(market, fills)
-            while waiting and waiting[0] <= ts:
-                waiting.popleft()
-            start = ts if ts >= self._busy_until else self._busy_until
-            skip = 0
-            if bound and len(waiting) >= bound:
-                skip, state.n_dropped = 2, state.n_dropped + 1
-            elif next_same is not None and kind in (QUOTE, BOOK) and next_same[k] + feed <= start:
-                skip, state.n_skipped = 1, state.n_skipped + 1
-            p, target = math.nan, state.position
-            if not skip:
-                p, target, waited = self._serve(engine, parts[part_index], row, ts, start, slot)
-                views["queue_ns"][slot] = start - ts + waited
-                waiting.append(start)
-            if venue.due_ts <= ts:  # 6.
-                venue.process_due(ts, market, fills)
-            if fills:  # 7.
-                engine.settle(fills)
-            _record(engine, slot, ts, kind, p, target, skip)
-            slot += 1
-            if slot == recorder.chunk_rows:
-                recorder.flush(slot)
-                slot = 0
-        return slot
+            if pipelined and free[stage] > now:
+                waited, now = waited + free[stage] - now, free[stage]
+            now = free[stage] = now + ns
+        self._now, self._waited = now, waited
 
-    def _serve(  # noqa: C901 - the stage sequence of one event, in one frame
-        self, engine: Engine, part: tuple[Any, ...], row: int, ts: int, start: int, slot: int
-    ) -> tuple[float, float, int]:
-        """Features, model, decision and order for one event whose first stage starts at
-        `start`: returns (p, target, time waited between stages); sets when stages are free."""
-        state, pipeline, views = engine.state, engine.pipeline, engine.recorder.views
-        service, free, pipelined = self._time.service.service_ns, self._free, self._time.pipelined
-        features = pipeline.features
-        kind, _, a, b, c, d, _, bundle, decides = part
-        t0 = perf_counter_ns()
-        if kind == TRADE:
-            features.on_trade(ts, a[row], b[row], c[row])
-        elif kind == BOOK:
-            features.on_book(ts, bundle, row)
-        elif kind == QUOTE:
-            features.on_quote(ts, a[row], b[row], c[row], d[row])
-        elif kind == STATUS:
-            engine.on_status(ts, a[row])
-        if kind < TIMER:
-            state.mid = (engine.market.bid_px + engine.market.ask_px) * 0.5
-        t1 = perf_counter_ns()
-        views["features_ns"][slot] = t1 - t0
-        now = self._busy_until = free[0] = start + service(FEATURES, t1 - t0)
-        p, target, waited = math.nan, state.position, 0
-        if decides and features.ready:
-            out = pipeline.runner.predict(features.compute(), state.n_events)
-            p = float(out[0])
-            t2 = perf_counter_ns()
-            intents = pipeline.policy.decide(out, engine.view)
-            t3 = perf_counter_ns()
-            policy = pipeline.policy
-            target = policy.target if engine.has_target else math.nan  # type: ignore[attr-defined]
-            views["inference_ns"][slot], views["decision_ns"][slot] = t2 - t1, t3 - t2
-            for stage, ns in ((1, service(INFERENCE, t2 - t1)), (2, service(DECISION, t3 - t2))):
-                if pipelined and free[stage] > now:
-                    waited, now = waited + free[stage] - now, free[stage]
-                now = free[stage] = now + ns
-            if intents:
-                if pipelined and free[3] > now:
-                    waited, now = waited + free[3] - now, free[3]
-                risk_ns = service(RISK, 0)  # risk and order run inside act() at `now`
-                if engine.act(intents, now + risk_ns, p, t0, t3, slot):
-                    now += risk_ns + service(ORDER, views["order_ns"][slot])
-                else:
-                    now += risk_ns
-                free[3] = now
-        if not pipelined:  # one server: the next event starts when this one is done
+    def order_time(self) -> int:
+        """The decision sends intents: when risk and order run (pipelined: the last stage
+        must be free), the time they are dated at (after the risk check's time)."""
+        free, now = self._free, self._now
+        if self._pipelined and free[3] > now:
+            self._waited, now = self._waited + free[3] - now, free[3]
+        self._risk_ns = self._service(RISK, 0)  # risk and order run inside the engine's act
+        self._now = now
+        return now + self._risk_ns
+
+    def ordered(self, sent: bool, order_ns: int) -> None:
+        """The intents were risk-checked and, when `sent`, submitted (measured order time)."""
+        now = self._now + self._risk_ns
+        if sent:
+            now += self._service(ORDER, order_ns)
+        self._now = self._free[3] = now
+
+    def done(self, features_ns: int) -> int:
+        """The served event is done: the next may start (one server); return the time it
+        waited, for `queue_ns` (before its start and between stages)."""
+        now = self._now
+        if now < 0:  # no decision: only the features ran
+            now = self._features(features_ns)
+        if not self._pipelined:  # one server: the next event starts when this one is done
             self._busy_until = now
-        return p, target, waited
-
-
-def _record(
-    engine: Engine, slot: int, ts: int, kind: int, p: float, target: float, skip: int
-) -> None:
-    state, views, portfolio = engine.state, engine.recorder.views, engine.portfolio
-    mid = state.mid
-    if mid == mid:  # the portfolio marks equity, peak and drawdown (its one definition)
-        state.equity = portfolio.mark(mid)
-        state.peak_equity, state.max_drawdown = portfolio.peak_equity, portfolio.max_drawdown
-    views["ts_recv"][slot], views["kind"][slot], views["p"][slot] = ts, kind, p
-    views["target"][slot], views["position"][slot] = target, state.position
-    views["equity"][slot], views["skip"][slot] = state.equity, skip
-    state.n_events += 1
+        self._waiting.append(self._start)
+        return self._start - self._ts + self._waited
 
 
 def _next_same_source_ts(merged: MergedBatch) -> list[int]:

@@ -63,9 +63,10 @@ class Instrument:
             return price
         ticks = price / tick
         # float rounding of the division grows with the number of ticks: tolerate it
-        slack = max(_EPSILON, abs(ticks) * 1e-12)
+        slack = max(_EPSILON, abs(ticks) * 1e-14)
         whole = math.ceil(ticks - slack) if up else math.floor(ticks + slack)
-        return round(whole * tick, _decimals(tick))
+        scale, units = _grid(tick)
+        return whole * units / scale  # integers divided: the float nearest the decimal
 
     def limit_price(self, price: float, side: int) -> float:
         """A limit order's price on the tick, never more aggressive than asked (a buy's
@@ -78,10 +79,13 @@ class Instrument:
 
 
 @functools.lru_cache(maxsize=64)
-def _decimals(tick: float) -> int:
-    """Decimal places of `tick` as written (0.01 -> 2, 1e-08 -> 8, 0.25 -> 2, 5.0 -> 0)."""
+def _grid(tick: float) -> tuple[float, int]:
+    """(10**d, tick * 10**d) for the d decimal places of `tick` as written (0.01: (100.0, 1),
+    0.25: (100.0, 25), 1e-08: (1e8, 1), 5.0: (1.0, 5)): a grid price is units / 10**d."""
     exponent = decimal.Decimal(repr(tick)).normalize().as_tuple().exponent
-    return max(0, -exponent) if isinstance(exponent, int) else 0
+    places = max(0, -exponent) if isinstance(exponent, int) else 0
+    scale = 10.0**places  # exact up to 10**22
+    return scale, round(tick * scale)
 
 
 # (tick, lot, min_notional) per venue default and per (venue, SYMBOL); Binance spot values

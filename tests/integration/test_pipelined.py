@@ -25,6 +25,7 @@ import pytest
 
 from simulator.clock import SimClock
 from simulator.engine import Engine, Pipeline
+from simulator.engine_live import RecordedStamp
 from simulator.engine_timed import SimulatedTime, TimeModel
 from simulator.execution import SimVenue, ZeroLatency
 from simulator.features import FeatureBuffer, FeatureConfig
@@ -55,7 +56,7 @@ class OrdersOnFirstAndFourth:
         self.n = 0
 
 
-def _run(tmp_path, pipelined: bool):
+def _run(tmp_path, pipelined: bool, stamp=None):
     n = 4
     ts = pa.array([T0 + k * 10 * US for k in range(n)], pa.int64())
     table = pa.table({"ts_event": ts, "ts_recv": ts, "bid_px": [100.0] * n, "bid_sz": [5.0] * n,
@@ -78,6 +79,7 @@ def _run(tmp_path, pipelined: bool):
         portfolio=Portfolio(),
         recorder=RunRecorder(tmp_path / name),
         scheduler=SimulatedTime(model),
+        stamp=stamp,
     )
     engine.run()
     engine.recorder.close()
@@ -95,3 +97,13 @@ def _run(tmp_path, pipelined: bool):
 )
 def test_stage_timing_is_as_hand_computed(tmp_path, pipelined, queue_us, dated_us):
     assert _run(tmp_path, pipelined) == (queue_us, dated_us)
+
+
+@pytest.mark.parametrize("pipelined", [False, True], ids=["one-server", "pipelined"])
+def test_recorded_decision_times_combine_with_simulated_time(tmp_path, pipelined):
+    """The two parts compose: the scheduler still queues the events as above, the stamp
+    dates the orders (at the times recorded for events 0 and 3)."""
+    recorded = {0: T0 + 7 * US, 3: T0 + 200 * US}
+    queue_us, dated_us = _run(tmp_path, pipelined, RecordedStamp(recorded))
+    assert queue_us == ([0, 10, 20, 30] if pipelined else [0, 25, 50, 75])
+    assert dated_us == [7, 200]

@@ -66,7 +66,12 @@ def test_limit_prices_go_on_the_tick_and_bad_ones_are_nan():
         assert BTC.limit_price(float(text), Side.BUY) == float(text)
         assert BTC.limit_price(float(text), Side.SELL) == float(text)
     assert Instrument("Q", 0.25, 1.0, 0.0).limit_price(10.1, Side.SELL) == 10.25
-    assert Instrument("S", 1e-8, 1.0, 0.0).limit_price(0.123456789, Side.BUY) == 0.12345678
+    satoshi = Instrument("S", 1e-8, 1.0, 0.0)  # 1e13 ticks: float rounding stays under one
+    assert satoshi.limit_price(0.123456789, Side.BUY) == 0.12345678
+    assert satoshi.limit_price(99999.12345678, Side.SELL) == 99999.12345678
+    assert satoshi.limit_price(99999.12345678, Side.BUY) == 99999.12345678
+    assert satoshi.limit_price(99999.123456785, Side.SELL) == 99999.12345679
+    assert satoshi.limit_price(99999.123456785, Side.BUY) == 99999.12345678
     for bad in (math.nan, math.inf, -math.inf, 0.0, -1.0, 0.004):  # 0.004 buys at 0.00
         assert math.isnan(BTC.limit_price(bad, Side.BUY)), bad
     assert BTC.limit_price(0.004, Side.SELL) == 0.01
