@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 from zoneinfo import ZoneInfo
 
 import click
@@ -769,7 +769,15 @@ def _print_sessions(rows: Sequence[dict[str, Any]], totals: dict[str, Any]) -> N
     "inbox_capacity",
     default=10_000,
     show_default=True,
-    help="Frames that may wait for the pipeline; quotes conflate, others declare gaps.",
+    help="Frames that may wait for the pipeline; past a backlog, quotes conflate.",
+)
+@click.option(
+    "--inbox-overflow",
+    type=click.Choice(["pause", "drop"]),
+    default="pause",
+    show_default=True,
+    help="A full inbox: pause reading the socket (TCP slows the feed; nothing dropped) or "
+    "drop trades/depth and declare a gap (the book resyncs).",
 )
 @click.option("--checkpoint", "checkpoint_s", default=30.0, show_default=True,
               type=click.FloatRange(min=0.01), metavar="SECONDS",
@@ -804,6 +812,7 @@ def live(
     duration: float | None,
     until_idle: float | None,
     inbox_capacity: int,
+    inbox_overflow: Literal["pause", "drop"],
     checkpoint_s: float,
     warm_from: str | None,
     seed: int,
@@ -828,7 +837,7 @@ def live(
     options = LiveOptions(
         symbols=symbols, data_dir=data_dir, out_root=out, feed=feed, url=url, rest_url=rest_url,
         duration_s=duration, until_idle_s=until_idle, inbox_capacity=inbox_capacity, seed=seed,
-        roll_seconds=checkpoint_s, warm_from=warm_from,
+        roll_seconds=checkpoint_s, warm_from=warm_from, inbox_overflow=inbox_overflow,
     )  # fmt: skip
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -857,6 +866,14 @@ def live(
                 f"  instrument: tick {got['tick']:g}, lot {got['lot']:g}, minimum notional "
                 f"{got['min_notional']:g} from {escape(str(got['source']))}"
             )
+        inbox: Any = result.live_facts[name]["inbox"]
+        console.print(
+            f"  inbox: {inbox['received']:,} frames queued ({inbox['inline']:,} of "
+            f"{inbox['frames']:,} run by the reader itself), most waiting {inbox['high_water']:,} "
+            f"of {inbox['capacity']:,}, reading paused {inbox['pauses']:,} times for "
+            f"{inbox['paused_s']:,.1f} s, overflow {inbox['overflowed']:,} (declared gaps), "
+            f"conflated quotes {inbox['conflated']:,}"
+        )
         print(f"session {name} digest {digest}", flush=True)
 
 

@@ -1,5 +1,7 @@
 """A long live run at max speed on the synthetic feed, its RSS sampled at intervals: memory
-must stay flat (the inbox is bounded; overflow declares gaps and resyncs, never silently).
+must stay flat, the inbox bounded, and nothing dropped (a full inbox pauses reading the socket,
+so the feed server waits on its socket drain). Prints one JSON line per RSS sample, then the
+run's summary: frames/s and events/s, paused time, overflow counts, RSS first/last/max.
 
     python benchmarks/live_soak.py --minutes 10 --every 30
 """
@@ -50,13 +52,12 @@ def main() -> None:
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             )  # fmt: skip
             t0 = time.monotonic()
+            samples: list[float] = []
             while live.poll() is None:
                 time.sleep(args.every)
                 if live.poll() is None:
-                    sample = {
-                        "t_s": round(time.monotonic() - t0),
-                        "rss_mb": round(rss_mb(live.pid)),
-                    }
+                    samples.append(rss_mb(live.pid))
+                    sample = {"t_s": round(time.monotonic() - t0), "rss_mb": round(samples[-1])}
                     print(json.dumps(sample), flush=True)
             print(live.stdout.read() if live.stdout else "", flush=True)
             manifest = json.loads(next(Path(tmp, "reports").glob("*/manifest.json")).read_text())
@@ -64,10 +65,19 @@ def main() -> None:
         feed.terminate()
         feed.wait()
     facts = manifest["live"]
+    inbox, elapsed = facts["inbox"], facts["elapsed_s"]
     print(json.dumps({
-        "events": manifest["summary"]["n_events"], "inbox": facts["inbox"],
+        "elapsed_s": round(elapsed, 1), "frames_per_s": round(facts["network"]["frames"] / elapsed),
+        "events_per_s": round(manifest["summary"]["n_events"] / elapsed),
+        "events": manifest["summary"]["n_events"],
+        "paused_s": round(inbox["paused_s"], 2), "pauses": inbox["pauses"],
+        "overflowed": inbox["overflowed"], "conflated": inbox["conflated"],
+        "high_water": inbox["high_water"], "capacity": inbox["capacity"],
+        "gaps": facts["normalizer"].get("gaps"), "resyncs": facts["normalizer"].get("resyncs"),
+        "rss_mb_first_last_max": [round(samples[0]), round(samples[-1]), round(max(samples))]
+        if samples else None,
+        "peak_rss_mb": round(facts["peak_rss_mb"]), "inbox": inbox,
         "normalizer": facts["normalizer"], "recv_to_done_us": facts["recv_to_done_us"],
-        "peak_rss_mb": round(facts["peak_rss_mb"]),
     }))  # fmt: skip
 
 

@@ -13,6 +13,11 @@ Keeping the feed alive (LIVE.md §1.2, §4, §6a):
   arrived (`WatchedConnection`) and a watchdog compares. `ws.latency` would not do: it times
   only our own pings, and Binance counts client pings against its 5 messages/s;
 - idle feed: no data frame for `idle_timeout_s` (alive but silent) -> close, reconnect;
+- flow control: after each message, if `backpressure` (the inbox) is full the reader stops
+  reading until it has room, so websockets' buffer fills and TCP slows the sender; both timers
+  above stand still meanwhile (the silence is ours). Pings arriving meanwhile are answered
+  once reading resumes: a pause longer than the venue's pong timeout gets us disconnected as
+  a slow consumer (a reconnect and a resync, as any drop);
 - make-before-break rollover at `max_lifetime_s` and on a server shutdown notice: open and
   subscribe a new connection, keep handing on the old one until the new one delivers its first
   data frame, then hand on only the new one and close the old one; the overlap is de-duplicated
@@ -40,7 +45,13 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from simulator.errors import FeedError, InvariantViolation
 from simulator.live.adapter import VenueProfile
 from simulator.live.frames import Direction, Frame, Stamper
-from simulator.live.keepalive import Backoff, ConnectionConfig, ConnectionStats, ConnectLimiter
+from simulator.live.keepalive import (
+    Backoff,
+    Backpressure,
+    ConnectionConfig,
+    ConnectionStats,
+    ConnectLimiter,
+)
 from simulator.live.loop_base import Link, WatchedConnection
 from simulator.live.rollover import RETRYABLE, Rollover
 
@@ -58,8 +69,10 @@ class FeedConnection(Rollover):
         wall: Callable[[], int],
         *,
         conn_ids: Iterator[int] | None = None,  # share one count() between connections
+        backpressure: Backpressure | None = None,  # the inbox: pause reading while it is full
     ) -> None:
         self._profile, self._config, self._stamper = profile, config, stamper
+        self._backpressure = backpressure
         self.profile: Final = profile
         self._sink, self._wall = sink, wall
         self._conn_ids = conn_ids if conn_ids is not None else itertools.count(1)
@@ -249,11 +262,13 @@ class FeedConnection(Rollover):
             self._fail(e)
 
     async def _pump(self, link: Link) -> None:
-        stamper, on_frame = self._stamper, self._on_frame
+        stamper, on_frame, backpressure = self._stamper, self._on_frame, self._backpressure
         try:
             while True:
                 payload = await link.ws.recv(decode=False)
                 on_frame(link, stamper.stamp(link.conn_id, Direction.IN, "", payload))
+                if backpressure is not None and backpressure.full and not link.retired:
+                    await self._hold(link, backpressure)
         except ConnectionClosed as e:
             sent_first = link.close_note != "" and e.sent is not None
             close = e.sent if sent_first else e.rcvd
@@ -261,6 +276,17 @@ class FeedConnection(Rollover):
             reason = close.reason if close is not None and close.reason else link.close_note
             self.stats.last_close_code, self.stats.last_close_reason = code, reason
             self._emit(link.conn_id, Direction.CLOSE, "", f"{code} {reason}".encode())
+
+    @staticmethod
+    async def _hold(link: Link, backpressure: Backpressure) -> None:
+        """Stop reading until the inbox has room: TCP slows the sender. Also while stopping:
+        the consumer drains to the end (or closes the inbox, which releases the reader)."""
+        link.held = True
+        try:
+            await backpressure.wait_for_room()
+        finally:
+            link.held = False
+            link.resumed_at = time.monotonic()
 
     def _on_frame(self, link: Link, frame: Frame) -> None:
         """Per message, on the hot path: the stamp is taken; name the stream, hand it on."""
@@ -309,13 +335,13 @@ class FeedConnection(Rollover):
 
     async def _check_timers(self, link: Link, now: float) -> None:
         cfg = self._config
-        if link.close_note:
-            return  # being closed already
-        if now - link.ws.last_rx > cfg.dead_peer_timeout_s:
+        if link.close_note or link.held:
+            return  # being closed already; or we are not reading: the silence is ours
+        if now - max(link.ws.last_rx, link.resumed_at) > cfg.dead_peer_timeout_s:
             self.stats.dead_peer_timeouts += 1
             link.close_note = "dead-peer timeout"
             link.ws.transport.abort()  # a dead peer would not finish a closing handshake
-        elif now - link.last_data > cfg.idle_timeout_s:
+        elif now - max(link.last_data, link.resumed_at) > cfg.idle_timeout_s:
             self.stats.idle_timeouts += 1
             await self._close(link, 1000, "idle timeout")
         else:

@@ -69,7 +69,9 @@ def render(view: LiveView) -> Group:
     health.add_row(
         "inbox",
         f"waiting {len(view.inbox):,} (max {inbox.high_water:,}) · conflated quotes "
-        f"{inbox.conflated:,} · overflow gaps {inbox.overflowed:,} · gaps {gaps}",
+        f"{inbox.conflated:,} · overflow gaps {inbox.overflowed:,} · gaps {gaps}"
+        f" · reading paused {inbox.pauses:,} times, {inbox.paused_s:,.1f} s"
+        + (" (now)" if view.inbox.paused else ""),
     )
     return Group(trading, latency, health)
 

@@ -1,63 +1,101 @@
-"""The hand-off between the network reader and the pipeline: bounded, never blocking the reader.
+"""The hand-off between the network reader and the pipeline: bounded, never blocking the reader
+thread, and by default never dropping market data.
+
+Flow control (`overflow="pause"`, the default): once `pause_at` frames wait (three quarters of
+the capacity), the reader stops reading the socket (`FeedConnection` awaits `wait_for_room()`)
+until the pipeline has drained the inbox; websockets' own buffer fills and TCP then slows the
+sender (our feed server at `--speed max` awaits the socket drain; a real venue eventually
+disconnects a slow consumer, which is a handled fault: reconnect and resync). Each pause and
+its length are counted. While the reader is paused, frames wait in the kernel and websockets'
+buffers before they are stamped: `ts_recv` and the receive->done latency do not include that
+wait (`paused_s` says how much of the run it was; `recv - exchange time` does include it).
+The last quarter of the capacity is room for frames that cannot wait: timer ticks, REST
+snapshots, connection events.
 
 Overflow policy by kind (LIVE.md 6a): once `backlog` frames wait (the pipeline is behind), a
 quote replaces the quote of the same stream still waiting (the old one is conflated away,
 counted); below that every quote is kept, so a burst the pipeline absorbs loses none (bookTicker
-comes in bursts microseconds apart). Trades, depth and everything else are never
-dropped silently: when the inbox is full, the frame is dropped and a *gap marker* takes its
-place in the order (one per stream until drained, carrying the count), so the normalizer
-declares a GAP and resyncs the book exactly where data was lost.
+comes in bursts microseconds apart). Trades, depth and everything else are never dropped
+silently: when the inbox is full (`overflow="drop"`, or frames beyond the room above), the
+frame is dropped and a *gap marker* takes its place in the order (one per stream until
+drained, carrying the count), so the normalizer declares a GAP and resyncs the book exactly
+where data was lost.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Final, Literal
 
+from simulator.errors import ConfigError
 from simulator.live.frames import Frame
 
 GAP_DIRECTION: Final = "gap"
 """Direction of a gap marker frame: `payload` holds the number of frames dropped, in ASCII."""
 
+Overflow = Literal["pause", "drop"]
+OVERFLOW_POLICIES: Final[tuple[Overflow, ...]] = ("pause", "drop")
+
 
 @dataclass(slots=True)
 class InboxStats:
-    """Counters read by the dashboard and the run summary (plain ints, updated in place)."""
+    """Counters read by the dashboard and the run summary (plain numbers, updated in place)."""
 
     received: int = 0
     conflated: int = 0  # quotes replaced by a newer quote of the same stream
     overflowed: int = 0  # non-quote frames dropped because the inbox was full (declared gaps)
     high_water: int = 0  # most frames waiting at once
     drains: int = 0
+    pauses: int = 0  # times the reader stopped reading the socket (flow control)
+    paused_s: float = 0.0  # total time the reader was stopped
+    longest_pause_s: float = 0.0
     by_stream_overflow: dict[str, int] = field(default_factory=dict)
 
 
 class Inbox:
-    """A bounded deque of frames with quote conflation and declared gaps. Thread-safe."""
+    """A bounded deque of frames with quote conflation, reader flow control and declared gaps.
+    `put` and `drain` are thread-safe; `wait_for_room` runs on the reader's event loop."""
 
     def __init__(
-        self, capacity: int, *, conflatable: Callable[[str], bool], backlog: int = 0
+        self,
+        capacity: int,
+        *,
+        conflatable: Callable[[str], bool],
+        backlog: int = 0,
+        overflow: Overflow = "pause",
     ) -> None:
         if capacity < 1:
             raise ValueError(f"inbox capacity must be >= 1; found {capacity}")
+        if overflow not in OVERFLOW_POLICIES:
+            raise ConfigError(
+                f"inbox overflow must be one of {OVERFLOW_POLICIES}; found {overflow!r}"
+            )
         self.capacity = capacity
+        self.overflow: Final = overflow
         # frames waiting before quotes conflate; at most half the inbox, so quotes never fill
         # it and crowd out trades, depth and connection frames
         self.backlog = min(max(backlog, 0), capacity // 2)
+        # the reader pauses here; the rest is room for frames that cannot wait
+        self.pause_at = max(1, capacity - capacity // 4) if overflow == "pause" else capacity + 1
+        self.full = False  # the reader should pause: read without the lock, once per frame
         self._conflatable = conflatable
         self._frames: deque[Frame] = deque()
         self._live = 0  # frames waiting that are not dead
         self._latest_quote: dict[str, Frame] = {}
         self._markers: dict[str, Frame] = {}
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._cond = threading.Condition()
         self._closed = False
         self.stats = InboxStats()
 
     def put(self, frame: Frame) -> None:
-        """Never blocks (the reader must keep reading): conflate, queue or declare a gap."""
+        """Never blocks: conflate, queue or declare a gap."""
         with self._cond:
             stats = self.stats
             stats.received += 1
@@ -76,9 +114,32 @@ class Inbox:
                 self._declare_gap(frame)
                 return
             self._frames.append(frame)
-            self._live += 1
-            stats.high_water = max(stats.high_water, self._live)
+            live = self._live = self._live + 1
+            if live > stats.high_water:
+                stats.high_water = live
+            if live >= self.pause_at:
+                self.full = True
             self._cond.notify()
+
+    async def wait_for_room(self) -> None:
+        """On the reader's loop: wait until the pipeline has drained the inbox (at once if it
+        already has, or the inbox is closed). Counted as a pause, also when cancelled."""
+        loop = asyncio.get_running_loop()
+        with self._cond:
+            if not self.full or self._closed:
+                return
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._waiters.append((loop, waiter))
+        t0 = time.perf_counter()
+        try:
+            await waiter
+        finally:
+            paused = time.perf_counter() - t0
+            with self._cond:
+                stats = self.stats
+                stats.pauses += 1
+                stats.paused_s += paused
+                stats.longest_pause_s = max(stats.longest_pause_s, paused)
 
     def _declare_gap(self, frame: Frame) -> None:
         stats = self.stats
@@ -95,7 +156,8 @@ class Inbox:
         self._cond.notify()
 
     def drain(self, timeout: float) -> list[Frame]:
-        """Every frame waiting (dead quotes left out), waiting up to `timeout` s for one."""
+        """Every frame waiting (dead quotes left out), waiting up to `timeout` s for one; a
+        paused reader resumes."""
         with self._cond:
             if not self._frames and not self._closed:
                 self._cond.wait(timeout)
@@ -104,6 +166,9 @@ class Inbox:
             self._latest_quote.clear()
             self._markers.clear()
             self._live = 0
+            self.full = False
+            if self._waiters:
+                self._release()
             if frames:
                 self.stats.drains += 1
             return frames
@@ -119,11 +184,32 @@ class Inbox:
         """Nothing waits, gap markers included (a lock-free read: a deque's length is atomic)."""
         return not self._frames
 
+    def _release(self) -> None:
+        for loop, waiter in self._waiters:
+            with contextlib.suppress(RuntimeError):  # that loop has closed: nobody waits
+                loop.call_soon_threadsafe(_wake, waiter)
+        self._waiters.clear()
+
     def close(self) -> None:
-        """Wake a waiting drain (the session is stopping)."""
+        """Wake a waiting drain and a paused reader (the session is stopping)."""
         with self._cond:
             self._closed = True
+            self.full = False
+            self._release()
             self._cond.notify_all()
+
+    @property
+    def paused(self) -> bool:
+        """A reader is waiting for room now (for the dashboard)."""
+        return bool(self._waiters)
 
     def __len__(self) -> int:
         return self._live
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+__all__ = ["GAP_DIRECTION", "OVERFLOW_POLICIES", "Inbox", "InboxStats", "Overflow"]

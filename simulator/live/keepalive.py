@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Protocol
 
 import numpy as np
 
@@ -123,6 +123,16 @@ class ConnectLimiter:
         return at - now
 
 
+class Backpressure(Protocol):
+    """What the reader asks after each message (the inbox is one): `full` is read without a
+    lock on the hot path; `wait_for_room()` returns once the consumer has drained it."""
+
+    @property
+    def full(self) -> bool: ...
+
+    async def wait_for_room(self) -> None: ...
+
+
 @dataclass(slots=True)
 class ConnectionStats:
     """Counters for a dashboard on another thread: plain numbers, written only by the loop."""
@@ -152,4 +162,4 @@ class ConnectionStats:
     snapshots_superseded: int = 0
 
 
-__all__ = ["Backoff", "ConnectLimiter", "ConnectionConfig", "ConnectionStats"]
+__all__ = ["Backoff", "Backpressure", "ConnectLimiter", "ConnectionConfig", "ConnectionStats"]

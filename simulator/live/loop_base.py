@@ -45,6 +45,8 @@ class Link:
     reader: asyncio.Task[None] | None = None
     retired: bool = False  # switched away from: its messages are no longer handed on
     close_note: str = ""  # why we closed it
+    held: bool = False  # the reader waits for room in the inbox (flow control)
+    resumed_at: float = 0.0  # time.monotonic() the reader last resumed; the timers start there
 
 
 class LoopBase:

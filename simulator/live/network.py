@@ -27,7 +27,7 @@ from simulator.errors import FeedError, InvariantViolation
 from simulator.live.adapter import VenueProfile
 from simulator.live.connection import FeedConnection
 from simulator.live.frames import Frame, Stamper
-from simulator.live.keepalive import ConnectionConfig, ConnectionStats
+from simulator.live.keepalive import Backpressure, ConnectionConfig, ConnectionStats
 
 
 class LiveNetwork:
@@ -43,8 +43,11 @@ class LiveNetwork:
         wall: Callable[[], int],
         *,
         conn_ids: Iterator[int] | None = None,
+        backpressure: Backpressure | None = None,
     ) -> None:
-        self.connection = FeedConnection(profile, config, stamper, sink, wall, conn_ids=conn_ids)
+        self.connection = FeedConnection(
+            profile, config, stamper, sink, wall, conn_ids=conn_ids, backpressure=backpressure
+        )
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
 
@@ -77,8 +80,14 @@ class LiveNetwork:
         if self._error is not None:
             raise self._error
 
+    def request_stop(self) -> None:
+        """Ask the connections to close (1000); returns at once. With a `backpressure`, keep
+        draining it until `running` is False (what arrives meanwhile is handed on), or close it."""
+        self.connection.stop()
+
     def stop(self, timeout: float = 10.0) -> None:
-        """Close the connections (1000) and wait for the thread; then `check()`."""
+        """Close the connections (1000) and wait for the thread; then `check()`. A reader
+        paused on `backpressure` must be released first (drain or close it)."""
         self.connection.stop()
         if self._thread is not None:
             self._thread.join(timeout)

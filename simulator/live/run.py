@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gc
 import resource
+import sys
 import threading
 import time
 from collections import deque
@@ -31,7 +32,7 @@ from simulator.instruments import Instrument
 from simulator.live.adapter import LIVE_KINDS, VenueAdapter
 from simulator.live.frames import Direction, Frame, Stamper, raw_table
 from simulator.live.handoff import Handoff
-from simulator.live.inbox import Inbox
+from simulator.live.inbox import Inbox, Overflow
 from simulator.live.keepalive import ConnectionConfig
 from simulator.live.loop_base import _http_get
 from simulator.live.network import LiveNetwork
@@ -46,6 +47,12 @@ from simulator.store import META_FILE
 
 VIEW_EVERY_S: Final = 0.25
 RAW_FLUSH_S: Final = 0.1
+_WIND_DOWN_S: Final = 5.0  # at most this long draining while the sockets close
+SWITCH_INTERVAL_S: Final = 0.0005
+"""The GIL switch interval while a live run runs (CPython's default is 5 ms): a thread that
+holds the GIL without blocking (the recorder's table building, ~1 ms per flush at 20x) keeps
+the reader, which stamps and runs the frames, waiting at most this long, not 5 ms, while the
+socket fills (at 20x, 5 ms is 64+ bookTicker frames: the inbox conflated quotes)."""
 _INSTRUMENT_TIMEOUT_S: Final = 5.0  # once per symbol at start; the bundled table if it fails
 
 
@@ -60,6 +67,7 @@ class LiveOptions:
     duration_s: float | None = None
     until_idle_s: float | None = None  # stop once no market data has come for this long
     inbox_capacity: int = 10_000
+    inbox_overflow: Overflow = "pause"  # full inbox: pause reading (TCP flow control) or drop
     conflate_backlog: int = 64  # frames waiting before a newer quote replaces a waiting one
     levels: int = 20
     seed: int = 0
@@ -279,7 +287,10 @@ def run_live(
     by_prefix = {run.prefix: run for run in runs}
     profile = venue.profile
     inbox = Inbox(
-        options.inbox_capacity, conflatable=venue.conflatable, backlog=options.conflate_backlog
+        options.inbox_capacity,
+        conflatable=venue.conflatable,
+        backlog=options.conflate_backlog,
+        overflow=options.inbox_overflow,
     )
     spool = _RawSpool(runs, checkpoint_s=options.roll_seconds)
     stamper = Stamper(wall)
@@ -300,6 +311,7 @@ def run_live(
         stamper,
         sink,
         wall,
+        backpressure=inbox,
     )  # fmt: skip
     handoff.pending = network.pending
     timer_stop = threading.Event()
@@ -309,19 +321,26 @@ def run_live(
     # everything built so far (modules, model, pipeline) lives for the whole run: out of the
     # collector's sight, a full collection no longer walks it (pauses of ~10 ms otherwise)
     gc.freeze()
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     spool.start()
     network.start()
     if timer is not None:
         timer.start()
     t_start = time.monotonic()
+    consumed = False
     try:
         _consume(options, runs, network, handoff, stop, on_view)
+        consumed = True
     finally:
         timer_stop.set()
+        if consumed:  # what arrives until the sockets have closed is processed, not dropped
+            _wind_down(network, handoff)
+        inbox.close()  # releases a reader paused on it
         network.stop(5.0)
-        inbox.close()
         _dispatch(inbox.drain(0.0), runs, by_prefix, network)
         spool.close()
+        sys.setswitchinterval(switch_interval)
         gc.unfreeze()
     handoff.check()
     return _finish(runs, options, config, time.monotonic() - t_start, network, handoff)
@@ -351,6 +370,15 @@ def _consume(
             with handoff.pipeline:  # the view reads the pipeline's state
                 on_view(LiveView(now - t_start, runs, network, handoff.inbox))
             next_view = now + VIEW_EVERY_S
+
+
+def _wind_down(network: LiveNetwork, handoff: Handoff) -> None:
+    """Close the sockets while still running what arrives: a reader paused on the inbox
+    (flow control) reads on to the close handshake instead of overflowing it."""
+    network.request_stop()
+    deadline = time.monotonic() + _WIND_DOWN_S
+    while network.running and time.monotonic() < deadline:
+        handoff.consume(0.05)
 
 
 def _dispatch(
@@ -397,6 +425,7 @@ def _finish(
             "inbox": {
                 **_as_dict(inbox.stats),
                 "capacity": inbox.capacity,
+                "overflow": inbox.overflow,
                 **_as_dict(handoff.stats),
             },
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
