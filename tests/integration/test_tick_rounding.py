@@ -6,6 +6,7 @@ replay of the bundled Binance session with a plug-in policy."""
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 from pathlib import Path
 
 import pyarrow as pa
@@ -147,6 +148,6 @@ def test_a_replay_puts_a_plugin_policys_limit_prices_on_the_sessions_tick(tmp_pa
     assert len(orders) >= 10
     # each fill settles before the next decision: buy, sell, buy, ... (no second buy on a fill)
     sides = [o["side"] for o in orders]
-    assert all(a != b for a, b in zip(sides, sides[1:])), sides
+    assert all(a != b for a, b in pairwise(sides)), sides
     cents = [o["limit_px"] * 100 for o in orders]
     assert all(abs(c - round(c)) < 1e-6 for c in cents), cents[:10]  # 0.01, Binance's tick
