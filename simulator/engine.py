@@ -8,14 +8,16 @@ Per event, in this fixed order (the same in replay and live):
      from live mode sets the feed health that risk reads and reaches the features that
      define `on_status`; an order-level event is only handed to the venue's market)
                                                                             [stage: features]
-  4. venue: resting limit orders are checked against the new market state
+  4. venue: resting limit orders are checked against the new market state; the fills of 2
+     and 4 settle now (portfolio, the view's position, cash and equity, the fills table), so
+     the decision sees the position they leave
   5. on quote, book, timer and status events (not trades, not order-level events), once
      the features are ready — with `strategy.decide = "timestamp"` only on the last event
      of each timestamp, after every row sharing it (hftbacktest decides so):
        inference -> policy (outputs + view -> intents) -> (per intent) risk -> order
                                       [stages: inference, decision, risk, order, tick_to_trade]
   6. venue: orders due now (zero latency) are matched against the current market
-  7. fills reach the portfolio; equity is marked to mid; the event's row is recorded
+  7. the fills of 6 settle; equity is marked to mid; the event's row is recorded
 Ties between sources are broken by the merge order (ts_recv, source priority, seq).
 
 The order is written once, in `Engine._walk`; modes differ only by parts. A *scheduler* part
@@ -468,6 +470,9 @@ class Engine:
             v_features[slot] = t1 - t0
             if venue.n_resting:  # 4.
                 on_market(market, fills)
+            if fills:  # fills of 2. and 4. settle before the decision: it sees the position
+                position = self.settle(fills)
+                cash = portfolio.cash
             if decides and (ready or (ready := features.ready)):  # 5. (read until ready)
                 out = predict(compute(), i)
                 if out is not last_out:
@@ -499,7 +504,7 @@ class Engine:
                         state.mid = mid = (market.bid_px + market.ask_px) * 0.5
             if sent or due <= ts:  # 6.
                 process_due(ts, market, fills)
-            if fills:  # 7.
+            if fills:  # 7. (the fills of 6.)
                 position = self.settle(fills)
                 cash = portfolio.cash
             if mid == mid:  # marked to mid once there is a two-sided market (NaN before)
@@ -549,15 +554,20 @@ class Engine:
             state.feed_ok = True
 
     def settle(self, fills: list[Fill]) -> float:
-        """Fills reach the portfolio and the run tables; return the new position."""
+        """Fills reach the portfolio, the view and the run tables; return the new position.
+        The view's equity follows at the current mid (step 7 marks it again, with the peak
+        and the drawdown)."""
         for fill in fills:
             self._portfolio.on_fill(fill)
             self._recorder.tables.fills.append(fill)
         fills.clear()
-        portfolio, view = self._portfolio, self.view
-        self.state.position = view.position = portfolio.position
-        view.cash = portfolio.cash
-        return self.state.position
+        state, portfolio, view = self.state, self._portfolio, self.view
+        state.position = view.position = position = portfolio.position
+        view.cash = cash = portfolio.cash
+        mid = state.mid
+        if mid == mid:  # NaN before a two-sided market
+            state.equity = cash + position * mid
+        return position
 
     def act(
         self, intents: Sequence[Intent], ts: int, p: float, t0: int, t3: int, slot: int
