@@ -78,7 +78,9 @@ class RowSpool:
         self._schemas = schemas(levels)
         self.queues: dict[str, deque[Row]] = {kind: deque() for kind in self._schemas}
         self.outputs: deque[tuple[str, Any]] = deque()
-        self.marks: deque[Checkpoint] = deque()  # the consumer's, after each drain
+        # the consumer's latest point (Checkpoint's fields), replaced whole after each run of
+        # frames: one tuple store, atomic, and no object per frame on the path
+        self.mark: tuple[int, int, int, int, int] | None = None
         self._checkers = {
             kind: RowChecker(kind, f"{where} {kind}", levels if kind == "book" else 0)
             for kind in CHECKED_KINDS
@@ -88,10 +90,10 @@ class RowSpool:
     def take_mark(self) -> Checkpoint | None:
         """The consumer's latest mark. Taken before `flush`, it is a point that flush covers:
         the consumer queues an event's rows and outputs before the mark that counts it."""
-        mark = None
-        while self.marks:
-            mark = self.marks.popleft()
-        return mark
+        if (mark := self.mark) is None:
+            return None
+        seq, frame_seq, events, orders, fills = mark
+        return Checkpoint(seq=seq, frame_seq=frame_seq, events=events, orders=orders, fills=fills)
 
     def flush(self) -> None:
         for kind, queue in self.queues.items():
