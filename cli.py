@@ -868,7 +868,8 @@ def live(
             )
         inbox: Any = result.live_facts[name]["inbox"]
         console.print(
-            f"  inbox: {inbox['queued']:,} frames queued, most waiting {inbox['high_water']:,} "
+            f"  inbox: {inbox['received']:,} frames queued ({inbox['inline']:,} of "
+            f"{inbox['frames']:,} run by the reader itself), most waiting {inbox['high_water']:,} "
             f"of {inbox['capacity']:,}, reading paused {inbox['pauses']:,} times for "
             f"{inbox['paused_s']:,.1f} s, overflow {inbox['overflowed']:,} (declared gaps), "
             f"conflated quotes {inbox['conflated']:,}"

@@ -1,4 +1,5 @@
-"""Builds the optional compiled feature kernel and L2 book; the rest is in pyproject.toml.
+"""Builds the optional compiled feature kernel, model-runner step and L2 book; the rest is in
+pyproject.toml.
 
 `optional=True`: without a C compiler or Python headers the install still succeeds and the
 feature stage runs its pure-Python path (same results, slower; `ticktape bench` says which).
@@ -12,6 +13,12 @@ setup(
             "simulator.features._native",
             ["simulator/features/_native.c"],
             # No fused multiply-add, no fast-math: results must equal the Python path's bits.
+            extra_compile_args=["-O2", "-std=c11", "-ffp-contract=off", "-fno-fast-math"],
+            optional=True,
+        ),
+        Extension(  # the model runners' per-prediction glue (onnx_runner.py, rule.py)
+            "simulator.models._step",
+            ["simulator/models/_step.c"],
             extra_compile_args=["-O2", "-std=c11", "-ffp-contract=off", "-fno-fast-math"],
             optional=True,
         ),

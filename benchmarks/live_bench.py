@@ -14,8 +14,8 @@ Other cases: STRATEGY@SPEED[:LIMIT] (LIMIT: tape messages served), e.g.
 
 recv_to_done_ms is [p50, p99, p99.9] over the quotes and books (the decisions' events);
 `conflated` counts quotes replaced while the pipeline was behind (the issue's target at 20x:
-0); `inline`/`queued` say how many frames the network thread ran itself and how many waited
-for the consumer thread. To compare two checkouts, run this file with each one's python (or
+0); `inline`/`handed_off` say how many frames the network thread ran itself and how many the
+consumer thread ran. To compare two checkouts, run this file with each one's python (or
 PYTHONPATH) alternately and compare medians: the latencies are sensitive to the host's load,
 printed as `load`.
 """
@@ -79,7 +79,7 @@ def point(strategy: str, speed: str, limit: int | None, inbox: int) -> dict[str,
         feed.wait()
     live, timings = manifest["live"], manifest["timings"]
     done, box = live["recv_to_done_us"], live["inbox"]
-    frames = box["received"] + box.get("inline", 0)  # inline frames never enter the inbox
+    frames = box.get("frames", box["received"])
     return {
         "case": f"{strategy}@{speed}" + (f":{limit}" if limit else ""),
         "events": manifest["summary"]["n_events"],
@@ -88,7 +88,7 @@ def point(strategy: str, speed: str, limit: int | None, inbox: int) -> dict[str,
         "conflated": box["conflated"],
         "overflowed": box["overflowed"],
         "inline": box.get("inline"),
-        "queued": box.get("queued"),
+        "handed_off": box.get("handed_off"),
         "inbox_high_water": box["high_water"],
         "gaps": live["normalizer"].get("gaps"),
         "peak_rss_mb": round(live["peak_rss_mb"]),

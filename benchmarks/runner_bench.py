@@ -4,7 +4,9 @@ Compares, per call, on the shipped obi_mlp model (16 -> 64 -> 64 -> 1, batch 1):
   bare     the public IO-binding call a user would write: `session.run_with_iobinding(binding)`
            with input and output bound once to preallocated float32 arrays
   runner   `OnnxRunner.predict(features, i)` (what the engine calls), on the float64 feature
-           vector: it includes the cast into the model's float32 input
+           vector: it includes the cast into the model's float32 input and back (one C call
+           around the model call when `simulator.models._step` is built)
+  python   the same through `_predict_python`, the runner's pure-Python twin (numpy cast)
   cast     that cast alone: `row[...] = features`, 16 float64 -> a preallocated float32 row
   breaker  the runner inside its `CircuitBreaker` (as obi_mlp runs)
 and the cost of timing one stage: one `perf_counter_ns()` plus one histogram-column write.
@@ -112,6 +114,7 @@ def main() -> None:
     variants: dict[str, Callable[[int], None]] = {
         "bare": _bare(runner, features.astype(np.float32)),
         "runner": _predict_loop(runner.predict, features),
+        "python": _predict_loop(runner._predict_python, features),
         "breaker": _predict_loop(breaker.predict, features),
         "cast": _cast_loop(features, np.zeros(N_FEATURES, dtype=np.float32)),
         "stage_timing": _timing_loop(np.zeros(1024, dtype=np.int64).data),
@@ -133,6 +136,7 @@ def main() -> None:
         "median_us": {k: round(v, 3) for k, v in med.items()},
         "best_us": {k: round(v, 3) for k, v in best.items()},
         "runner_overhead_vs_bare": round(med["runner"] / med["bare"] - 1.0, 3),
+        "python_overhead_vs_bare": round(med["python"] / med["bare"] - 1.0, 3),
         "breaker_overhead_vs_bare": round(med["breaker"] / med["bare"] - 1.0, 3),
         "cast_us": round(med["cast"] - loop_us, 3),
         "stage_timing_us": round(med["stage_timing"] - loop_us, 3),

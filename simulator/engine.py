@@ -8,14 +8,16 @@ Per event, in this fixed order (the same in replay and live):
      from live mode sets the feed health that risk reads and reaches the features that
      define `on_status`; an order-level event is only handed to the venue's market)
                                                                             [stage: features]
-  4. venue: resting limit orders are checked against the new market state
+  4. venue: resting limit orders are checked against the new market state; the fills of 2
+     and 4 settle now (portfolio, the view's position, cash and equity, the fills table), so
+     the decision sees the position they leave
   5. on quote, book, timer and status events (not trades, not order-level events), once
      the features are ready — with `strategy.decide = "timestamp"` only on the last event
      of each timestamp, after every row sharing it (hftbacktest decides so):
        inference -> policy (outputs + view -> intents) -> (per intent) risk -> order
                                       [stages: inference, decision, risk, order, tick_to_trade]
   6. venue: orders due now (zero latency) are matched against the current market
-  7. fills reach the portfolio; equity is marked to mid; the event's row is recorded
+  7. the fills of 6 settle; equity is marked to mid; the event's row is recorded
 Ties between sources are broken by the merge order (ts_recv, source priority, seq).
 
 The order is written once, in `Engine._walk`; modes differ only by parts. A *scheduler* part
@@ -204,8 +206,9 @@ class Scheduler(Protocol):
 
     Per merged batch `batch`; per event `admit` at arrival (feed delay included in `ts`;
     SERVED, CONFLATED or DROPPED, as recorded in decisions.skip); for a served event
-    `decided` after the model and the policy, `order_time` (the decision's date) and `ordered`
-    around sending its intents, and `done` at its end (returns its queueing delay)."""
+    `order_time` (the decision's date) and `ordered` around sending a decision's intents, and
+    `done` at its end (returns its queueing delay). Both get the measured stage times
+    (features, inference, decision; -1 for stages that did not run)."""
 
     @property
     def feed_ns(self) -> int:
@@ -213,10 +216,9 @@ class Scheduler(Protocol):
 
     def batch(self, merged: MergedBatch) -> None: ...
     def admit(self, ts: int, kind: int, k: int) -> int: ...
-    def decided(self, features_ns: int, inference_ns: int, decision_ns: int) -> None: ...
-    def order_time(self) -> int: ...
+    def order_time(self, features_ns: int, inference_ns: int, decision_ns: int) -> int: ...
     def ordered(self, sent: bool, order_ns: int) -> None: ...
-    def done(self, features_ns: int) -> int: ...
+    def done(self, features_ns: int, inference_ns: int, decision_ns: int) -> int: ...
 
 
 class Immediate:
@@ -236,16 +238,13 @@ class Immediate:
         self._ts = ts
         return SERVED
 
-    def decided(self, features_ns: int, inference_ns: int, decision_ns: int) -> None:
-        """No simulated time passes."""
-
-    def order_time(self) -> int:
+    def order_time(self, features_ns: int, inference_ns: int, decision_ns: int) -> int:
         return self._ts
 
     def ordered(self, sent: bool, order_ns: int) -> None:
         """No simulated time passes."""
 
-    def done(self, features_ns: int) -> int:
+    def done(self, features_ns: int, inference_ns: int, decision_ns: int) -> int:
         return 0
 
 
@@ -405,14 +404,14 @@ class Engine:
         process_due, on_market = venue.process_due, venue.on_market
         portfolio, fills, nan = self._portfolio, state.fills, math.nan
         last_out, out_view = None, memoryview(b"")  # p = output 0, read through a memoryview
+        p: float
         clock = perf_counter_ns
         position, equity, i = state.position, state.equity, state.n_events
         ready = features.ready  # once ready, a buffer stays ready until reset
         cash, peak, max_drawdown = portfolio.cash, state.peak_equity, state.max_drawdown
-        day_end = state.day_end
+        day_end, mid = state.day_end, state.mid  # mid: state.mid, read once
         timed, scheduler = self._timed, self._scheduler
-        feed, admit = scheduler.feed_ns, scheduler.admit
-        decided, done = scheduler.decided, scheduler.done
+        feed, admit, done = scheduler.feed_ns, scheduler.admit, scheduler.done
         first, skip = i, 0  # skip: 0 served, else why not (decisions.skip); always 0 immediate
         for part_index, row in zip(order_part, order_row, strict=True):
             kind, ts_col, a, b, c, d, levels, bundle, decides = parts[part_index]
@@ -452,13 +451,13 @@ class Engine:
                 # the mid the run is marked to is the pipeline's: set when it serves the event
                 if bundle is None:
                     if not skip:
-                        state.mid = (bid_px + ask_px) * 0.5
+                        state.mid = mid = (bid_px + ask_px) * 0.5
                         on_quote(ts, bid_px, bid_sz, ask_px, ask_sz)
                 else:
                     market.book_columns = levels
                     market.book_row = row
                     if not skip:
-                        state.mid = (bid_px + ask_px) * 0.5
+                        state.mid = mid = (bid_px + ask_px) * 0.5
                         on_book(ts, bundle, row)
             elif kind == STATUS:
                 if not skip:
@@ -471,10 +470,10 @@ class Engine:
             v_features[slot] = t1 - t0
             if venue.n_resting:  # 4.
                 on_market(market, fills)
-            p, target, sent = nan, position, False
-            if not ready:
-                ready = features.ready
-            if decides and ready:  # 5.
+            if fills:  # fills of 2. and 4. settle before the decision: it sees the position
+                position = self.settle(fills)
+                cash = portfolio.cash
+            if decides and (ready or (ready := features.ready)):  # 5. (read until ready)
                 out = predict(compute(), i)
                 if out is not last_out:
                     last_out, out_view = out, out.data
@@ -485,28 +484,29 @@ class Engine:
                 v_inference[slot] = t2 - t1
                 v_decision[slot] = t3 - t2
                 target = policy.target if has_target else nan  # type: ignore[attr-defined]
-                if timed:  # the stages so far, in simulated time
-                    decided(t1 - t0, t2 - t1, t3 - t2)
+                sent = False
                 if intents:
                     state.n_events, state.max_drawdown = i, max_drawdown
                     if timed:  # dated when risk and order run in simulated time
-                        sent = act(intents, scheduler.order_time(), p, t0, t3, slot)
+                        at = scheduler.order_time(t1 - t0, t2 - t1, t3 - t2)
+                        sent = act(intents, at, p, t0, t3, slot)
                         scheduler.ordered(sent, v_order[slot])
                     else:
                         sent = act(intents, ts, p, t0, t3, slot)
+            else:  # no decision: p is NaN, the target the position held
+                p, target, sent = nan, position, False
             if timed:  # the event is done (if served): how long it waited
                 if skip:
                     v_features[slot] = -1  # the features did not run
                 else:
-                    v_queue[slot] = done(t1 - t0)
+                    v_queue[slot] = done(t1 - t0, v_inference[slot], v_decision[slot])
                     if kind == TRADE:  # a served trade marks to the market as it is now
-                        state.mid = (market.bid_px + market.ask_px) * 0.5
+                        state.mid = mid = (market.bid_px + market.ask_px) * 0.5
             if sent or due <= ts:  # 6.
                 process_due(ts, market, fills)
-            if fills:  # 7.
+            if fills:  # 7. (the fills of 6.)
                 position = self.settle(fills)
                 cash = portfolio.cash
-            mid = state.mid
             if mid == mid:  # marked to mid once there is a two-sided market (NaN before)
                 equity = cash + position * mid
                 if equity > peak:
@@ -554,15 +554,20 @@ class Engine:
             state.feed_ok = True
 
     def settle(self, fills: list[Fill]) -> float:
-        """Fills reach the portfolio and the run tables; return the new position."""
+        """Fills reach the portfolio, the view and the run tables; return the new position.
+        The view's equity follows at the current mid (step 7 marks it again, with the peak
+        and the drawdown)."""
         for fill in fills:
             self._portfolio.on_fill(fill)
             self._recorder.tables.fills.append(fill)
         fills.clear()
-        portfolio, view = self._portfolio, self.view
-        self.state.position = view.position = portfolio.position
-        view.cash = portfolio.cash
-        return self.state.position
+        state, portfolio, view = self.state, self._portfolio, self.view
+        state.position = view.position = position = portfolio.position
+        view.cash = cash = portfolio.cash
+        mid = state.mid
+        if mid == mid:  # NaN before a two-sided market
+            state.equity = cash + position * mid
+        return position
 
     def act(
         self, intents: Sequence[Intent], ts: int, p: float, t0: int, t3: int, slot: int

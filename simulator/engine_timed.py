@@ -51,9 +51,9 @@ class SimulatedTime:
     Pipelined: stage k of an event starts when stage k-1 of it is done and stage k is free, so
     the next event's features may run while this one's model does.
 
-    The engine asks, per event: `admit` (at arrival), `decided` (after the model and the
-    policy ran), `order_time` and `ordered` (when the decision sends intents), `done` (at the
-    end of a served event); and `batch` once per merged batch.
+    The engine asks, per event: `admit` (at arrival), `order_time` and `ordered` (around
+    sending a decision's intents), `done` (at the end of a served event); and `batch` once
+    per merged batch.
     """
 
     __slots__ = ("_busy_until", "_free", "_next_same", "_now", "_pipelined", "_risk_ns",
@@ -69,8 +69,8 @@ class SimulatedTime:
         self._busy_until = 0  # when the first stage (the whole pipeline if one server) is free
         self._waiting: deque[int] = deque()  # start times of accepted events not yet started
         self._next_same: list[int] | None = None  # conflation: see _next_same_source_ts
-        # the event being served: its arrival, its start, simulated time so far (-1: features
-        # not yet timed), time it waited between stages, the risk stage's time
+        # the event being served: its arrival, its start, simulated time so far (-1: its
+        # stages not yet placed in time), time it waited between stages, its risk check's time
         self._ts = self._start = self._waited = self._risk_ns = 0
         self._now = -1
 
@@ -96,27 +96,26 @@ class SimulatedTime:
         self._ts, self._start, self._waited, self._now = ts, start, 0, -1
         return SERVED
 
-    def _features(self, features_ns: int) -> int:
-        """The first stage (the features) is done: the pipeline's first server is free."""
-        now = self._busy_until = self._free[0] = self._start + self._service(FEATURES, features_ns)
-        return now
-
-    def decided(self, features_ns: int, inference_ns: int, decision_ns: int) -> None:
-        """The model and the policy ran on the served event (measured times given)."""
+    def _stages(self, features_ns: int, inference_ns: int, decision_ns: int) -> None:
+        """The served event's features, then (when they ran: not -1) its model and policy, in
+        simulated time from its start (pipelined: each stage waits until it is free)."""
         service, free, pipelined = self._service, self._free, self._pipelined
-        now, waited = self._features(features_ns), self._waited
-        for stage, ns in (
-            (1, service(INFERENCE, inference_ns)),
-            (2, service(DECISION, decision_ns)),
-        ):
-            if pipelined and free[stage] > now:
-                waited, now = waited + free[stage] - now, free[stage]
-            now = free[stage] = now + ns
-        self._now, self._waited = now, waited
+        now = self._busy_until = free[0] = self._start + service(FEATURES, features_ns)
+        if inference_ns >= 0:
+            waited = self._waited
+            for stage, ns in ((1, service(INFERENCE, inference_ns)),
+                              (2, service(DECISION, decision_ns))):  # fmt: skip
+                if pipelined and free[stage] > now:
+                    waited, now = waited + free[stage] - now, free[stage]
+                now = free[stage] = now + ns
+            self._waited = waited
+        self._now = now
 
-    def order_time(self) -> int:
-        """The decision sends intents: when risk and order run (pipelined: the last stage
-        must be free), the time they are dated at (after the risk check's time)."""
+    def order_time(self, features_ns: int, inference_ns: int, decision_ns: int) -> int:
+        """The served event's decision sends intents (measured stage times given): when risk
+        and order run (pipelined: once the last stage is free), the time they are dated at
+        (after the risk check's time)."""
+        self._stages(features_ns, inference_ns, decision_ns)
         free, now = self._free, self._now
         if self._pipelined and free[3] > now:
             self._waited, now = self._waited + free[3] - now, free[3]
@@ -131,14 +130,14 @@ class SimulatedTime:
             now += self._service(ORDER, order_ns)
         self._now = self._free[3] = now
 
-    def done(self, features_ns: int) -> int:
-        """The served event is done: the next may start (one server); return the time it
-        waited, for `queue_ns` (before its start and between stages)."""
-        now = self._now
-        if now < 0:  # no decision: only the features ran
-            now = self._features(features_ns)
+    def done(self, features_ns: int, inference_ns: int, decision_ns: int) -> int:
+        """The served event is done (measured stage times, -1 for stages that did not run):
+        the next may start (one server); return the time it waited, for `queue_ns` (before
+        its start and between stages)."""
+        if self._now < 0:  # no intents: its stages are placed in time now
+            self._stages(features_ns, inference_ns, decision_ns)
         if not self._pipelined:  # one server: the next event starts when this one is done
-            self._busy_until = now
+            self._busy_until = self._now
         self._waiting.append(self._start)
         return self._start - self._ts + self._waited
 

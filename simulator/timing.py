@@ -1,7 +1,8 @@
 """Service-time models: how long each pipeline stage takes in simulated time.
 
 The engine treats the pipeline as a server: an event waits while the previous one is being
-served, and its service time is the sum of its stages' times from one of these models:
+served, and its service time is the sum of its stages' times (pipelined: each stage is its
+own server, see engine_timed) from one of these models:
 
   zero                       no time passes (the default: decisions at the event's own time)
   fixed:STAGE=US,...         constant microseconds per stage (stages: features, inference,

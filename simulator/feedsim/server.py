@@ -2,10 +2,11 @@
 
 One shared tape for the whole server, as on an exchange: time does not restart per
 connection. The tape starts when a first client subscribes. At paced speeds (`speed` = N
-follows the recorded receive-time deltas N times faster) it then keeps going, and what is sent
-while nobody listens is lost. At max speed (`speed=None`) it never sleeps but awaits each
-connection's drain, and pauses while no connection is subscribed, so a test loses nothing
-between a disconnect and its reconnect except what a fault drops on purpose. At the end every
+follows the recorded receive-time deltas N times faster, each frame sent within ~0.1 ms of its
+due time) it then keeps going, and what is sent while nobody listens is lost. At max speed
+(`speed=None`) it never sleeps but awaits each connection's drain, and pauses while no
+connection is subscribed, so a test loses nothing between a disconnect and its reconnect except
+what a fault drops on purpose. At the end every
 connection is closed with 1001 "end of recording".
 
 REST (/api/v3/depth, /time, /exchangeInfo) is answered on the same port from websockets'
@@ -21,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
@@ -50,7 +52,8 @@ from simulator.feedsim.tape import FeedTape
 
 END_OF_RECORDING: Final = "end of recording"
 CLOSE_TIMEOUT_S: Final = 2.0
-_MIN_SLEEP_S: Final = 0.001  # closer than this to a frame's due time: send now
+_MIN_SLEEP_S: Final = 0.001  # asyncio's timers wake about this late: the rest in time.sleep
+_FINE_SLEEP_S: Final = 0.00002  # closer than this to a frame's due time: send now
 
 
 def parse_speed(text: str) -> float | None:
@@ -246,9 +249,16 @@ class FeedServer(ServerLifecycle):
         assert self.speed is not None
         ts, start = self.tape.ts_recv, self.tape.start
         due = self._t0 + self._shift + (ts[start + i] - ts[start]) / 1e9 / self.speed
-        delay = due - asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
+        delay = due - loop.time()
         if delay > _MIN_SLEEP_S:
-            await asyncio.sleep(delay)
+            await asyncio.sleep(delay - _MIN_SLEEP_S)  # the loop stays free for control and REST
+            delay = due - loop.time()
+        if delay > _FINE_SLEEP_S:
+            # the last < 1 ms at the OS timer's resolution, the loop waiting with it: asyncio
+            # wakes ~1 ms late, so frames due within 1 ms went out together (20 ms of the tape
+            # at 20x: bookTicker bursts of 64+ the recording never had)
+            time.sleep(delay)
 
     async def _flush_held(self) -> None:
         held, self._held = self._held, []

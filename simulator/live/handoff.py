@@ -1,19 +1,27 @@
-"""The hand-off from the network thread to the pipeline: inline while the pipeline keeps up.
+"""The hand-off from the network thread to the pipeline: run on the receiving thread while the
+pipeline keeps up, through the bounded inbox when it is behind.
 
 A thread hand-off costs more than the pipeline's own work on a frame: the consumer thread is
 asleep when a frame comes (at 1x the feed is idle >99% of the time), so each frame pays a
-wake-up, then waits for the GIL until the network thread blocks again. So the network thread
-runs the frame itself when nothing waits for the pipeline: the pipeline is idle, the inbox is
-empty and the connection has no further message already received (a burst). Otherwise the
-frame goes to the bounded inbox (its conflation and gap rules, LIVE.md 6a) and the consumer
-thread takes it: the inbox holds only the backlog, and the reader never runs more than the one
-frame it just received before it reads again.
+wake-up, then waits for the GIL until the network thread blocks again; and in a burst (bookTicker
+sends dozens of quotes microseconds apart) the network thread keeps the GIL while it reads the
+whole burst, so the consumer could not take any of it before all of it waited (at 20x, 64
+waiting quotes started to conflate while the pipeline was idle). So:
+
+- every frame goes through the inbox's rules (LIVE.md 6a: conflation once `backlog` frames wait,
+  declared gaps on overflow) unless it can run at once: the pipeline idle, nothing waiting;
+- once the reader has read the last message websockets had received (no burst left to stamp)
+  and the pipeline is idle, the network thread runs what waits itself, the burst and this
+  frame, and then reads on. Under the GIL a consumer thread running them would hold the reader
+  up just as long; here no wake-up and no GIL hand-over are paid;
+- the consumer thread runs what waits when the pipeline is busy as the reader finishes a burst
+  (the pipeline is behind, or a frame runs long): the reader never waits for the pipeline.
 
 Order: frames are consumed in `seq` order. The pipeline lock makes the two consumers take
-turns; a frame runs inline only when the inbox is empty, so it never overtakes a waiting one.
-A second producer (the timer thread) stamps and queues under the order lock, under which the
-network thread decides to run a frame inline: a tick stamped before that frame is queued before
-the decision (so the frame queues behind it), one stamped after it is later in `seq` too.
+turns, and whoever holds it takes everything waiting. A second producer (the timer thread)
+stamps and queues under the order lock, under which the network thread decides what it runs:
+a tick stamped before a frame is queued before that decision (and runs first), one stamped
+after it is later in `seq` too.
 """
 
 from __future__ import annotations
@@ -29,8 +37,9 @@ from simulator.live.inbox import Inbox
 
 @dataclass(slots=True)
 class HandoffStats:
-    inline: int = 0  # frames the network thread ran itself (no hand-off)
-    queued: int = 0  # frames handed to the consumer thread through the inbox
+    frames: int = 0  # frames handed on (network and timer)
+    inline: int = 0  # frames the network thread ran itself
+    handed_off: int = 0  # frames the consumer thread ran (the pipeline was busy or behind)
 
 
 class Handoff:
@@ -47,9 +56,8 @@ class Handoff:
     ) -> None:
         self.inbox = inbox
         self._process = process
-        self.pending = (
-            pending  # messages received and not yet handed on (set once the network exists)
-        )
+        # messages received and not yet handed on (set once the network exists)
+        self.pending = pending
         # held while frames run, by whichever thread runs them; hold it to read the pipeline
         self.pipeline = threading.Lock()
         self._order = threading.Lock()  # a producer's stamp and hand-off, atomic
@@ -58,33 +66,38 @@ class Handoff:
         self.error: BaseException | None = None  # what the inline path raised; see `check`
 
     def offer(self, frame: Frame) -> None:
-        """The network thread's sink: run `frame` now if nothing waits for the pipeline,
-        else queue it. Never waits for the pipeline."""
+        """The network thread's sink: run `frame` and what waits now if the burst is read and
+        the pipeline idle, else queue it. Never waits for the pipeline."""
+        stats = self.stats
+        stats.frames += 1
         if frame.direction == Direction.IN:
             self.last_data = time.monotonic()
         with self._order:
-            inline = (
-                self.error is None
-                and self.inbox.empty()
-                and not self.pending()
-                and self.pipeline.acquire(blocking=False)
-            )
-            if not inline:
-                self.stats.queued += 1
-                self.inbox.put(frame)
+            inbox = self.inbox
+            if (
+                self.error is not None
+                or self.pending()
+                or not self.pipeline.acquire(blocking=False)
+            ):
+                inbox.put(frame)
                 return
+            if inbox.empty():
+                frames = [frame]
+            else:  # the burst (or a tick) before it waits: all of it, in order
+                inbox.put(frame)
+                frames = inbox.drain(0.0)
         try:
-            self._process([frame])
-            self.stats.inline += 1
+            self._process(frames)
+            stats.inline += len(frames)
         except BaseException as e:  # the consumer thread raises it (`check`)
             self.error = e
         finally:
             self.pipeline.release()
 
     def tick(self, stamp: Callable[[], Frame]) -> None:
-        """Stamp a frame and queue it (the timer thread): atomic with the inline path."""
+        """Stamp a frame and queue it (the timer thread): atomic with the inline decision."""
         with self._order:
-            self.stats.queued += 1
+            self.stats.frames += 1
             self.inbox.put(stamp())
 
     def consume(self, timeout: float) -> bool:
@@ -96,6 +109,7 @@ class Handoff:
             frames = self.inbox.drain(0.0)
             if frames:
                 self._process(frames)
+                self.stats.handed_off += len(frames)
         return bool(frames)
 
     def check(self) -> None:

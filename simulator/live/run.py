@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gc
 import resource
+import sys
 import threading
 import time
 from collections import deque
@@ -47,6 +48,11 @@ from simulator.store import META_FILE
 VIEW_EVERY_S: Final = 0.25
 RAW_FLUSH_S: Final = 0.1
 _WIND_DOWN_S: Final = 5.0  # at most this long draining while the sockets close
+SWITCH_INTERVAL_S: Final = 0.0005
+"""The GIL switch interval while a live run runs (CPython's default is 5 ms): a thread that
+holds the GIL without blocking (the recorder's table building, ~1 ms per flush at 20x) keeps
+the reader, which stamps and runs the frames, waiting at most this long, not 5 ms, while the
+socket fills (at 20x, 5 ms is 64+ bookTicker frames: the inbox conflated quotes)."""
 _INSTRUMENT_TIMEOUT_S: Final = 5.0  # once per symbol at start; the bundled table if it fails
 
 
@@ -307,7 +313,7 @@ def run_live(
         wall,
         backpressure=inbox,
     )  # fmt: skip
-    handoff.pending = network.pending
+    handoff.pending = network.connection.pending  # per frame: one call, not two
     timer_stop = threading.Event()
     timer = None
     if config.strategy.timer_ms > 0:
@@ -315,6 +321,8 @@ def run_live(
     # everything built so far (modules, model, pipeline) lives for the whole run: out of the
     # collector's sight, a full collection no longer walks it (pauses of ~10 ms otherwise)
     gc.freeze()
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     spool.start()
     network.start()
     if timer is not None:
@@ -332,6 +340,7 @@ def run_live(
         network.stop(5.0)
         _dispatch(inbox.drain(0.0), runs, by_prefix, network)
         spool.close()
+        sys.setswitchinterval(switch_interval)
         gc.unfreeze()
     handoff.check()
     return _finish(runs, options, config, time.monotonic() - t_start, network, handoff)

@@ -22,7 +22,7 @@ from simulator.instruments import Instrument
 from simulator.live.adapter import Normalizer
 from simulator.live.consumed import Consumed, schemas
 from simulator.live.frames import RAW_SCHEMA, Frame
-from simulator.live.parts import Checkpoint, SessionParts
+from simulator.live.parts import SessionParts
 from simulator.live.stepper import DECISIONS_SCHEMA, EventStepper, RowSpool
 from simulator.protocols import ModelRunner
 from simulator.recording import RunTables, fills_table, orders_table
@@ -126,7 +126,7 @@ class SymbolRun:
     def process(self, frames: list[Frame]) -> None:
         """Normalise the frames of one drain in receive order; each event the normaliser
         emits is checked, recorded and run at once (consumer thread)."""
-        if any(a.seq > b.seq for a, b in itertools.pairwise(frames)):
+        if len(frames) > 1 and any(a.seq > b.seq for a, b in itertools.pairwise(frames)):
             # a thread stamped a frame first but put it in the inbox later: receive order
             frames = sorted(frames, key=lambda f: f.seq)
         on_frame, consumed = self.normalizer.on_frame, self.consumed
@@ -135,11 +135,13 @@ class SymbolRun:
         self.stepper.record_outputs()
         if frames:  # where `data recover` may cut the recording if the process is killed
             tables = self.recorder.tables
-            self.spool.marks.append(
-                Checkpoint(seq=consumed.next_seq - 1, frame_seq=frames[-1].seq,
-                           events=self.engine.state.n_events, orders=len(tables.orders),
-                           fills=len(tables.fills))
-            )  # fmt: skip
+            self.spool.mark = (
+                consumed.next_seq - 1,
+                frames[-1].seq,
+                self.engine.state.n_events,
+                len(tables.orders),
+                len(tables.fills),
+            )  # Checkpoint's order; fmt: skip
 
     def record_outputs(self) -> None:
         """Hand the decisions, orders and fills made since the last call to the recording."""

@@ -2,13 +2,16 @@
 
 The session's input and output are bound to numpy arrays through OrtValues that share their
 memory, so a prediction is: cast the float64 features into the bound float32 input (the model's
-input dtype; one preallocated array), `run_with_iobinding`, read the bound output. Nothing is
-allocated per call, on either side.
+input dtype; one preallocated array), `run_with_iobinding`, cast the bound float32 outputs into
+the float64 output vector. Nothing is allocated per call, on either side. The compiled
+`_step.OnnxStep` does those three steps in one C call when it is built (`predict` is then its
+method: no Python frame per event); `_predict_python` is its twin, same bits.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -19,6 +22,11 @@ import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
 from simulator.errors import ModelError, did_you_mean
+
+try:
+    from simulator.models._step import OnnxStep
+except ImportError:  # not built: _predict_python runs (same results, slower)
+    OnnxStep = None  # type: ignore[assignment,misc]
 
 WARM_UP_CALLS: Final = 16
 
@@ -142,24 +150,27 @@ class OnnxRunner:
 
     __slots__ = (
         "_binding",
-        "_copies",
         "_flat",
         "_input",
         "_input_value",
         "_out",
         "_out_view",
-        "_output",
         "_output_values",
+        "_outputs",
         "_result",
-        "_row",
         "_run",
         "_session",
         "_single",
         "name",
         "output_names",
         "path",
+        "predict",
         "window",
     )
+
+    predict: Callable[[npt.NDArray[np.float64], int], npt.NDArray[np.float64]]
+    """The output vector for a feature vector (the last W, flat, for a window model): the
+    compiled step when built, else `_predict_python` (same bits)."""
 
     def __init__(
         self,
@@ -185,28 +196,32 @@ class OnnxRunner:
         self.output_names = tuple(arg.name for arg, _ in chosen)
         shape = (1, self.window, n_features) if self.window else (1, n_features)
         self._input = np.zeros(shape, dtype=np.float32)
-        self._row = self._input.reshape(-1, n_features)[-1]  # where predict() casts into
-        self._flat = self._input.reshape(-1)  # a window's W * n values, oldest first
+        self._flat = self._input.reshape(-1)  # what predict() casts into (a window: W * n)
         # OrtValues over CPU numpy arrays share their memory: the binding reads and writes
         # the arrays in place; they are kept referenced for the binding's life.
         self._input_value = ort.OrtValue.ortvalue_from_numpy(self._input)
         self._binding = self._session.io_binding()
         self._binding.bind_ortvalue_input(inputs[0].name, self._input_value)
-        arrays = [np.zeros((1, width), dtype=np.float32) for _, width in chosen]
-        self._output_values = [ort.OrtValue.ortvalue_from_numpy(a) for a in arrays]
+        # every selected output is bound to its slice of one float32 array, in order, so the
+        # copy into the float64 output vector is one cast of the whole array
+        widths = [width for _, width in chosen]
+        self._outputs = np.zeros(sum(widths), dtype=np.float32)
+        offsets = np.cumsum([0, *widths])
+        self._output_values = [
+            ort.OrtValue.ortvalue_from_numpy(self._outputs[start:end].reshape(1, -1))
+            for start, end in itertools.pairwise(offsets)
+        ]
         for (arg, _), value in zip(chosen, self._output_values, strict=True):
             self._binding.bind_ortvalue_output(arg.name, value)
-        self._output = arrays[0]
         self._run = _raw_run(self._session, self._binding)
-        self._result = self._output.data.cast("B").cast("f")  # a flat float view of output 0
-        self._out = np.zeros(sum(width for _, width in chosen), dtype=np.float64)
+        self._result = self._outputs.data  # the outputs as a flat float memoryview
+        self._out = np.zeros(len(self._outputs), dtype=np.float64)
         self._out_view: Any = self._out.data  # typeshed: memoryview items are int only
         self._single = len(self._out) == 1
-        offsets = np.cumsum([0] + [width for _, width in chosen])
-        self._copies = tuple(
-            (self._out[int(start) : int(end)], a[0]) for start, end, a in
-            zip(offsets[:-1], offsets[1:], arrays, strict=True)
-        )  # fmt: skip
+        if OnnxStep is None:
+            self.predict = self._predict_python
+        else:
+            self.predict = OnnxStep(self._flat, self._run, self._outputs, self._out).predict
 
     @property
     def n_outputs(self) -> int:
@@ -224,32 +239,21 @@ class OnnxRunner:
 
     def warm_up(self) -> None:
         # The first runs allocate ONNX Runtime's arena and pick kernels; keep that off event 0.
-        self._row.fill(0.0)
+        self._flat.fill(0.0)
         for _ in range(WARM_UP_CALLS):
             self._session.run_with_iobinding(self._binding)
 
-    def predict(
+    def _predict_python(
         self, features: npt.NDArray[np.float64], event_index: int
     ) -> npt.NDArray[np.float64]:
-        if self.window:
-            return self._predict_window(features)
-        # The cast to the model's float32 input, in place into the bound array (~0.1 µs for
-        # 16 features; faster than np.copyto for short vectors).
-        self._row[...] = features
+        """OnnxStep.predict's twin: `features` (a window's last W vectors flat, oldest first:
+        features.window) cast into the float32 input, the model run, its outputs cast back."""
+        self._flat[...] = features  # the cast to the model's float32 input, in place
         self._run()
-        if self._single:  # one probability: the hot case, one item copy
+        if self._single:  # one probability: the usual case, one item copy
             self._out_view[0] = self._result[0]
         else:
-            for target, source in self._copies:
-                target[...] = source
-        return self._out
-
-    def _predict_window(self, features: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        """`features`: the last W vectors, flat and oldest first (features.window)."""
-        self._flat[...] = features
-        self._run()
-        for target, source in self._copies:
-            target[...] = source
+            self._out[...] = self._outputs  # float32 -> float64: exact
         return self._out
 
     def reset(self) -> None:

@@ -88,10 +88,10 @@ def test_limit_post_only_replace_cancel_and_market_intents_run_end_to_end(tmp_pa
     assert policy.seen == [
         (0.0, []),
         (0.0, [(1, "RESTING")]),  # #2 was refused on arrival
-        (0.0, [(1, "RESTING")]),  # 1 filled here, settled after the decision
-        (1.0, []),  # the replacement filled before this decision (step 4)
+        (1.0, [(1, "RESTING")]),  # 1 of 2 filled here (step 4), settled before the decision
+        (2.0, []),  # the replacement filled before this decision (step 4)
         (2.0, []),
-        (2.0, []),  # the sell filled at 4.5 µs, on arrival; it settles after this decision
+        (0.0, []),  # the sell filled at 4.5 µs, on arrival; it settled before this decision
     ]
     orders = pq.read_table(tmp_path / "run" / "orders.parquet").to_pylist()
     assert [(o["order_id"], o["order_type"], o["limit_px"], o["post_only"]) for o in orders] == [

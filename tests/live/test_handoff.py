@@ -1,5 +1,6 @@
-"""The network -> pipeline hand-off: inline while the pipeline keeps up, the inbox otherwise,
-frames always consumed in receive order (the live/replay parity rests on it)."""
+"""The network -> pipeline hand-off: run on the receiving thread while the pipeline keeps up,
+through the inbox otherwise, frames always consumed in receive order (the live/replay parity
+rests on it)."""
 
 from __future__ import annotations
 
@@ -32,70 +33,91 @@ class _Pipeline:
         self.release.wait(5.0)
 
 
-def _setup(pending: int = 0) -> tuple[Handoff, _Pipeline, Stamper]:
-    pipeline = _Pipeline()
-    inbox = Inbox(100, conflatable=lambda stream: stream.endswith("@bookTicker"), backlog=50)
-    handoff = Handoff(inbox, pipeline, pending=lambda: pending)
-    return handoff, pipeline, Stamper(itertools.count(1).__next__)
+class _Pending:
+    """Messages websockets holds that the reader has not handed on yet (a burst)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def __call__(self) -> int:
+        return self.n
+
+
+def _setup(backlog: int = 50) -> tuple[Handoff, _Pipeline, Stamper, _Pending]:
+    pipeline, pending = _Pipeline(), _Pending()
+    inbox = Inbox(100, conflatable=lambda stream: stream.endswith("@bookTicker"), backlog=backlog)
+    handoff = Handoff(inbox, pipeline, pending=pending)
+    return handoff, pipeline, Stamper(itertools.count(1).__next__), pending
 
 
 def _frame(stamper: Stamper, stream: str = "x@trade") -> Frame:
     return stamper.stamp(1, Direction.IN, stream, b"{}")
 
 
+def _me(*seqs: int) -> list[tuple[str, int]]:
+    return [(threading.current_thread().name, seq) for seq in seqs]
+
+
 def test_an_idle_pipeline_runs_the_frame_on_the_receiving_thread():
-    handoff, pipeline, stamper = _setup()
+    handoff, pipeline, stamper, _ = _setup()
     for _ in range(3):
         handoff.offer(_frame(stamper))
-    me = threading.current_thread().name
-    assert pipeline.ran == [(me, 0), (me, 1), (me, 2)]
-    assert (handoff.stats.inline, handoff.stats.queued) == (3, 0)
+    assert pipeline.ran == _me(0, 1, 2)
+    assert (handoff.stats.frames, handoff.stats.inline, handoff.stats.handed_off) == (3, 3, 0)
     assert handoff.inbox.empty()
     assert not handoff.consume(0.0)  # nothing was queued
 
 
-def test_a_burst_already_received_goes_to_the_inbox_and_the_consumer_runs_it():
-    handoff, pipeline, stamper = _setup(pending=2)
+def test_a_burst_is_stamped_whole_then_run_by_the_reader():
+    handoff, pipeline, stamper, pending = _setup(backlog=3)
+    pending.n = 4
+    for _ in range(4):  # more of the burst already received: stamp and queue, run nothing yet
+        handoff.offer(_frame(stamper, "x@bookTicker"))
+        pending.n -= 1
+    assert pipeline.ran == []
+    handoff.offer(_frame(stamper, "x@bookTicker"))  # the last one: the reader runs them all
+    # once 3 quotes waited (the backlog) each newer one replaced the latest waiting (counted)
+    assert pipeline.ran == _me(0, 1, 4)
+    assert handoff.inbox.stats.conflated == 2
+    assert (handoff.stats.inline, handoff.stats.handed_off) == (3, 0)
+
+
+def test_the_consumer_thread_runs_what_waits_when_the_reader_cannot():
+    handoff, pipeline, stamper, pending = _setup()
+    pending.n = 5  # the reader is inside a long burst
     for _ in range(3):
         handoff.offer(_frame(stamper))
-    assert pipeline.ran == []  # the reader only queued: it reads the rest of the burst first
     assert handoff.consume(0.0)
     assert [seq for _, seq in pipeline.ran] == [0, 1, 2]
-    assert (handoff.stats.inline, handoff.stats.queued) == (0, 3)
+    assert (handoff.stats.inline, handoff.stats.handed_off) == (0, 3)
 
 
-def test_while_the_pipeline_runs_later_frames_queue_behind_and_never_overtake():
-    handoff, pipeline, stamper = _setup()
+def test_while_the_pipeline_runs_later_frames_queue_and_never_overtake():
+    handoff, pipeline, stamper, _ = _setup()
     pipeline.release.clear()
-    first = _frame(stamper)
-    reader = threading.Thread(target=handoff.offer, args=(first,), name="reader")
-    reader.start()  # runs `first` inline and blocks inside the pipeline
+    reader = threading.Thread(target=handoff.offer, args=(_frame(stamper),), name="reader")
+    reader.start()  # runs frame 0 and blocks inside the pipeline
     assert pipeline.entered.wait(5.0)
     handoff.offer(_frame(stamper))  # the pipeline is busy: queued
-    handoff.offer(_frame(stamper))  # the inbox is not empty: queued behind it
+    handoff.offer(_frame(stamper))
+    assert not handoff.inbox.empty()
     pipeline.release.set()
     reader.join(5.0)
-    handoff.offer(_frame(stamper))  # idle again, but frames wait: queued, not run ahead
-    assert handoff.consume(0.0)
-    assert pipeline.ran == [("reader", 0)] + [
-        (threading.current_thread().name, s) for s in (1, 2, 3)
-    ]
-    handoff.offer(_frame(stamper))  # drained: inline again
-    assert pipeline.ran[-1][1] == 4
-    assert handoff.stats.inline == 2
+    handoff.offer(_frame(stamper))  # idle again: what waits runs first, then this one
+    assert pipeline.ran == [("reader", 0), *_me(1, 2, 3)]
+    assert handoff.inbox.empty()
 
 
-def test_a_tick_is_stamped_and_queued_atomically_with_the_inline_path():
-    handoff, pipeline, stamper = _setup()
+def test_a_tick_is_stamped_and_queued_atomically_and_runs_in_stamp_order():
+    handoff, pipeline, stamper, _ = _setup()
     handoff.tick(lambda: stamper.stamp(0, Direction.TIMER, "", b""))
-    handoff.offer(_frame(stamper))  # a tick waits: the frame queues behind it
-    assert pipeline.ran == []
-    handoff.consume(0.0)
-    assert [seq for _, seq in pipeline.ran] == [0, 1]
+    assert pipeline.ran == []  # a tick never runs on the timer thread
+    handoff.offer(_frame(stamper))
+    assert pipeline.ran == _me(0, 1)
 
 
 def test_an_error_in_the_inline_path_is_raised_in_the_consumer_thread():
-    handoff, pipeline, stamper = _setup()
+    handoff, pipeline, stamper, _ = _setup()
     pipeline.fail_on = 1
     for _ in range(3):
         handoff.offer(_frame(stamper))  # the reader never sees the error
