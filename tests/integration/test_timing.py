@@ -106,3 +106,19 @@ def test_calibrated_service_times_are_reproducible(tmp_path):
 def test_bad_latency_models_are_named(spec, message):
     with pytest.raises(ConfigError, match=message):
         parse_service_model(spec)
+
+
+@pytest.mark.parametrize(
+    "kinds", ['["book", "trades"]', '["quotes", "book", "trades"]'], ids=["book", "quotes+book"]
+)
+def test_zero_service_time_replays_exactly_as_the_immediate_run(tmp_path, kinds):
+    """The step order is written once: the simulated-time scheduler with nothing to wait for
+    gives the immediate run's digest (with quotes and book together, a quote updates the top
+    and leaves the book's depth to the venue in both)."""
+    session = resolve_session("binance/BTCUSDT/2024-08-08", BUNDLED_DATA)
+    sets = (f"strategy.kinds={kinds}", 'venue.depth="l2"')
+    immediate, _ = _run(tmp_path, session, *sets, name="immediate")
+    timed, rows = _run(tmp_path, session, *sets, 'latency.scheduler="pipelined"', name="timed")
+    assert immediate.summary["n_fills"] > 0
+    assert timed.summary["digest"] == immediate.summary["digest"]
+    assert {r["queue_ns"] for r in rows} == {0}  # it ran in simulated time, never waiting
