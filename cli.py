@@ -911,6 +911,8 @@ def _print_run(manifest: dict[str, Any], out_dir: Path) -> None:
     by_reason = s.get("rejections_by_reason") or {}
     if by_reason:
         console.print("  rejected: " + ", ".join(f"{k} {n:,}" for k, n in by_reason.items()))
+    if s.get("n_under_minimum"):
+        console.print(f"  not sent, under the minimum notional: {s['n_under_minimum']:,}")
     table = Table(title="stage latency (µs)", show_edge=False)
     for name in ("stage", "count", "p50", "p99", "p99.9", "max"):
         table.add_column(name, justify="right")

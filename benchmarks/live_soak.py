@@ -29,6 +29,24 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def rss_summary(samples: list[tuple[float, float]]) -> dict[str, float] | None:
+    """First, last, min and max RSS while running, and the drift after the first minute
+    (least-squares slope, MB per minute): flat memory has a drift near 0."""
+    if not samples:
+        return None
+    rss = [r for _, r in samples]
+    summary: dict[str, float] = {"first": round(rss[0]), "last": round(rss[-1]),
+                                 "min": round(min(rss)), "max": round(max(rss))}  # fmt: skip
+    warm = [(t, r) for t, r in samples if t >= 60]
+    if len(warm) >= 3:
+        t_mean = sum(t for t, _ in warm) / len(warm)
+        r_mean = sum(r for _, r in warm) / len(warm)
+        num = sum((t - t_mean) * (r - r_mean) for t, r in warm)
+        den = sum((t - t_mean) ** 2 for t, _ in warm)
+        summary["drift_mb_per_min"] = round(60 * num / den, 2)
+    return summary
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--minutes", type=float, default=10.0)
@@ -52,12 +70,17 @@ def main() -> None:
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             )  # fmt: skip
             t0 = time.monotonic()
-            samples: list[float] = []
+            samples: list[tuple[float, float]] = []  # (t_s, rss_mb) while the run runs
             while live.poll() is None:
                 time.sleep(args.every)
                 if live.poll() is None:
-                    samples.append(rss_mb(live.pid))
-                    sample = {"t_s": round(time.monotonic() - t0), "rss_mb": round(samples[-1])}
+                    t_s, rss = time.monotonic() - t0, rss_mb(live.pid)
+                    finishing = t_s > args.minutes * 60  # consolidating the recording
+                    if not finishing:
+                        samples.append((t_s, rss))
+                    sample: dict[str, object] = {"t_s": round(t_s), "rss_mb": round(rss)}
+                    if finishing:
+                        sample["finishing"] = True
                     print(json.dumps(sample), flush=True)
             print(live.stdout.read() if live.stdout else "", flush=True)
             manifest = json.loads(next(Path(tmp, "reports").glob("*/manifest.json")).read_text())
@@ -74,8 +97,7 @@ def main() -> None:
         "overflowed": inbox["overflowed"], "conflated": inbox["conflated"],
         "high_water": inbox["high_water"], "capacity": inbox["capacity"],
         "gaps": facts["normalizer"].get("gaps"), "resyncs": facts["normalizer"].get("resyncs"),
-        "rss_mb_first_last_max": [round(samples[0]), round(samples[-1]), round(max(samples))]
-        if samples else None,
+        "rss_mb": rss_summary(samples),
         "peak_rss_mb": round(facts["peak_rss_mb"]), "inbox": inbox,
         "normalizer": facts["normalizer"], "recv_to_done_us": facts["recv_to_done_us"],
     }))  # fmt: skip

@@ -115,6 +115,7 @@ class EngineState:
     max_drawdown: float = 0.0
     n_skipped: int = 0  # conflated away (a newer quote was waiting)
     n_dropped: int = 0  # refused by the queue bound
+    n_under_minimum: int = 0  # orders the policy did not send, under the minimum notional
     model_healthy: bool = True
     feed_ok: bool = True  # live feed status: False while disconnected or the book is resetting
     n_status: int = 0
@@ -340,6 +341,8 @@ class Engine:
         self._recorder.flush(self._slot)
         self._slot = 0
         self._portfolio.mark(self.state.mid)
+        # a policy may count orders it did not send, being under the venue's minimum notional
+        self.state.n_under_minimum = getattr(self._pipeline.policy, "n_under_minimum", 0)
         self._stamp.finish()
         return self.state
 

@@ -178,6 +178,11 @@ class ThresholdPolicy(TargetPolicy):
     rounded DOWN to the lot (quote-currency sizing: the same strategy trades whole shares of an
     equity and fractions of a coin); a NaN or non-positive mid then holds. Order quantities
     are rounded down to the lot.
+
+    With `min_notional` > 0 (the instrument's minimum order value) an order worth less than it
+    at the price it would take (qty x ask for a buy, qty x bid for a sell: what the MIN_NOTIONAL
+    risk check reads) is not sent: the venue would refuse it, and chasing small target changes
+    asked for one on almost every event. Each one not sent is counted in `n_under_minimum`.
     """
 
     __slots__ = (
@@ -186,7 +191,9 @@ class ThresholdPolicy(TargetPolicy):
         "_lot",
         "_max_notional",
         "_max_position",
+        "_min_notional",
         "_threshold",
+        "n_under_minimum",
         "sizer",
     )
 
@@ -197,14 +204,16 @@ class ThresholdPolicy(TargetPolicy):
         lot: float,
         exponent: float = 1.0,
         max_notional: float = 0.0,
+        min_notional: float = 0.0,
     ) -> None:
         self.sizer = sizer = ThresholdSizer(threshold, max_position, lot, exponent)
-        _require(0.0 <= max_notional < math.inf, "ThresholdPolicy", "max_notional",
-                 max_notional, ">= 0")  # fmt: skip
+        for name, value in (("max_notional", max_notional), ("min_notional", min_notional)):
+            _require(0.0 <= value < math.inf, "ThresholdPolicy", name, value, ">= 0")
         super().__init__(sizer.target, lot)
         self._threshold, self._max_position = sizer.threshold, sizer.max_position
         self._lot, self._exponent, self._inv_span = sizer.lot, sizer.exponent, sizer._inv_span
-        self._max_notional = max_notional
+        self._max_notional, self._min_notional = max_notional, min_notional
+        self.n_under_minimum = 0
 
     def decide(self, outputs: npt.NDArray[np.float64], view: StrategyView) -> Sequence[Intent]:
         if outputs is not self._array:
@@ -237,8 +246,23 @@ class ThresholdPolicy(TargetPolicy):
             return NO_INTENTS
         qty = math.floor((delta if delta >= 0.0 else -delta) / lot + _LOT_EPSILON) * lot
         if qty > 0.0:
+            if self._under_minimum(qty, delta > 0, view):  # a call only when sending
+                return NO_INTENTS
             return (MarketOrder(Side.BUY if delta > 0 else Side.SELL, qty),)
         return NO_INTENTS
+
+    def _under_minimum(self, qty: float, buy: bool, view: StrategyView) -> bool:
+        """True (and counted) when the order is worth less than the minimum notional at the
+        price it takes; `not >=`: a NaN price is under it too, as in the risk check."""
+        minimum = self._min_notional
+        if minimum > 0.0 and not qty * (view.ask_px if buy else view.bid_px) >= minimum:
+            self.n_under_minimum += 1
+            return True
+        return False
+
+    def reset(self) -> None:
+        self.target = math.nan
+        self.n_under_minimum = 0
 
 
 class ObiRulePolicy(TargetPolicy):

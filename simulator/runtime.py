@@ -265,6 +265,7 @@ def build_policy(
             lot=lot,
             exponent=section.exponent,
             max_notional=section.max_notional,
+            min_notional=instrument.min_notional,
         )
     raise InvariantViolation(f"policy.kind '{section.kind}' passed the settings' check")
 
@@ -641,6 +642,7 @@ def run_summary(
         "n_fills": len(tables.fills),
         "n_rejections": len(tables.rejections),
         "rejections_by_reason": rejection_counts(tables),
+        "n_under_minimum": state.n_under_minimum,  # orders the policy did not send: too small
         # the one PnL everywhere: after fees (= final_equity - initial cash), with its parts
         "net_pnl": portfolio.realized_pnl + portfolio.unrealized_pnl - portfolio.fees,
         "realized_pnl": portfolio.realized_pnl,

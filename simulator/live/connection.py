@@ -136,8 +136,9 @@ class FeedConnection(Rollover):
     def pending(self) -> int:
         """Messages received (parsed by websockets) and not yet handed on, on the connections
         handed on now: more than 0 inside a burst. Read by the hand-off on the network loop."""
-        links = (self._active, self._pending)
-        return sum(len(link.ws.recv_messages.frames) for link in links if link is not None)
+        active, pending = self._active, self._pending  # per frame: no generator
+        n = 0 if active is None else len(active.ws.recv_messages.frames)
+        return n if pending is None else n + len(pending.ws.recv_messages.frames)
 
     def send(self, messages: Sequence[bytes]) -> None:
         """Send `messages` on the connection handed on now (e.g. a Coinbase level2

@@ -43,6 +43,8 @@ PARTS_FORMAT: Final = 1
 TMP_SUFFIX: Final = ".tmp"
 CONSUMED_TABLES: Final = ("quotes", "trades", "book", "timer", "status")
 """The tables of consumed events, numbered by the session-wide `seq`."""
+ROLL_BYTES: Final = 8 << 20
+"""Default `roll_bytes`: a part is cut once its rows hold this much (8 MiB of Arrow buffers)."""
 PENDING_PARTS: Final = 20
 """Default `max_pending`, in parts: how far a writer may fall behind before it overflows."""
 
@@ -155,9 +157,11 @@ def part_files(directory: Path) -> list[Path]:
 class PartWriter:
     """One table's rotating parts: `append` buffers rows, a background thread writes parts.
 
-    A part is cut when `roll_rows` rows are buffered, `roll_seconds` after its first row
-    (monotonic time), on `flush()` and on `close()`. More than `max_pending` rows not yet in a
-    finished part (default: PENDING_PARTS parts' worth) raises RecorderOverflow. A failed
+    A part is cut when `roll_rows` rows or `roll_bytes` bytes are buffered (wide rows, e.g.
+    20 book levels, reach the bytes first: what a part holds in memory stays bounded),
+    `roll_seconds` after its first row (monotonic time), on `flush()` and on `close()`. More
+    than `max_pending` rows not yet in a finished part (default: PENDING_PARTS parts' worth)
+    raises RecorderOverflow. A failed
     write stops the writer; its DataError is raised by the next append, flush or close.
     """
 
@@ -169,11 +173,15 @@ class PartWriter:
         roll_rows: int = 50_000,
         roll_seconds: float = 30.0,
         max_pending: int | None = None,
+        roll_bytes: int = ROLL_BYTES,
     ) -> None:
         self.max_pending = _checked_options(directory, roll_rows, roll_seconds, max_pending)
+        if roll_bytes < 1:
+            raise ConfigError(f"{directory}: part writer needs roll_bytes >= 1; found {roll_bytes}")
         self.directory = directory
         self.schema = schema
         self.roll_rows = roll_rows
+        self.roll_bytes = roll_bytes
         self.roll_seconds = roll_seconds
         directory.mkdir(parents=True, exist_ok=True)
         for stale in directory.glob(f"*{TMP_SUFFIX}"):  # a crashed writer's unfinished part
@@ -183,6 +191,7 @@ class PartWriter:
         self._cond = threading.Condition()
         self._buffer: list[pa.RecordBatch] = []
         self._buffered = 0  # rows in _buffer
+        self._buffered_bytes = 0  # their Arrow buffers' size
         self._opened_at: float | None = None  # monotonic time of the buffered part's first row
         self._flush_wanted = False
         self._closed = False
@@ -207,12 +216,13 @@ class PartWriter:
                 return
             self._buffer.extend(batches)
             self._buffered += rows
+            self._buffered_bytes += sum(b.nbytes for b in batches)
             self._pending += rows
             if self._opened_at is None:
                 self._opened_at = time.monotonic()
                 # notify_all: flush() callers wait on the same condition as the thread
                 self._cond.notify_all()  # the thread starts this part's roll_seconds timer
-            elif self._buffered >= self.roll_rows:
+            elif self._buffered >= self.roll_rows or self._buffered_bytes >= self.roll_bytes:
                 self._cond.notify_all()
 
     def flush(self) -> None:
@@ -323,7 +333,12 @@ class PartWriter:
                     return None
                 self._cond.wait()
                 continue
-            if self._closed or self._flush_wanted or self._buffered >= self.roll_rows:
+            if (
+                self._closed
+                or self._flush_wanted
+                or self._buffered >= self.roll_rows
+                or self._buffered_bytes >= self.roll_bytes
+            ):
                 break
             opened = time.monotonic() if self._opened_at is None else self._opened_at
             left = opened + self.roll_seconds - time.monotonic()
@@ -331,7 +346,7 @@ class PartWriter:
                 break
             self._cond.wait(left)
         batches, self._buffer = self._buffer, []
-        self._buffered = 0
+        self._buffered = self._buffered_bytes = 0
         self._opened_at = None
         return batches
 

@@ -313,7 +313,7 @@ def run_live(
         wall,
         backpressure=inbox,
     )  # fmt: skip
-    handoff.pending = network.pending
+    handoff.pending = network.connection.pending  # per frame: one call, not two
     timer_stop = threading.Event()
     timer = None
     if config.strategy.timer_ms > 0:

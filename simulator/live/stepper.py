@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Callable, Sequence
+from operator import gt, lt
 from typing import Any, Final
 
 import numpy as np
@@ -47,7 +48,28 @@ def top_ok(bid: float, bid_sz: float, ask: float, ask_sz: float) -> bool:
 def book_ok(values: Sequence[float], levels: int) -> bool:
     """A book row's levels (bid_px, bid_sz, ask_px, ask_sz per level) pass `schema`'s checks:
     the top as `top_ok`; a deeper side empty (price and size NaN) or positive and finite;
-    bids strictly falling and asks strictly rising level by level (a NaN level passes)."""
+    bids strictly falling and asks strictly rising level by level (a NaN level passes).
+
+    First a sufficient test in C-level builtins for the usual full book (a few µs less per
+    book on the path); whatever it does not pass, the level-by-level rules decide: the sizes'
+    sum is finite only without NaN and inf, so `min` sees numbers; prices strictly monotone
+    (a NaN compares false) from a positive lowest bid to a finite highest ask, bid < ask."""
+    n = 4 * levels
+    bids, asks, sizes = values[0:n:4], values[2:n:4], values[1:n:2]
+    if (
+        sum(sizes) < _INF
+        and min(sizes) > 0
+        and bids[-1] > 0
+        and asks[-1] < _INF
+        and bids[0] < asks[0]
+        and all(map(gt, bids, bids[1:]))
+        and all(map(lt, asks, asks[1:]))
+    ):
+        return True
+    return _book_ok_by_level(values, levels)
+
+
+def _book_ok_by_level(values: Sequence[float], levels: int) -> bool:
     bid, bid_sz, ask, ask_sz = values[0], values[1], values[2], values[3]
     if not top_ok(bid, bid_sz, ask, ask_sz):
         return False

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -169,7 +170,8 @@ def test_a_slow_pipeline_at_max_speed_pauses_the_feed_or_declares_gaps(tmp_path,
 
 def test_ticktape_live_at_max_speed_against_feed_serve_drops_nothing(tmp_path):
     """The CLI against the real `feed serve --synthetic --speed max` for a few seconds: the
-    inbox stays under its pause mark, nothing overflows, the summary says so."""
+    inbox stays under its pause mark, nothing overflows; the summary and the dashboard (its
+    last view, printed at the end off a terminal) say so."""
     bin_dir = Path(sys.executable).parent
     serve = [str(bin_dir / "ticktape"), "feed", "serve", "--synthetic", "2000000", "--speed",
              "max"]  # fmt: skip
@@ -181,15 +183,16 @@ def test_ticktape_live_at_max_speed_against_feed_serve_drops_nothing(tmp_path):
             live = subprocess.run(
                 [str(bin_dir / "ticktape"), "live", "--symbol", "btcusdt", "--strategy",
                  "obi_mlp", *(f"--set={s}" for s in _crypto()), "--url", url, "--rest-url",
-                 rest, "--duration", "4", "--no-dashboard", "--inbox", "2000",
+                 rest, "--duration", "4", "--dashboard", "--inbox", "2000",
                  "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "reports")],
-                capture_output=True, text=True, timeout=120,
+                capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "240"},
             )  # fmt: skip
         finally:
             feed.terminate()
             feed.wait(10)
     assert live.returncode == 0, live.stderr
     assert ", overflow 0 (declared gaps)" in live.stdout
+    assert "overflow gaps 0 · gaps 0 · reading paused " in live.stdout  # the dashboard
     manifest = json.loads(next((tmp_path / "reports").glob("*/manifest.json")).read_text())
     inbox = manifest["live"]["inbox"]
     assert inbox["overflowed"] == 0

@@ -20,7 +20,7 @@ from click.testing import CliRunner
 
 from cli import main
 from simulator.catalog import Catalog, session_files
-from simulator.errors import DataError, RecorderOverflow
+from simulator.errors import ConfigError, DataError, RecorderOverflow
 from simulator.live.parts import (
     PARTS_DIR,
     PartWriter,
@@ -100,6 +100,22 @@ def test_part_is_cut_when_roll_rows_are_buffered(tmp_path):
     assert (stats.rows_written, stats.parts_written, stats.rows_pending) == (14, 2, 0)
     assert stats.bytes_written == sum(p.stat().st_size for p in part_files(directory))
     assert _table(tmp_path, "timer").column("seq").to_pylist() == list(range(14))
+
+
+def test_part_is_cut_when_roll_bytes_are_buffered_so_wide_rows_stay_bounded(tmp_path):
+    directory = tmp_path / PARTS_DIR / "timer"
+    # 16 bytes a row: 100 bytes are reached at the 7th row, long before roll_rows
+    writer = PartWriter(directory, SCHEMA, roll_rows=1_000, roll_seconds=60.0, roll_bytes=100)
+    for i in range(7):
+        writer.append(_rows(i, i + 1))
+    _eventually(lambda: writer.stats().parts_written == 1)
+    writer.append(_rows(7, 10))
+    time.sleep(0.1)
+    assert writer.stats().rows_pending == 3  # 48 bytes: no part before close
+    writer.close()
+    assert _part_rows(directory) == [7, 3]
+    with pytest.raises(ConfigError, match="roll_bytes >= 1; found 0"):
+        PartWriter(tmp_path / "x", SCHEMA, roll_bytes=0)
 
 
 def test_part_is_cut_roll_seconds_after_its_first_row(tmp_path):

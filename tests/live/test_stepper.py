@@ -133,3 +133,27 @@ def test_the_recorders_cross_check_fails_the_session_on_a_row_the_batch_checks_r
     parts.close()
     with pytest.raises(InvariantViolation, match=r"live trades: a row passed the per-event"):
         spool.raise_if_failed()
+
+
+def test_the_quick_book_check_agrees_with_the_level_by_level_rules():
+    """book_ok's C-level shortcut passes only rows the level-by-level rules pass, and leaves
+    every other row to them: the same verdict on full, thin, broken and extreme books."""
+    from simulator.live.stepper import _book_ok_by_level
+
+    rng = np.random.default_rng(11)
+    extremes = [NAN, math.inf, -math.inf, 0.0, -0.0, -1.0, 1e308, 5e-324]
+    for _ in range(20_000):
+        levels = int(rng.choice([1, 2, 3, 5]))
+        values = []
+        for level in range(levels):
+            values += [100.0 - level, 1.0 + level, 101.0 + level, 2.0 + level]
+        for _ in range(int(rng.integers(0, 4))):
+            j = int(rng.integers(0, len(values)))
+            shift = float(rng.choice([-1.5, -1.0, 0.5, 1.0, 100.0]))
+            values[j] = float(rng.choice(extremes)) if rng.random() < 0.5 else values[j] + shift
+        if levels > 1 and rng.random() < 0.2:  # sides thinner than `levels`
+            for level in range(int(rng.integers(1, levels)), levels):
+                side = 4 * level + int(rng.choice([0, 2]))
+                values[side], values[side + 1] = NAN, NAN if rng.random() < 0.8 else 1.0
+        row = tuple(values)
+        assert book_ok(row, levels) == _book_ok_by_level(row, levels), row
