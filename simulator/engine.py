@@ -131,10 +131,18 @@ class EngineView:
     reads them on every decision); the rest reads the engine's live objects on access.
     """
 
-    __slots__ = ("_clock", "_market", "_state", "_venue", "cash", "position")
+    __slots__ = ("_clock", "_market", "_state", "_venue", "cash", "instrument", "position")
 
-    def __init__(self, clock: Clock, market: MarketState, state: EngineState, venue: Venue) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        market: MarketState,
+        state: EngineState,
+        venue: Venue,
+        instrument: Instrument = WHOLE_UNITS,
+    ) -> None:
         self._clock, self._market, self._state, self._venue = clock, market, state, venue
+        self.instrument = instrument  # the pipeline's: a policy sizes in its lots
         self.position = 0.0
         self.cash = 0.0
 
@@ -293,7 +301,7 @@ class Engine:
         self._next_ts = MAX_TS  # receive time of the event after the current batch
         self._slot = 0  # next free row of the recorder's chunk
         self.state = EngineState()
-        self.view = EngineView(clock, market, self.state, venue)
+        self.view = EngineView(clock, market, self.state, venue, pipeline.instrument)
         self.view.cash = portfolio.cash
         # a policy may expose the position it aims at; recorded per decision when it does
         self._has_target = hasattr(pipeline.policy, "target")
