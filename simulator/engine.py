@@ -86,6 +86,9 @@ CONFLATED: Final = 1  # a newer quote of the same source had arrived by its star
 DROPPED: Final = 2  # the queue bound was reached
 FEED_DOWN_CODES: Final = frozenset({StatusCode.DISCONNECTED, StatusCode.BOOK_RESET})
 FEED_UP_CODES: Final = frozenset({StatusCode.CONNECTED, StatusCode.BOOK_SYNCED})
+# tuples, not `A | B`: a union in isinstance() is built anew on every call (~30 ns per intent)
+_NEW_ORDERS: Final = (MarketOrder, LimitOrder)
+_CANCELS: Final = (Cancel, CancelReplace)
 
 
 @dataclass(slots=True)
@@ -594,9 +597,9 @@ class Engine:
         """Send the intents of one decision dated `ts_decision`; True when any order went."""
         sent = False
         for intent in intents:
-            if isinstance(intent, MarketOrder | LimitOrder):
+            if isinstance(intent, _NEW_ORDERS):
                 sent = self._send_order(intent, ts_decision, p, t0, t3, slot) or sent
-            elif isinstance(intent, Cancel | CancelReplace):
+            elif isinstance(intent, _CANCELS):
                 sent = self._send_cancel(intent, ts_decision, slot) or sent
             else:
                 raise InvariantViolation(
