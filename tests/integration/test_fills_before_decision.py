@@ -7,14 +7,17 @@ live: 0.29114 held against a target of 0.14557)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from simulator.clock import SimClock
 from simulator.engine import Engine, Pipeline
+from simulator.engine_live import LiveEngine
 from simulator.engine_timed import SimulatedTime, TimeModel
-from simulator.execution import FixedLatency, SimVenue
+from simulator.execution import FixedLatency, SimVenue, ZeroLatency
 from simulator.features import FeatureBuffer, FeatureConfig
 from simulator.market import MarketState
 from simulator.models.rule import RuleRunner
@@ -22,6 +25,7 @@ from simulator.policies import ThresholdPolicy
 from simulator.portfolio import Portfolio
 from simulator.recording import RunRecorder
 from simulator.risk import RiskChain
+from simulator.sources.merge import merge
 from simulator.sources.recorded import ParquetSource
 from simulator.timing import ZeroService
 from tests.factories import T0, write
@@ -46,12 +50,12 @@ class SeeingThreshold(ThresholdPolicy):
 
 
 def _scheduler(mode: str) -> SimulatedTime | None:
-    if mode == "immediate":
+    if mode in ("immediate", "live"):
         return None
     return SimulatedTime(TimeModel(ZeroService(), pipelined=mode == "pipelined"))
 
 
-@pytest.mark.parametrize("mode", ["immediate", "server", "pipelined"])
+@pytest.mark.parametrize("mode", ["immediate", "server", "pipelined", "live"])
 def test_a_market_fill_before_the_decision_is_the_position_the_policy_sees(tmp_path, mode):
     ts = pa.array([T0 + k * 1_000 for k in range(N_QUOTES)], pa.int64())
     quotes = pa.table({
@@ -59,32 +63,43 @@ def test_a_market_fill_before_the_decision_is_the_position_the_policy_sees(tmp_p
         "bid_px": [100.00] * N_QUOTES, "bid_sz": [90.0] * N_QUOTES,  # obi 0.8: buy
         "ask_px": [100.02] * N_QUOTES, "ask_sz": [10.0] * N_QUOTES,
     })  # fmt: skip
+    source = ParquetSource(write(quotes, tmp_path / "quotes.parquet"), kind="quotes")
     policy = SeeingThreshold()
     portfolio = Portfolio()
     recorder = RunRecorder(tmp_path / "run")
-    engine = Engine(
-        clock=SimClock(),
-        sources=[ParquetSource(write(quotes, tmp_path / "quotes.parquet"), kind="quotes")],
-        market=MarketState(1),
-        pipeline=Pipeline(
+    clock = SimClock()
+    parts: dict[str, Any] = {
+        "clock": clock,
+        "market": MarketState(1),
+        "pipeline": Pipeline(
             features=FeatureBuffer(FeatureConfig(levels=1, features=("l1_imbalance",))),
             runner=RuleRunner(0),
             policy=policy,
             risk=RiskChain([]),
         ),
-        venue=SimVenue(latency=FixedLatency(ENTRY_NS, 0)),
-        portfolio=portfolio,
-        recorder=recorder,
-        scheduler=_scheduler(mode),
-    )
-    engine.run()
+        "portfolio": portfolio,
+        "recorder": recorder,
+    }
+    if mode == "live":
+        # live: no order latency, but each decision is dated on the wall, here 500 ns after
+        # its event, so the order is due after it and fills at step 2 of the next event
+        live = LiveEngine(
+            wall=lambda: clock.now() + ENTRY_NS, venue=SimVenue(latency=ZeroLatency()), **parts
+        )
+        live.begin()
+        for merged in merge([source]):
+            live.step(merged)
+        live.end()
+    else:
+        venue = SimVenue(latency=FixedLatency(ENTRY_NS, 0))
+        Engine(sources=[source], venue=venue, scheduler=_scheduler(mode), **parts).run()
     recorder.close()
 
     # decision 0 buys 3 (it reaches the venue at +500 ns); quote 1 fills it first (step 2)
     assert policy.seen == [0.0, 3.0, 3.0, 3.0]
     orders = pq.read_table(tmp_path / "run" / "orders.parquet").to_pylist()
     assert [(o["order_id"], o["side"], o["qty"], o["ts_decision"] - T0) for o in orders] == [
-        (1, 1, 3.0, 0)
+        (1, 1, 3.0, ENTRY_NS if mode == "live" else 0)  # live: dated on the wall
     ]
     fills = pq.read_table(tmp_path / "run" / "fills.parquet").to_pylist()
     assert [(f["order_id"], f["qty"], f["ts_event"] - T0) for f in fills] == [(1, 3.0, ENTRY_NS)]

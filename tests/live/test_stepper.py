@@ -98,6 +98,7 @@ def test_a_thin_book_row_is_checked_like_the_batch_checks_check_its_nulls(tmp_pa
     run.spool.flush()
     run.parts.close()
     run.spool.raise_if_failed()
+    run.recorder.close()  # its writer thread ends (left running, tests/cli's thread checks fail)
 
 
 def test_per_event_quote_and_trade_checks_match_the_batch_checks():
