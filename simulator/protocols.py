@@ -13,6 +13,7 @@ from typing import Any, Protocol, TypeAlias
 import numpy as np
 import numpy.typing as npt
 
+from simulator.instruments import Instrument
 from simulator.intents import Intent, OpenOrder
 from simulator.market import MarketState
 from simulator.types import CancelRequest, Fill, OrderRequest, Side
@@ -102,7 +103,7 @@ class ModelRunner(Protocol):
 
 class StrategyView(Protocol):
     """What a policy may read when it decides: market, position, cash, equity, its open
-    orders, time. Read-only: the engine owns every value behind it."""
+    orders, time, the instrument. Read-only: the engine owns every value behind it."""
 
     @property
     def now(self) -> int:
@@ -135,6 +136,12 @@ class StrategyView(Protocol):
     @property
     def open_orders(self) -> Sequence[OpenOrder]:
         """Every open order with its state (a snapshot built on access: cold)."""
+
+    @property
+    def instrument(self) -> Instrument:
+        """The traded symbol's tick, lot and minimum notional (from the venue live, kept in
+        the recording for its replay): size in quote currency with
+        `instrument.round_qty(notional / mid)`, whole lots as the built-in policies do."""
 
 
 class Policy(Protocol):

@@ -40,7 +40,7 @@ path = "model.onnx"            # features [1, 3] -> p_up [1, 1]
 [policy]
 class = "policy.py:EdgePolicy"
 edge = 0.06                    # trade when P(up) is this far from 0.5
-size = 1.0
+notional = 1000.0              # quote currency per buy, in the instrument's lots: 1 GOOG share
 
 [train]                        # ticktape train nasdaq/GOOG/2012-06-21 --strategy {toml}
 hidden = []                    # no hidden layer: a logistic model (written to a new folder)
@@ -99,24 +99,27 @@ from simulator.types import Side
 
 
 class EdgePolicy:
-    """Long-only: buy `size` at market when P(up) > 0.5 + edge and flat, sell to flat when
-    P(up) < 0.5 - edge. The intents are built once: deciding allocates nothing."""
+    """Long-only: buy `notional` (quote currency) at market when P(up) > 0.5 + edge and flat,
+    sell to flat when P(up) < 0.5 - edge. The size is notional / mid rounded down to the
+    instrument's lot (view.instrument: whole shares of a stock, 0.00001 BTC on Binance), so
+    the same file trades GOOG and BTCUSDT. Deciding allocates nothing unless it sends."""
 
-    def __init__(self, edge: float = 0.06, size: float = 1.0) -> None:
+    def __init__(self, edge: float = 0.06, notional: float = 1000.0) -> None:
         if not 0.0 < edge < 0.5:
             raise ValueError(f"edge must be in (0, 0.5); found {{edge}}")
-        self.edge = edge
-        self.buy: tuple[Intent, ...] = (MarketOrder(Side.BUY, size),)
-        self.sell: tuple[Intent, ...] = (MarketOrder(Side.SELL, size),)
+        if not notional > 0.0:
+            raise ValueError(f"notional must be > 0; found {{notional}}")
+        self.edge, self.notional = edge, notional
 
     def decide(self, outputs: np.ndarray, view: StrategyView) -> Sequence[Intent]:
         if view.order_in_flight:
             return NO_INTENTS
-        p_up = outputs[0]
-        if p_up > 0.5 + self.edge and view.position <= 0:
-            return self.buy
-        if p_up < 0.5 - self.edge and view.position > 0:
-            return self.sell
+        p_up, position, mid = outputs[0], view.position, view.mid
+        if p_up > 0.5 + self.edge and position <= 0 and mid > 0.0:  # NaN mid: nothing to size
+            qty = view.instrument.round_qty(self.notional / mid)
+            return (MarketOrder(Side.BUY, qty),) if qty > 0.0 else NO_INTENTS
+        if p_up < 0.5 - self.edge and position > 0:
+            return (MarketOrder(Side.SELL, position),)
         return NO_INTENTS
 
     def reset(self) -> None:
@@ -132,7 +135,7 @@ Written by `ticktape new strategy {name}`: a strategy of your own, ready to chan
 |---|---|
 | `strategy.toml` | the pipeline: features, model, policy (only what differs from the defaults) |
 | `features.py` | `SpreadBps`, a feature in plain Python, with its vectorised twin `batch` |
-| `policy.py` | `EdgePolicy`: P(up) from the model -> market orders |
+| `policy.py` | `EdgePolicy`: P(up) -> market orders of 1000 (quote currency) / mid in lots |
 | `model.onnx` | logistic, features [1, 3] -> p_up [1, 1], trained on nasdaq/GOOG/2012-06-21 |
 
 ```

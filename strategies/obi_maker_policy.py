@@ -1,11 +1,14 @@
 """obi_maker's decision policy, written with the plug-in API like a user's own.
 
-Quotes both sides at the best with post-only limit orders of `size`. The model's output 0 is
-P(up) (the obi rule runner reports (1 + obi) / 2): when it leans up by more than `withdraw`,
-the ask is withdrawn (no selling into a rising book); when it leans down, the bid. Inventory
-limit: no bid that could take the position above `max_inventory`, no ask below
--`max_inventory`. A quote whose price is no longer the best is moved with a cancel-replace
-(it keeps its id and joins the back of the new level's queue).
+Quotes both sides at the best with post-only limit orders worth `notional` in quote currency:
+notional / mid rounded down to the instrument's lot (`view.instrument.round_qty`, the built-in
+policies' rounding), so the same strategy quotes whole GOOG shares and fractions of a coin.
+The model's output 0 is P(up) (the obi rule runner reports (1 + obi) / 2): when it leans up by
+more than `withdraw`, the ask is withdrawn (no selling into a rising book); when it leans down,
+the bid. Inventory limit, in quote currency too: no bid that could take position x mid above
+`max_inventory_notional`, no ask below -`max_inventory_notional`; no quote while the notional
+buys less than one lot or there is no mid. A quote whose price is no longer the best is moved
+with a cancel-replace (it keeps its id and joins the back of the new level's queue).
 
 Decisions are cheap when nothing changed: the wanted quotes (prices, or NaN for none) and the
 position are compared with the last decision's, and the open orders are read only when they
@@ -41,24 +44,33 @@ class ObiMaker:
         "_last_ask",
         "_last_bid",
         "_last_position",
+        "_limit",
+        "_mid",
         "_out",
-        "max_inventory",
-        "size",
+        "_size",
+        "max_inventory_notional",
+        "notional",
         "withdraw",
     )
 
     def __init__(
-        self, size: float = 1.0, withdraw: float = 0.2, max_inventory: float = 5.0
+        self,
+        notional: float = 1000.0,
+        withdraw: float = 0.2,
+        max_inventory_notional: float = 3000.0,
     ) -> None:
-        if not 0.0 < size < math.inf:
-            raise ValueError(f"size must be a finite number > 0; found {size!r}")
+        if not 0.0 < notional < math.inf:
+            raise ValueError(f"notional must be a finite number > 0; found {notional!r}")
         if not 0.0 <= withdraw < 0.5:
             raise ValueError(f"withdraw must be in [0, 0.5); found {withdraw!r}")
-        if not size <= max_inventory < math.inf:
-            raise ValueError(f"max_inventory must be >= size and finite; found {max_inventory!r}")
-        self.size = size
+        if not notional <= max_inventory_notional < math.inf:
+            raise ValueError(
+                "max_inventory_notional must be >= notional and finite; "
+                f"found {max_inventory_notional!r}"
+            )
+        self.notional = notional
         self.withdraw = withdraw
-        self.max_inventory = max_inventory
+        self.max_inventory_notional = max_inventory_notional
         # the runner's output vector is reused: read it through a memoryview (faster than
         # numpy indexing), rebuilt only when another array comes
         self._array: npt.NDArray[np.float64] | None = None
@@ -67,21 +79,29 @@ class ObiMaker:
 
     def reset(self) -> None:
         self._last_bid = self._last_ask = self._last_position = -1.0  # matches no decision
+        self._mid = self._size = self._limit = math.nan  # sized on the first decision
 
     def decide(self, outputs: npt.NDArray[np.float64], view: StrategyView) -> Sequence[Intent]:
         market = view.market
         bid, ask = market.bid_px, market.ask_px
         if not (bid == bid and ask == ask):  # one side empty: keep what rests
             return NO_INTENTS
+        mid = (bid + ask) * 0.5  # the engine's mid, without a property call
+        if not mid > 0.0:
+            return NO_INTENTS
         if outputs is not self._array:
             self._array, self._out = outputs, outputs.data
-        p, position, size = self._out[0], view.position, self.size
+        if mid != self._mid:  # sized again only when the mid moved (most events keep it)
+            self._mid = mid
+            self._size = view.instrument.round_qty(self.notional / mid)
+            # the inventory limit as a position: |position| x mid <= max_inventory_notional
+            self._limit = self.max_inventory_notional / mid
+        p, position, size, limit = self._out[0], view.position, self._size, self._limit
+        quoting = size > 0.0  # a notional under one lot quotes nothing
         # the wanted quote prices, 0.0 for none (prices are > 0): plain == compares them
-        want_bid = (
-            bid if p >= 0.5 - self.withdraw and position + size <= self.max_inventory else 0.0
-        )
+        want_bid = bid if quoting and p >= 0.5 - self.withdraw and position + size <= limit else 0.0
         want_ask = (
-            ask if p <= 0.5 + self.withdraw and position - size >= -self.max_inventory else 0.0
+            ask if quoting and p <= 0.5 + self.withdraw and position - size >= -limit else 0.0
         )
         if (
             want_bid == self._last_bid

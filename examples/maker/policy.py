@@ -1,6 +1,8 @@
 """The example's policy: a maker that joins the best bid on a strong P(up), cancels when the
 signal fades or the bid moves away, and exits a long as maker at the best ask (following the
-ask with cancel-replace), or at market when P(down) is strong (a stop).
+ask with cancel-replace), or at market when P(down) is strong (a stop). It buys `notional` in
+quote currency: notional / mid rounded down to the instrument's lot (`view.instrument`), so
+the same file trades whole shares and fractions of a coin.
 
 It is a demonstration, not a recommendation: a cancel can arrive after the fill it meant to
 prevent, and the stop decides on the position it sees, so the run can show what such races do
@@ -30,11 +32,13 @@ class JoinTheBest:
     """outputs = [p_up, p_down] (the model's two outputs, named in [model] outputs)."""
 
     def __init__(
-        self, enter: float = 0.56, leave: float = 0.52, stop: float = 0.6, size: float = 1.0
+        self, enter: float = 0.56, leave: float = 0.52, stop: float = 0.6, notional: float = 1000.0
     ) -> None:
         if not 0.5 <= leave <= enter < 1.0:
             raise ValueError(f"expected 0.5 <= leave <= enter < 1; found {leave}, {enter}")
-        self.enter, self.leave, self.stop, self.size = enter, leave, stop, size
+        if not notional > 0.0:
+            raise ValueError(f"notional must be > 0; found {notional}")
+        self.enter, self.leave, self.stop, self.notional = enter, leave, stop, notional
         self.working = False  # an order of ours may be open: only then read open_orders (cold)
 
     def decide(self, outputs: np.ndarray, view: StrategyView) -> Sequence[Intent]:
@@ -47,9 +51,13 @@ class JoinTheBest:
             self.working = False  # filled or cancelled
         p_up, p_down = outputs[0], outputs[1]
         if view.position <= 0.0:
-            if p_up > self.enter:
-                self.working = True
-                return (LimitOrder(Side.BUY, self.size, view.bid_px, post_only=True),)
+            mid = view.mid
+            if p_up > self.enter and mid > 0.0:  # `>`: no mid (NaN), nothing to size by
+                # in quote currency: notional / mid in whole lots (under one lot: no order)
+                qty = view.instrument.round_qty(self.notional / mid)
+                if qty > 0.0:
+                    self.working = True
+                    return (LimitOrder(Side.BUY, qty, view.bid_px, post_only=True),)
             return NO_INTENTS
         if p_down > self.stop:
             return (MarketOrder(Side.SELL, view.position),)

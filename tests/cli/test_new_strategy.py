@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
@@ -39,6 +40,17 @@ def test_new_strategy_replays_unchanged_from_a_folder_outside_the_repository(tmp
     assert manifest["summary"]["n_orders"] > 0  # the template trades on the bundled day
     listed = _ticktape("strategies", "--dir", "work", cwd=tmp_path)
     assert "mine" in listed.stdout
+    # it sizes in quote currency: the same file buys fractions of a coin, no `--set`
+    args = ("replay", "binance/BTCUSDT/2024-08-08", "--strategy", "work/mine/strategy.toml",
+            "--out", "btc", "--no-report", "--data-dir", str(BUNDLED_DATA))  # fmt: skip
+    replayed = _ticktape(*args, cwd=tmp_path)
+    assert replayed.returncode == 0, replayed.stderr
+    summary = json.loads((tmp_path / "btc" / "manifest.json").read_text())["summary"]
+    assert summary["n_orders"] > 0
+    assert summary["rejections_by_reason"] == {}
+    qty = pq.read_table(tmp_path / "btc" / "orders.parquet", columns=["qty"])["qty"].to_pylist()
+    assert all(0.0 < q < 0.02 for q in qty), qty  # 1000 USDT / ~61,800
+    assert all(abs(q / 0.00001 - round(q / 0.00001)) < 1e-6 for q in qty), qty
 
 
 def test_new_strategy_refuses_a_taken_folder_and_a_bad_name(tmp_path):

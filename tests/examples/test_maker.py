@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+from typing import Any
 
 import polars as pl
 import pytest
@@ -25,9 +26,10 @@ from tests.conftest import BUNDLED_DATA, REPO
 MAKER = REPO / "examples" / "maker" / "strategy.toml"
 GOOG = "nasdaq/GOOG/2012-06-21"
 ETH = "binance/ETHUSDT/2024-08-08"
-# BTC is priced in tens of thousands: trade hundredths, with limits to match
-CRYPTO = ("policy.size=0.01", "risk.max_position=1", "risk.max_order_size=1",
-          "risk.max_notional=1e9", "policy.enter=0.52", "policy.leave=0.5")  # fmt: skip
+# the policy sizes in quote currency (1000 / mid in the instrument's lots): only the signal's
+# thresholds differ on the short BTC tape, no sizing or risk limit
+CRYPTO = ("policy.enter=0.52", "policy.leave=0.5")
+SIZING = {"MAX_NOTIONAL", "MAX_POSITION", "MAX_ORDER_SIZE", "MIN_NOTIONAL"}
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +46,18 @@ def test_the_example_replays_posting_cancelling_and_filling_as_maker(run):
     assert fills.filter(pl.col("liquidity") == "maker").height > 0
     reasons = run.rejections["reason"].unique().to_list()
     assert "TOO_FAR_FROM_MID" in reasons  # the custom check, reported by its name
+    buys = run.orders.filter(pl.col("side") == 1)["qty"].unique().to_list()
+    assert buys == [1.0]  # 1000 / mid (~570) in whole shares
+
+
+def test_the_example_buys_fractions_of_a_coin_in_lots(tmp_path):
+    """1000 USDT / mid (~2,600 on ETHUSDT) in the instrument's 0.0001 ETH lots."""
+    run = api.replay(ETH, MAKER, out=tmp_path / "run", data_dir=BUNDLED_DATA)
+    assert not SIZING & set(run.rejections["reason"].to_list())
+    buys = run.orders.filter(pl.col("side") == 1)["qty"].to_list()
+    assert buys
+    assert all(abs(q / 0.0001 - round(q / 0.0001)) < 1e-6 for q in buys), buys
+    assert all(0.3 < q < 0.45 for q in buys), buys
 
 
 def test_the_example_follows_the_ask_down_with_cancel_replace(tmp_path):
@@ -95,7 +109,9 @@ def test_the_example_runs_live_against_the_feed_server_with_replay_parity(tmp_pa
         )  # fmt: skip
         result = run_live(config, options, stop=threading.Event())
     ((name, digest),) = result.digests.items()
-    assert int(str(result.summaries[name]["n_orders"])) > 0
+    summary: dict[str, Any] = result.summaries[name]
+    assert int(str(summary["n_orders"])) > 0
+    assert not SIZING & set(summary["rejections_by_reason"]), summary["rejections_by_reason"]
     ref = resolve_session(str(result.sessions[name]), tmp_path / "data")
     recorded = apply_overrides(config, sets=["latency.model=recorded"])
     replayed = replay(ref, recorded, out_dir=tmp_path / "replayed")

@@ -17,6 +17,7 @@ from tests.conftest import BUNDLED_DATA
 from tests.factories import T0, write
 
 GOOG = "nasdaq/GOOG/2012-06-21"
+BTC = "binance/BTCUSDT/2024-08-08"
 
 
 def _replay(tmp_path, name: str, *sets: str, strategy: str = "obi_maker", session=None):
@@ -52,6 +53,27 @@ def test_obi_maker_quotes_fill_as_maker_through_the_queue(goog_runs):
                .column("position").to_pylist()) <= 5.0  # the inventory limit  # fmt: skip
     assert float(str(run.summary["fees"])) < 0.0  # maker rebates
     assert goog_runs["again"].manifest["digest"] == run.manifest["digest"]
+
+
+def test_obi_maker_sizes_in_quote_currency_whole_goog_shares_and_fractions_of_a_coin(
+    tmp_path, goog_runs
+):
+    """Issue 11 §4: 1000 quote-currency units per quote in the instrument's lots, no `--set`:
+    1 GOOG share; on Binance 1000 USDT / mid in 0.00001 BTC lots (not 1 BTC, which the risk
+    limits rejected 1,682 times as MAX_NOTIONAL)."""
+    goog = pq.read_table(goog_runs["risk_averse"].out_dir / "orders.parquet")["qty"].to_pylist()
+    assert set(goog) == {1.0}
+    run = _replay(tmp_path, "btc", session=resolve_session(BTC, BUNDLED_DATA))
+    assert run.summary["rejections_by_reason"] == {}
+    assert int(str(run.summary["n_fills"])) > 100
+    orders = pq.read_table(run.out_dir / "orders.parquet").to_pylist()
+    assert len(orders) > 100
+    for order in orders:  # ~0.016 BTC at ~61,800 USDT, in whole lots
+        lots = order["qty"] / 0.00001
+        assert abs(lots - round(lots)) < 1e-6, order
+        assert 0.0161 < order["qty"] < 0.0163, order
+    positions = pq.read_table(run.out_dir / "decisions.parquet")["position"].to_pylist()
+    assert 0.0 < max(abs(p) for p in positions) < 3000.0 / 61_000  # max_inventory_notional
 
 
 def test_queue_models_change_the_fills_and_the_touch_rule_never_fills_at_the_best(goog_runs):
@@ -111,3 +133,10 @@ def test_ties_are_found_across_small_batches(tmp_path):
         all_parts, remapped = _quiet_ties(parts, merged, next_ts)
         decides += [all_parts[index][8] for index in remapped.order_part]
     assert decides == [False, True, True, False, False, True, True]
+
+
+def test_obi_maker_quotes_nothing_when_its_notional_buys_less_than_one_lot(tmp_path):
+    """100 USD per quote is under one GOOG share (~570): no order, not a zero-size one."""
+    run = _replay(tmp_path, "tiny", "policy.notional=100.0")
+    assert run.summary["n_orders"] == 0
+    assert run.summary["rejections_by_reason"] == {}

@@ -5,32 +5,33 @@ runs under `stress` like any strategy."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
+import pyarrow.parquet as pq
 from click.testing import CliRunner
 
 from cli import main
-from simulator.config import apply_overrides, load_strategy
+from simulator.config import load_strategy
 from simulator.feedsim.server import serving
 from tests.live.test_parity import _live, _replay_digest
 
-# BTC in hundredths of a coin: quotes of 0.01 and queue fills in satoshi-sized lots
-CRYPTO_MAKER = (
-    "policy.size=0.01",
-    "policy.max_inventory=0.05",
-    "venue.lot_size=0.00001",
-    "risk.max_position=1",
-    "risk.max_order_size=1",
-    "risk.max_notional=1e9",
-)
-
 
 def test_obi_maker_live_run_and_its_replay_have_the_same_digest(tmp_path, tape):
-    config = apply_overrides(load_strategy("obi_maker"), sets=CRYPTO_MAKER)
+    """No `--set`: quotes of 1000 USDT / mid in the instrument's lots (0.00001 BTC, from the
+    feed server's exchangeInfo), not 1 BTC."""
+    config = load_strategy("obi_maker")  # the defaults: no overrides at all
     with serving(tape, speed=None) as server:
         result = _live(tmp_path, server, config)
     ((name, digest),) = result.digests.items()
-    summary = result.summaries[name]
+    summary: dict[str, Any] = result.summaries[name]
     assert int(str(summary["n_orders"])) > 10  # it quoted
+    sizing = {"MAX_NOTIONAL", "MAX_POSITION", "MAX_ORDER_SIZE", "MIN_NOTIONAL"}
+    assert not sizing & set(summary["rejections_by_reason"]), summary["rejections_by_reason"]
+    qty = pq.read_table(result.run_dirs[name] / "orders.parquet", columns=["qty"])["qty"]
+    lots = [q / 0.00001 for q in qty.to_pylist() if q > 0.0]  # a cancel carries no qty
+    assert lots
+    assert all(abs(n - round(n)) < 1e-6 for n in lots), lots
+    assert all(1_000 < n < 2_000 for n in lots), lots
     assert _replay_digest(tmp_path, result.sessions[name], config) == digest
 
 
