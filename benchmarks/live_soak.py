@@ -53,7 +53,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--every", type=float, default=30.0, help="seconds between samples")
     parser.add_argument("--strategy", default="obi_mlp")
-    parser.add_argument("--messages", type=int, default=30_000_000, help="synthetic tape")
+    parser.add_argument("--messages", type=int, default=100_000_000, help="synthetic tape")
     parser.add_argument(
         "--speed",
         default="max",
