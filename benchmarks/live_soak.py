@@ -4,6 +4,7 @@ so the feed server waits on its socket drain). Prints one JSON line per RSS samp
 run's summary: frames/s and events/s, paused time, overflow counts, RSS first/last/max.
 
     python benchmarks/live_soak.py --minutes 10 --every 30
+    python benchmarks/live_soak.py --minutes 1 --speed 10   # paced: 6,000 frames/s to obi_mlp
 """
 
 from __future__ import annotations
@@ -53,9 +54,15 @@ def main() -> None:
     parser.add_argument("--every", type=float, default=30.0, help="seconds between samples")
     parser.add_argument("--strategy", default="obi_mlp")
     parser.add_argument("--messages", type=int, default=30_000_000, help="synthetic tape")
+    parser.add_argument(
+        "--speed",
+        default="max",
+        help="feed pace: max, or N x the synthetic tape's 1,000 messages/s (obi_mlp subscribes "
+        "3 in 5: depth and trades)",
+    )
     args = parser.parse_args()
     serve = [str(BIN / "ticktape"), "feed", "serve", "--synthetic", str(args.messages),
-             "--speed", "max"]  # fmt: skip
+             "--speed", args.speed]  # fmt: skip
     feed = subprocess.Popen(serve, stdout=subprocess.PIPE, text=True)
     try:
         assert feed.stdout is not None

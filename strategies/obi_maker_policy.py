@@ -44,7 +44,10 @@ class ObiMaker:
         "_last_ask",
         "_last_bid",
         "_last_position",
+        "_limit",
+        "_mid",
         "_out",
+        "_size",
         "max_inventory_notional",
         "notional",
         "withdraw",
@@ -76,19 +79,24 @@ class ObiMaker:
 
     def reset(self) -> None:
         self._last_bid = self._last_ask = self._last_position = -1.0  # matches no decision
+        self._mid = self._size = self._limit = math.nan  # sized on the first decision
 
     def decide(self, outputs: npt.NDArray[np.float64], view: StrategyView) -> Sequence[Intent]:
         market = view.market
         bid, ask = market.bid_px, market.ask_px
-        mid = view.mid
-        if not (bid == bid and ask == ask and mid > 0.0):  # one side empty: keep what rests
+        if not (bid == bid and ask == ask):  # one side empty: keep what rests
+            return NO_INTENTS
+        mid = (bid + ask) * 0.5  # the engine's mid, without a property call
+        if not mid > 0.0:
             return NO_INTENTS
         if outputs is not self._array:
             self._array, self._out = outputs, outputs.data
-        p, position = self._out[0], view.position
-        size = view.instrument.round_qty(self.notional / mid)
-        # the inventory limit as a position: |position| x mid <= max_inventory_notional
-        limit = self.max_inventory_notional / mid
+        if mid != self._mid:  # sized again only when the mid moved (most events keep it)
+            self._mid = mid
+            self._size = view.instrument.round_qty(self.notional / mid)
+            # the inventory limit as a position: |position| x mid <= max_inventory_notional
+            self._limit = self.max_inventory_notional / mid
+        p, position, size, limit = self._out[0], view.position, self._size, self._limit
         quoting = size > 0.0  # a notional under one lot quotes nothing
         # the wanted quote prices, 0.0 for none (prices are > 0): plain == compares them
         want_bid = bid if quoting and p >= 0.5 - self.withdraw and position + size <= limit else 0.0

@@ -153,6 +153,7 @@ class FeedServer(ServerLifecycle):
         self.position = 0  # served index of the message being sent (the REST view's position)
         self._t0 = 0.0  # loop time the paced schedule counts from
         self._shift = 0.0  # seconds the schedule moved (silent faults)
+        self._yielded_at = 0.0  # loop time the paced tape last let the loop run others
         self._held: list[int] = []  # reordered messages waiting for the next one
         self._twice: set[int] = set()  # duplicated messages
         self._reorder = False
@@ -253,12 +254,18 @@ class FeedServer(ServerLifecycle):
         delay = due - loop.time()
         if delay > _MIN_SLEEP_S:
             await asyncio.sleep(delay - _MIN_SLEEP_S)  # the loop stays free for control and REST
-            delay = due - loop.time()
+            self._yielded_at = loop.time()
+            delay = due - self._yielded_at
         if delay > _FINE_SLEEP_S:
             # the last < 1 ms at the OS timer's resolution, the loop waiting with it: asyncio
             # wakes ~1 ms late, so frames due within 1 ms went out together (20 ms of the tape
             # at 20x: bookTicker bursts of 64+ the recording never had)
             time.sleep(delay)
+        if loop.time() - self._yielded_at > _MIN_SLEEP_S:
+            # frames less than 1 ms apart never reach asyncio.sleep above: let control, REST
+            # and pings in at least every ms (they waited seconds at 20x the synthetic tape)
+            await asyncio.sleep(0)
+            self._yielded_at = loop.time()
 
     async def _flush_held(self) -> None:
         held, self._held = self._held, []

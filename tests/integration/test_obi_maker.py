@@ -133,3 +133,10 @@ def test_ties_are_found_across_small_batches(tmp_path):
         all_parts, remapped = _quiet_ties(parts, merged, next_ts)
         decides += [all_parts[index][8] for index in remapped.order_part]
     assert decides == [False, True, True, False, False, True, True]
+
+
+def test_obi_maker_quotes_nothing_when_its_notional_buys_less_than_one_lot(tmp_path):
+    """100 USD per quote is under one GOOG share (~570): no order, not a zero-size one."""
+    run = _replay(tmp_path, "tiny", "policy.notional=100.0")
+    assert run.summary["n_orders"] == 0
+    assert run.summary["rejections_by_reason"] == {}

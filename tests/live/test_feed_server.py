@@ -660,3 +660,27 @@ def test_cli_serves_the_coinbase_sample_to_a_subscriber():
         tail = server.stdout.read()
     assert received == 74  # the subscription ack and the 73 BTC-USD ticker envelopes
     assert "end of recording" in tail
+
+
+def test_a_fast_paced_tape_still_answers_rest_and_control_at_once():
+    """At 20x the synthetic tape (frames 50 us apart, each waited for with time.sleep) the
+    loop is let go at least every ms: REST and control answers do not wait on the tape."""
+    from simulator.feedsim.synthetic import synthetic_tape
+
+    with serving(synthetic_tape(40_000, seed=1), speed=20) as server:
+        url = f"{server.ws_url}/stream?streams=btcusdt@trade"
+        # close_timeout: a client that stops reading never sees the close answer behind the data
+        with connect(url, compression=None, close_timeout=0.2) as ws:
+            for _ in range(200):  # the tape is running
+                ws.recv()
+            t0 = time.perf_counter()
+            with urllib.request.urlopen(f"{server.rest_url}/api/v3/time", timeout=5) as answer:
+                assert b"serverTime" in answer.read()
+            rest_s = time.perf_counter() - t0
+            ws.send('{"method":"LIST_SUBSCRIPTIONS","id":7}')
+            t0 = time.perf_counter()
+            while b'"id":7' not in (message := ws.recv(decode=False)):
+                assert b'"stream"' in message
+            control_s = time.perf_counter() - t0
+    assert rest_s < 0.5  # 3.1 s before
+    assert control_s < 0.5
