@@ -134,7 +134,8 @@ def test_a_paused_reader_loses_nothing_and_its_silence_is_no_dead_peer():
 @pytest.mark.parametrize("overflow", ["pause", "drop"])
 def test_a_slow_pipeline_at_max_speed_pauses_the_feed_or_declares_gaps(tmp_path, overflow):
     """Depth and trades at max speed into a 1 ms/event pipeline and a 64-frame inbox: paused,
-    every depth diff and trade arrives (no gap); dropped, the losses are gaps and resyncs.
+    every depth diff and trade arrives (no gap); dropped, any loss is a gap and a resync (the
+    reader may also run the slow pipeline itself and so never overflow).
     Either way the recording replays to the live digest."""
     from tests.live.test_parity import _SlowModel
 
@@ -160,11 +161,15 @@ def test_a_slow_pipeline_at_max_speed_pauses_the_feed_or_declares_gaps(tmp_path,
         assert normalizer["gaps"] == 0
         assert normalizer["resyncs"] == 0
         assert normalizer["trades"] == 800  # two in every five messages: all of them
-    else:
-        assert inbox["overflowed"] > 0
+    elif inbox["overflowed"]:  # dropped: every loss is a declared gap, never silent
         assert inbox["pauses"] == 0
         assert normalizer["gaps"] > 0
         assert normalizer["trades"] < 800
+    else:  # the network thread ran the slow pipeline itself the whole time (idle hand-off),
+        # so it read no faster than the pipeline and nothing overflowed: then nothing is lost
+        assert inbox["pauses"] == 0
+        assert normalizer["gaps"] == 0
+        assert normalizer["trades"] == 800
     assert _replay_digest(tmp_path, result.sessions[name], config) == digest
 
 
