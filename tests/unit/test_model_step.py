@@ -39,9 +39,10 @@ def _window_sum_model(path, window, n):
     return path
 
 
-def _compare(runner: OnnxRunner, rows: np.ndarray) -> None:
+def _compare(runner: OnnxRunner, rows: np.ndarray) -> int:
     """predict (compiled) and _predict_python on the same rows, one vector rewritten in place
-    as the feature stage does, then a different array: the same output bits every time."""
+    as the feature stage does, then a different array: the same output bits every time.
+    Returns the number of rows compared."""
     assert isinstance(getattr(runner.predict, "__self__", None), step.OnnxStep)  # compiled
     features = np.zeros(rows.shape[1])
     for i, row in enumerate(rows):
@@ -51,20 +52,21 @@ def _compare(runner: OnnxRunner, rows: np.ndarray) -> None:
         assert _bits(compiled) == _bits(python)
         other = row.copy()  # another array: the step binds it in place of the first
         assert _bits(runner.predict(other, i)) == _bits(python)
+    return len(rows)
 
 
 def test_onnx_step_matches_the_python_cast_for_one_output():
     rng = np.random.default_rng(5)
     rows = rng.normal(size=(50, 16)) * 3.0 + 1.0 / 3.0  # float64 values float32 must round
     rows[7, 3] = np.nan
-    _compare(OnnxRunner(STRATEGY_MODEL, 16), rows)
+    assert _compare(OnnxRunner(STRATEGY_MODEL, 16), rows) == 50
 
 
 def test_onnx_step_matches_the_python_cast_for_two_outputs(tmp_path):
     path = write_logistic(tmp_path / "m.onnx", [1.0, -1.0], 0.0, ("p_up", "p_down"))
     rows = np.random.default_rng(6).normal(size=(30, 2)) / 3.0
-    _compare(OnnxRunner(path, 2), rows)
-    _compare(OnnxRunner(path, 2, outputs=["p_down", "p_up"]), rows)
+    assert _compare(OnnxRunner(path, 2), rows) == 30
+    assert _compare(OnnxRunner(path, 2, outputs=["p_down", "p_up"]), rows) == 30
 
 
 def test_onnx_step_matches_the_python_cast_for_a_window_and_wide_outputs(tmp_path):
@@ -72,7 +74,7 @@ def test_onnx_step_matches_the_python_cast_for_a_window_and_wide_outputs(tmp_pat
     assert runner.window == 3
     assert runner.n_outputs == 4
     rows = np.random.default_rng(7).normal(size=(20, 6)) / 7.0  # the last 3 vectors, flat
-    _compare(runner, rows)
+    assert _compare(runner, rows) == 20
     out = runner.predict(np.arange(6.0), 0)  # vectors (0, 1), (2, 3), (4, 5)
     assert out.tolist() == [6.0, 9.0, 12.0, 18.0]
 
