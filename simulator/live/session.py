@@ -7,6 +7,7 @@ raw frames, the consumed events, the decisions with their measured times, orders
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections import deque
 from collections.abc import Callable
@@ -146,6 +147,14 @@ class SymbolRun:
     def record_outputs(self) -> None:
         """Hand the decisions, orders and fills made since the last call to the recording."""
         self.stepper.record_outputs()
+
+    def abort(self, reason: str) -> None:
+        """The run failed: stop the recorder's and the recording's threads, keeping what was
+        recorded (rows still in the spool included) for `data recover`."""
+        self.recorder.abort()
+        with contextlib.suppress(Exception):
+            self.spool.flush()
+        self.parts.abort(reason)
 
     def feed_latency_ms(self) -> tuple[float, float]:
         """(median, p99) of the recent feed latency in ms; NaN before any."""
