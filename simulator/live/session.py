@@ -134,14 +134,15 @@ class SymbolRun:
         for frame in frames:
             on_frame(frame, consumed)
         self.stepper.record_outputs()
+        self.recorder.spill()  # after the recording took the new orders and fills
         if frames:  # where `data recover` may cut the recording if the process is killed
             tables = self.recorder.tables
             self.spool.mark = (
                 consumed.next_seq - 1,
                 frames[-1].seq,
                 self.engine.state.n_events,
-                len(tables.orders),
-                len(tables.fills),
+                tables.n_orders,
+                tables.n_fills,
             )  # Checkpoint's order; fmt: skip
 
     def record_outputs(self) -> None:
