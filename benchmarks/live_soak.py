@@ -106,20 +106,22 @@ def last_line(path: Path) -> dict[str, object]:
 
 
 def rss_summary(samples: list[tuple[float, float]]) -> dict[str, float] | None:
-    """First, last, min and max RSS while running, and the drift after the first minute
-    (least-squares slope, MB per minute): flat memory has a drift near 0."""
+    """First, last, min and max RSS while running, and its drift (least-squares slope, MB per
+    minute) after the first minute, and after the third (`drift_after_3min`: the allocators'
+    warm-up is over by then): flat memory has a drift near 0."""
     if not samples:
         return None
     rss = [r for _, r in samples]
     summary: dict[str, float] = {"first": round(rss[0]), "last": round(rss[-1]),
                                  "min": round(min(rss)), "max": round(max(rss))}  # fmt: skip
-    warm = [(t, r) for t, r in samples if t >= 60]
-    if len(warm) >= 3:
-        t_mean = sum(t for t, _ in warm) / len(warm)
-        r_mean = sum(r for _, r in warm) / len(warm)
-        num = sum((t - t_mean) * (r - r_mean) for t, r in warm)
-        den = sum((t - t_mean) ** 2 for t, _ in warm)
-        summary["drift_mb_per_min"] = round(60 * num / den, 2)
+    for key, after_s in (("drift_mb_per_min", 60), ("drift_after_3min", 180)):
+        warm = [(t, r) for t, r in samples if t >= after_s]
+        if len(warm) >= 3:
+            t_mean = sum(t for t, _ in warm) / len(warm)
+            r_mean = sum(r for _, r in warm) / len(warm)
+            num = sum((t - t_mean) * (r - r_mean) for t, r in warm)
+            den = sum((t - t_mean) ** 2 for t, _ in warm)
+            summary[key] = round(60 * num / den, 2)
     return summary
 
 
