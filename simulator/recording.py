@@ -1,6 +1,11 @@
 """What a run leaves behind: per-event decisions (chunked Parquet), orders, fills, equity,
 risk rejections, stage-latency histograms, the digest and manifest.json.
 
+The rare tables (orders, fills, rejections, cancels) are Python rows the engine appends; once
+one holds `spill_rows` rows they move to Parquet under the run directory (the writer thread
+converts and writes them) and close() reads them back in front of the rest, so a long live
+run's memory stays flat and its tables are the same as if they had stayed in memory.
+
 Per-event values go into preallocated numpy columns exposed to the engine as memoryviews;
 a full chunk's timings are binned into the latency histograms, then the chunk is copied into
 one of a few reused buffers and handed to the writer thread, which hashes it into the digest
@@ -18,6 +23,7 @@ import contextlib
 import hashlib
 import json
 import queue
+import shutil
 import sys
 import threading
 from dataclasses import asdict, dataclass, field
@@ -35,6 +41,9 @@ from simulator.types import CancelRequest, Fill, OrderRequest
 
 CHUNK_ROWS: Final = 65_536
 POOL: Final = 4  # chunk buffers: one being filled, two waiting, one being written
+SPILL_ROWS: Final = 8192
+"""Rows one rare table holds in memory before they are spilled (a few MB at most)."""
+SPILL_DIR: Final = ".spill"
 EQUITY_STRIDE: Final = 100
 STAGES: Final = ("features", "inference", "decision", "risk", "order", "tick_to_trade", "queue")
 """Measured stage times, tick-to-trade, and (simulated-time runs) each event's queueing delay."""
@@ -66,22 +75,86 @@ class Rejection:
 
 @dataclass(slots=True)
 class RunTables:
-    """The rare records (orders, fills, rejections): a handful per thousand events."""
+    """The rare records (orders, fills, rejections, cancels): a handful per thousand events.
+
+    The lists hold the rows since the last spill (RunRecorder.spill); `spilled` counts the
+    rows moved out per list, so `n_orders`, `n_fills`, ... and `rejection_counts` are the run's.
+    """
 
     orders: list[OrderRequest] = field(default_factory=list)
     order_p: list[float] = field(default_factory=list)
     fills: list[Fill] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
     cancels: list[CancelRequest] = field(default_factory=list)  # cancels and replaces sent
+    spilled: dict[str, int] = field(
+        default_factory=lambda: {"orders": 0, "fills": 0, "rejections": 0, "cancels": 0}
+    )
+    spilled_reasons: dict[str, int] = field(default_factory=dict)  # reason name -> rejections
+
+    @property
+    def n_orders(self) -> int:
+        return self.spilled["orders"] + len(self.orders)
+
+    @property
+    def n_fills(self) -> int:
+        return self.spilled["fills"] + len(self.fills)
+
+    @property
+    def n_rejections(self) -> int:
+        return self.spilled["rejections"] + len(self.rejections)
+
+    @property
+    def n_cancels(self) -> int:
+        return self.spilled["cancels"] + len(self.cancels)
+
+    def rejection_counts(self) -> dict[str, int]:
+        """Risk rejections of the run per reason name, most frequent first (ties by name)."""
+        counts = dict(self.spilled_reasons)  # a copy: the dashboard reads from another thread
+        for rejection in self.rejections:
+            counts[rejection.reason] = counts.get(rejection.reason, 0) + 1
+        return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+
+    def holds(self, rows: int) -> bool:
+        """Whether one of the lists holds `rows` rows or more."""
+        return max(len(self.orders), len(self.fills), len(self.rejections),
+                   len(self.cancels)) >= rows  # fmt: skip
+
+    def take(self) -> RunTables:
+        """The rows held (as a RunTables of their own), counted as spilled; the lists start
+        empty again (the engine looks them up on every append, never keeps one)."""
+        taken = RunTables(self.orders, self.order_p, self.fills, self.rejections, self.cancels)
+        self.orders, self.order_p, self.fills, self.rejections, self.cancels = [], [], [], [], []
+        spilled = self.spilled
+        spilled["orders"] += len(taken.orders)
+        spilled["fills"] += len(taken.fills)
+        spilled["rejections"] += len(taken.rejections)
+        spilled["cancels"] += len(taken.cancels)
+        reasons = self.spilled_reasons
+        for rejection in taken.rejections:
+            reasons[rejection.reason] = reasons.get(rejection.reason, 0) + 1
+        return taken
 
 
 class RunRecorder:
-    """Chunked per-event columns plus the rare tables, written under `out_dir`."""
+    """Chunked per-event columns plus the rare tables, written under `out_dir`.
 
-    def __init__(self, out_dir: Path, *, chunk_rows: int = CHUNK_ROWS) -> None:
+    `spill_at_flush`: spill the rare tables (see spill) after each decision chunk; live turns
+    it off and spills between drains, once its recording has taken the new orders and fills.
+    """
+
+    def __init__(
+        self,
+        out_dir: Path,
+        *,
+        chunk_rows: int = CHUNK_ROWS,
+        spill_rows: int | None = None,  # SPILL_ROWS
+        spill_at_flush: bool = True,
+    ) -> None:
         self.out_dir = out_dir
         out_dir.mkdir(parents=True, exist_ok=True)
         self.chunk_rows = chunk_rows
+        self.spill_rows = SPILL_ROWS if spill_rows is None else spill_rows
+        self.spill_at_flush = spill_at_flush
         self.arrays = {name: np.zeros(chunk_rows, dtype=dt) for name, dt in DECISION_COLUMNS}
         # the stage columns are the rows of one block, binned in one pass (StageBinner)
         self._timings = np.full((len(STAGES), chunk_rows), -1, np.int64)
@@ -123,29 +196,30 @@ class RunRecorder:
         arrays["order_id"][:n] = -1
         arrays["reject"][:n] = 0
         arrays["skip"][:n] = 0
+        if self.spill_at_flush:
+            self.spill()
+
+    def spill(self) -> None:
+        """Once a rare table holds `spill_rows` rows, hand every held row to the writer
+        thread, which appends them to Parquet under the run directory (read back by close)."""
+        if self.tables.holds(self.spill_rows):
+            self._writer.put(self.tables.take())
 
     def close(self) -> str:
         """Write the rare tables and histograms; return the run digest (hex)."""
         self._writer.close()
-        orders = orders_table(self.tables)
-        fills = fills_table(self.tables.fills)
-        rejections = pa.Table.from_pylist(
-            [asdict(r) for r in self.tables.rejections], schema=_REJECTION_SCHEMA
-        )
-        cancels = cancels_table(self.tables.cancels)
-        written = (
-            ("orders", orders),
-            ("fills", fills),
-            ("risk_rejections", rejections),
-            ("cancels", cancels),
-        )
-        for name, table in written:
+        spill = self._writer.spill
+        for name, table in rare_tables(self.tables):
+            spilled = spill.read(name)
+            if spilled is not None:  # the spilled rows come first, in the order they came
+                table = pa.concat_tables([spilled, table]).combine_chunks()
             pq.write_table(table, self.out_dir / f"{name}.parquet", compression="zstd")
             if name == "cancels" and table.num_rows == 0:
                 continue  # a table added later: hashed only when used (earlier digests hold)
             for column in _digest_columns(name, table):
                 self._digest.update(name.encode())
                 self._digest.update(_canonical_bytes(column))
+        spill.remove()
         pq.write_table(self._histogram_table(), self.out_dir / "latency_histograms.parquet")
         return self._digest.hexdigest()
 
@@ -154,6 +228,7 @@ class RunRecorder:
         stopped the run is the one reported, so a write error here is not raised."""
         with contextlib.suppress(Exception):
             self._writer.close()
+        self._writer.spill.remove()
 
     def _histogram_table(self) -> pa.Table:
         rows: dict[str, list[object]] = {"stage": [], "bucket": [], "upper_ns": [], "count": []}
@@ -210,18 +285,21 @@ class _Chunk:
 
 class _TableWriter:
     """Hashes decision chunks into the digest and writes them (and the equity samples taken
-    from them) in a background thread, in the order they came; hands their buffers back.
+    from them) in a background thread, in the order they came, handing their buffers back;
+    spilled rare-table rows (a RunTables) go to `spill`.
 
     hashlib and Arrow release the GIL for most of that work, so it overlaps the event loop.
-    At most POOL buffers exist (take() waits for one); an error is raised by the next put()
-    or by close().
+    At most POOL chunk buffers exist (take() waits for one) and two spills wait; an error is
+    raised by the next put() or by close().
     """
 
     def __init__(self, out_dir: Path, layout: _ChunkLayout, digest: hashlib._Hash) -> None:
         self._out_dir = out_dir
         self._layout = layout
         self._digest = digest
-        self._queue: queue.Queue[_Chunk | None] = queue.Queue()
+        self.spill = _Spill(out_dir / SPILL_DIR)
+        # bounded by the buffers (at most POOL chunks) plus two spills
+        self._queue: queue.Queue[_Chunk | RunTables | None] = queue.Queue(maxsize=POOL + 2)
         self._free: queue.Queue[_Chunk] = queue.Queue()
         self._made = 0
         self._error: BaseException | None = None
@@ -240,10 +318,10 @@ class _TableWriter:
         self._raise_if_failed()
         return self._free.get()  # the thread hands back every buffer it got, even failing
 
-    def put(self, chunk: _Chunk) -> None:
-        """A filled buffer: the thread owns it until it hands it back."""
+    def put(self, item: _Chunk | RunTables) -> None:
+        """A filled buffer (the thread owns it until it hands it back), or rows to spill."""
         self._raise_if_failed()
-        self._queue.put(chunk)
+        self._queue.put(item)
 
     def close(self) -> None:
         self._queue.put(None)
@@ -266,10 +344,13 @@ class _TableWriter:
         decisions: pq.ParquetWriter | None = None
         equity: pq.ParquetWriter | None = None
         try:
-            while (chunk := self._queue.get()) is not None:
+            while (item := self._queue.get()) is not None:
+                if isinstance(item, RunTables):
+                    self.spill.write(item)
+                    continue
                 try:
-                    self._hash(chunk)
-                    table = pa.table({n: c[: chunk.rows] for n, c in chunk.columns.items()})
+                    self._hash(item)
+                    table = pa.table({n: c[: item.rows] for n, c in item.columns.items()})
                     sample = _equity_sample(table)
                     if decisions is None or equity is None:
                         decisions = pq.ParquetWriter(
@@ -281,15 +362,49 @@ class _TableWriter:
                     decisions.write_table(table)  # encoded: Arrow keeps no view of the buffer
                     equity.write_table(sample)
                 finally:
-                    self._free.put(chunk)
+                    self._free.put(item)
         except BaseException as e:  # handed to the engine thread by put()/close()
             self._error = e
-            while (chunk := self._queue.get()) is not None:  # drain, handing buffers back
-                self._free.put(chunk)
+            while (item := self._queue.get()) is not None:  # drain, handing buffers back
+                if isinstance(item, _Chunk):
+                    self._free.put(item)
         finally:
             for writer in (decisions, equity):
                 if writer is not None:
                     writer.close()
+            self.spill.close()
+
+
+class _Spill:
+    """The rare tables' spilled rows: one Parquet file per table under `directory`, a row
+    group per spill (written by the writer thread), read back whole by RunRecorder.close."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._writers: dict[str, pq.ParquetWriter] = {}
+
+    def write(self, rows: RunTables) -> None:
+        for name, table in rare_tables(rows):
+            if table.num_rows == 0:
+                continue
+            writer = self._writers.get(name)
+            if writer is None:
+                self.directory.mkdir(exist_ok=True)
+                writer = pq.ParquetWriter(self.directory / f"{name}.parquet", table.schema)
+                self._writers[name] = writer
+            writer.write_table(table)
+
+    def close(self) -> None:
+        while self._writers:
+            self._writers.popitem()[1].close()
+
+    def read(self, name: str) -> pa.Table | None:
+        """The rows of `name` spilled so far (after close), None when none were."""
+        path = self.directory / f"{name}.parquet"
+        return pq.read_table(path) if path.exists() else None
+
+    def remove(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 def _equity_sample(table: pa.Table) -> pa.Table:
@@ -324,6 +439,20 @@ def _digest_columns(name: str, table: pa.Table) -> list[pa.ChunkedArray]:
 
 _LATER_COLUMNS: Final[dict[str, object]] = {"post_only": False}
 """Columns added after the first release of a table -> their default value."""
+
+
+def rare_tables(tables: RunTables) -> tuple[tuple[str, pa.Table], ...]:
+    """The rare tables as written (file name without .parquet, table), in digest order."""
+    return (
+        ("orders", orders_table(tables)),
+        ("fills", fills_table(tables.fills)),
+        ("risk_rejections", rejections_table(tables.rejections)),
+        ("cancels", cancels_table(tables.cancels)),
+    )
+
+
+def rejections_table(rejections: list[Rejection]) -> pa.Table:
+    return pa.Table.from_pylist([asdict(r) for r in rejections], schema=_REJECTION_SCHEMA)
 
 
 def orders_table(tables: RunTables) -> pa.Table:
