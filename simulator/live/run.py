@@ -53,6 +53,9 @@ SWITCH_INTERVAL_S: Final = 0.0005
 holds the GIL without blocking (the recorder's table building, ~1 ms per flush at 20x) keeps
 the reader, which stamps and runs the frames, waiting at most this long, not 5 ms, while the
 socket fills (at 20x, 5 ms is 64+ bookTicker frames: the inbox conflated quotes)."""
+KEEP_WARM_S: Final = 0.001
+"""With `keep_warm`, the dry pass runs once the feed has been idle this long, and about this
+often while it stays idle (a pass costs tens of µs: a few % of one core at most)."""
 _INSTRUMENT_TIMEOUT_S: Final = 5.0  # once per symbol at start; the bundled table if it fails
 
 
@@ -78,6 +81,7 @@ class LiveOptions:
     idle_timeout_s: float = 10.0  # no data frame: reconnect
     wrap_model: Callable[[ModelRunner], ModelRunner] | None = None  # tests: a slow model
     warm_from: str | None = None  # a SESSION, or "auto": the symbol's newest recorded session
+    keep_warm: bool = True  # dry passes over the model while the feed is idle (handoff.py)
 
 
 @dataclass(slots=True)
@@ -295,7 +299,12 @@ def run_live(
     spool = _RawSpool(runs, checkpoint_s=options.roll_seconds)
     stamper = Stamper(wall)
 
-    handoff = Handoff(inbox, lambda frames: _dispatch(frames, runs, by_prefix, network))
+    handoff = Handoff(
+        inbox,
+        lambda frames: _dispatch(frames, runs, by_prefix, network),
+        dry_pass=(lambda: _dry_passes(runs)) if options.keep_warm else None,
+        warm_after_s=KEEP_WARM_S,
+    )
 
     def sink(frame: Frame) -> None:
         spool.append(frame)
@@ -312,6 +321,8 @@ def run_live(
         sink,
         wall,
         backpressure=inbox,
+        on_idle=handoff.keep_warm if options.keep_warm else None,
+        idle_every_s=KEEP_WARM_S,
     )  # fmt: skip
     handoff.pending = network.connection.pending  # per frame: one call, not two
     timer_stop = threading.Event()
@@ -370,6 +381,14 @@ def _consume(
             with handoff.pipeline:  # the view reads the pipeline's state
                 on_view(LiveView(now - t_start, runs, network, handoff.inbox))
             next_view = now + VIEW_EVERY_S
+
+
+def _dry_passes(runs: list[SymbolRun]) -> bool:
+    """Every symbol's dry pass (keep_warm); True if any ran."""
+    ran = False
+    for run in runs:
+        ran = run.dry_pass() or ran
+    return ran
 
 
 def _wind_down(network: LiveNetwork, handoff: Handoff) -> None:
