@@ -96,6 +96,8 @@ class _ErrorMappingGroup(click.Group):
             if ctx.meta.get("ticktape.debug") or not _is_user_error(e):
                 raise
             err_console.print(f"[red]{type(e).__name__}[/red]: {escape(_one_line(e))}")
+            for note in getattr(e, "__notes__", ()):  # e.g. where a failed run's data was kept
+                err_console.print(f"  {escape(str(note))}")
             ctx.exit(1)
         except KeyboardInterrupt:  # Ctrl-C: the run's threads are stopped, its output removed
             err_console.print("[red]Interrupted[/red]: stopped by Ctrl-C; nothing unfinished kept")

@@ -1,6 +1,11 @@
 """What a run leaves behind: per-event decisions (chunked Parquet), orders, fills, equity,
 risk rejections, stage-latency histograms, the digest and manifest.json.
 
+The rare tables (orders, fills, rejections, cancels) are Python rows the engine appends; once
+one holds `spill_rows` rows they move to Parquet under the run directory (the writer thread
+converts and writes them) and close() reads them back in front of the rest, so a long live
+run's memory stays flat and its tables are the same as if they had stayed in memory.
+
 Per-event values go into preallocated numpy columns exposed to the engine as memoryviews;
 a full chunk is copied and handed to the writer thread, which hashes it into the digest, bins
 its timings into the latency histograms and writes it to Parquet (chunks in order, so the
@@ -17,6 +22,7 @@ import contextlib
 import hashlib
 import json
 import queue
+import shutil
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -33,6 +39,9 @@ from simulator.metrics import LatencyHistogram, bucket_upper
 from simulator.types import CancelRequest, Fill, OrderRequest
 
 CHUNK_ROWS: Final = 65_536
+SPILL_ROWS: Final = 8192
+"""Rows one rare table holds in memory before they are spilled (a few MB at most)."""
+SPILL_DIR: Final = ".spill"
 EQUITY_STRIDE: Final = 100
 STAGES: Final = ("features", "inference", "decision", "risk", "order", "tick_to_trade", "queue")
 """Measured stage times, tick-to-trade, and (simulated-time runs) each event's queueing delay."""
@@ -64,22 +73,86 @@ class Rejection:
 
 @dataclass(slots=True)
 class RunTables:
-    """The rare records (orders, fills, rejections): a handful per thousand events."""
+    """The rare records (orders, fills, rejections, cancels): a handful per thousand events.
+
+    The lists hold the rows since the last spill (RunRecorder.spill); `spilled` counts the
+    rows moved out per list, so `n_orders`, `n_fills`, ... and `rejection_counts` are the run's.
+    """
 
     orders: list[OrderRequest] = field(default_factory=list)
     order_p: list[float] = field(default_factory=list)
     fills: list[Fill] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
     cancels: list[CancelRequest] = field(default_factory=list)  # cancels and replaces sent
+    spilled: dict[str, int] = field(
+        default_factory=lambda: {"orders": 0, "fills": 0, "rejections": 0, "cancels": 0}
+    )
+    spilled_reasons: dict[str, int] = field(default_factory=dict)  # reason name -> rejections
+
+    @property
+    def n_orders(self) -> int:
+        return self.spilled["orders"] + len(self.orders)
+
+    @property
+    def n_fills(self) -> int:
+        return self.spilled["fills"] + len(self.fills)
+
+    @property
+    def n_rejections(self) -> int:
+        return self.spilled["rejections"] + len(self.rejections)
+
+    @property
+    def n_cancels(self) -> int:
+        return self.spilled["cancels"] + len(self.cancels)
+
+    def rejection_counts(self) -> dict[str, int]:
+        """Risk rejections of the run per reason name, most frequent first (ties by name)."""
+        counts = dict(self.spilled_reasons)  # a copy: the dashboard reads from another thread
+        for rejection in self.rejections:
+            counts[rejection.reason] = counts.get(rejection.reason, 0) + 1
+        return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+
+    def holds(self, rows: int) -> bool:
+        """Whether one of the lists holds `rows` rows or more."""
+        return max(len(self.orders), len(self.fills), len(self.rejections),
+                   len(self.cancels)) >= rows  # fmt: skip
+
+    def take(self) -> RunTables:
+        """The rows held (as a RunTables of their own), counted as spilled; the lists start
+        empty again (the engine looks them up on every append, never keeps one)."""
+        taken = RunTables(self.orders, self.order_p, self.fills, self.rejections, self.cancels)
+        self.orders, self.order_p, self.fills, self.rejections, self.cancels = [], [], [], [], []
+        spilled = self.spilled
+        spilled["orders"] += len(taken.orders)
+        spilled["fills"] += len(taken.fills)
+        spilled["rejections"] += len(taken.rejections)
+        spilled["cancels"] += len(taken.cancels)
+        reasons = self.spilled_reasons
+        for rejection in taken.rejections:
+            reasons[rejection.reason] = reasons.get(rejection.reason, 0) + 1
+        return taken
 
 
 class RunRecorder:
-    """Chunked per-event columns plus the rare tables, written under `out_dir`."""
+    """Chunked per-event columns plus the rare tables, written under `out_dir`.
 
-    def __init__(self, out_dir: Path, *, chunk_rows: int = CHUNK_ROWS) -> None:
+    `spill_at_flush`: spill the rare tables (see spill) after each decision chunk; live turns
+    it off and spills between drains, once its recording has taken the new orders and fills.
+    """
+
+    def __init__(
+        self,
+        out_dir: Path,
+        *,
+        chunk_rows: int = CHUNK_ROWS,
+        spill_rows: int | None = None,  # SPILL_ROWS
+        spill_at_flush: bool = True,
+    ) -> None:
         self.out_dir = out_dir
         out_dir.mkdir(parents=True, exist_ok=True)
         self.chunk_rows = chunk_rows
+        self.spill_rows = SPILL_ROWS if spill_rows is None else spill_rows
+        self.spill_at_flush = spill_at_flush
         self.arrays = {name: np.zeros(chunk_rows, dtype=dt) for name, dt in DECISION_COLUMNS}
         self.arrays.update({name: np.full(chunk_rows, -1, np.int64) for name in TIMING_COLUMNS})
         self.arrays["order_id"][:] = -1  # written by the engine only on events that send one
@@ -112,6 +185,14 @@ class RunRecorder:
             self.arrays[name][:n] = -1
         self.arrays["reject"][:n] = 0
         self.arrays["skip"][:n] = 0
+        if self.spill_at_flush:
+            self.spill()
+
+    def spill(self) -> None:
+        """Once a rare table holds `spill_rows` rows, hand every held row to the writer
+        thread, which appends them to Parquet under the run directory (read back by close)."""
+        if self.tables.holds(self.spill_rows):
+            self._writer.put(self.tables.take())
 
     def _account(self, columns: dict[str, npt.NDArray[Any]]) -> None:
         """A chunk into the digest and the histograms (in the writer thread, chunk by chunk
@@ -125,25 +206,18 @@ class RunRecorder:
     def close(self) -> str:
         """Write the rare tables and histograms; return the run digest (hex)."""
         self._writer.close()
-        orders = orders_table(self.tables)
-        fills = fills_table(self.tables.fills)
-        rejections = pa.Table.from_pylist(
-            [asdict(r) for r in self.tables.rejections], schema=_REJECTION_SCHEMA
-        )
-        cancels = cancels_table(self.tables.cancels)
-        written = (
-            ("orders", orders),
-            ("fills", fills),
-            ("risk_rejections", rejections),
-            ("cancels", cancels),
-        )
-        for name, table in written:
+        spill = self._writer.spill
+        for name, table in rare_tables(self.tables):
+            spilled = spill.read(name)
+            if spilled is not None:  # the spilled rows come first, in the order they came
+                table = pa.concat_tables([spilled, table]).combine_chunks()
             pq.write_table(table, self.out_dir / f"{name}.parquet", compression="zstd")
             if name == "cancels" and table.num_rows == 0:
                 continue  # a table added later: hashed only when used (earlier digests hold)
             for column in _digest_columns(name, table):
                 self._digest.update(name.encode())
                 self._digest.update(_canonical_bytes(column))
+        spill.remove()
         pq.write_table(self._histogram_table(), self.out_dir / "latency_histograms.parquet")
         return self._digest.hexdigest()
 
@@ -152,6 +226,7 @@ class RunRecorder:
         stopped the run is the one reported, so a write error here is not raised."""
         with contextlib.suppress(Exception):
             self._writer.close()
+        self._writer.spill.remove()
 
     def _histogram_table(self) -> pa.Table:
         rows: dict[str, list[object]] = {"stage": [], "bucket": [], "upper_ns": [], "count": []}
@@ -166,10 +241,11 @@ class RunRecorder:
 
 class _TableWriter:
     """Accounts for decision chunks (`account`: the digest and histograms) and writes them (and
-    the equity samples taken from them) in a background thread, in the order they came.
+    the equity samples taken from them) in a background thread, in the order they came; spilled
+    rare-table rows (a RunTables) go to `spill`.
 
     hashlib, numpy and Arrow release the GIL for most of that work, so it overlaps the event
-    loop. At most two chunks wait; an error is raised by the next put() or by close().
+    loop. At most two items wait; an error is raised by the next put() or by close().
     """
 
     def __init__(
@@ -177,15 +253,18 @@ class _TableWriter:
     ) -> None:
         self._out_dir = out_dir
         self._account = account
-        self._queue: queue.Queue[dict[str, npt.NDArray[Any]] | None] = queue.Queue(maxsize=2)
+        self.spill = _Spill(out_dir / SPILL_DIR)
+        self._queue: queue.Queue[dict[str, npt.NDArray[Any]] | RunTables | None] = queue.Queue(
+            maxsize=2
+        )
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="ticktape-recorder", daemon=True)
         self._thread.start()
 
-    def put(self, columns: dict[str, npt.NDArray[Any]]) -> None:
-        """A chunk's columns (copies: the thread owns them now)."""
+    def put(self, item: dict[str, npt.NDArray[Any]] | RunTables) -> None:
+        """A chunk's columns (copies: the thread owns them now), or rows to spill."""
         self._raise_if_failed()
-        self._queue.put(columns)
+        self._queue.put(item)
 
     def close(self) -> None:
         self._queue.put(None)
@@ -201,6 +280,9 @@ class _TableWriter:
         equity: pq.ParquetWriter | None = None
         try:
             while (columns := self._queue.get()) is not None:
+                if isinstance(columns, RunTables):
+                    self.spill.write(columns)
+                    continue
                 self._account(columns)
                 table = pa.table(columns)
                 sample = _equity_sample(table)
@@ -221,6 +303,39 @@ class _TableWriter:
             for writer in (decisions, equity):
                 if writer is not None:
                     writer.close()
+            self.spill.close()
+
+
+class _Spill:
+    """The rare tables' spilled rows: one Parquet file per table under `directory`, a row
+    group per spill (written by the writer thread), read back whole by RunRecorder.close."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._writers: dict[str, pq.ParquetWriter] = {}
+
+    def write(self, rows: RunTables) -> None:
+        for name, table in rare_tables(rows):
+            if table.num_rows == 0:
+                continue
+            writer = self._writers.get(name)
+            if writer is None:
+                self.directory.mkdir(exist_ok=True)
+                writer = pq.ParquetWriter(self.directory / f"{name}.parquet", table.schema)
+                self._writers[name] = writer
+            writer.write_table(table)
+
+    def close(self) -> None:
+        while self._writers:
+            self._writers.popitem()[1].close()
+
+    def read(self, name: str) -> pa.Table | None:
+        """The rows of `name` spilled so far (after close), None when none were."""
+        path = self.directory / f"{name}.parquet"
+        return pq.read_table(path) if path.exists() else None
+
+    def remove(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 def _equity_sample(table: pa.Table) -> pa.Table:
@@ -255,6 +370,20 @@ def _digest_columns(name: str, table: pa.Table) -> list[pa.ChunkedArray]:
 
 _LATER_COLUMNS: Final[dict[str, object]] = {"post_only": False}
 """Columns added after the first release of a table -> their default value."""
+
+
+def rare_tables(tables: RunTables) -> tuple[tuple[str, pa.Table], ...]:
+    """The rare tables as written (file name without .parquet, table), in digest order."""
+    return (
+        ("orders", orders_table(tables)),
+        ("fills", fills_table(tables.fills)),
+        ("risk_rejections", rejections_table(tables.rejections)),
+        ("cancels", cancels_table(tables.cancels)),
+    )
+
+
+def rejections_table(rejections: list[Rejection]) -> pa.Table:
+    return pa.Table.from_pylist([asdict(r) for r in rejections], schema=_REJECTION_SCHEMA)
 
 
 def orders_table(tables: RunTables) -> pa.Table:

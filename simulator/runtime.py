@@ -37,7 +37,7 @@ from simulator.plugins import Requirement, build, load_class
 from simulator.policies import ObiRulePolicy, ThresholdPolicy
 from simulator.portfolio import Portfolio
 from simulator.protocols import FeatureStage, ModelRunner, Policy, RiskCheck
-from simulator.recording import STAGES, RunRecorder, RunTables, write_manifest
+from simulator.recording import STAGES, RunRecorder, write_manifest
 from simulator.risk import (
     FeedHealth,
     KillSwitch,
@@ -615,7 +615,7 @@ def build_live(
     with `warm_from`, its features and model are warmed from that recorded session."""
     clock = WallClock()
     staged = build_pipeline(config, levels, clock, wrap_model=wrap_model, instrument=instrument)
-    recorder = RunRecorder(run_dir)
+    recorder = RunRecorder(run_dir, spill_at_flush=False)  # spilled by the live loop
     portfolio = Portfolio()
     market = MarketState(levels)
     engine = LiveEngine(
@@ -638,10 +638,10 @@ def run_summary(
     tables = recorder.tables
     return {
         "n_events": state.n_events,
-        "n_orders": len(tables.orders),
-        "n_fills": len(tables.fills),
-        "n_rejections": len(tables.rejections),
-        "rejections_by_reason": rejection_counts(tables),
+        "n_orders": tables.n_orders,
+        "n_fills": tables.n_fills,
+        "n_rejections": tables.n_rejections,
+        "rejections_by_reason": tables.rejection_counts(),
         "n_under_minimum": state.n_under_minimum,  # orders the policy did not send: too small
         # the one PnL everywhere: after fees (= final_equity - initial cash), with its parts
         "net_pnl": portfolio.realized_pnl + portfolio.unrealized_pnl - portfolio.fees,
@@ -653,14 +653,6 @@ def run_summary(
         "max_drawdown": portfolio.max_drawdown,
         "digest": digest,
     }
-
-
-def rejection_counts(tables: RunTables) -> dict[str, int]:
-    """Risk rejections per reason name, most frequent first (ties by name)."""
-    counts: dict[str, int] = {}
-    for rejection in tables.rejections:
-        counts[rejection.reason] = counts.get(rejection.reason, 0) + 1
-    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 
 def write_breaker(breaker: CircuitBreaker | None, out_dir: Path) -> int:

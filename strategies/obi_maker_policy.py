@@ -56,7 +56,7 @@ class ObiMaker:
     def __init__(
         self,
         notional: float = 1000.0,
-        withdraw: float = 0.2,
+        withdraw: float = 0.3,  # as strategies/obi_maker.toml
         max_inventory_notional: float = 3000.0,
     ) -> None:
         if not 0.0 < notional < math.inf:

@@ -28,10 +28,7 @@ def render(view: LiveView) -> Group:
         latency.add_column(column, justify="right")
     for run in view.runs:
         state, tables = run.engine.state, run.recorder.tables
-        rejects: dict[str, int] = {}
-        for r in tables.rejections:
-            name = r.reason.lower()
-            rejects[name] = rejects.get(name, 0) + 1
+        rejects = {name.lower(): n for name, n in tables.rejection_counts().items()}
         book = "-"
         synced = getattr(run.normalizer, "synced", None)
         if run.levels > 1 and synced is not None:
@@ -42,8 +39,8 @@ def render(view: LiveView) -> Group:
             f"{state.n_events:,}",
             f"{state.position:g}",
             f"{pnl:,.2f}",
-            str(len(tables.orders)),
-            str(len(tables.fills)),
+            str(tables.n_orders),
+            str(tables.n_fills),
             ", ".join(f"{k} {v}" for k, v in rejects.items()) or "0",
             "ok" if state.feed_ok else "[red]down[/red]",
             book,

@@ -455,6 +455,20 @@ class SessionParts:
             raise first
         return stats
 
+    def abort(self, reason: str) -> None:
+        """Stop the writers of a session whose run failed, keeping every row appended so far
+        in finished parts, and name the failure in meta.json. The session stays unclosed:
+        `data recover` consolidates it, cut at its last checkpoint like a killed recorder's.
+        Write errors here are not raised: the run's own error is the one reported."""
+        with self._lock:
+            self._closed = True
+        for writer in list(self._writers.values()):
+            with contextlib.suppress(Exception):
+                writer.close()
+        with self._lock, contextlib.suppress(OSError):
+            self._meta["failed"] = reason
+            write_json_atomic(self.session_dir / META_FILE, self._meta)
+
     def _open(self, table: str) -> PartWriter:
         with self._lock:
             if self._closed:

@@ -254,8 +254,6 @@ def run_live(
     """Run live until `stop` is set, the duration passes or the feed has gone idle."""
     if not options.symbols:
         raise ConfigError("give at least one --symbol (e.g. --symbol btcusdt)")
-    wall = WallClock.wall_ns
-    started_ns = wall()
     kinds = _kinds(config)
     venue = adapter(options.feed, kinds, url=options.url, rest_url=options.rest_url)
     levels = options.levels if "book" in kinds else 1
@@ -269,6 +267,33 @@ def run_live(
         "versions": versions(),
     }
     runs: list[SymbolRun] = []
+    try:
+        return _run(config, options, venue, kinds, levels, meta, runs, stop, on_view)
+    except BaseException as e:  # failed or interrupted: no thread outlives the run, and what
+        reason = f"{type(e).__name__}: {e}"  # was recorded stays on disk for `data recover`
+        for run in runs:
+            run.abort(reason)
+            e.add_note(
+                f"the recording of {run.key} up to the failure is kept in {run.session_dir}; "
+                f"`ticktape data recover {run.key}` turns it into a session"
+            )
+        raise
+
+
+def _run(
+    config: Settings,
+    options: LiveOptions,
+    venue: VenueAdapter,
+    kinds: list[str],
+    levels: int,
+    meta: dict[str, object],
+    runs: list[SymbolRun],
+    stop: threading.Event,
+    on_view: Callable[[LiveView], None] | None,
+) -> LiveResult:
+    """run_live's body; `runs` fills as each symbol's pipeline is built (for the abort)."""
+    wall = WallClock.wall_ns
+    started_ns = wall()
     for symbol in options.symbols:
         key = session_key(venue.name, symbol, started_ns, options.data_dir)
         run_dir = options.out_root / f"live--{config.strategy.name}--{key.symbol}--{key.date}"
@@ -344,15 +369,17 @@ def run_live(
         _consume(options, runs, network, handoff, stop, on_view)
         consumed = True
     finally:
-        timer_stop.set()
-        if consumed:  # what arrives until the sockets have closed is processed, not dropped
-            _wind_down(network, handoff)
-        inbox.close()  # releases a reader paused on it
-        network.stop(5.0)
-        _dispatch(inbox.drain(0.0), runs, by_prefix, network)
-        spool.close()
-        sys.setswitchinterval(switch_interval)
-        gc.unfreeze()
+        try:
+            timer_stop.set()
+            if consumed:  # what arrives until the sockets have closed is processed
+                _wind_down(network, handoff)
+            inbox.close()  # releases a reader paused on it
+            network.stop(5.0)
+            _dispatch(inbox.drain(0.0), runs, by_prefix, network)
+            spool.close()
+        finally:
+            sys.setswitchinterval(switch_interval)
+            gc.unfreeze()
     handoff.check()
     return _finish(runs, options, config, time.monotonic() - t_start, network, handoff)
 

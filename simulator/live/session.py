@@ -144,6 +144,7 @@ class SymbolRun:
         for frame in frames:
             on_frame(frame, consumed)
         self.stepper.record_outputs()
+        self.recorder.spill()  # after the recording took the new orders and fills
         if frames:  # where `data recover` may cut the recording if the process is killed
             self._last_frame = frames[-1]
             tables = self.recorder.tables
@@ -151,8 +152,8 @@ class SymbolRun:
                 consumed.next_seq - 1,
                 frames[-1].seq,
                 self.engine.state.n_events,
-                len(tables.orders),
-                len(tables.fills),
+                tables.n_orders,
+                tables.n_fills,
             )  # Checkpoint's order; fmt: skip
 
     def dry_pass(self) -> bool:
@@ -186,6 +187,14 @@ class SymbolRun:
     def record_outputs(self) -> None:
         """Hand the decisions, orders and fills made since the last call to the recording."""
         self.stepper.record_outputs()
+
+    def abort(self, reason: str) -> None:
+        """The run failed: stop the recorder's and the recording's threads, keeping what was
+        recorded (rows still in the spool included) for `data recover`."""
+        self.recorder.abort()
+        with contextlib.suppress(Exception):
+            self.spool.flush()
+        self.parts.abort(reason)
 
     def feed_latency_ms(self) -> tuple[float, float]:
         """(median, p99) of the recent feed latency in ms; NaN before any."""

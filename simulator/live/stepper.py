@@ -16,7 +16,7 @@ import math
 from collections import deque
 from collections.abc import Callable, Sequence
 from operator import gt, lt
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -35,6 +35,7 @@ CHECKED_KINDS: Final = ("quotes", "trades", "book")  # timer and status rows car
 _INF: Final = math.inf
 _NAN: Final = math.nan
 Row = tuple[Any, ...]
+_T = TypeVar("_T")
 
 
 def top_ok(bid: float, bid_sz: float, ask: float, ask_sz: float) -> bool:
@@ -164,6 +165,14 @@ def _output_table(kind: str, payload: Any) -> pa.Table:  # noqa: ANN401 - by kin
         orders, order_p = payload
         return orders_table(RunTables(orders=orders, order_p=order_p))
     return fills_table(payload)
+
+
+def _unspilled(start: int, rows: _T) -> _T:
+    """`rows`, unless some were spilled before the recording took them (a bug: live spills
+    only after record_outputs)."""
+    if start < 0:
+        raise InvariantViolation(f"{-start} orders or fills spilled before they were recorded")
+    return rows
 
 
 def _columns(names: Sequence[str], dtype: type[np.generic]) -> tuple[Any, dict[str, memoryview]]:
@@ -316,14 +325,15 @@ class EventStepper:
         if engine.decisions:
             outputs.append(("decisions", engine.decisions))
             engine.decisions = []
-        n_orders, n_fills = len(tables.orders), len(tables.fills)
-        if n_orders > self._orders_recorded:
-            start = self._orders_recorded
+        n_orders, n_fills = tables.n_orders, tables.n_fills
+        if n_orders > self._orders_recorded:  # the lists hold the rows since the last spill
+            start = self._orders_recorded - tables.spilled["orders"]
             requests = (tables.orders[start:], tables.order_p[start:])
-            outputs.append(("order_requests", requests))
+            outputs.append(("order_requests", _unspilled(start, requests)))
             self._orders_recorded = n_orders
         if n_fills > self._fills_recorded:
-            outputs.append(("fills", tables.fills[self._fills_recorded :]))
+            start = self._fills_recorded - tables.spilled["fills"]
+            outputs.append(("fills", _unspilled(start, tables.fills[start:])))
             self._fills_recorded = n_fills
 
 
