@@ -62,6 +62,12 @@ def _symbol_run(tmp_path: Path, strategy: str) -> SymbolRun:
     )
 
 
+def _close(run: SymbolRun) -> None:
+    run.engine.end()
+    run.parts.close()
+    run.recorder.close()  # its writer thread ends (tests of live threads check for leftovers)
+
+
 class _Recorded:
     """The engine's runner, every predict it makes kept: index, input, answer."""
 
@@ -115,8 +121,7 @@ def test_dry_passes_between_frames_change_nothing_the_model_sees_or_answers(tmp_
     finally:
         runner.predict = real_predict  # type: ignore[method-assign]
         for run in (cold, warm):
-            run.engine.end()
-            run.parts.close()
+            _close(run)
     assert dry["n"] > 100  # the model did run idle, once the features were ready
     assert len(cold_calls) == len(warm_calls) > 100
     for (i, x, y), (j, x2, y2) in zip(cold_calls, warm_calls, strict=True):
@@ -143,8 +148,7 @@ def test_a_stateful_model_is_never_run_idle(tmp_path):
         assert run.dry_pass() is True  # the parse and the checks still run
         assert bool((runner._hidden == hidden).all())  # type: ignore[attr-defined]
     finally:
-        run.engine.end()
-        run.parts.close()
+        _close(run)
 
 
 @pytest.mark.parametrize("keep_warm", [True, False], ids=["keep-warm", "no-keep-warm"])
