@@ -7,9 +7,10 @@ converts and writes them) and close() reads them back in front of the rest, so a
 run's memory stays flat and its tables are the same as if they had stayed in memory.
 
 Per-event values go into preallocated numpy columns exposed to the engine as memoryviews;
-a full chunk is copied and handed to the writer thread, which hashes it into the digest, bins
-its timings into the latency histograms and writes it to Parquet (chunks in order, so the
-digest is the same), so memory stays bounded and the hot loop only writes array slots.
+a full chunk's timings are binned into the latency histograms, then the chunk is copied into
+one of a few reused buffers and handed to the writer thread, which hashes it into the digest
+and writes it to Parquet (chunks in order, so the digest is the same), so memory stays
+bounded and the hot loop only writes array slots.
 
 The digest is sha256 over the deterministic columns of decisions (never the measured
 timings), then orders and fills, in a fixed canonical byte form: equal digests mean the same
@@ -23,8 +24,8 @@ import hashlib
 import json
 import queue
 import shutil
+import sys
 import threading
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -35,10 +36,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from simulator.metrics import LatencyHistogram, bucket_upper
+from simulator.metrics import LatencyHistogram, StageBinner, bucket_upper
 from simulator.types import CancelRequest, Fill, OrderRequest
 
 CHUNK_ROWS: Final = 65_536
+POOL: Final = 4  # chunk buffers: one being filled, two waiting, one being written
 SPILL_ROWS: Final = 8192
 """Rows one rare table holds in memory before they are spilled (a few MB at most)."""
 SPILL_DIR: Final = ".spill"
@@ -154,15 +156,19 @@ class RunRecorder:
         self.spill_rows = SPILL_ROWS if spill_rows is None else spill_rows
         self.spill_at_flush = spill_at_flush
         self.arrays = {name: np.zeros(chunk_rows, dtype=dt) for name, dt in DECISION_COLUMNS}
-        self.arrays.update({name: np.full(chunk_rows, -1, np.int64) for name in TIMING_COLUMNS})
+        # the stage columns are the rows of one block, binned in one pass (StageBinner)
+        self._timings = np.full((len(STAGES), chunk_rows), -1, np.int64)
+        self.arrays.update(zip(TIMING_COLUMNS, self._timings, strict=True))
         self.arrays["order_id"][:] = -1  # written by the engine only on events that send one
         # memoryviews typed Any: typeshed's memoryview only admits int items, these hold floats too
         self.views: dict[str, Any] = {name: array.data for name, array in self.arrays.items()}
         self.histograms = {stage: LatencyHistogram(stage) for stage in STAGES}
+        self._binner = StageBinner([self.histograms[stage] for stage in STAGES], chunk_rows)
         self.tables = RunTables()
         self.rows_written = 0
+        self._rows = np.arange(chunk_rows, dtype=np.int64)
         self._digest = hashlib.sha256()
-        self._writer = _TableWriter(out_dir, self._account)
+        self._writer = _TableWriter(out_dir, _ChunkLayout(chunk_rows), self._digest)
         # pyarrow imports numpy.ma on its first numpy conversion (~5-20 ms): pay it here,
         # while the run loads, not at the first flush in the middle of the event loop
         pa.table({name: array[:0] for name, array in self.arrays.items()})
@@ -176,15 +182,20 @@ class RunRecorder:
         """
         if n == 0:
             return
-        self.arrays["event_index"][:n] = np.arange(self.rows_written, self.rows_written + n)
-        # a copy: the writer thread hashes, bins and encodes it while the chunk is reused
-        # (~10-20 ms of a 65,536-row chunk that no longer stops the event loop)
-        self._writer.put({name: array[:n].copy() for name, array in self.arrays.items()})
+        arrays = self.arrays
+        np.add(self._rows[:n], self.rows_written, out=arrays["event_index"][:n])
+        # binned here, not in the writer thread: its ~40 numpy calls each hand the GIL back
+        # and forth, and each return waits for the event loop's switch interval (5 ms), so the
+        # writer fell behind and the loop waited for it (~0.2 us per obi_rule event)
+        self._binner.add(self._timings[:, :n])
+        # a copy into a reused buffer: the writer thread hashes and encodes it while the
+        # chunk is reused (warm pages: a fresh copy of 65,536 rows faulted in ~9 MB, ~3 ms)
+        self._writer.put(self._writer.take().fill(arrays, n))
         self.rows_written += n
-        for name in (*TIMING_COLUMNS, "order_id"):  # sparse columns: back to "did not happen"
-            self.arrays[name][:n] = -1
-        self.arrays["reject"][:n] = 0
-        self.arrays["skip"][:n] = 0
+        self._timings[:, :n] = -1  # sparse columns: back to "did not happen"
+        arrays["order_id"][:n] = -1
+        arrays["reject"][:n] = 0
+        arrays["skip"][:n] = 0
         if self.spill_at_flush:
             self.spill()
 
@@ -193,15 +204,6 @@ class RunRecorder:
         thread, which appends them to Parquet under the run directory (read back by close)."""
         if self.tables.holds(self.spill_rows):
             self._writer.put(self.tables.take())
-
-    def _account(self, columns: dict[str, npt.NDArray[Any]]) -> None:
-        """A chunk into the digest and the histograms (in the writer thread, chunk by chunk
-        in order; the engine's thread reads neither until close() joined the thread)."""
-        for name in DIGEST_COLUMNS:
-            values = columns[name]
-            self._digest.update(values.astype(values.dtype.newbyteorder("<"), copy=False).data)
-        for stage in STAGES:
-            self.histograms[stage].add_samples(columns[f"{stage}_ns"])
 
     def close(self) -> str:
         """Write the rare tables and histograms; return the run digest (hex)."""
@@ -239,30 +241,85 @@ class RunRecorder:
         return pa.table(rows)
 
 
-class _TableWriter:
-    """Accounts for decision chunks (`account`: the digest and histograms) and writes them (and
-    the equity samples taken from them) in a background thread, in the order they came; spilled
-    rare-table rows (a RunTables) go to `spill`.
+class _ChunkLayout:
+    """Where each column of a chunk buffer lies in its one block of bytes: the digest columns
+    first, in digest order, then the timings, each on a 64-byte boundary. With no padding
+    between the digest columns (any chunk_rows that is a multiple of 64), a full chunk's
+    digest bytes are one range: hashed in one call, which hands the GIL back once."""
 
-    hashlib, numpy and Arrow release the GIL for most of that work, so it overlaps the event
-    loop. At most two items wait; an error is raised by the next put() or by close().
+    def __init__(self, chunk_rows: int) -> None:
+        self.chunk_rows = chunk_rows
+        self.offsets: dict[str, tuple[int, np.dtype[Any]]] = {}
+        end, gapless, digest_end = 0, True, 0
+        for name, dtype in (*DECISION_COLUMNS, *((t, np.int64) for t in TIMING_COLUMNS)):
+            start = -(-end // 64) * 64
+            gapless = gapless and (start == end or name not in DIGEST_COLUMNS)
+            self.offsets[name] = (start, np.dtype(dtype))
+            end = start + chunk_rows * np.dtype(dtype).itemsize
+            if name == DIGEST_COLUMNS[-1]:
+                digest_end = end
+        self.size = end
+        # little-endian bytes are the digest's canonical form
+        self.digest_end = digest_end if gapless and sys.byteorder == "little" else None
+
+
+class _Chunk:
+    """A reused buffer holding one chunk's columns (the first `rows` rows of each)."""
+
+    __slots__ = ("block", "columns", "rows")
+
+    def __init__(self, layout: _ChunkLayout) -> None:
+        self.block = np.empty(layout.size, np.uint8)
+        self.columns = {
+            name: self.block[start : start + layout.chunk_rows * dtype.itemsize].view(dtype)
+            for name, (start, dtype) in layout.offsets.items()
+        }
+        self.rows = 0
+
+    def fill(self, arrays: dict[str, npt.NDArray[Any]], n: int) -> _Chunk:
+        for name, column in self.columns.items():
+            np.copyto(column[:n], arrays[name][:n])
+        self.rows = n
+        return self
+
+
+class _TableWriter:
+    """Hashes decision chunks into the digest and writes them (and the equity samples taken
+    from them) in a background thread, in the order they came, handing their buffers back;
+    spilled rare-table rows (a RunTables) go to `spill`.
+
+    hashlib and Arrow release the GIL for most of that work, so it overlaps the event loop.
+    At most POOL chunk buffers exist (take() waits for one) and two spills wait; an error is
+    raised by the next put() or by close().
     """
 
-    def __init__(
-        self, out_dir: Path, account: Callable[[dict[str, npt.NDArray[Any]]], None]
-    ) -> None:
+    def __init__(self, out_dir: Path, layout: _ChunkLayout, digest: hashlib._Hash) -> None:
         self._out_dir = out_dir
-        self._account = account
+        self._layout = layout
+        self._digest = digest
         self.spill = _Spill(out_dir / SPILL_DIR)
-        self._queue: queue.Queue[dict[str, npt.NDArray[Any]] | RunTables | None] = queue.Queue(
-            maxsize=2
-        )
+        # bounded by the buffers (at most POOL chunks) plus two spills
+        self._queue: queue.Queue[_Chunk | RunTables | None] = queue.Queue(maxsize=POOL + 2)
+        self._free: queue.Queue[_Chunk] = queue.Queue()
+        self._made = 0
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="ticktape-recorder", daemon=True)
         self._thread.start()
 
-    def put(self, item: dict[str, npt.NDArray[Any]] | RunTables) -> None:
-        """A chunk's columns (copies: the thread owns them now), or rows to spill."""
+    def take(self) -> _Chunk:
+        """A free buffer: a written one, a new one while fewer than POOL exist, else the next
+        one the thread is done with."""
+        try:
+            return self._free.get_nowait()
+        except queue.Empty:
+            if self._made < POOL:
+                self._made += 1
+                return _Chunk(self._layout)
+        self._raise_if_failed()
+        return self._free.get()  # the thread hands back every buffer it got, even failing
+
+    def put(self, item: _Chunk | RunTables) -> None:
+        """A filled buffer (the thread owns it until it hands it back), or rows to spill."""
         self._raise_if_failed()
         self._queue.put(item)
 
@@ -275,30 +332,42 @@ class _TableWriter:
         if self._error is not None:
             raise self._error
 
+    def _hash(self, chunk: _Chunk) -> None:
+        if chunk.rows == self._layout.chunk_rows and self._layout.digest_end is not None:
+            self._digest.update(chunk.block[: self._layout.digest_end].data)
+            return
+        for name in DIGEST_COLUMNS:  # the same bytes, column by column
+            values = chunk.columns[name][: chunk.rows]
+            self._digest.update(values.astype(values.dtype.newbyteorder("<"), copy=False).data)
+
     def _run(self) -> None:
         decisions: pq.ParquetWriter | None = None
         equity: pq.ParquetWriter | None = None
         try:
-            while (columns := self._queue.get()) is not None:
-                if isinstance(columns, RunTables):
-                    self.spill.write(columns)
+            while (item := self._queue.get()) is not None:
+                if isinstance(item, RunTables):
+                    self.spill.write(item)
                     continue
-                self._account(columns)
-                table = pa.table(columns)
-                sample = _equity_sample(table)
-                if decisions is None or equity is None:
-                    decisions = pq.ParquetWriter(
-                        self._out_dir / "decisions.parquet", table.schema, compression="zstd"
-                    )
-                    equity = pq.ParquetWriter(
-                        self._out_dir / "equity.parquet", sample.schema, compression="zstd"
-                    )
-                decisions.write_table(table)
-                equity.write_table(sample)
+                try:
+                    self._hash(item)
+                    table = pa.table({n: c[: item.rows] for n, c in item.columns.items()})
+                    sample = _equity_sample(table)
+                    if decisions is None or equity is None:
+                        decisions = pq.ParquetWriter(
+                            self._out_dir / "decisions.parquet", table.schema, compression="zstd"
+                        )
+                        equity = pq.ParquetWriter(
+                            self._out_dir / "equity.parquet", sample.schema, compression="zstd"
+                        )
+                    decisions.write_table(table)  # encoded: Arrow keeps no view of the buffer
+                    equity.write_table(sample)
+                finally:
+                    self._free.put(item)
         except BaseException as e:  # handed to the engine thread by put()/close()
             self._error = e
-            while self._queue.get() is not None:  # drain so put() never blocks forever
-                pass
+            while (item := self._queue.get()) is not None:  # drain, handing buffers back
+                if isinstance(item, _Chunk):
+                    self._free.put(item)
         finally:
             for writer in (decisions, equity):
                 if writer is not None:
