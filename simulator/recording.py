@@ -45,6 +45,7 @@ SPILL_ROWS: Final = 8192
 """Rows one rare table holds in memory before they are spilled (a few MB at most)."""
 SPILL_DIR: Final = ".spill"
 EQUITY_STRIDE: Final = 100
+EQUITY_COLUMNS: Final = ("event_index", "ts_recv", "position", "equity")
 STAGES: Final = ("features", "inference", "decision", "risk", "order", "tick_to_trade", "queue")
 """Measured stage times, tick-to-trade, and (simulated-time runs) each event's queueing delay."""
 DECISION_COLUMNS: Final = (
@@ -264,9 +265,12 @@ class _ChunkLayout:
 
 
 class _Chunk:
-    """A reused buffer holding one chunk's columns (the first `rows` rows of each)."""
+    """A reused buffer holding one chunk's columns (the first `rows` rows of each), the Arrow
+    table over them and scratch for its equity sample, all built once: pyarrow's numpy
+    conversions hand the GIL back about twice a column, and each time the writer thread waits
+    for the event loop to let it go (up to the 5 ms switch interval)."""
 
-    __slots__ = ("block", "columns", "rows")
+    __slots__ = ("_keep", "_sample", "_sampled", "block", "columns", "rows", "table")
 
     def __init__(self, layout: _ChunkLayout) -> None:
         self.block = np.empty(layout.size, np.uint8)
@@ -274,6 +278,10 @@ class _Chunk:
             name: self.block[start : start + layout.chunk_rows * dtype.itemsize].view(dtype)
             for name, (start, dtype) in layout.offsets.items()
         }
+        self.table = _arrow_view(self.columns)
+        self._keep = np.empty(layout.chunk_rows, np.bool_)
+        self._sampled = {name: np.empty_like(self.columns[name]) for name in EQUITY_COLUMNS}
+        self._sample = _arrow_view(self._sampled)
         self.rows = 0
 
     def fill(self, arrays: dict[str, npt.NDArray[Any]], n: int) -> _Chunk:
@@ -281,6 +289,33 @@ class _Chunk:
             np.copyto(column[:n], arrays[name][:n])
         self.rows = n
         return self
+
+    def decisions(self) -> pa.Table:
+        """The chunk's rows as a table (a view of the buffer)."""
+        return self.table if self.rows == len(self.table) else self.table.slice(0, self.rows)
+
+    def equity_sample(self) -> pa.Table:
+        """Every EQUITY_STRIDE-th event, every event that sent an order, and the chunk's last
+        (a view of the sample scratch)."""
+        n, columns = self.rows, self.columns
+        keep = np.greater_equal(columns["order_id"][:n], 0, out=self._keep[:n])
+        keep[-int(columns["event_index"][0]) % EQUITY_STRIDE :: EQUITY_STRIDE] = True
+        keep[-1] = True
+        rows = np.flatnonzero(keep)
+        for name, sampled in self._sampled.items():  # mode clip: no buffered copy of `out`
+            np.take(columns[name][:n], rows, out=sampled[: len(rows)], mode="clip")
+        return self._sample.slice(0, len(rows))
+
+
+def _arrow_view(columns: dict[str, npt.NDArray[Any]]) -> pa.Table:
+    """A table whose columns are the arrays' memory (no copy, no nulls)."""
+    arrays = [
+        pa.Array.from_buffers(
+            pa.from_numpy_dtype(values.dtype), len(values), [None, pa.py_buffer(values)]
+        )
+        for values in columns.values()
+    ]
+    return pa.Table.from_arrays(arrays, names=list(columns))
 
 
 class _TableWriter:
@@ -350,8 +385,7 @@ class _TableWriter:
                     continue
                 try:
                     self._hash(item)
-                    table = pa.table({n: c[: item.rows] for n, c in item.columns.items()})
-                    sample = _equity_sample(table)
+                    table, sample = item.decisions(), item.equity_sample()
                     if decisions is None or equity is None:
                         decisions = pq.ParquetWriter(
                             self._out_dir / "decisions.parquet", table.schema, compression="zstd"
@@ -405,15 +439,6 @@ class _Spill:
 
     def remove(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
-
-
-def _equity_sample(table: pa.Table) -> pa.Table:
-    """Every EQUITY_STRIDE-th event, every event that sent an order, and the chunk's last."""
-    index = table.column("event_index").to_numpy()
-    keep = (index % EQUITY_STRIDE == 0) | (table.column("order_id").to_numpy() >= 0)
-    keep[-1] = True
-    columns = ["event_index", "ts_recv", "position", "equity"]
-    return table.select(columns).filter(pa.array(keep))
 
 
 _REJECTION_SCHEMA: Final = pa.schema(
