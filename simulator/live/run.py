@@ -375,7 +375,9 @@ def _run(
                 _wind_down(network, handoff)
             inbox.close()  # releases a reader paused on it
             network.stop(5.0)
-            _dispatch(inbox.drain(0.0), runs, by_prefix, network)
+            # the feed has stopped: nothing to ask it for (a request now raises FeedError,
+            # which would also hide the error that ended a failed run)
+            _dispatch(inbox.drain(0.0), runs, by_prefix, None)
             spool.close()
         finally:
             sys.setswitchinterval(switch_interval)
@@ -431,18 +433,19 @@ def _dispatch(
     frames: list[Frame],
     runs: list[SymbolRun],
     by_prefix: dict[str, SymbolRun],
-    network: LiveNetwork,
+    network: LiveNetwork | None,
 ) -> None:
     """Hand each frame to its symbol's run (shared frames to all), then act on the
-    normalisers' requests."""
+    normalisers' requests (none once the network has stopped: `network` None)."""
     if len(runs) == 1:
         runs[0].process(frames)
     else:
         for prefix, chosen in route(frames, by_prefix).items():
             if chosen:
                 by_prefix[prefix].process(chosen)
-    for run in runs:
-        run.normalizer.act(network)  # a snapshot or a resubscribe the book needs
+    if network is not None:
+        for run in runs:
+            run.normalizer.act(network)  # a snapshot or a resubscribe the book needs
 
 
 def _finish(
