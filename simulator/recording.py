@@ -361,6 +361,7 @@ class _TableWriter:
     def close(self) -> None:
         self._queue.put(None)
         self._thread.join()
+        self._free = queue.Queue()  # the buffers' memory goes back (a recorder may live on)
         self._raise_if_failed()
 
     def _raise_if_failed(self) -> None:
