@@ -198,13 +198,20 @@ class RunRecorder:
         arrays["reject"][:n] = 0
         arrays["skip"][:n] = 0
         if self.spill_at_flush:
-            self.spill()
+            self.spill(convert=True)
 
-    def spill(self) -> None:
+    def spill(self, *, convert: bool = False) -> None:
         """Once a rare table holds `spill_rows` rows, hand every held row to the writer
-        thread, which appends them to Parquet under the run directory (read back by close)."""
+        thread, which appends them to Parquet under the run directory (read back by close).
+
+        `convert`: make their Arrow tables here (~6 ms per 8,192 orders and fills), as a replay
+        does at flush: in the writer thread pyarrow's conversions hand the GIL back ~80 times a
+        spill, each time waiting for the busy event loop (up to 5 ms). Live leaves it to the
+        writer: its loop lets the GIL go whenever it waits for the network.
+        """
         if self.tables.holds(self.spill_rows):
-            self._writer.put(self.tables.take())
+            rows = self.tables.take()
+            self._writer.put(rare_tables(rows) if convert else rows)
 
     def close(self) -> str:
         """Write the rare tables and histograms; return the run digest (hex)."""
@@ -266,11 +273,20 @@ class _ChunkLayout:
 
 class _Chunk:
     """A reused buffer holding one chunk's columns (the first `rows` rows of each), the Arrow
-    table over them and scratch for its equity sample, all built once: pyarrow's numpy
-    conversions hand the GIL back about twice a column, and each time the writer thread waits
-    for the event loop to let it go (up to the 5 ms switch interval)."""
+    table over them and its equity sample, all built once: pyarrow's numpy conversions hand
+    the GIL back about twice a column, and each time the writer thread waits for the event
+    loop to let it go (up to the 5 ms switch interval)."""
 
-    __slots__ = ("_keep", "_sample", "_sampled", "block", "columns", "rows", "table")
+    __slots__ = (
+        "_keep",
+        "_sample",
+        "_sampled",
+        "_sampled_rows",
+        "block",
+        "columns",
+        "rows",
+        "table",
+    )
 
     def __init__(self, layout: _ChunkLayout) -> None:
         self.block = np.empty(layout.size, np.uint8)
@@ -282,21 +298,28 @@ class _Chunk:
         self._keep = np.empty(layout.chunk_rows, np.bool_)
         self._sampled = {name: np.empty_like(self.columns[name]) for name in EQUITY_COLUMNS}
         self._sample = _arrow_view(self._sampled)
+        self._sampled_rows = 0
         self.rows = 0
 
     def fill(self, arrays: dict[str, npt.NDArray[Any]], n: int) -> _Chunk:
+        """Copy the first `n` rows of the recorder's columns and take the equity sample (in
+        the event loop's thread: its numpy calls would each make the writer wait for the GIL)."""
         for name, column in self.columns.items():
             np.copyto(column[:n], arrays[name][:n])
         self.rows = n
+        self._sample_equity()
         return self
 
     def decisions(self) -> pa.Table:
         """The chunk's rows as a table (a view of the buffer)."""
         return self.table if self.rows == len(self.table) else self.table.slice(0, self.rows)
 
-    def equity_sample(self) -> pa.Table:
-        """Every EQUITY_STRIDE-th event, every event that sent an order, and the chunk's last
-        (a view of the sample scratch)."""
+    def equity(self) -> pa.Table:
+        """The chunk's equity sample (a view of the sample scratch)."""
+        return self._sample.slice(0, self._sampled_rows)
+
+    def _sample_equity(self) -> None:
+        """Every EQUITY_STRIDE-th event, every event that sent an order, and the chunk's last."""
         n, columns = self.rows, self.columns
         keep = np.greater_equal(columns["order_id"][:n], 0, out=self._keep[:n])
         keep[-int(columns["event_index"][0]) % EQUITY_STRIDE :: EQUITY_STRIDE] = True
@@ -304,7 +327,7 @@ class _Chunk:
         rows = np.flatnonzero(keep)
         for name, sampled in self._sampled.items():  # mode clip: no buffered copy of `out`
             np.take(columns[name][:n], rows, out=sampled[: len(rows)], mode="clip")
-        return self._sample.slice(0, len(rows))
+        self._sampled_rows = len(rows)
 
 
 def _arrow_view(columns: dict[str, npt.NDArray[Any]]) -> pa.Table:
@@ -334,7 +357,7 @@ class _TableWriter:
         self._digest = digest
         self.spill = _Spill(out_dir / SPILL_DIR)
         # bounded by the buffers (at most POOL chunks) plus two spills
-        self._queue: queue.Queue[_Chunk | RunTables | None] = queue.Queue(maxsize=POOL + 2)
+        self._queue: queue.Queue[_Chunk | RunTables | _Tables | None] = queue.Queue(POOL + 2)
         self._free: queue.Queue[_Chunk] = queue.Queue()
         self._made = 0
         self._error: BaseException | None = None
@@ -353,8 +376,9 @@ class _TableWriter:
         self._raise_if_failed()
         return self._free.get()  # the thread hands back every buffer it got, even failing
 
-    def put(self, item: _Chunk | RunTables) -> None:
-        """A filled buffer (the thread owns it until it hands it back), or rows to spill."""
+    def put(self, item: _Chunk | RunTables | _Tables) -> None:
+        """A filled buffer (the thread owns it until it hands it back), or rows to spill (or
+        their tables)."""
         self._raise_if_failed()
         self._queue.put(item)
 
@@ -381,12 +405,12 @@ class _TableWriter:
         equity: pq.ParquetWriter | None = None
         try:
             while (item := self._queue.get()) is not None:
-                if isinstance(item, RunTables):
-                    self.spill.write(item)
+                if not isinstance(item, _Chunk):
+                    self.spill.write(rare_tables(item) if isinstance(item, RunTables) else item)
                     continue
                 try:
                     self._hash(item)
-                    table, sample = item.decisions(), item.equity_sample()
+                    table, sample = item.decisions(), item.equity()
                     if decisions is None or equity is None:
                         decisions = pq.ParquetWriter(
                             self._out_dir / "decisions.parquet", table.schema, compression="zstd"
@@ -418,8 +442,8 @@ class _Spill:
         self.directory = directory
         self._writers: dict[str, pq.ParquetWriter] = {}
 
-    def write(self, rows: RunTables) -> None:
-        for name, table in rare_tables(rows):
+    def write(self, tables: _Tables) -> None:
+        for name, table in tables:
             if table.num_rows == 0:
                 continue
             writer = self._writers.get(name)
@@ -467,7 +491,10 @@ _LATER_COLUMNS: Final[dict[str, object]] = {"post_only": False}
 """Columns added after the first release of a table -> their default value."""
 
 
-def rare_tables(tables: RunTables) -> tuple[tuple[str, pa.Table], ...]:
+_Tables = tuple[tuple[str, pa.Table], ...]  # (name, table) in digest order: rare_tables
+
+
+def rare_tables(tables: RunTables) -> _Tables:
     """The rare tables as written (file name without .parquet, table), in digest order."""
     return (
         ("orders", orders_table(tables)),
