@@ -789,6 +789,12 @@ def _print_sessions(rows: Sequence[dict[str, Any]], totals: dict[str, Any]) -> N
               help="Fill the feature buffers (and a stateful model) from this recorded "
                    "session before the first live event; auto: the symbol's newest "
                    "recorded session.")  # fmt: skip
+@click.option("--keep-warm/--no-keep-warm", "keep_warm", default=True, show_default=True,
+              help="While the feed is idle (1 ms and more), run the hot path dry every ms "
+                   "(last frame parsed again, last book re-checked, a stateless model on a "
+                   "copy of the features; answers discarded, nothing decided or recorded "
+                   "changes) so the next frame finds it in the caches.",
+              )  # fmt: skip
 @click.option("--seed", default=0, show_default=True, help="Seed of every random generator.")
 @click.option(
     "--out",
@@ -817,6 +823,7 @@ def live(
     inbox_overflow: Literal["pause", "drop"],
     checkpoint_s: float,
     warm_from: str | None,
+    keep_warm: bool,
     seed: int,
     out: Path,
     dashboard: bool | None,
@@ -840,6 +847,7 @@ def live(
         symbols=symbols, data_dir=data_dir, out_root=out, feed=feed, url=url, rest_url=rest_url,
         duration_s=duration, until_idle_s=until_idle, inbox_capacity=inbox_capacity, seed=seed,
         roll_seconds=checkpoint_s, warm_from=warm_from, inbox_overflow=inbox_overflow,
+        keep_warm=keep_warm,
     )  # fmt: skip
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

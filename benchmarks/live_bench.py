@@ -7,6 +7,7 @@ The issue #11 targets, in one command (1x obi_mlp on the first 3,000 tape messag
 
     python benchmarks/live_bench.py
     python benchmarks/live_bench.py --repeat 3          # each case 3 times, interleaved
+    python benchmarks/live_bench.py --variants=--keep-warm,--no-keep-warm   # A/B, interleaved
 
 Other cases: STRATEGY@SPEED[:LIMIT] (LIMIT: tape messages served), e.g.
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -37,7 +39,9 @@ BIN = Path(sys.executable).parent
 DEFAULT_CASES = "obi_mlp@1:3000,obi_mlp@20,obi_rule@20"
 
 
-def point(strategy: str, speed: str, limit: int | None, inbox: int) -> dict[str, object]:
+def point(
+    strategy: str, speed: str, limit: int | None, inbox: int, variant: str = ""
+) -> dict[str, object]:
     serve = [str(BIN / "ticktape"), "feed", "serve", "--speed", speed]
     if limit:
         serve += ["--limit", str(limit)]
@@ -69,6 +73,7 @@ def point(strategy: str, speed: str, limit: int | None, inbox: int) -> dict[str,
                     f"{tmp}/data",
                     "--out",
                     f"{tmp}/reports",
+                    *shlex.split(variant),
                 ],
                 check=True,
                 capture_output=True,
@@ -82,6 +87,7 @@ def point(strategy: str, speed: str, limit: int | None, inbox: int) -> dict[str,
     frames = box.get("frames", box["received"])
     return {
         "case": f"{strategy}@{speed}" + (f":{limit}" if limit else ""),
+        **({"variant": variant} if variant else {}),
         "events": manifest["summary"]["n_events"],
         "msgs_per_s": round(frames / timings["run_s"]),
         "recv_to_done_ms": [round(done[k] / 1e3, 3) for k in ("p50_us", "p99_us", "p99.9_us")],
@@ -89,6 +95,7 @@ def point(strategy: str, speed: str, limit: int | None, inbox: int) -> dict[str,
         "overflowed": box["overflowed"],
         "inline": box.get("inline"),
         "handed_off": box.get("handed_off"),
+        "warm_passes": box.get("warm_passes"),
         "inbox_high_water": box["high_water"],
         "gaps": live["normalizer"].get("gaps"),
         "peak_rss_mb": round(live["peak_rss_mb"]),
@@ -113,6 +120,12 @@ def main() -> None:
     )
     parser.add_argument("--repeat", type=int, default=1, help="rounds over the cases")
     parser.add_argument("--inbox", type=int, default=10_000)
+    parser.add_argument(
+        "--variants",
+        default="",
+        help="comma-separated extra `ticktape live` arguments; each case runs once per "
+        "variant per round (A/B interleaved), e.g. --variants=--keep-warm,--no-keep-warm",
+    )
     parser.add_argument("--strategy", help="old form: with --speeds, one case per speed")
     parser.add_argument("--speeds", help="old form, e.g. 10,20,max (with --strategy)")
     parser.add_argument("--limit", type=int, default=None, help="old form: tape messages served")
@@ -122,9 +135,11 @@ def main() -> None:
         cases = [(strategy, speed, args.limit) for speed in args.speeds.split(",")]
     else:
         cases = [_case(text) for text in args.cases.split(",")]
+    variants = args.variants.split(",") if args.variants else [""]
     for _ in range(args.repeat):
         for strategy, speed, limit in cases:
-            print(json.dumps(point(strategy, speed, limit, args.inbox)), flush=True)
+            for variant in variants:
+                print(json.dumps(point(strategy, speed, limit, args.inbox, variant)), flush=True)
 
 
 if __name__ == "__main__":

@@ -7,9 +7,10 @@ converts and writes them) and close() reads them back in front of the rest, so a
 run's memory stays flat and its tables are the same as if they had stayed in memory.
 
 Per-event values go into preallocated numpy columns exposed to the engine as memoryviews;
-a full chunk is copied and handed to the writer thread, which hashes it into the digest, bins
-its timings into the latency histograms and writes it to Parquet (chunks in order, so the
-digest is the same), so memory stays bounded and the hot loop only writes array slots.
+a full chunk's timings are binned into the latency histograms, then the chunk is copied into
+one of a few reused buffers and handed to the writer thread, which hashes it into the digest
+and writes it to Parquet (chunks in order, so the digest is the same), so memory stays
+bounded and the hot loop only writes array slots.
 
 The digest is sha256 over the deterministic columns of decisions (never the measured
 timings), then orders and fills, in a fixed canonical byte form: equal digests mean the same
@@ -23,8 +24,8 @@ import hashlib
 import json
 import queue
 import shutil
+import sys
 import threading
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -35,14 +36,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from simulator.metrics import LatencyHistogram, bucket_upper
+from simulator.metrics import LatencyHistogram, StageBinner, bucket_upper
 from simulator.types import CancelRequest, Fill, OrderRequest
 
 CHUNK_ROWS: Final = 65_536
+POOL: Final = 4  # chunk buffers: one being filled, two waiting, one being written
 SPILL_ROWS: Final = 8192
 """Rows one rare table holds in memory before they are spilled (a few MB at most)."""
 SPILL_DIR: Final = ".spill"
 EQUITY_STRIDE: Final = 100
+EQUITY_COLUMNS: Final = ("event_index", "ts_recv", "position", "equity")
 STAGES: Final = ("features", "inference", "decision", "risk", "order", "tick_to_trade", "queue")
 """Measured stage times, tick-to-trade, and (simulated-time runs) each event's queueing delay."""
 DECISION_COLUMNS: Final = (
@@ -154,15 +157,19 @@ class RunRecorder:
         self.spill_rows = SPILL_ROWS if spill_rows is None else spill_rows
         self.spill_at_flush = spill_at_flush
         self.arrays = {name: np.zeros(chunk_rows, dtype=dt) for name, dt in DECISION_COLUMNS}
-        self.arrays.update({name: np.full(chunk_rows, -1, np.int64) for name in TIMING_COLUMNS})
+        # the stage columns are the rows of one block, binned in one pass (StageBinner)
+        self._timings = np.full((len(STAGES), chunk_rows), -1, np.int64)
+        self.arrays.update(zip(TIMING_COLUMNS, self._timings, strict=True))
         self.arrays["order_id"][:] = -1  # written by the engine only on events that send one
         # memoryviews typed Any: typeshed's memoryview only admits int items, these hold floats too
         self.views: dict[str, Any] = {name: array.data for name, array in self.arrays.items()}
         self.histograms = {stage: LatencyHistogram(stage) for stage in STAGES}
+        self._binner = StageBinner([self.histograms[stage] for stage in STAGES], chunk_rows)
         self.tables = RunTables()
         self.rows_written = 0
+        self._rows = np.arange(chunk_rows, dtype=np.int64)
         self._digest = hashlib.sha256()
-        self._writer = _TableWriter(out_dir, self._account)
+        self._writer = _TableWriter(out_dir, _ChunkLayout(chunk_rows), self._digest)
         # pyarrow imports numpy.ma on its first numpy conversion (~5-20 ms): pay it here,
         # while the run loads, not at the first flush in the middle of the event loop
         pa.table({name: array[:0] for name, array in self.arrays.items()})
@@ -176,32 +183,35 @@ class RunRecorder:
         """
         if n == 0:
             return
-        self.arrays["event_index"][:n] = np.arange(self.rows_written, self.rows_written + n)
-        # a copy: the writer thread hashes, bins and encodes it while the chunk is reused
-        # (~10-20 ms of a 65,536-row chunk that no longer stops the event loop)
-        self._writer.put({name: array[:n].copy() for name, array in self.arrays.items()})
+        arrays = self.arrays
+        np.add(self._rows[:n], self.rows_written, out=arrays["event_index"][:n])
+        # binned here, not in the writer thread: its ~40 numpy calls each hand the GIL back
+        # and forth, and each return waits for the event loop's switch interval (5 ms), so the
+        # writer fell behind and the loop waited for it (~0.2 us per obi_rule event)
+        self._binner.add(self._timings[:, :n])
+        # a copy into a reused buffer: the writer thread hashes and encodes it while the
+        # chunk is reused (warm pages: a fresh copy of 65,536 rows faulted in ~9 MB, ~3 ms)
+        self._writer.put(self._writer.take().fill(arrays, n))
         self.rows_written += n
-        for name in (*TIMING_COLUMNS, "order_id"):  # sparse columns: back to "did not happen"
-            self.arrays[name][:n] = -1
-        self.arrays["reject"][:n] = 0
-        self.arrays["skip"][:n] = 0
+        self._timings[:, :n] = -1  # sparse columns: back to "did not happen"
+        arrays["order_id"][:n] = -1
+        arrays["reject"][:n] = 0
+        arrays["skip"][:n] = 0
         if self.spill_at_flush:
-            self.spill()
+            self.spill(convert=True)
 
-    def spill(self) -> None:
+    def spill(self, *, convert: bool = False) -> None:
         """Once a rare table holds `spill_rows` rows, hand every held row to the writer
-        thread, which appends them to Parquet under the run directory (read back by close)."""
-        if self.tables.holds(self.spill_rows):
-            self._writer.put(self.tables.take())
+        thread, which appends them to Parquet under the run directory (read back by close).
 
-    def _account(self, columns: dict[str, npt.NDArray[Any]]) -> None:
-        """A chunk into the digest and the histograms (in the writer thread, chunk by chunk
-        in order; the engine's thread reads neither until close() joined the thread)."""
-        for name in DIGEST_COLUMNS:
-            values = columns[name]
-            self._digest.update(values.astype(values.dtype.newbyteorder("<"), copy=False).data)
-        for stage in STAGES:
-            self.histograms[stage].add_samples(columns[f"{stage}_ns"])
+        `convert`: make their Arrow tables here (~6 ms per 8,192 orders and fills), as a replay
+        does at flush: in the writer thread pyarrow's conversions hand the GIL back ~80 times a
+        spill, each time waiting for the busy event loop (up to 5 ms). Live leaves it to the
+        writer: its loop lets the GIL go whenever it waits for the network.
+        """
+        if self.tables.holds(self.spill_rows):
+            rows = self.tables.take()
+            self._writer.put(rare_tables(rows) if convert else rows)
 
     def close(self) -> str:
         """Write the rare tables and histograms; return the run digest (hex)."""
@@ -239,66 +249,184 @@ class RunRecorder:
         return pa.table(rows)
 
 
-class _TableWriter:
-    """Accounts for decision chunks (`account`: the digest and histograms) and writes them (and
-    the equity samples taken from them) in a background thread, in the order they came; spilled
-    rare-table rows (a RunTables) go to `spill`.
+class _ChunkLayout:
+    """Where each column of a chunk buffer lies in its one block of bytes: the digest columns
+    first, in digest order, then the timings, each on a 64-byte boundary. With no padding
+    between the digest columns (any chunk_rows that is a multiple of 64), a full chunk's
+    digest bytes are one range: hashed in one call, which hands the GIL back once."""
 
-    hashlib, numpy and Arrow release the GIL for most of that work, so it overlaps the event
-    loop. At most two items wait; an error is raised by the next put() or by close().
+    def __init__(self, chunk_rows: int) -> None:
+        self.chunk_rows = chunk_rows
+        self.offsets: dict[str, tuple[int, np.dtype[Any]]] = {}
+        end, gapless, digest_end = 0, True, 0
+        for name, dtype in (*DECISION_COLUMNS, *((t, np.int64) for t in TIMING_COLUMNS)):
+            start = -(-end // 64) * 64
+            gapless = gapless and (start == end or name not in DIGEST_COLUMNS)
+            self.offsets[name] = (start, np.dtype(dtype))
+            end = start + chunk_rows * np.dtype(dtype).itemsize
+            if name == DIGEST_COLUMNS[-1]:
+                digest_end = end
+        self.size = end
+        # little-endian bytes are the digest's canonical form
+        self.digest_end = digest_end if gapless and sys.byteorder == "little" else None
+
+
+class _Chunk:
+    """A reused buffer holding one chunk's columns (the first `rows` rows of each), the Arrow
+    table over them and its equity sample, all built once: pyarrow's numpy conversions hand
+    the GIL back about twice a column, and each time the writer thread waits for the event
+    loop to let it go (up to the 5 ms switch interval)."""
+
+    __slots__ = (
+        "_keep",
+        "_sample",
+        "_sampled",
+        "_sampled_rows",
+        "block",
+        "columns",
+        "rows",
+        "table",
+    )
+
+    def __init__(self, layout: _ChunkLayout) -> None:
+        self.block = np.empty(layout.size, np.uint8)
+        self.columns = {
+            name: self.block[start : start + layout.chunk_rows * dtype.itemsize].view(dtype)
+            for name, (start, dtype) in layout.offsets.items()
+        }
+        self.table = _arrow_view(self.columns)
+        self._keep = np.empty(layout.chunk_rows, np.bool_)
+        self._sampled = {name: np.empty_like(self.columns[name]) for name in EQUITY_COLUMNS}
+        self._sample = _arrow_view(self._sampled)
+        self._sampled_rows = 0
+        self.rows = 0
+
+    def fill(self, arrays: dict[str, npt.NDArray[Any]], n: int) -> _Chunk:
+        """Copy the first `n` rows of the recorder's columns and take the equity sample (in
+        the event loop's thread: its numpy calls would each make the writer wait for the GIL)."""
+        for name, column in self.columns.items():
+            np.copyto(column[:n], arrays[name][:n])
+        self.rows = n
+        self._sample_equity()
+        return self
+
+    def decisions(self) -> pa.Table:
+        """The chunk's rows as a table (a view of the buffer)."""
+        return self.table if self.rows == len(self.table) else self.table.slice(0, self.rows)
+
+    def equity(self) -> pa.Table:
+        """The chunk's equity sample (a view of the sample scratch)."""
+        return self._sample.slice(0, self._sampled_rows)
+
+    def _sample_equity(self) -> None:
+        """Every EQUITY_STRIDE-th event, every event that sent an order, and the chunk's last."""
+        n, columns = self.rows, self.columns
+        keep = np.greater_equal(columns["order_id"][:n], 0, out=self._keep[:n])
+        keep[-int(columns["event_index"][0]) % EQUITY_STRIDE :: EQUITY_STRIDE] = True
+        keep[-1] = True
+        rows = np.flatnonzero(keep)
+        for name, sampled in self._sampled.items():  # mode clip: no buffered copy of `out`
+            np.take(columns[name][:n], rows, out=sampled[: len(rows)], mode="clip")
+        self._sampled_rows = len(rows)
+
+
+def _arrow_view(columns: dict[str, npt.NDArray[Any]]) -> pa.Table:
+    """A table whose columns are the arrays' memory (no copy, no nulls)."""
+    arrays = [
+        pa.Array.from_buffers(
+            pa.from_numpy_dtype(values.dtype), len(values), [None, pa.py_buffer(values)]
+        )
+        for values in columns.values()
+    ]
+    return pa.Table.from_arrays(arrays, names=list(columns))
+
+
+class _TableWriter:
+    """Hashes decision chunks into the digest and writes them (and the equity samples taken
+    from them) in a background thread, in the order they came, handing their buffers back;
+    spilled rare-table rows (a RunTables) go to `spill`.
+
+    hashlib and Arrow release the GIL for most of that work, so it overlaps the event loop.
+    At most POOL chunk buffers exist (take() waits for one) and two spills wait; an error is
+    raised by the next put() or by close().
     """
 
-    def __init__(
-        self, out_dir: Path, account: Callable[[dict[str, npt.NDArray[Any]]], None]
-    ) -> None:
+    def __init__(self, out_dir: Path, layout: _ChunkLayout, digest: hashlib._Hash) -> None:
         self._out_dir = out_dir
-        self._account = account
+        self._layout = layout
+        self._digest = digest
         self.spill = _Spill(out_dir / SPILL_DIR)
-        self._queue: queue.Queue[dict[str, npt.NDArray[Any]] | RunTables | None] = queue.Queue(
-            maxsize=2
-        )
+        # bounded by the buffers (at most POOL chunks) plus two spills
+        self._queue: queue.Queue[_Chunk | RunTables | _Tables | None] = queue.Queue(POOL + 2)
+        self._free: queue.Queue[_Chunk] = queue.Queue()
+        self._made = 0
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="ticktape-recorder", daemon=True)
         self._thread.start()
 
-    def put(self, item: dict[str, npt.NDArray[Any]] | RunTables) -> None:
-        """A chunk's columns (copies: the thread owns them now), or rows to spill."""
+    def take(self) -> _Chunk:
+        """A free buffer: a written one, a new one while fewer than POOL exist, else the next
+        one the thread is done with."""
+        try:
+            return self._free.get_nowait()
+        except queue.Empty:
+            if self._made < POOL:
+                self._made += 1
+                return _Chunk(self._layout)
+        self._raise_if_failed()
+        return self._free.get()  # the thread hands back every buffer it got, even failing
+
+    def put(self, item: _Chunk | RunTables | _Tables) -> None:
+        """A filled buffer (the thread owns it until it hands it back), or rows to spill (or
+        their tables)."""
         self._raise_if_failed()
         self._queue.put(item)
 
     def close(self) -> None:
         self._queue.put(None)
         self._thread.join()
+        self._free = queue.Queue()  # the buffers' memory goes back (a recorder may live on)
         self._raise_if_failed()
 
     def _raise_if_failed(self) -> None:
         if self._error is not None:
             raise self._error
 
+    def _hash(self, chunk: _Chunk) -> None:
+        if chunk.rows == self._layout.chunk_rows and self._layout.digest_end is not None:
+            self._digest.update(chunk.block[: self._layout.digest_end].data)
+            return
+        for name in DIGEST_COLUMNS:  # the same bytes, column by column
+            values = chunk.columns[name][: chunk.rows]
+            self._digest.update(values.astype(values.dtype.newbyteorder("<"), copy=False).data)
+
     def _run(self) -> None:
         decisions: pq.ParquetWriter | None = None
         equity: pq.ParquetWriter | None = None
         try:
-            while (columns := self._queue.get()) is not None:
-                if isinstance(columns, RunTables):
-                    self.spill.write(columns)
+            while (item := self._queue.get()) is not None:
+                if not isinstance(item, _Chunk):
+                    self.spill.write(rare_tables(item) if isinstance(item, RunTables) else item)
                     continue
-                self._account(columns)
-                table = pa.table(columns)
-                sample = _equity_sample(table)
-                if decisions is None or equity is None:
-                    decisions = pq.ParquetWriter(
-                        self._out_dir / "decisions.parquet", table.schema, compression="zstd"
-                    )
-                    equity = pq.ParquetWriter(
-                        self._out_dir / "equity.parquet", sample.schema, compression="zstd"
-                    )
-                decisions.write_table(table)
-                equity.write_table(sample)
+                try:
+                    self._hash(item)
+                    table, sample = item.decisions(), item.equity()
+                    if decisions is None or equity is None:
+                        decisions = pq.ParquetWriter(
+                            self._out_dir / "decisions.parquet", table.schema, compression="zstd"
+                        )
+                        equity = pq.ParquetWriter(
+                            self._out_dir / "equity.parquet", sample.schema, compression="zstd"
+                        )
+                    decisions.write_table(table)  # encoded: Arrow keeps no view of the buffer
+                    equity.write_table(sample)
+                finally:
+                    self._free.put(item)
         except BaseException as e:  # handed to the engine thread by put()/close()
             self._error = e
-            while self._queue.get() is not None:  # drain so put() never blocks forever
-                pass
+            while (item := self._queue.get()) is not None:  # drain, handing buffers back
+                if isinstance(item, _Chunk):
+                    self._free.put(item)
         finally:
             for writer in (decisions, equity):
                 if writer is not None:
@@ -314,8 +442,8 @@ class _Spill:
         self.directory = directory
         self._writers: dict[str, pq.ParquetWriter] = {}
 
-    def write(self, rows: RunTables) -> None:
-        for name, table in rare_tables(rows):
+    def write(self, tables: _Tables) -> None:
+        for name, table in tables:
             if table.num_rows == 0:
                 continue
             writer = self._writers.get(name)
@@ -336,15 +464,6 @@ class _Spill:
 
     def remove(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
-
-
-def _equity_sample(table: pa.Table) -> pa.Table:
-    """Every EQUITY_STRIDE-th event, every event that sent an order, and the chunk's last."""
-    index = table.column("event_index").to_numpy()
-    keep = (index % EQUITY_STRIDE == 0) | (table.column("order_id").to_numpy() >= 0)
-    keep[-1] = True
-    columns = ["event_index", "ts_recv", "position", "equity"]
-    return table.select(columns).filter(pa.array(keep))
 
 
 _REJECTION_SCHEMA: Final = pa.schema(
@@ -372,7 +491,10 @@ _LATER_COLUMNS: Final[dict[str, object]] = {"post_only": False}
 """Columns added after the first release of a table -> their default value."""
 
 
-def rare_tables(tables: RunTables) -> tuple[tuple[str, pa.Table], ...]:
+_Tables = tuple[tuple[str, pa.Table], ...]  # (name, table) in digest order: rare_tables
+
+
+def rare_tables(tables: RunTables) -> _Tables:
     """The rare tables as written (file name without .parquet, table), in digest order."""
     return (
         ("orders", orders_table(tables)),

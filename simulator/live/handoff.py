@@ -17,6 +17,13 @@ waiting quotes started to conflate while the pipeline was idle). So:
 - the consumer thread runs what waits when the pipeline is busy as the reader finishes a burst
   (the pipeline is behind, or a frame runs long): the reader never waits for the pipeline.
 
+Keeping warm: at 1x a frame comes every ~30 ms, and in between other work evicts the
+pipeline's code and data from the caches (a frame then costs ~6x what it costs back to back).
+While no market data has come for `warm_after_s`, `keep_warm` (the network thread, every
+millisecond) runs a side-effect-free dry pass over the hot code (`SymbolRun.dry_pass`), only
+while nothing waits and nobody runs the pipeline; a frame that comes meanwhile waits for the
+pass (tens of µs) like for any frame before it.
+
 Order: frames are consumed in `seq` order. The pipeline lock makes the two consumers take
 turns, and whoever holds it takes everything waiting. A second producer (the timer thread)
 stamps and queues under the order lock, under which the network thread decides what it runs:
@@ -40,6 +47,7 @@ class HandoffStats:
     frames: int = 0  # frames handed on (network and timer)
     inline: int = 0  # frames the network thread ran itself
     handed_off: int = 0  # frames the consumer thread ran (the pipeline was busy or behind)
+    warm_passes: int = 0  # dry passes run while the feed was idle (keep_warm)
 
 
 class Handoff:
@@ -53,6 +61,8 @@ class Handoff:
         process: Callable[[list[Frame]], None],
         *,
         pending: Callable[[], int] = lambda: 0,
+        dry_pass: Callable[[], bool] | None = None,
+        warm_after_s: float = 0.001,
     ) -> None:
         self.inbox = inbox
         self._process = process
@@ -64,6 +74,8 @@ class Handoff:
         self.stats = HandoffStats()
         self.last_data = time.monotonic()  # when a market-data frame was last handed on
         self.error: BaseException | None = None  # what the inline path raised; see `check`
+        self._dry_pass = dry_pass  # True if it ran something (see keep_warm)
+        self.warm_after_s = warm_after_s
 
     def offer(self, frame: Frame) -> None:
         """The network thread's sink: run `frame` and what waits now if the burst is read and
@@ -111,6 +123,27 @@ class Handoff:
                 self._process(frames)
                 self.stats.handed_off += len(frames)
         return bool(frames)
+
+    def keep_warm(self) -> None:
+        """The network thread, between frames: once no market data has come for
+        `warm_after_s`, run the dry pass if nothing waits and the pipeline is free (never
+        waits for it). What the pass raises is raised by `check`, as for a frame."""
+        dry_pass = self._dry_pass
+        if (
+            dry_pass is None
+            or self.error is not None
+            or time.monotonic() - self.last_data < self.warm_after_s
+            or not self.inbox.empty()
+            or not self.pipeline.acquire(blocking=False)
+        ):
+            return
+        try:
+            if dry_pass():
+                self.stats.warm_passes += 1
+        except BaseException as e:  # the consumer thread raises it (`check`)
+            self.error = e
+        finally:
+            self.pipeline.release()
 
     def check(self) -> None:
         """Raise what the inline path raised, in the caller's thread."""

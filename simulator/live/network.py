@@ -20,6 +20,7 @@ For the consumer of the frames:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable, Iterator, Sequence
 
@@ -32,7 +33,9 @@ from simulator.live.keepalive import Backpressure, ConnectionConfig, ConnectionS
 
 class LiveNetwork:
     """A FeedConnection (same arguments) run on its own event loop in a daemon thread. What
-    ended the loop with an error is raised again by `check()` / `stop()` in the caller's thread."""
+    ended the loop with an error is raised again by `check()` / `stop()` in the caller's thread.
+    `on_idle`, if given, is called on that loop about every `idle_every_s` (it decides itself
+    whether the feed is idle: see Handoff.keep_warm); it must not block."""
 
     def __init__(
         self,
@@ -44,10 +47,14 @@ class LiveNetwork:
         *,
         conn_ids: Iterator[int] | None = None,
         backpressure: Backpressure | None = None,
+        on_idle: Callable[[], None] | None = None,
+        idle_every_s: float = 0.001,
     ) -> None:
         self.connection = FeedConnection(
             profile, config, stamper, sink, wall, conn_ids=conn_ids, backpressure=backpressure
         )
+        self._on_idle = on_idle
+        self._idle_every_s = idle_every_s
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
 
@@ -97,9 +104,26 @@ class LiveNetwork:
 
     def _main(self) -> None:
         try:
-            asyncio.run(self.connection.run())
+            asyncio.run(self._run())
         except BaseException as e:  # handed to the caller's thread by check() / stop()
             self._error = e
+
+    async def _run(self) -> None:
+        on_idle = self._on_idle
+        idle = None if on_idle is None else asyncio.create_task(self._idle_calls(on_idle))
+        try:
+            await self.connection.run()
+        finally:
+            if idle is not None:
+                idle.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await idle
+
+    async def _idle_calls(self, on_idle: Callable[[], None]) -> None:
+        every = self._idle_every_s
+        while True:
+            await asyncio.sleep(every)
+            on_idle()
 
 
 __all__ = ["LiveNetwork"]

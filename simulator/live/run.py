@@ -54,6 +54,9 @@ SWITCH_INTERVAL_S: Final = 0.0005
 holds the GIL without blocking (the recorder's table building, ~1 ms per flush at 20x) keeps
 the reader, which stamps and runs the frames, waiting at most this long, not 5 ms, while the
 socket fills (at 20x, 5 ms is 64+ bookTicker frames: the inbox conflated quotes)."""
+KEEP_WARM_S: Final = 0.001
+"""With `keep_warm`, the dry pass runs once the feed has been idle this long, and about this
+often while it stays idle (a pass costs tens of µs: a few % of one core at most)."""
 _INSTRUMENT_TIMEOUT_S: Final = 5.0  # once per symbol at start; the bundled table if it fails
 
 
@@ -79,6 +82,7 @@ class LiveOptions:
     idle_timeout_s: float = 10.0  # no data frame: reconnect
     wrap_model: Callable[[ModelRunner], ModelRunner] | None = None  # tests: a slow model
     warm_from: str | None = None  # a SESSION, or "auto": the symbol's newest recorded session
+    keep_warm: bool = True  # dry passes over the model while the feed is idle (handoff.py)
 
 
 @dataclass(slots=True)
@@ -323,7 +327,12 @@ def _run(
     spool = _RawSpool(runs, checkpoint_s=options.roll_seconds)
     stamper = Stamper(wall)
 
-    handoff = Handoff(inbox, lambda frames: _dispatch(frames, runs, by_prefix, network))
+    handoff = Handoff(
+        inbox,
+        lambda frames: _dispatch(frames, runs, by_prefix, network),
+        dry_pass=(lambda: _dry_passes(runs)) if options.keep_warm else None,
+        warm_after_s=KEEP_WARM_S,
+    )
 
     def sink(frame: Frame) -> None:
         spool.append(frame)
@@ -340,6 +349,8 @@ def _run(
         sink,
         wall,
         backpressure=inbox,
+        on_idle=handoff.keep_warm if options.keep_warm else None,
+        idle_every_s=KEEP_WARM_S,
     )  # fmt: skip
     handoff.pending = network.connection.pending  # per frame: one call, not two
     timer_stop = threading.Event()
@@ -368,7 +379,9 @@ def _run(
                 _wind_down(network, handoff)
             inbox.close()  # releases a reader paused on it
             network.stop(5.0)
-            _dispatch(inbox.drain(0.0), runs, by_prefix, network)
+            # the feed has stopped: nothing to ask it for (a request now raises FeedError,
+            # which would also hide the error that ended a failed run)
+            _dispatch(inbox.drain(0.0), runs, by_prefix, None)
             spool.close()
         finally:
             sys.setswitchinterval(switch_interval)
@@ -404,6 +417,14 @@ def _consume(
             next_view = now + VIEW_EVERY_S
 
 
+def _dry_passes(runs: list[SymbolRun]) -> bool:
+    """Every symbol's dry pass (keep_warm); True if any ran."""
+    ran = False
+    for run in runs:
+        ran = run.dry_pass() or ran
+    return ran
+
+
 def _wind_down(network: LiveNetwork, handoff: Handoff) -> None:
     """Close the sockets while still running what arrives: a reader paused on the inbox
     (flow control) reads on to the close handshake instead of overflowing it."""
@@ -417,18 +438,19 @@ def _dispatch(
     frames: list[Frame],
     runs: list[SymbolRun],
     by_prefix: dict[str, SymbolRun],
-    network: LiveNetwork,
+    network: LiveNetwork | None,
 ) -> None:
     """Hand each frame to its symbol's run (shared frames to all), then act on the
-    normalisers' requests."""
+    normalisers' requests (none once the network has stopped: `network` None)."""
     if len(runs) == 1:
         runs[0].process(frames)
     else:
         for prefix, chosen in route(frames, by_prefix).items():
             if chosen:
                 by_prefix[prefix].process(chosen)
-    for run in runs:
-        run.normalizer.act(network)  # a snapshot or a resubscribe the book needs
+    if network is not None:
+        for run in runs:
+            run.normalizer.act(network)  # a snapshot or a resubscribe the book needs
 
 
 def _finish(

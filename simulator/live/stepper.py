@@ -245,6 +245,7 @@ class EventStepper:
                 )
             )
         self._flip = 0
+        self._last_book: Sequence[float] | None = None  # the last book row's levels (dry_check)
         queues = spool.queues
         self._record_quote, self._record_trade = queues["quotes"].append, queues["trades"].append
         self._record_book, self._record_timer = queues["book"].append, queues["timer"].append
@@ -285,6 +286,7 @@ class EventStepper:
             self.dropped["book"] += 1
             return
         self._max_ts["book"] = ts
+        self._last_book = values
         self._flip = flip = 1 - self._flip
         book_px, part, bid_depth, ask_depth, levels = self._books[flip]
         book_px[:] = values
@@ -310,6 +312,12 @@ class EventStepper:
         ints[0], ints[3] = row[1], row[3]
         self._record_status(row)
         self._step(self._status_part)
+
+    def dry_check(self) -> None:
+        """The last book row's contract checks again, result unused (pure: the live
+        keep-warm pass, `SymbolRun.dry_pass`)."""
+        if self._last_book is not None:
+            book_ok(self._last_book, self._levels)
 
     def record_outputs(self) -> None:
         """Hand the decisions, orders and fills made since the last call to the spool."""

@@ -14,7 +14,7 @@ import functools
 import itertools
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -167,6 +167,10 @@ class OnnxRunner:
         "predict",
         "window",
     )
+
+    stateless: ClassVar[bool] = True
+    """`predict` depends on its input only: a live run may call it on a scratch copy while
+    idle to keep its code and data warm (live/session.py `SymbolRun.dry_pass`)."""
 
     predict: Callable[[npt.NDArray[np.float64], int], npt.NDArray[np.float64]]
     """The output vector for a feature vector (the last W, flat, for a window model): the

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -33,6 +33,8 @@ class RuleRunner:
     __slots__ = (
         "_array", "_out", "_out_view", "_view", "feature_index", "name", "predict", "scale",
     )  # fmt: skip
+
+    stateless: ClassVar[bool] = True  # predict reads its input only (see OnnxRunner)
 
     predict: Callable[[npt.NDArray[np.float64], int], npt.NDArray[np.float64]]
     """The output vector for a feature vector (picked once: [p, signal] or [p, NaN...]; the

@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -153,6 +153,8 @@ class TorchRunner:
         "output_names", "path", "window",
     )  # fmt: skip
 
+    stateless: ClassVar[bool] = True  # predict reads its input only (see OnnxRunner)
+
     def __init__(
         self,
         path: str | Path,
@@ -234,6 +236,8 @@ class StatefulTorchRunner:
         "name",
         "path",
     )
+
+    stateless: ClassVar[bool] = False  # predict moves the hidden state: never called idle
 
     def __init__(self, path: str | Path, n_features: int, hidden_size: int) -> None:
         self.path = Path(path)

@@ -13,6 +13,7 @@ reproduces what live consumed.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -159,6 +160,12 @@ class BinanceNormalizer:
             out.status_event(frame.ts_recv, StatusCode.CONNECTED, f"conn {frame.conn_id}")
         elif direction == Direction.CLOSE and frame.conn_id == self._conn:
             out.status_event(frame.ts_recv, StatusCode.DISCONNECTED, frame.payload.decode())
+
+    def dry_parse(self, frame: Frame) -> None:
+        """What `on_frame` parses of a market-data frame (the JSON, then the message), kept
+        and counted nowhere: the live keep-warm pass (`SymbolRun.dry_pass`)."""
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            parse_message(frame.stream[len(self.prefix) :], loads(frame.payload)["data"])
 
     def _on_message(self, frame: Frame, out: Consumed) -> None:
         kind = frame.stream[len(self.prefix) :]

@@ -1,0 +1,176 @@
+"""Keeping the live path warm while the feed is idle (`LiveOptions.keep_warm`): the dry pass
+parses the last frame again, re-checks the last book row and runs a stateless model on a copy
+of the features, and changes nothing that decides or is recorded."""
+
+from __future__ import annotations
+
+import io
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import zstandard
+
+from simulator.config import apply_overrides, load_strategy
+from simulator.feedsim.server import serving
+from simulator.live.frames import Direction, Frame, stream_of
+from simulator.live.run import LiveOptions, run_live
+from simulator.live.session import SymbolRun
+from simulator.live.venues import adapter
+from simulator.runtime import replay
+from simulator.session import resolve_session
+from simulator.types import SessionKey
+from tests.conftest import REPO
+
+CRYPTO = ("policy.lot=0.01", "policy.max_position=0.1", "risk.max_position=1",
+          "risk.max_order_size=1", "risk.max_notional=1e9")  # fmt: skip
+RECORDING = REPO / "data" / "binance" / "BTCUSDT" / "2024-08-08" / "raw.txt.zst"
+
+
+def _frames(limit: int) -> list[Frame]:
+    """The recording's depth and trade frames (and its REST snapshot), as live hands them on."""
+    raw = zstandard.ZstdDecompressor().stream_reader(RECORDING.open("rb"))
+    out: list[Frame] = []
+    for line in io.TextIOWrapper(raw):
+        ts, _, body = line.rstrip("\n").partition(" ")
+        payload = body.encode()
+        stream = stream_of(payload)
+        if not stream:
+            out.append(
+                Frame(len(out), 1, int(ts), Direction.HTTP_RESP, "btcusdt@snapshot", payload)
+            )
+        elif stream.endswith(("@depth@100ms", "@trade")):
+            out.append(Frame(len(out), 1, int(ts), Direction.IN, stream, payload))
+        if len(out) >= limit:
+            return out
+    return out
+
+
+def _symbol_run(tmp_path: Path, strategy: str) -> SymbolRun:
+    config = apply_overrides(load_strategy(strategy), sets=CRYPTO)
+    return SymbolRun(
+        key=SessionKey("binance", "BTCUSDT", "keepwarm"),
+        prefix="btcusdt@",
+        normalizer=adapter("binance", ["book", "trades"]).normalizer("btcusdt"),
+        config=config,
+        levels=20,
+        data_dir=tmp_path / "data",
+        run_dir=tmp_path / "run",
+        meta={},
+    )
+
+
+def _close(run: SymbolRun) -> None:
+    run.engine.end()
+    run.parts.close()
+    run.recorder.close()  # its writer thread ends (tests of live threads check for leftovers)
+
+
+class _Recorded:
+    """The engine's runner, every predict it makes kept: index, input, answer."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner, self.name = inner, inner.name
+        self.calls: list[tuple[int, Any, Any]] = []
+
+    def predict(self, features: Any, event_index: int) -> Any:
+        out = self.inner.predict(features, event_index)
+        self.calls.append((event_index, features.copy(), out.copy()))
+        return out
+
+    def warm_up(self) -> None:
+        self.inner.warm_up()
+
+    def reset(self) -> None:
+        self.inner.reset()
+
+
+def _model_calls(run: SymbolRun) -> list[tuple[int, Any, Any]]:
+    """Every predict the engine makes (through the circuit breaker), from now on."""
+    recorded = _Recorded(run.staged.pipeline.runner)
+    run.staged.pipeline.runner = recorded  # the engine binds it at its first step
+    return recorded.calls
+
+
+def test_dry_passes_between_frames_change_nothing_the_model_sees_or_answers(tmp_path):
+    frames = _frames(3_000)
+    cold, warm = (
+        _symbol_run(tmp_path / "cold", "obi_mlp"),
+        _symbol_run(tmp_path / "warm", "obi_mlp"),
+    )
+    cold_calls, warm_calls = _model_calls(cold), _model_calls(warm)
+    runner = warm._dry_runner
+    assert runner is not None  # the ONNX model is stateless: it is run idle
+    dry = {"n": 0}
+    real_predict = runner.predict
+
+    def counted(features: Any, event_index: int) -> Any:
+        dry["n"] += 1
+        return real_predict(features, event_index)
+
+    runner.predict = counted  # type: ignore[method-assign]
+    try:
+        assert warm.dry_pass() is False  # nothing processed yet: nothing to run
+        for frame in frames:
+            cold.process([frame])
+            warm.process([frame])
+            assert warm.dry_pass() is True
+            warm.dry_pass()
+    finally:
+        runner.predict = real_predict  # type: ignore[method-assign]
+        for run in (cold, warm):
+            _close(run)
+    assert dry["n"] > 100  # the model did run idle, once the features were ready
+    assert len(cold_calls) == len(warm_calls) > 100
+    for (i, x, y), (j, x2, y2) in zip(cold_calls, warm_calls, strict=True):
+        assert i == j
+        assert np.array_equal(x, x2, equal_nan=True)
+        assert np.array_equal(y, y2, equal_nan=True)
+    assert cold.engine.state.n_events == warm.engine.state.n_events
+    assert cold.stepper.dropped == warm.stepper.dropped
+    assert cold.normalizer.stats == warm.normalizer.stats  # type: ignore[attr-defined]
+    breaker_cold, breaker_warm = cold.staged.breaker, warm.staged.breaker
+    assert breaker_cold is not None
+    assert breaker_warm is not None
+    assert breaker_cold.counts == breaker_warm.counts  # the breaker never saw a dry pass
+
+
+def test_a_stateful_model_is_never_run_idle(tmp_path):
+    run = _symbol_run(tmp_path, "gru_stream")
+    try:
+        assert run._dry_runner is None
+        for frame in _frames(2_500):
+            run.process([frame])
+        runner = run.staged.breaker.primary if run.staged.breaker else run.staged.pipeline.runner
+        hidden = runner._hidden.clone()  # type: ignore[attr-defined]
+        assert run.dry_pass() is True  # the parse and the checks still run
+        assert bool((runner._hidden == hidden).all())  # type: ignore[attr-defined]
+    finally:
+        _close(run)
+
+
+@pytest.mark.parametrize("keep_warm", [True, False], ids=["keep-warm", "no-keep-warm"])
+def test_live_with_dry_passes_replays_to_the_same_digest(tmp_path, tape, keep_warm):
+    """Against a real `feed serve` on 127.0.0.1 at 20x: idle gaps of a ms and more run dry
+    passes on the network thread; the replay (no dry passes) decides exactly the same."""
+    config = apply_overrides(load_strategy("obi_mlp"), sets=CRYPTO)
+    with serving(tape.slice(0, 6_000), speed=20.0) as server:
+        options = LiveOptions(
+            symbols=("btcusdt",),
+            data_dir=tmp_path / "data",
+            out_root=tmp_path / "reports",
+            url=server.ws_url,
+            rest_url=server.rest_url,
+            until_idle_s=1.0,
+            keep_warm=keep_warm,
+        )
+        result = run_live(config, options, stop=threading.Event())
+    ((name, digest),) = result.digests.items()
+    inbox: Any = result.live_facts[name]["inbox"]
+    assert (inbox["warm_passes"] > 0) is keep_warm
+    ref = resolve_session(str(result.sessions[name]), tmp_path / "data")
+    recorded = apply_overrides(config, sets=["latency.model=recorded"])
+    replayed = replay(ref, recorded, out_dir=tmp_path / "replayed")
+    assert replayed.manifest["digest"] == digest
