@@ -35,6 +35,7 @@ from simulator.live.handoff import Handoff
 from simulator.live.inbox import Inbox, Overflow
 from simulator.live.keepalive import ConnectionConfig
 from simulator.live.loop_base import _http_get
+from simulator.live.memory import Releases, fix_mmap_threshold, release_free_memory
 from simulator.live.network import LiveNetwork
 from simulator.live.parts import PARTS_DIR, Checkpoint, consolidate
 from simulator.live.session import SymbolRun, session_key
@@ -130,6 +131,7 @@ class _RawSpool:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="ticktape-raw", daemon=True)
         self._error: BaseException | None = None
+        self.releases = Releases()  # memory handed back at the checkpoints (live/memory.py)
 
     def append(self, frame: Frame) -> None:
         self._frames.append(frame)
@@ -166,6 +168,7 @@ class _RawSpool:
                 parts = self._runs[prefix].parts
                 parts.flush()
                 parts.update_meta(checkpoint=mark.as_meta())
+        release_free_memory(self.releases)  # RSS stays flat over a long run
         self._checkpointed = time.monotonic()
 
     def close(self) -> None:
@@ -357,6 +360,7 @@ def _run(
     # everything built so far (modules, model, pipeline) lives for the whole run: out of the
     # collector's sight, a full collection no longer walks it (pauses of ~10 ms otherwise)
     gc.freeze()
+    fix_mmap_threshold()  # large blocks in their own mappings (live/memory.py)
     switch_interval = sys.getswitchinterval()
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     spool.start()
@@ -383,7 +387,8 @@ def _run(
             sys.setswitchinterval(switch_interval)
             gc.unfreeze()
     handoff.check()
-    return _finish(runs, options, config, time.monotonic() - t_start, network, handoff)
+    elapsed_s = time.monotonic() - t_start
+    return _finish(runs, options, config, elapsed_s, network, handoff, spool.releases)
 
 
 def _consume(
@@ -455,6 +460,7 @@ def _finish(
     elapsed_s: float,
     network: LiveNetwork,
     handoff: Handoff,
+    releases: Releases,
 ) -> LiveResult:
     inbox = handoff.inbox
     result = LiveResult(sessions={}, run_dirs={}, digests={})
@@ -478,6 +484,7 @@ def _finish(
                 **_as_dict(handoff.stats),
             },
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "memory_released": releases.as_dict(),
             "network": _as_dict(network.stats),
             "instrument": run.instrument,
         }

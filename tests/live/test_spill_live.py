@@ -1,8 +1,10 @@
 """A live run whose rare tables spill many times (a tiny SPILL_ROWS) still records every
-order and fill in its session, in order, and its replay has the same digest."""
+order and fill in its session, in order, and its replay has the same digest; its checkpoints
+hand free memory back (live/memory.py), counted in the manifest."""
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
 
@@ -28,7 +30,8 @@ def test_a_live_run_spilling_its_tables_records_every_order_and_replays_equal(
     with serving(tape, speed=None) as server:  # max speed
         options = LiveOptions(symbols=("btcusdt",), data_dir=tmp_path / "data",
                               out_root=tmp_path / "reports", url=server.ws_url,
-                              rest_url=server.rest_url, until_idle_s=2.0)  # fmt: skip
+                              rest_url=server.rest_url, until_idle_s=2.0,
+                              roll_seconds=0.5)  # fmt: skip
         result = run_live(config, options, stop=threading.Event())
     ((name, digest),) = result.digests.items()
     summary: dict[str, Any] = result.summaries[name]
@@ -36,6 +39,8 @@ def test_a_live_run_spilling_its_tables_records_every_order_and_replays_equal(
     assert summary["n_fills"] > 5 * SPILL_ROWS
     session, run_dir = result.sessions[name], result.run_dirs[name]
     assert not (run_dir / recording.SPILL_DIR).exists()
+    released = json.loads((run_dir / "manifest.json").read_text())["live"]["memory_released"]
+    assert released["calls"] >= 1  # a checkpoint every roll_seconds
     orders = pq.read_table(run_dir / "orders.parquet")
     recorded = pq.read_table(session / "order_requests.parquet").select(orders.column_names)
     assert orders.num_rows == summary["n_orders"]

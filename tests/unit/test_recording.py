@@ -7,6 +7,7 @@ size whose digest columns lie back to back (64) and one where they do not (7).
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,9 @@ from simulator.recording import (
     POOL,
     STAGES,
     TIMING_COLUMNS,
+    Rejection,
     RunRecorder,
+    rejections_table,
 )
 
 PINNED = {
@@ -113,3 +116,20 @@ def test_a_write_error_reaches_the_engine_thread_and_no_flush_waits_forever(tmp_
 
     with pytest.raises(OSError, match=r"decisions\.parquet"):
         flush_then_close()
+
+
+@pytest.mark.parametrize("n", [0, 1, 5])
+def test_the_rejections_table_equals_one_built_row_by_row(n):
+    rows = [
+        Rejection(
+            event_index=i,
+            ts=10**18 + i,
+            side=(-1) ** i,
+            qty=[0.5, 2.25, 1e-9][i % 3],
+            reason=["MAX_POSITION", "mine_ünïcode", "BAD_PRICE"][i % 3],
+            reason_code=i % 3 + 1,
+        )
+        for i in range(n)
+    ]
+    reference = pa.Table.from_pylist([asdict(r) for r in rows], schema=rejections_table([]).schema)
+    assert rejections_table(rows).equals(reference)

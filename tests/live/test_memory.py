@@ -1,0 +1,62 @@
+"""Live hands the memory its allocators keep back to the OS (simulator/live/memory.py): large
+blocks get their own mappings even after glibc's dynamic threshold rose, and the periodic
+release is counted and timed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from simulator.live import memory
+
+pytestmark = pytest.mark.skipif(memory._LIBC is None, reason="glibc's allocator only")
+
+
+_BLOCK_SCRIPT = """
+import ctypes, json, sys
+import numpy as np
+from simulator.live import memory
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd",
+                "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = MallInfo2
+big = np.ones(16 << 20, dtype=np.uint8)  # freed: glibc's dynamic threshold rises to 16 MiB
+del big
+fixed = memory.fix_mmap_threshold() if sys.argv[1] == "fix" else False
+before = libc.mallinfo2().hblkhd
+block = np.ones(4 << 20, dtype=np.uint8)
+mapped = libc.mallinfo2().hblkhd - before
+del block
+after_free = libc.mallinfo2().hblkhd - before
+print(json.dumps({"fixed": fixed, "mapped": mapped, "after_free": after_free}))
+"""
+
+
+def _large_block(mode: str) -> dict[str, int]:
+    """In a fresh interpreter (its heap has no 4 MiB hole yet): how a 4 MiB block is held."""
+    done = subprocess.run([sys.executable, "-c", _BLOCK_SCRIPT, mode], capture_output=True,
+                          text=True, check=True, timeout=60)  # fmt: skip
+    return dict(json.loads(done.stdout))
+
+
+def test_after_fixing_the_threshold_a_large_block_has_its_own_mapping_again():
+    assert _large_block("keep") == {"fixed": False, "mapped": 0, "after_free": 0}  # the heap
+    fixed = _large_block("fix")
+    assert fixed["fixed"] == 1
+    assert fixed["mapped"] >= 4 << 20  # its own mapping ...
+    assert fixed["after_free"] == 0  # ... unmapped on free: back to the OS at once
+
+
+def test_each_release_is_counted_and_timed():
+    releases = memory.Releases()
+    memory.release_free_memory(releases)
+    memory.release_free_memory(releases)
+    assert releases.calls == 2
+    assert 0.0 < releases.max_ms <= releases.total_ms
+    assert releases.as_dict()["calls"] == 2
