@@ -222,6 +222,9 @@ class EventStepper:
         ):
             self._ints[kind], ints[kind] = _columns(names, np.int64)
         self._quote_px, quote_px = _columns(("bid_px", "bid_sz", "ask_px", "ask_sz"), np.float64)
+        # the quote's row written value by value through memoryviews: no array from a tuple
+        self._quote_values: Any = self._quote_px.data
+        self._quote_ts: Any = self._ints["quotes"].data
         self._trade_px, trade_px = _columns(("px", "sz"), np.float64)
         # the book alternates between two rows: the venue matches an order in flight against
         # the book as it was before this event (engine step 2), which is the other row
@@ -252,13 +255,14 @@ class EventStepper:
         self._record_status = queues["status"].append
 
     def quote(self, row: Row) -> None:
-        ts = row[1]
-        if ts < self._max_ts["quotes"] or not top_ok(row[2], row[3], row[4], row[5]):
+        ts, bid, bid_sz, ask, ask_sz = row[1], row[2], row[3], row[4], row[5]
+        if ts < self._max_ts["quotes"] or not top_ok(bid, bid_sz, ask, ask_sz):
             self.dropped["quotes"] += 1
             return
         self._max_ts["quotes"] = ts
-        self._quote_px[:] = row[2:6]
-        self._ints["quotes"][0] = ts
+        values = self._quote_values
+        values[0], values[1], values[2], values[3] = bid, bid_sz, ask, ask_sz
+        self._quote_ts[0] = ts
         self._record_quote(row)
         self._step(self._quote_part)
 
