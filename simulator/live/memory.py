@@ -11,8 +11,11 @@ the arenas, where freed space fragments and stays resident. Two settings, measur
   large blocks their own mappings, returned on free;
 - `release_free_memory`, called at every recording checkpoint (30 s): `malloc_trim(0)` returns
   the free pages inside the arenas, and Arrow's pool (mimalloc) returns what it holds unused.
-10-minute soaks on a shared 2-core host: without them RSS 427-487 MB after the third minute,
-drift +2.5 MB/min; with them 393-427 MB, +0.3 MB/min (each release 19 ms on average).
+10-minute soaks on a shared 2-core host, RSS sampled every 30 s after the first minute:
+without them 407-487 MB (one run, 26.1k frames/s), with them 378-427 and 396-438 MB (two runs,
+20.4k and 27.3k frames/s; a release takes ~18 ms on average, 56 ms at most). The samples swing
+by ~40 MB between checkpoints, so a 10-minute run's slope is only good to ~2 MB/min (after the
+third minute: +2.5 without, +0.3 and +2.2 with).
 A platform without glibc (macOS, musl) keeps its allocator as it is: both are no-ops there.
 """
 
