@@ -14,6 +14,8 @@ Other cases: STRATEGY@SPEED[:LIMIT] (LIMIT: tape messages served), e.g.
     python benchmarks/live_bench.py --cases obi_mlp@10,obi_mlp@max,obi_rule@2:5000
 
 recv_to_done_ms is [p50, p99, p99.9] over the quotes and books (the decisions' events);
+`model_runs` counts the events the model ran on (the features are warmed from the served
+session first, `--no-warm` to start cold);
 `conflated` counts quotes replaced while the pipeline was behind (the issue's target at 20x:
 0); `inline`/`handed_off` say how many frames the network thread ran itself and how many the
 consumer thread ran. To compare two checkouts, run this file with each one's python (or
@@ -37,10 +39,14 @@ CRYPTO = ["--set", "policy.lot=0.01", "--set", "policy.max_position=0.1", "--set
           "risk.max_notional=1e9", "--set", "policy.size=0.01"]  # fmt: skip
 BIN = Path(sys.executable).parent
 DEFAULT_CASES = "obi_mlp@1:3000,obi_mlp@20,obi_rule@20"
+SERVED = Path(__file__).resolve().parents[1] / "data" / "binance" / "BTCUSDT" / "2024-08-08"
+"""The session `feed serve` serves by default; --warm (the default) warms the features from it:
+else obi_mlp's features are not ready within the 1x case's 3,000 messages and the model never
+runs (the latency would leave out inference)."""
 
 
 def point(
-    strategy: str, speed: str, limit: int | None, inbox: int, variant: str = ""
+    strategy: str, speed: str, limit: int | None, inbox: int, variant: str = "", warm: bool = True
 ) -> dict[str, object]:
     serve = [str(BIN / "ticktape"), "feed", "serve", "--speed", speed]
     if limit:
@@ -73,6 +79,7 @@ def point(
                     f"{tmp}/data",
                     "--out",
                     f"{tmp}/reports",
+                    *(["--warm-from", str(SERVED)] if warm else []),
                     *shlex.split(variant),
                 ],
                 check=True,
@@ -89,6 +96,7 @@ def point(
         "case": f"{strategy}@{speed}" + (f":{limit}" if limit else ""),
         **({"variant": variant} if variant else {}),
         "events": manifest["summary"]["n_events"],
+        "model_runs": int(manifest["latency_us"]["inference"]["count"]),
         "msgs_per_s": round(frames / timings["run_s"]),
         "recv_to_done_ms": [round(done[k] / 1e3, 3) for k in ("p50_us", "p99_us", "p99.9_us")],
         "conflated": box["conflated"],
@@ -126,6 +134,13 @@ def main() -> None:
         help="comma-separated extra `ticktape live` arguments; each case runs once per "
         "variant per round (A/B interleaved), e.g. --variants=--keep-warm,--no-keep-warm",
     )
+    parser.add_argument(
+        "--warm",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="warm the features from the served session first (--warm-from), so the model "
+        "runs from the first event",
+    )
     parser.add_argument("--strategy", help="old form: with --speeds, one case per speed")
     parser.add_argument("--speeds", help="old form, e.g. 10,20,max (with --strategy)")
     parser.add_argument("--limit", type=int, default=None, help="old form: tape messages served")
@@ -139,7 +154,10 @@ def main() -> None:
     for _ in range(args.repeat):
         for strategy, speed, limit in cases:
             for variant in variants:
-                print(json.dumps(point(strategy, speed, limit, args.inbox, variant)), flush=True)
+                print(
+                    json.dumps(point(strategy, speed, limit, args.inbox, variant, args.warm)),
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

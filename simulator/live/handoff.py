@@ -114,10 +114,11 @@ class Handoff:
 
     def consume(self, timeout: float) -> bool:
         """Wait up to `timeout` s for queued frames, then run all of them (consumer thread).
-        True if any ran."""
+        True if any ran. Raises what the inline path raised instead of running more."""
         if not self.inbox.wait(timeout):
             return False
         with self.pipeline:  # taken before draining: no frame runs inline past these
+            self.check()  # a pipeline that failed inline runs nothing more
             frames = self.inbox.drain(0.0)
             if frames:
                 self._process(frames)

@@ -379,9 +379,9 @@ def _run(
                 _wind_down(network, handoff)
             inbox.close()  # releases a reader paused on it
             network.stop(5.0)
-            # the feed has stopped: nothing to ask it for (a request now raises FeedError,
-            # which would also hide the error that ended a failed run)
-            _dispatch(inbox.drain(0.0), runs, by_prefix, None)
+            if consumed:  # a failed pipeline runs nothing more (its recording ends there)
+                # the feed has stopped: nothing to ask it for (a request now raises FeedError)
+                _dispatch(inbox.drain(0.0), runs, by_prefix, None)
             spool.close()
         finally:
             sys.setswitchinterval(switch_interval)

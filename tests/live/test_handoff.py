@@ -124,4 +124,7 @@ def test_an_error_in_the_inline_path_is_raised_in_the_consumer_thread():
     with pytest.raises(RuntimeError, match="pipeline failed on frame 1"):
         handoff.check()
     assert [seq for _, seq in pipeline.ran] == [0]  # after the failure nothing ran inline
-    assert len(handoff.inbox) == 1  # frame 2 was queued for the shutdown path
+    assert len(handoff.inbox) == 1  # frame 2 was queued (recorded raw, never run)
+    with pytest.raises(RuntimeError, match="pipeline failed on frame 1"):
+        handoff.consume(0.0)  # the consumer runs nothing more through a failed pipeline
+    assert [seq for _, seq in pipeline.ran] == [0]

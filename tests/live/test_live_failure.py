@@ -43,6 +43,7 @@ def test_a_failing_pipeline_stops_every_thread_and_keeps_the_recording(tmp_path,
     with serving(tape, speed=None) as server, pytest.raises(InvariantViolation) as failed:
         _live(tmp_path, server, config, wrap_model=_FailingModel, roll_seconds=0.05)
     assert "model exploded" in str(failed.value)
+    assert _FailingModel.calls == _FAIL_AFTER  # nothing ran through the pipeline after it
     assert _run_threads() == []
     (directory,) = [p.parent for p in (tmp_path / "data").rglob("meta.json")]
     meta = json.loads((directory / "meta.json").read_text())
