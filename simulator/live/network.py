@@ -78,10 +78,6 @@ class LiveNetwork:
     def send(self, messages: Sequence[bytes]) -> None:
         self.connection.send(messages)
 
-    def pending(self) -> int:
-        """Messages received and not yet handed on (on the network thread: see FeedConnection)."""
-        return self.connection.pending()
-
     def check(self) -> None:
         """Raise the error that ended the network loop, if any."""
         if self._error is not None:

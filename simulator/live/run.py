@@ -257,21 +257,9 @@ def run_live(
     """Run live until `stop` is set, the duration passes or the feed has gone idle."""
     if not options.symbols:
         raise ConfigError("give at least one --symbol (e.g. --symbol btcusdt)")
-    kinds = _kinds(config)
-    venue = adapter(options.feed, kinds, url=options.url, rest_url=options.rest_url)
-    levels = options.levels if "book" in kinds else 1
-    meta: dict[str, object] = {
-        "venue": venue.name,
-        "url": venue.url,
-        "rest_url": venue.rest_url,
-        "kinds": kinds,
-        "strategy": config.strategy.name,
-        "config": config.as_dict(),
-        "versions": versions(),
-    }
     runs: list[SymbolRun] = []
     try:
-        return _run(config, options, venue, kinds, levels, meta, runs, stop, on_view)
+        return _run(config, options, runs, stop, on_view)
     except BaseException as e:  # failed or interrupted: no thread outlives the run, and what
         reason = f"{type(e).__name__}: {e}"  # was recorded stays on disk for `data recover`
         for run in runs:
@@ -286,15 +274,23 @@ def run_live(
 def _run(
     config: Settings,
     options: LiveOptions,
-    venue: VenueAdapter,
-    kinds: list[str],
-    levels: int,
-    meta: dict[str, object],
     runs: list[SymbolRun],
     stop: threading.Event,
     on_view: Callable[[LiveView], None] | None,
 ) -> LiveResult:
     """run_live's body; `runs` fills as each symbol's pipeline is built (for the abort)."""
+    kinds = _kinds(config)
+    venue = adapter(options.feed, kinds, url=options.url, rest_url=options.rest_url)
+    levels = options.levels if "book" in kinds else 1
+    meta: dict[str, object] = {
+        "venue": venue.name,
+        "url": venue.url,
+        "rest_url": venue.rest_url,
+        "kinds": kinds,
+        "strategy": config.strategy.name,
+        "config": config.as_dict(),
+        "versions": versions(),
+    }
     wall = WallClock.wall_ns
     started_ns = wall()
     for symbol in options.symbols:
