@@ -128,3 +128,19 @@ def test_an_error_in_the_inline_path_is_raised_in_the_consumer_thread():
     with pytest.raises(RuntimeError, match="pipeline failed on frame 1"):
         handoff.consume(0.0)  # the consumer runs nothing more through a failed pipeline
     assert [seq for _, seq in pipeline.ran] == [0]
+
+
+def test_an_error_in_the_consumer_thread_stops_the_inline_path_too():
+    handoff, pipeline, stamper, pending = _setup()
+    pipeline.fail_on = 1
+    pending.n = 1  # a burst: queued for the consumer thread
+    handoff.offer(_frame(stamper))
+    handoff.offer(_frame(stamper))
+    pending.n = 0
+    with pytest.raises(RuntimeError, match="pipeline failed on frame 1"):
+        handoff.consume(0.0)
+    handoff.offer(_frame(stamper))  # the pipeline is free again, but failed: queued, not run
+    assert [seq for _, seq in pipeline.ran] == [0]
+    assert len(handoff.inbox) == 1
+    with pytest.raises(RuntimeError, match="pipeline failed on frame 1"):
+        handoff.check()
