@@ -86,12 +86,11 @@ class Handoff:
             self.last_data = time.monotonic()
         with self._order:
             inbox = self.inbox
-            if (
-                self.error is not None
-                or self.pending()
-                or not self.pipeline.acquire(blocking=False)
-            ):
-                inbox.put(frame)
+            burst = self.pending()
+            if self.error is not None or burst or not self.pipeline.acquire(blocking=False):
+                # in a burst this thread runs it at the burst's end: waking the consumer
+                # thread would only make it fight for the GIL (a wake-up per frame)
+                inbox.put(frame, wake=not burst)
                 return
             if inbox.empty():
                 frames = [frame]

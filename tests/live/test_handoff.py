@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 
 import pytest
 
@@ -144,3 +145,22 @@ def test_an_error_in_the_consumer_thread_stops_the_inline_path_too():
     assert len(handoff.inbox) == 1
     with pytest.raises(RuntimeError, match="pipeline failed on frame 1"):
         handoff.check()
+
+
+def test_a_burst_leaves_the_consumer_thread_asleep_and_a_tick_wakes_it():
+    handoff, pipeline, stamper, pending = _setup()
+    woke: list[bool] = []
+    consumer = threading.Thread(target=lambda: woke.append(handoff.inbox.wait(3.0)))
+    consumer.start()
+    time.sleep(0.05)  # it waits for frames
+    pending.n = 2
+    handoff.offer(_frame(stamper))  # queued inside the burst: the reader runs it at the end
+    pending.n = 1
+    handoff.offer(_frame(stamper))
+    consumer.join(0.3)
+    assert consumer.is_alive()  # no wake-up (and GIL fight) per frame
+    assert woke == []
+    handoff.tick(lambda: stamper.stamp(0, Direction.TIMER, "", b""))  # nobody else runs it
+    consumer.join(1.0)
+    assert woke == [True]
+    assert pipeline.ran == []
