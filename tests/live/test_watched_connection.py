@@ -77,7 +77,11 @@ def test_a_chunk_counts_down_its_messages_not_yet_handed_on():
     unhanded: list[int] = []
 
     async def body(ws: WatchedConnection) -> None:
-        ws.hand_on_to(lambda payload: unhanded.append(len(ws.unhanded)) is None)
+        def hand_on(payload: bytes) -> bool:
+            unhanded.append(len(ws.unhanded))
+            return True
+
+        ws.hand_on_to(hand_on)
         for _ in range(100):
             if len(unhanded) == N:
                 break
@@ -136,7 +140,11 @@ def test_the_reader_learns_of_the_close_after_every_message():
     got: list[bytes] = []
 
     async def body(ws: WatchedConnection) -> None:
-        ws.hand_on_to(lambda payload: got.append(payload) is None)
+        def hand_on(payload: bytes) -> bool:
+            got.append(payload)
+            return True
+
+        ws.hand_on_to(hand_on)
         for _ in range(100):
             if len(got) == N:
                 break
