@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -185,6 +185,11 @@ class ThresholdPolicy(TargetPolicy):
     asked for one on almost every event. Each one not sent is counted in `n_under_minimum`.
     """
 
+    copy_safe: ClassVar[bool] = True
+    """`decide` writes nothing but this object's own attributes: a shallow copy decides
+    without changing the policy (a live run does so while idle, to keep the code warm:
+    live/session.py `SymbolRun.dry_pass`)."""
+
     __slots__ = (
         "_exponent",
         "_inv_span",
@@ -280,6 +285,11 @@ class ObiRulePolicy(TargetPolicy):
     than it counts as flat: the venue would refuse to sell it (MIN_NOTIONAL), so the rule
     buys on top of it rather than asking to sell it on every event.
     """
+
+    copy_safe: ClassVar[bool] = True
+    """`decide` writes nothing but this object's own attributes: a shallow copy decides
+    without changing the policy (a live run does so while idle, to keep the code warm:
+    live/session.py `SymbolRun.dry_pass`)."""
 
     __slots__ = ("_buy_above", "_long_above", "_lot", "_max_notional", "_min_notional",
                  "_sell_below", "_size", "sizer")  # fmt: skip

@@ -13,11 +13,13 @@ Keeping the feed alive (LIVE.md §1.2, §4, §6a):
   arrived (`WatchedConnection`) and a watchdog compares. `ws.latency` would not do: it times
   only our own pings, and Binance counts client pings against its 5 messages/s;
 - idle feed: no data frame for `idle_timeout_s` (alive but silent) -> close, reconnect;
-- flow control: after each message, if `backpressure` (the inbox) is full the reader stops
-  reading until it has room, so websockets' buffer fills and TCP slows the sender; both timers
-  above stand still meanwhile (the silence is ours). Pings arriving meanwhile are answered
-  once reading resumes: a pause longer than the venue's pong timeout gets us disconnected as
-  a slow consumer (a reconnect and a resync, as any drop);
+- receipt: each message is stamped and handed on inside the connection's `data_received`, as
+  soon as its TCP chunk is parsed (`WatchedConnection`), not by a task that awaits `recv()`;
+- flow control: after each message, if `backpressure` (the inbox) is full, reading the socket
+  pauses at once until it has room (the rest of that chunk waits, unstamped), so TCP slows
+  the sender; both timers above stand still meanwhile (the silence is ours). Pings arriving
+  meanwhile are answered once reading resumes: a pause longer than the venue's pong timeout
+  gets us disconnected as a slow consumer (a reconnect and a resync, as any drop);
 - make-before-break rollover at `max_lifetime_s` and on a server shutdown notice: open and
   subscribe a new connection, keep handing on the old one until the new one delivers its first
   data frame, then hand on only the new one and close the old one; the overlap is de-duplicated
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import threading
 import time
@@ -40,7 +43,7 @@ from typing import Any, Final, cast
 
 import numpy as np
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import InvalidStatus
 
 from simulator.errors import FeedError, InvariantViolation
 from simulator.live.adapter import VenueProfile
@@ -135,10 +138,11 @@ class FeedConnection(Rollover):
 
     def pending(self) -> int:
         """Messages received (parsed by websockets) and not yet handed on, on the connections
-        handed on now: more than 0 inside a burst. Read by the hand-off on the network loop."""
+        handed on now: more than 0 inside a burst (the rest of its TCP chunk). Read by the
+        hand-off on the network loop."""
         active, pending = self._active, self._pending  # per frame: no generator
-        n = 0 if active is None else len(active.ws.recv_messages.frames)
-        return n if pending is None else n + len(pending.ws.recv_messages.frames)
+        n = 0 if active is None else len(active.ws.unhanded)
+        return n if pending is None else n + len(pending.ws.unhanded)
 
     def send(self, messages: Sequence[bytes]) -> None:
         """Send `messages` on the connection handed on now (e.g. a Coinbase level2
@@ -263,20 +267,28 @@ class FeedConnection(Rollover):
             self._fail(e)
 
     async def _pump(self, link: Link) -> None:
-        stamper, on_frame, backpressure = self._stamper, self._on_frame, self._backpressure
-        try:
-            while True:
-                payload = await link.ws.recv(decode=False)
-                on_frame(link, stamper.stamp(link.conn_id, Direction.IN, "", payload))
-                if backpressure is not None and backpressure.full and not link.retired:
-                    await self._hold(link, backpressure)
-        except ConnectionClosed as e:
-            sent_first = link.close_note != "" and e.sent is not None
-            close = e.sent if sent_first else e.rcvd
-            code = close.code if close is not None else 1006
-            reason = close.reason if close is not None and close.reason else link.close_note
-            self.stats.last_close_code, self.stats.last_close_reason = code, reason
-            self._emit(link.conn_id, Direction.CLOSE, "", f"{code} {reason}".encode())
+        """Messages are handed on from the connection's `data_received` (`_on_message`); this
+        task holds reading while the inbox is full and hands on the CLOSE at the end."""
+        ws, backpressure = link.ws, self._backpressure
+        ws.hand_on_to(functools.partial(self._on_message, link))
+        while await ws.wait_paused():  # only ever with a backpressure
+            if backpressure is not None:
+                await self._hold(link, backpressure)
+            ws.resume()
+        e = ws.close_exc
+        sent_first = link.close_note != "" and e.sent is not None
+        close = e.sent if sent_first else e.rcvd
+        code = close.code if close is not None else 1006
+        reason = close.reason if close is not None and close.reason else link.close_note
+        self.stats.last_close_code, self.stats.last_close_reason = code, reason
+        self._emit(link.conn_id, Direction.CLOSE, "", f"{code} {reason}".encode())
+
+    def _on_message(self, link: Link, payload: bytes) -> bool:
+        """Per message, inside `data_received`: stamp it at once and hand it on. False: the
+        inbox is full, stop reading."""
+        self._on_frame(link, self._stamper.stamp(link.conn_id, Direction.IN, "", payload))
+        backpressure = self._backpressure
+        return backpressure is None or not backpressure.full or link.retired
 
     @staticmethod
     async def _hold(link: Link, backpressure: Backpressure) -> None:

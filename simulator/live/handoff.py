@@ -10,9 +10,9 @@ waiting quotes started to conflate while the pipeline was idle). So:
 
 - every frame goes through the inbox's rules (LIVE.md 6a: conflation once `backlog` frames wait,
   declared gaps on overflow) unless it can run at once: the pipeline idle, nothing waiting;
-- once the reader has read the last message websockets had received (no burst left to stamp)
-  and the pipeline is idle, the network thread runs what waits itself, the burst and this
-  frame, and then reads on. Under the GIL a consumer thread running them would hold the reader
+- once the reader has handed on the last message of the TCP chunk it read (no burst left to
+  stamp) and the pipeline is idle, the network thread runs what waits itself, the burst and
+  this frame, and then reads on. Under the GIL a consumer thread running them would hold the reader
   up just as long; here no wake-up and no GIL hand-over are paid;
 - the consumer thread runs what waits when the pipeline is busy as the reader finishes a burst
   (the pipeline is behind, or a frame runs long): the reader never waits for the pipeline.
@@ -86,12 +86,11 @@ class Handoff:
             self.last_data = time.monotonic()
         with self._order:
             inbox = self.inbox
-            if (
-                self.error is not None
-                or self.pending()
-                or not self.pipeline.acquire(blocking=False)
-            ):
-                inbox.put(frame)
+            burst = self.pending()
+            if self.error is not None or burst or not self.pipeline.acquire(blocking=False):
+                # in a burst this thread runs it at the burst's end: waking the consumer
+                # thread would only make it fight for the GIL (a wake-up per frame)
+                inbox.put(frame, wake=not burst)
                 return
             if inbox.empty():
                 frames = [frame]
@@ -121,7 +120,11 @@ class Handoff:
             self.check()  # a pipeline that failed inline runs nothing more
             frames = self.inbox.drain(0.0)
             if frames:
-                self._process(frames)
+                try:
+                    self._process(frames)
+                except BaseException as e:  # the reader runs nothing more inline either
+                    self.error = e
+                    raise
                 self.stats.handed_off += len(frames)
         return bool(frames)
 

@@ -94,8 +94,10 @@ class Inbox:
         self._closed = False
         self.stats = InboxStats()
 
-    def put(self, frame: Frame) -> None:
-        """Never blocks: conflate, queue or declare a gap."""
+    def put(self, frame: Frame, wake: bool = True) -> None:
+        """Never blocks: conflate, queue or declare a gap. `wake=False`: the consumer need
+        not wake for it (the reader runs it itself at the end of its burst); it still wakes
+        once the reader should pause, and for a gap marker."""
         with self._cond:
             stats = self.stats
             stats.received += 1
@@ -119,7 +121,9 @@ class Inbox:
                 stats.high_water = live
             if live >= self.pause_at:
                 self.full = True
-            self._cond.notify()
+                wake = True
+            if wake:
+                self._cond.notify()
 
     async def wait_for_room(self) -> None:
         """On the reader's loop: wait until the pipeline has drained the inbox (at once if it

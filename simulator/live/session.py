@@ -8,6 +8,7 @@ raw frames, the consumed events, the decisions with their measured times, orders
 from __future__ import annotations
 
 import contextlib
+import copy
 import itertools
 from collections import deque
 from collections.abc import Callable
@@ -21,6 +22,7 @@ import orjson
 
 from simulator import instruments
 from simulator.instruments import Instrument
+from simulator.intents import MarketOrder
 from simulator.live.adapter import Normalizer
 from simulator.live.consumed import Consumed, schemas
 from simulator.live.frames import RAW_SCHEMA, Direction, Frame
@@ -32,9 +34,11 @@ from simulator.runtime import build_live
 from simulator.session import SessionRef
 from simulator.settings import Settings
 from simulator.store import session_dir
-from simulator.types import SessionKey
+from simulator.types import SessionKey, Side
 
 FEED_LATENCY_WINDOW: Final = 2048
+_PROBE: Final = (MarketOrder(Side.BUY, 1.0),)
+"""The order the dry pass risk-checks while the policy wants none (never sent)."""
 
 
 def session_key(venue: str, symbol: str, start_ns: int, data_dir: Path) -> SessionKey:
@@ -124,10 +128,16 @@ class SymbolRun:
         # only a model whose answer depends on its input alone is run idle (never a stateful
         # one, nor a wrapped or user runner that does not say so)
         self._dry_runner = runner if getattr(runner, "stateless", False) is True else None
+        # a policy decides idle on a shallow copy only where its class says that is safe
+        policy = staged.pipeline.policy
+        copy_safe = vars(type(policy)).get("copy_safe") is True  # declared, not inherited
+        self._dry_policy = copy.copy(policy) if copy_safe else None
         self._features = staged.pipeline.features
         self._scratch = np.empty_like(self._features.vector)
-        self._last_frame: Frame | None = None  # the last frame processed (dry_pass parses it)
+        self._last_frame: Frame | None = None  # the last frame processed
+        self._last_data: dict[str, Frame] = {}  # the last market-data frame of each stream
         self._dry_parse = getattr(normalizer, "dry_parse", None)  # else the JSON alone
+        self._dry_book = getattr(normalizer, "dry_book", None)
 
     @property
     def contract_drops(self) -> dict[str, int]:
@@ -146,7 +156,9 @@ class SymbolRun:
         self.stepper.record_outputs()
         self.recorder.spill()  # after the recording took the new orders and fills
         if frames:  # where `data recover` may cut the recording if the process is killed
-            self._last_frame = frames[-1]
+            self._last_frame = last = frames[-1]
+            if last.direction == Direction.IN:
+                self._last_data[last.stream] = last
             tables = self.recorder.tables
             self.spool.mark = (
                 consumed.next_seq - 1,
@@ -160,28 +172,37 @@ class SymbolRun:
         """The hot code again on the last data, every answer thrown away: called while the
         feed is idle (`LiveOptions.keep_warm`) so that the next frame finds the code and data
         in the caches (at 1x a frame comes every ~30 ms and otherwise pays most of its time
-        in cache misses). It parses the last market-data frame again (the normaliser's
-        `dry_parse`, else the JSON alone), checks the last book row again and runs a
-        stateless model on a scratch copy of the feature vector. Nothing that decides or is
-        recorded changes: no state is written but the model's output vector (which the
-        engine reads only right after its own predict), no event or call is counted (the
-        circuit breaker is bypassed), a stateful model is never run. False before the first
-        frame."""
-        frame = self._last_frame
-        if frame is None:
+        in cache misses). It parses the last frame of each market-data stream again (the
+        normaliser's `dry_parse`, else the JSON alone), applies the book's last diff again
+        (`dry_book`: absolute sizes, the book stays as it is), checks the last book row again
+        and writes it into the engine's row it is already in, runs a stateless model on a
+        scratch copy of the feature vector and a policy whose class declares `copy_safe` on
+        a shallow copy of itself. Nothing that decides or is recorded changes: no state is
+        written but the model's output vector (which the engine reads only right after its
+        own predict), no event or call is counted (the circuit breaker is bypassed), a
+        stateful model is never run. With the policy, the order path up to the venue runs too
+        (`LiveEngine.dry_act`: the request and the pure risk checks) on what the copy asked
+        for, else on a probe order. False before the first frame."""
+        if self._last_frame is None:
             return False
-        if frame.direction == Direction.IN:
+        for frame in self._last_data.values():
             if self._dry_parse is not None:
                 self._dry_parse(frame)
             else:
                 with contextlib.suppress(ValueError):  # malformed: on_frame counted it
                     orjson.loads(frame.payload)
+        if self._dry_book is not None:
+            self._dry_book(self.levels)
         self.stepper.dry_check()
         runner = self._dry_runner
         if runner is not None and self._features.ready:
             scratch = self._scratch
             scratch[...] = self._features.vector
-            runner.predict(scratch, self.engine.state.n_events)
+            out = runner.predict(scratch, self.engine.state.n_events)
+            if self._dry_policy is not None:
+                intents = self._dry_policy.decide(out, self.engine.view)
+                # the order path too, most often while the policy holds: with a probe order
+                self.engine.dry_act(intents or _PROBE)
         return True
 
     def record_outputs(self) -> None:

@@ -86,6 +86,17 @@ def _book_ok_by_level(values: Sequence[float], levels: int) -> bool:
     return True
 
 
+def _depths(values: Sequence[float], levels: int) -> tuple[float, float]:
+    """The bid and ask sizes of a book row's first `levels` levels, summed level by level
+    with NaN as 0: what BookColumns.from_batch sums."""
+    bid = ask = 0.0
+    for j in range(0, 4 * levels, 4):
+        b, a = values[j + 1], values[j + 3]
+        bid = bid + (b if b == b else 0.0)
+        ask = ask + (a if a == a else 0.0)
+    return bid, ask
+
+
 def trade_ok(px: float, sz: float, side: int) -> bool:
     return 0 < px < _INF and 0 < sz < _INF and side in (-1, 0, 1)
 
@@ -295,12 +306,7 @@ class EventStepper:
         book_px, part, bid_depth, ask_depth, levels = self._books[flip]
         book_px[:] = values
         self._ints["book"][0] = ts
-        bid = ask = 0.0  # what BookColumns.from_batch sums: level by level, NaN as 0
-        for j in range(0, 4 * levels, 4):
-            b, a = values[j + 1], values[j + 3]
-            bid = bid + (b if b == b else 0.0)
-            ask = ask + (a if a == a else 0.0)
-        bid_depth[0], ask_depth[0] = bid, ask
+        bid_depth[0], ask_depth[0] = _depths(values, levels)
         self._record_book(row)
         if ts_event is not None:
             self._latency.append(ts - ts_event)
@@ -318,10 +324,16 @@ class EventStepper:
         self._step(self._status_part)
 
     def dry_check(self) -> None:
-        """The last book row's contract checks again, result unused (pure: the live
-        keep-warm pass, `SymbolRun.dry_pass`)."""
-        if self._last_book is not None:
-            book_ok(self._last_book, self._levels)
+        """What `book` does for the last book row, again, result unused (the live keep-warm
+        pass, `SymbolRun.dry_pass`): its contract checks, and its values and depth sums
+        written into the row the engine read them from (the same values into the same row:
+        nothing changes). No event is stepped, recorded or counted."""
+        values = self._last_book
+        if values is None or not book_ok(values, self._levels):
+            return
+        book_px, _, bid_depth, ask_depth, levels = self._books[self._flip]
+        book_px[:] = values
+        bid_depth[0], ask_depth[0] = _depths(values, levels)
 
     def record_outputs(self) -> None:
         """Hand the decisions, orders and fills made since the last call to the spool."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 
 import pytest
 
@@ -128,3 +129,38 @@ def test_an_error_in_the_inline_path_is_raised_in_the_consumer_thread():
     with pytest.raises(RuntimeError, match="pipeline failed on frame 1"):
         handoff.consume(0.0)  # the consumer runs nothing more through a failed pipeline
     assert [seq for _, seq in pipeline.ran] == [0]
+
+
+def test_an_error_in_the_consumer_thread_stops_the_inline_path_too():
+    handoff, pipeline, stamper, pending = _setup()
+    pipeline.fail_on = 1
+    pending.n = 1  # a burst: queued for the consumer thread
+    handoff.offer(_frame(stamper))
+    handoff.offer(_frame(stamper))
+    pending.n = 0
+    with pytest.raises(RuntimeError, match="pipeline failed on frame 1"):
+        handoff.consume(0.0)
+    handoff.offer(_frame(stamper))  # the pipeline is free again, but failed: queued, not run
+    assert [seq for _, seq in pipeline.ran] == [0]
+    assert len(handoff.inbox) == 1
+    with pytest.raises(RuntimeError, match="pipeline failed on frame 1"):
+        handoff.check()
+
+
+def test_a_burst_leaves_the_consumer_thread_asleep_and_a_tick_wakes_it():
+    handoff, pipeline, stamper, pending = _setup()
+    woke: list[bool] = []
+    consumer = threading.Thread(target=lambda: woke.append(handoff.inbox.wait(3.0)))
+    consumer.start()
+    time.sleep(0.05)  # it waits for frames
+    pending.n = 2
+    handoff.offer(_frame(stamper))  # queued inside the burst: the reader runs it at the end
+    pending.n = 1
+    handoff.offer(_frame(stamper))
+    consumer.join(0.3)
+    assert consumer.is_alive()  # no wake-up (and GIL fight) per frame
+    assert woke == []
+    handoff.tick(lambda: stamper.stamp(0, Direction.TIMER, "", b""))  # nobody else runs it
+    consumer.join(1.0)
+    assert woke == [True]
+    assert pipeline.ran == []

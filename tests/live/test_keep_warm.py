@@ -1,10 +1,12 @@
 """Keeping the live path warm while the feed is idle (`LiveOptions.keep_warm`): the dry pass
-parses the last frame again, re-checks the last book row and runs a stateless model on a copy
-of the features, and changes nothing that decides or is recorded."""
+parses the last frame of each stream again, applies the book's last diff again, re-checks and
+rewrites the last book row, runs a stateless model on a copy of the features and a copy-safe
+policy on a copy of itself, and changes nothing that decides or is recorded."""
 
 from __future__ import annotations
 
 import io
+import math
 import threading
 from pathlib import Path
 from typing import Any
@@ -15,10 +17,12 @@ import zstandard
 
 from simulator.config import apply_overrides, load_strategy
 from simulator.feedsim.server import serving
+from simulator.importers.binance_messages import Depth
 from simulator.live.frames import Direction, Frame, stream_of
 from simulator.live.run import LiveOptions, run_live
 from simulator.live.session import SymbolRun
 from simulator.live.venues import adapter
+from simulator.policies import ThresholdPolicy
 from simulator.runtime import replay
 from simulator.session import resolve_session
 from simulator.types import SessionKey
@@ -113,11 +117,27 @@ def test_dry_passes_between_frames_change_nothing_the_model_sees_or_answers(tmp_
     runner.predict = counted  # type: ignore[method-assign]
     try:
         assert warm.dry_pass() is False  # nothing processed yet: nothing to run
-        for frame in frames:
+        for k, frame in enumerate(frames):
             cold.process([frame])
             warm.process([frame])
             assert warm.dry_pass() is True
             warm.dry_pass()
+            if k % 100 == 0:
+                assert _book(warm) == _book(cold)
+                assert _engine_rows(warm) == _engine_rows(cold)
+        assert _book(warm) == _book(cold)
+        assert _engine_rows(warm) == _engine_rows(cold)
+        assert warm._dry_policy is not None  # obi_mlp's threshold policy decided idle too
+        policy_cold, policy_warm = cold.staged.pipeline.policy, warm.staged.pipeline.policy
+        assert policy_cold.target == policy_warm.target  # type: ignore[attr-defined]
+        assert policy_cold.n_under_minimum == policy_warm.n_under_minimum  # type: ignore[attr-defined]
+        risk_cold, risk_warm = cold.staged.pipeline.risk, warm.staged.pipeline.risk
+        assert risk_cold.counts == risk_warm.counts  # type: ignore[attr-defined]
+        tables_cold, tables_warm = cold.recorder.tables, warm.recorder.tables
+        assert len(tables_cold.orders) == len(tables_warm.orders)
+        assert _undated(tables_cold.rejections) == _undated(tables_warm.rejections)
+        # the policy asked for orders (risk refuses them as stale: the tape is years old)
+        assert len(tables_cold.orders) + len(tables_cold.rejections) > 0
     finally:
         runner.predict = real_predict  # type: ignore[method-assign]
         for run in (cold, warm):
@@ -135,6 +155,61 @@ def test_dry_passes_between_frames_change_nothing_the_model_sees_or_answers(tmp_
     assert breaker_cold is not None
     assert breaker_warm is not None
     assert breaker_cold.counts == breaker_warm.counts  # the breaker never saw a dry pass
+
+
+def _undated(rejections: list[Any]) -> list[tuple[object, ...]]:
+    """Rejections without their decision time (the wall clock's: never equal twice)."""
+    return [(r.event_index, r.side, r.qty, r.reason) for r in rejections]
+
+
+def _book(run: SymbolRun) -> tuple[object, ...]:
+    """The normaliser's whole book: its depth and every level."""
+    book = run.normalizer.book  # type: ignore[attr-defined]
+    n_bids, n_asks = book.depth()
+    return book.depth(), book.top_row(max(n_bids, n_asks, 1))
+
+
+def _engine_rows(run: SymbolRun) -> list[list[float]]:
+    """The two one-row book columns the engine walks (the stepper alternates them)."""
+    return [values.tolist() for values, *_ in run.stepper._books]
+
+
+def test_the_book_s_last_diff_applied_again_changes_no_level():
+    """Absolute sizes: a diff applied twice leaves the book as once, a price repeated within
+    a side included; a diff with a NaN price is not applied again (it would add a level)."""
+    normalizer = adapter("binance", ["book"]).normalizer("btcusdt")
+    book = normalizer.book  # type: ignore[attr-defined]
+    book.reset([(100.0, 1.0), (99.0, 2.0)], [(101.0, 1.0), (102.0, 3.0)])
+    diff = Depth(0, 1, 1, None, [(100.0, 0.0), (98.0, 4.0), (98.0, 0.0), (97.0, 5.0)],
+                 [(101.5, 2.0), (102.0, 0.0), (101.5, 7.0)])  # fmt: skip
+    book.apply(diff.bids, diff.asks)
+    normalizer._last_diff = diff  # type: ignore[attr-defined]
+    before = (book.depth(), book.top_row(10))
+    normalizer.dry_book(10)  # type: ignore[attr-defined]
+    normalizer.dry_book(10)  # type: ignore[attr-defined]
+    assert (book.depth(), book.top_row(10)) == before
+    nan_diff = Depth(0, 2, 2, None, [(math.nan, 1.0)], [])
+    book.apply(nan_diff.bids, nan_diff.asks)
+    normalizer._last_diff = nan_diff  # type: ignore[attr-defined]
+    depth = book.depth()
+    normalizer.dry_book(10)  # type: ignore[attr-defined]
+    assert book.depth() == depth
+
+
+def test_only_a_policy_class_that_declares_itself_copy_safe_decides_idle(tmp_path):
+    run = _symbol_run(tmp_path, "obi_mlp")
+    try:
+        assert type(run._dry_policy) is ThresholdPolicy
+        assert run._dry_policy is not run.staged.pipeline.policy
+    finally:
+        _close(run)
+
+    class Counting(ThresholdPolicy):  # a subclass may keep state a copy would share
+        __slots__ = ()
+
+    policy = run.staged.pipeline.policy
+    assert vars(type(policy)).get("copy_safe") is True
+    assert vars(Counting).get("copy_safe") is None
 
 
 def test_a_stateful_model_is_never_run_idle(tmp_path):

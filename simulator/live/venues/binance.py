@@ -124,6 +124,8 @@ class BinanceNormalizer:
         self.book: L2Book = new_book()
         self._chain: DepthChain | None = None
         self._buffer: list[Depth] = []
+        # the diff applied last, while the book is as it left it (dry_book applies it again)
+        self._last_diff: Depth | None = None
         self._last_quote_u = -1
         self._last_trade_id = -1
         self._conn = -1
@@ -172,6 +174,19 @@ class BinanceNormalizer:
                 _quote_fields(data)
             else:
                 parse_message(kind, data)
+
+    def dry_book(self, levels: int) -> None:
+        """What `on_frame` does to the book for a diff, again, on the last diff applied: the
+        live keep-warm pass (`SymbolRun.dry_pass`). Binance sizes are absolute, so applying
+        the book's last diff once more leaves every level as it is (a NaN price would be
+        inserted again: such a diff is not applied); the top `levels` are read, unused."""
+        diff = self._last_diff
+        if diff is None:
+            return
+        bids, asks = diff.bids, diff.asks
+        if all(px == px for px, _ in bids) and all(px == px for px, _ in asks):
+            self.book.apply(bids, asks)
+        self.book.top_row(levels)
 
     def _on_message(self, frame: Frame, out: Consumed) -> None:
         kind = frame.stream[len(self.prefix) :]
@@ -236,6 +251,7 @@ class BinanceNormalizer:
         verdict = chain.admit(diff.first_id, diff.last_id, diff.prev_id)
         if verdict == Verdict.APPLY:
             self.book.apply(diff.bids, diff.asks)
+            self._last_diff = diff
             self.stats.diffs_applied += 1
             out.book_row(frame.ts_recv, diff.ts_event, diff.last_id, self.book)
         elif verdict == Verdict.GAP:
@@ -246,6 +262,7 @@ class BinanceNormalizer:
             self.stats.duplicates += 1
 
     def _declare_gap(self, frame: Frame, out: Consumed, reason: str) -> None:
+        self._last_diff = None
         self.stats.gaps += 1
         out.status_event(frame.ts_recv, StatusCode.GAP, reason)
         if self._depth and self._chain is not None:
@@ -277,6 +294,7 @@ class BinanceNormalizer:
             self.wants_snapshot = True
             return
         chain = DepthChain(snapshot.last_update_id, futures=self._futures)
+        self._last_diff = None
         self.book.reset(snapshot.bids, snapshot.asks)
         applied = 0
         for k, diff in enumerate(buffer):
@@ -288,6 +306,7 @@ class BinanceNormalizer:
                 self.wants_snapshot = True
                 return
             self.book.apply(diff.bids, diff.asks)
+            self._last_diff = diff
             applied += 1
             out.book_row(frame.ts_recv, diff.ts_event, diff.last_id, self.book)
         self._buffer.clear()
