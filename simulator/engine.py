@@ -681,22 +681,8 @@ class Engine:
         slot: int,
     ) -> bool:  # fmt: skip
         """Risk-check a new order and submit it (rare: cold enough to allocate)."""
-        state, market, pipeline = self.state, self._market, self._pipeline
-        side = intent.side
-        limit = isinstance(intent, LimitOrder)
-        if isinstance(intent, LimitOrder):  # on the tick, never more aggressive than asked
-            price = pipeline.instrument.limit_price(intent.price, side)
-        else:
-            price = market.ask_px if side > 0 else market.bid_px
-        order = OrderRequest(
-            order_id=state.next_order_id,
-            ts_decision=ts_decision,  # type: ignore[arg-type]
-            side=side,
-            qty=intent.qty,
-            order_type=OrderType.LIMIT if limit else OrderType.MARKET,
-            limit_px=price if limit else None,
-            post_only=intent.post_only if isinstance(intent, LimitOrder) else False,
-        )
+        state, pipeline = self.state, self._pipeline
+        order, price = self._order_request(intent, ts_decision)
         approved = self._approved(order, price, slot)
         t4 = perf_counter_ns()
         views = self._recorder.views
@@ -713,6 +699,31 @@ class Engine:
         views["order_id"][slot] = order.order_id
         state.next_order_id += 1
         return True
+
+    def _order_request(
+        self, intent: MarketOrder | LimitOrder, ts_decision: int
+    ) -> tuple[OrderRequest, float]:
+        """The request a new-order intent becomes, and the price it is expected to trade at
+        (what risk reads): a limit price on the tick, never more aggressive than asked; a
+        market order's opposite best."""
+        side = intent.side
+        if isinstance(intent, LimitOrder):
+            price = self._pipeline.instrument.limit_price(intent.price, side)
+            order_type, limit_px, post_only = OrderType.LIMIT, price, intent.post_only
+        else:
+            market = self._market
+            price = market.ask_px if side > 0 else market.bid_px
+            order_type, limit_px, post_only = OrderType.MARKET, None, False
+        order = OrderRequest(
+            order_id=self.state.next_order_id,
+            ts_decision=ts_decision,  # type: ignore[arg-type]
+            side=side,
+            qty=intent.qty,
+            order_type=order_type,
+            limit_px=limit_px,
+            post_only=post_only,
+        )
+        return order, price
 
 
 def _with_next_ts(batches: Iterator[MergedBatch]) -> Iterator[tuple[MergedBatch, int]]:

@@ -9,13 +9,14 @@ an Engine: one event at a time, each timed on the wall.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 import numpy as np
 
 from simulator.engine import TIMER, TRADE, Engine
 from simulator.errors import InvariantViolation
+from simulator.intents import Intent, LimitOrder, MarketOrder
 from simulator.metrics import LatencyHistogram
 from simulator.sources.merge import MergedBatch
 from simulator.sources.recorded import EventBatch
@@ -121,6 +122,19 @@ class LiveEngine(Engine):
         if samples:
             self._recv_to_done.add_samples(np.asarray(samples, dtype=np.int64))
         return slot
+
+    def dry_act(self, intents: Sequence[Intent]) -> None:
+        """What `act` does for a decision before anything is dated, counted or sent, again,
+        answers unused: the request each new-order intent becomes and the risk checks that
+        declare themselves pure (`RiskChain.dry_check`; a gate without it runs none). The
+        live keep-warm pass (live/session.py `SymbolRun.dry_pass`); nothing changes."""
+        state = self.state
+        dry_check = getattr(self._pipeline.risk, "dry_check", None)
+        for intent in intents:
+            if isinstance(intent, MarketOrder | LimitOrder):
+                order, price = self._order_request(intent, state.now)
+                if dry_check is not None:
+                    dry_check(order, price, state)
 
     @property
     def decisions(self) -> list[tuple[int, int]]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from enum import Enum
-from typing import Final
+from typing import ClassVar, Final
 
 from simulator.errors import ConfigError
 from simulator.protocols import RiskCheck, RiskView
@@ -92,6 +92,7 @@ def _breaches(before: float, after: float, limit: float) -> bool:
 class MaxOrderSize:
     """Rejects an order whose quantity exceeds `max_qty` (equal passes)."""
 
+    pure: ClassVar[bool] = True  # check() only reads (RiskChain.dry_check)
     __slots__ = ("max_qty",)
 
     def __init__(self, max_qty: float) -> None:
@@ -107,6 +108,7 @@ class MaxOrderSize:
 class MaxPosition:
     """Rejects an order that would leave |position| above `max_abs_position` (equal passes)."""
 
+    pure: ClassVar[bool] = True  # check() only reads (RiskChain.dry_check)
     __slots__ = ("max_abs_position",)
 
     def __init__(self, max_abs_position: float) -> None:
@@ -123,6 +125,7 @@ class MaxPosition:
 class MaxNotional:
     """Rejects an order whose resulting |position| x price exceeds `max_notional`."""
 
+    pure: ClassVar[bool] = True  # check() only reads (RiskChain.dry_check)
     __slots__ = ("max_notional",)
 
     def __init__(self, max_notional: float) -> None:
@@ -141,6 +144,7 @@ class MinNotional:
     """Rejects an order whose qty x price is under the instrument's `min_notional` (equal
     passes; a NaN product is rejected). Closing orders too: the venue refuses them alike."""
 
+    pure: ClassVar[bool] = True  # check() only reads (RiskChain.dry_check)
     __slots__ = ("min_notional",)
 
     def __init__(self, min_notional: float) -> None:
@@ -161,6 +165,7 @@ class PriceCollar:
     mid (NaN) the collar cannot be evaluated and rejects.
     """
 
+    pure: ClassVar[bool] = True  # check() only reads (RiskChain.dry_check)
     __slots__ = ("max_bps",)
 
     def __init__(self, max_bps: float) -> None:
@@ -185,6 +190,7 @@ class OrderRateLimit:
     holds the last `max_orders` send times; the slot about to be overwritten is the oldest.
     """
 
+    pure: ClassVar[bool] = True  # check() only reads (RiskChain.dry_check)
     __slots__ = ("_next", "_sent", "max_orders", "window_ns")
 
     def __init__(self, max_orders: int, window_ns: int) -> None:
@@ -208,6 +214,7 @@ class OrderRateLimit:
 class StaleData:
     """Rejects when the last market update is older than `max_age_ns` (equal passes)."""
 
+    pure: ClassVar[bool] = True  # check() only reads (RiskChain.dry_check)
     __slots__ = ("max_age_ns",)
 
     def __init__(self, max_age_ns: int) -> None:
@@ -268,6 +275,7 @@ class KillSwitch:
 class ModelHealth:
     """Rejects while the model is unhealthy (e.g. the circuit breaker is open)."""
 
+    pure: ClassVar[bool] = True  # check() only reads (RiskChain.dry_check)
     __slots__ = ()
 
     def check(self, order: OrderRequest, price: float, state: RiskView) -> RejectReason:
@@ -280,6 +288,7 @@ class FeedHealth:
     """Rejects while the live feed is down: disconnected, or the local book is resyncing
     after a gap (the status events that say so are recorded, so replays reject alike)."""
 
+    pure: ClassVar[bool] = True  # check() only reads (RiskChain.dry_check)
     __slots__ = ()
 
     def check(self, order: OrderRequest, price: float, state: RiskView) -> RejectReason:
@@ -303,7 +312,7 @@ class RiskChain:
     only then does it count against the rate limit.
     """
 
-    __slots__ = ("_checks", "_names", "_on_sent", "_user_codes", "counts")
+    __slots__ = ("_checks", "_names", "_on_sent", "_pure", "_user_codes", "counts")
 
     def __init__(self, checks: Sequence[RiskCheck]) -> None:
         self._checks = tuple(checks)
@@ -311,6 +320,8 @@ class RiskChain:
         # does no getattr per order
         found = (getattr(c, "on_sent", None) for c in self._checks)
         self._on_sent: tuple[Callable[[int], None], ...] = tuple(f for f in found if f is not None)
+        # checks whose class declares (not inherits) that check() only reads
+        self._pure = tuple(c for c in self._checks if vars(type(c)).get("pure") is True)
         self.counts: dict[int, int] = dict.fromkeys(map(int, RejectReason), 0)
         self._names: dict[int, str] = {int(r): r.name for r in RejectReason}
         self._user_codes: dict[tuple[int, int], int] = {}  # (check index, its value) -> code
@@ -328,6 +339,13 @@ class RiskChain:
                 return code
         self.counts[0] += 1
         return 0
+
+    def dry_check(self, order: OrderRequest, price: float, state: RiskView) -> None:
+        """The checks whose class declares `pure` (check() only reads) on `order`, answers
+        unused, nothing counted; the others (the kill switch latches, a user check may keep
+        state) are skipped: the live keep-warm pass (`LiveEngine.dry_act`)."""
+        for check in self._pure:
+            check.check(order, price, state)
 
     def _user(self, index: int, reason: int) -> int:
         """The code of a user check's reason, named on first sight (cold: rejections only)."""

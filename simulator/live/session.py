@@ -22,6 +22,7 @@ import orjson
 
 from simulator import instruments
 from simulator.instruments import Instrument
+from simulator.intents import MarketOrder
 from simulator.live.adapter import Normalizer
 from simulator.live.consumed import Consumed, schemas
 from simulator.live.frames import RAW_SCHEMA, Direction, Frame
@@ -33,9 +34,11 @@ from simulator.runtime import build_live
 from simulator.session import SessionRef
 from simulator.settings import Settings
 from simulator.store import session_dir
-from simulator.types import SessionKey
+from simulator.types import SessionKey, Side
 
 FEED_LATENCY_WINDOW: Final = 2048
+_PROBE: Final = (MarketOrder(Side.BUY, 1.0),)
+"""The order the dry pass risk-checks while the policy wants none (never sent)."""
 
 
 def session_key(venue: str, symbol: str, start_ns: int, data_dir: Path) -> SessionKey:
@@ -177,7 +180,9 @@ class SymbolRun:
         a shallow copy of itself. Nothing that decides or is recorded changes: no state is
         written but the model's output vector (which the engine reads only right after its
         own predict), no event or call is counted (the circuit breaker is bypassed), a
-        stateful model is never run. False before the first frame."""
+        stateful model is never run. With the policy, the order path up to the venue runs too
+        (`LiveEngine.dry_act`: the request and the pure risk checks) on what the copy asked
+        for, else on a probe order. False before the first frame."""
         if self._last_frame is None:
             return False
         for frame in self._last_data.values():
@@ -195,7 +200,9 @@ class SymbolRun:
             scratch[...] = self._features.vector
             out = runner.predict(scratch, self.engine.state.n_events)
             if self._dry_policy is not None:
-                self._dry_policy.decide(out, self.engine.view)
+                intents = self._dry_policy.decide(out, self.engine.view)
+                # the order path too, most often while the policy holds: with a probe order
+                self.engine.dry_act(intents or _PROBE)
         return True
 
     def record_outputs(self) -> None:

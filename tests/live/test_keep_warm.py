@@ -131,6 +131,8 @@ def test_dry_passes_between_frames_change_nothing_the_model_sees_or_answers(tmp_
         policy_cold, policy_warm = cold.staged.pipeline.policy, warm.staged.pipeline.policy
         assert policy_cold.target == policy_warm.target  # type: ignore[attr-defined]
         assert policy_cold.n_under_minimum == policy_warm.n_under_minimum  # type: ignore[attr-defined]
+        risk_cold, risk_warm = cold.staged.pipeline.risk, warm.staged.pipeline.risk
+        assert risk_cold.counts == risk_warm.counts  # type: ignore[attr-defined]
         tables_cold, tables_warm = cold.recorder.tables, warm.recorder.tables
         assert len(tables_cold.orders) == len(tables_warm.orders)
         assert _undated(tables_cold.rejections) == _undated(tables_warm.rejections)

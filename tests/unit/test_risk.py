@@ -176,6 +176,38 @@ def test_chain_on_sent_feeds_the_rate_limit():
     assert chain.check(order(1.0), 100.0, state) == APPROVED
 
 
+def test_dry_check_runs_only_the_checks_declared_pure_and_counts_nothing():
+    """The live keep-warm pass: no count, no kill switch trip, no rate-limit slot taken, a
+    user check (no `pure` declared) never called."""
+    user = SpreadCheck([])  # would raise IndexError if called
+
+    class Inherits(MaxOrderSize):  # declares nothing itself: may keep state
+        __slots__ = ()
+
+        def check(self, order, price, state):
+            raise AssertionError("an undeclared subclass ran")
+
+    called = []
+
+    class Pure:
+        pure = True
+
+        def check(self, order, price, state):
+            called.append(order.qty)
+            return 1
+
+    kill, rate = KillSwitch(max_drawdown=1.0), OrderRateLimit(max_orders=1, window_ns=100)
+    chain = RiskChain([user, Inherits(1.0), kill, rate, MaxPosition(0.5), StaleData(10), Pure()])
+    state = RiskState(equity=90.0, peak_equity=100.0, now=50)  # the kill switch would trip
+    counts = dict(chain.counts)
+    chain.dry_check(order(2.0), 100.0, state)
+    assert called == [2.0]
+    assert chain.counts == counts
+    assert not kill.tripped
+    assert kill.check(order(0.1), 100.0, state) == RejectReason.KILL_SWITCH  # as without
+    assert rate._sent == [-(2**63)]
+
+
 class WideSpread(IntEnum):
     SPREAD_TOO_WIDE = 1
     NO_QUOTE = 2
