@@ -24,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -40,59 +41,212 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def _status_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1])
+    return 0
+
+
 class _MallInfo2(ctypes.Structure):
     _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks",
                 "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]  # fmt: skip
 
 
-def inside(every: float, out: Path, argv: list[str]) -> None:
-    """Run `ticktape live` in this process with a thread writing a JSON line to `out` every
-    `every` seconds: what RSS is made of, seen from inside."""
-    import pyarrow as pa
+def _size_class(kb: int) -> str:
+    if kb == 1024:
+        return "1M"  # pymalloc's arenas (unless merged with a neighbour)
+    if kb in (8192, 8188, 8196):
+        return "8M"  # thread stacks
+    for bound, label in ((256, "<256K"), (1024, "<1M"), (8192, "<8M"), (32768, "<32M"),
+                         (65536, "<64M")):  # fmt: skip
+        if kb < bound:
+            return label
+    return "64M+" if kb == 65536 else ">64M"
 
-    import cli
-    import simulator.recording as recording
 
-    recorders: list[Any] = []
-    init = recording.RunRecorder.__init__
+def smaps_by_mapping() -> dict[str, int]:
+    """Resident kB per kind of mapping (/proc/self/smaps): `[heap]`, `[stack]`, `anon` (glibc's
+    thread arenas, mimalloc's segments, thread stacks, large blocks), `file:NAME` per mapped
+    file (the shared libraries, Parquet read back through a memory map)."""
+    kinds: dict[str, int] = {}
+    name = "anon"
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        head = line.split(maxsplit=5)
+        if len(head) >= 5 and "-" in head[0] and not head[0].endswith(":"):
+            path = head[5] if len(head) > 5 else ""
+            name = path if path.startswith("[") else f"file:{Path(path).name}" if path else "anon"
+            if name == "anon":  # by the mapping's size: what made it
+                start, end = (int(x, 16) for x in head[0].split("-"))
+                name = f"anon:{_size_class((end - start) >> 10)}"
+        elif head and head[0] == "Rss:":
+            kinds[name] = kinds.get(name, 0) + int(head[1])
+    return kinds
+
+
+HEAP_MAX = 64 << 20  # glibc's thread heaps: this size, aligned to it
+
+
+def anon_maps() -> dict[tuple[int, int], int]:
+    """Resident kB of each anonymous mapping, by (start, end) address."""
+    maps: dict[tuple[int, int], int] = {}
+    key: tuple[int, int] | None = None
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        head = line.split(maxsplit=5)
+        if len(head) >= 5 and "-" in head[0] and not head[0].endswith(":"):
+            start, end = (int(x, 16) for x in head[0].split("-"))
+            key = (start, end) if len(head) == 5 else None
+        elif key is not None and head and head[0] == "Rss:":
+            maps[key] = int(head[1])
+    return maps
+
+
+def rollup() -> dict[str, int]:
+    """Resident MB by backing (/proc/self/smaps_rollup): anonymous, file, shared memory."""
+    fields = {}
+    for line in Path("/proc/self/smaps_rollup").read_text().splitlines()[1:]:
+        key, value = line.split(":", 1)
+        fields[key] = int(value.split()[0])
+    return {
+        k: round(fields[k] / 1024)
+        for k in ("Rss", "Anonymous", "Shared_Clean", "Private_Clean", "Private_Dirty")
+        if k in fields
+    }
+
+
+def _kept(cls: Any, into: list[Any]) -> None:  # noqa: ANN401
+    """Every instance of `cls` made from now on is appended to `into`."""
+    init = cls.__init__
 
     def keep(self: Any, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401
         init(self, *args, **kwargs)
-        recorders.append(self)
+        into.append(self)
 
-    recording.RunRecorder.__init__ = keep  # type: ignore[method-assign]
+    cls.__init__ = keep
+
+
+def _libc() -> Any:  # noqa: ANN401
     try:
         libc: Any = ctypes.CDLL("libc.so.6")
         libc.mallinfo2.restype = _MallInfo2
     except (OSError, AttributeError):
-        libc = None
+        return None
+    libc.malloc.restype = ctypes.c_void_p
+    libc.free.argtypes = (ctypes.c_void_p,)
+    return libc
 
-    def sample() -> dict[str, object]:
-        status = dict(
-            line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines()
-        )
-        anon_kb = int(status["RssAnon"].split()[0])
+
+class _Inside:
+    """The sampler inside the live process: what RSS is made of, every `every` seconds.
+
+    Environment switches for finding a leak: SOAK_SMAPS=DIR dumps /proc/self/smaps at each
+    sample; SOAK_TRIM=1 trims once more after sampling and reports the anonymous RSS left;
+    SOAK_TRACEMALLOC=1 traces Python's allocations and reports the lines that grew most."""
+
+    def __init__(self, every: float, out: Path) -> None:
+        import simulator.live.parts as parts
+        import simulator.recording as recording
+
+        self.every, self.out = every, out
+        self.recorders: list[Any] = []
+        self.writers: list[Any] = []
+        _kept(recording.RunRecorder, self.recorders)
+        _kept(parts.PartWriter, self.writers)
+        self.libc = _libc()
+        self.heaps: dict[int, str] = {}  # glibc's thread heaps (64 MiB aligned) -> threads
+        if self.libc is not None:
+            self._locate_heaps()
+        self.trim = os.environ.get("SOAK_TRIM") == "1"
+        self.dump = Path(os.environ["SOAK_SMAPS"]) if os.environ.get("SOAK_SMAPS") else None
+        self.traced = os.environ.get("SOAK_TRACEMALLOC") == "1"
+        if self.traced:  # what Python (and numpy) allocated, by line: slow
+            tracemalloc.start(4)
+        self.base: list[tracemalloc.Snapshot] = []
+
+    def _locate_heaps(self) -> None:
+        """Each thread started from now on names the glibc heap its arena allocates from."""
+        run, libc, heaps = threading.Thread.run, self.libc, self.heaps
+
+        def located(thread: threading.Thread) -> None:
+            block = libc.malloc(600)  # from this thread's arena
+            base = block & ~(HEAP_MAX - 1)
+            heaps[base] = f"{heaps[base]},{thread.name}" if base in heaps else thread.name
+            libc.free(block)
+            run(thread)
+
+        threading.Thread.run = located  # type: ignore[method-assign,assignment]
+
+    def by_heap(self) -> dict[str, float]:
+        """Resident MB of each glibc thread heap, named by its threads (others by address)."""
+        rss: dict[str, float] = {}
+        for (start, _), kb in anon_maps().items():
+            if start % HEAP_MAX == 0:  # a heap's used part (or mimalloc's arena, > 64 MiB)
+                name = self.heaps.get(start, f"{start:x}")
+                rss[name] = round(rss.get(name, 0) + kb / 1024, 1)
+        return {name: mb for name, mb in rss.items() if mb >= 1}
+
+    def sample(self) -> dict[str, object]:
+        import pyarrow as pa
+
+        big = {k: round(v / 1024, 1) for k, v in smaps_by_mapping().items() if v >= 1024}
+        buffered = sum(w._buffered_bytes for w in self.writers)  # parts not yet written
         row: dict[str, object] = {
-            "anon_mb": round(anon_kb / 1024),
-            "arrow_mb": round(pa.total_allocated_bytes() / 2**20),
+            "anon_mb": round(_status_kb("RssAnon") / 1024),
+            "arrow_mb": round(pa.total_allocated_bytes() / 2**20),  # the default pool's
+            "arrow_pool": pa.default_memory_pool().backend_name,
+            "mimalloc_mb": round(pa.mimalloc_memory_pool().bytes_allocated() / 2**20),
             "py_blocks_k": round(sys.getallocatedblocks() / 1000),  # Python's live blocks
+            "threads": threading.active_count(),
+            "tasks": len(os.listdir("/proc/self/task")),
+            "rollup_mb": rollup(),
+            "maps_mb": dict(sorted(big.items(), key=lambda kv: -kv[1])),
+            "parts_buffered": [round(buffered / 2**20), sum(w._pending for w in self.writers)],
         }
-        if libc is not None:
-            info = libc.mallinfo2()
+        if self.libc is not None:
+            info = self.libc.mallinfo2()
             row["malloc_mb"] = [round(info.uordblks / 2**20), round(info.fordblks / 2**20)]
-        for recorder in recorders[:1]:
+            row["mmapped_mb"] = [info.hblks, round(info.hblkhd / 2**20)]  # glibc's own maps
+            row["heaps_mb"] = self.by_heap()
+        for recorder in self.recorders[:1]:
             tables = recorder.tables
             row["rows_held"] = len(tables.orders) + len(tables.fills) + len(tables.rejections)
         return row
 
-    def loop() -> None:
-        with out.open("w") as handle:
-            while True:
-                time.sleep(every)
-                handle.write(json.dumps(sample()) + "\n")
-                handle.flush()
+    def grown(self) -> list[str]:
+        """The lines whose live allocations grew most since the first traced sample."""
+        snapshot = tracemalloc.take_snapshot().filter_traces(
+            [tracemalloc.Filter(False, tracemalloc.__file__)]
+        )
+        if not self.base:
+            self.base.append(snapshot)
+            return []
+        return [f"{s.size_diff / 1024:+.0f} KiB {s.count_diff:+d}: "
+                + " < ".join(f"{Path(f.filename).name}:{f.lineno}" for f in s.traceback)
+                for s in snapshot.compare_to(self.base[0], "traceback")[:8]]  # fmt: skip
 
-    threading.Thread(target=loop, name="soak-sampler", daemon=True).start()
+    def loop(self) -> None:
+        with self.out.open("w") as handle:
+            for n in range(1_000_000):
+                time.sleep(self.every)
+                row = self.sample()
+                if self.trim and self.libc is not None:  # what one more trim gives back
+                    self.libc.malloc_trim(0)
+                    row["anon_after_trim_mb"] = round(_status_kb("RssAnon") / 1024)
+                if self.traced and n >= 1:
+                    row["grown"] = self.grown()
+                handle.write(json.dumps(row) + "\n")
+                handle.flush()
+                if self.dump is not None:  # every mapping, for diffing which ones grew
+                    (self.dump / f"smaps.{n:03d}").write_text(Path("/proc/self/smaps").read_text())
+
+
+def inside(every: float, out: Path, argv: list[str]) -> None:
+    """Run `ticktape live` in this process with a thread writing a JSON line to `out` every
+    `every` seconds: what RSS is made of, seen from inside (see `_Inside`)."""
+    import cli
+
+    sampler = _Inside(every, out)
+    threading.Thread(target=sampler.loop, name="soak-sampler", daemon=True).start()
     sys.argv = ["ticktape", *argv]
     cli.main()
 
@@ -105,24 +259,45 @@ def last_line(path: Path) -> dict[str, object]:
         return dict(json.loads(lines[-2])) if len(lines) > 1 else {}
 
 
-def rss_summary(samples: list[tuple[float, float]]) -> dict[str, float] | None:
+def drift(samples: list[tuple[float, float]], after_s: float) -> float | None:
+    """Least-squares slope of (seconds, MB) samples from `after_s` on, in MB per minute."""
+    warm = [(t, r) for t, r in samples if t >= after_s]
+    if len(warm) < 3:
+        return None
+    t_mean = sum(t for t, _ in warm) / len(warm)
+    r_mean = sum(r for _, r in warm) / len(warm)
+    num = sum((t - t_mean) * (r - r_mean) for t, r in warm)
+    den = sum((t - t_mean) ** 2 for t, _ in warm)
+    return round(60 * num / den, 2)
+
+
+def rss_summary(samples: list[tuple[float, float]]) -> dict[str, float | None] | None:
     """First, last, min and max RSS while running, and its drift (least-squares slope, MB per
-    minute) after the first minute, and after the third (`drift_after_3min`: the allocators'
-    warm-up is over by then): flat memory has a drift near 0."""
+    minute) after the first, second and third minute (the allocators' warm-up is over by
+    then): flat memory has a drift near 0."""
     if not samples:
         return None
     rss = [r for _, r in samples]
-    summary: dict[str, float] = {"first": round(rss[0]), "last": round(rss[-1]),
-                                 "min": round(min(rss)), "max": round(max(rss))}  # fmt: skip
-    for key, after_s in (("drift_mb_per_min", 60), ("drift_after_3min", 180)):
-        warm = [(t, r) for t, r in samples if t >= after_s]
-        if len(warm) >= 3:
-            t_mean = sum(t for t, _ in warm) / len(warm)
-            r_mean = sum(r for _, r in warm) / len(warm)
-            num = sum((t - t_mean) * (r - r_mean) for t, r in warm)
-            den = sum((t - t_mean) ** 2 for t, _ in warm)
-            summary[key] = round(60 * num / den, 2)
+    summary: dict[str, float | None] = {"first": round(rss[0]), "last": round(rss[-1]),
+                                        "min": round(min(rss)), "max": round(max(rss))}  # fmt: skip
+    for minutes in (1, 2, 3):
+        summary[f"drift_after_{minutes}min"] = drift(samples, 60 * minutes)
     return summary
+
+
+def floor_summary(released: dict[str, Any], checkpoint_s: float) -> dict[str, object]:
+    """RSS right after each checkpoint's release (the live process's own samples: part
+    buffers just written, free pages returned), its drift after the second minute, and its
+    last value against its value at the second minute."""
+    every = int(released.get("rss_every", 1))
+    series = [(checkpoint_s * (1 + every * i), mb) for i, mb in enumerate(released["rss_mb"])]
+    at_2min = [mb for t, mb in series if t >= 120]
+    return {
+        "every_s": checkpoint_s * every,
+        "mb": [round(mb) for _, mb in series],
+        "drift_after_2min": drift(series, 120),
+        "last_minus_2min": round(series[-1][1] - at_2min[0], 1) if at_2min else None,
+    }
 
 
 def main() -> None:
@@ -186,12 +361,13 @@ def main() -> None:
         "events_per_s": round(manifest["summary"]["n_events"] / elapsed),
         "events": manifest["summary"]["n_events"],
         **{k: manifest["summary"][k] for k in ("n_orders", "n_fills", "n_rejections")},
-        "memory_released": facts.get("memory_released"),
+        "memory_released": {k: v for k, v in facts["memory_released"].items() if k != "rss_mb"},
         "paused_s": round(inbox["paused_s"], 2), "pauses": inbox["pauses"],
         "overflowed": inbox["overflowed"], "conflated": inbox["conflated"],
         "high_water": inbox["high_water"], "capacity": inbox["capacity"],
         "gaps": facts["normalizer"].get("gaps"), "resyncs": facts["normalizer"].get("resyncs"),
         "rss_mb": rss_summary(samples),
+        "rss_floor_mb": floor_summary(facts["memory_released"], 30.0),
         "peak_rss_mb": round(facts["peak_rss_mb"]), "inbox": inbox,
         "normalizer": facts["normalizer"], "recv_to_done_us": facts["recv_to_done_us"],
     }))  # fmt: skip

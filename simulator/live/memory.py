@@ -22,14 +22,17 @@ A platform without glibc (macOS, musl) keeps its allocator as it is: both are no
 from __future__ import annotations
 
 import ctypes
+import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 import pyarrow as pa
 
 M_MMAP_THRESHOLD: Final = -3  # mallopt's parameter number (malloc.h)
 MMAP_THRESHOLD: Final = 128 * 1024
+RSS_KEPT: Final = 128
+"""At most this many RSS samples in `Releases.rss_mb` (an hour of 30 s checkpoints)."""
 
 
 def _glibc() -> ctypes.CDLL | None:
@@ -53,17 +56,44 @@ def fix_mmap_threshold() -> bool:
     return _LIBC is not None and _LIBC.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
 
 
+_PAGE: Final = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def resident_mb() -> float:
+    """This process's resident memory (RSS) in MB; NaN where /proc is missing."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * _PAGE / 2**20
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
 @dataclass(slots=True)
 class Releases:
-    """What `release_free_memory` cost: calls, and their longest and total time."""
+    """What `release_free_memory` cost: calls, and their longest and total time; and RSS
+    right after each (`rss_mb`): its floor, with the recording's part buffers just written
+    and the free pages returned, so a trend in it is memory the run keeps."""
 
     calls: int = 0
     max_ms: float = 0.0
     total_ms: float = 0.0
+    rss_mb: list[float] = field(default_factory=list)
+    rss_every: int = 1  # rss_mb holds every this many releases' RSS: it stays short
+
+    def add_rss(self, mb: float) -> None:
+        """Keep RSS after every `rss_every`-th call; when RSS_KEPT are held, every second."""
+        if (self.calls - 1) % self.rss_every:
+            return
+        self.rss_mb.append(mb)
+        if len(self.rss_mb) >= RSS_KEPT:
+            del self.rss_mb[1::2]
+            self.rss_every *= 2
 
     def as_dict(self) -> dict[str, object]:
         return {"calls": self.calls, "max_ms": round(self.max_ms, 3),
-                "total_ms": round(self.total_ms, 3)}  # fmt: skip
+                "total_ms": round(self.total_ms, 3),
+                "rss_mb": [round(mb, 1) for mb in self.rss_mb],
+                "rss_every": self.rss_every}  # fmt: skip
 
 
 def release_free_memory(releases: Releases) -> None:
@@ -72,8 +102,11 @@ def release_free_memory(releases: Releases) -> None:
     t0 = time.perf_counter()
     if _LIBC is not None:
         _LIBC.malloc_trim(0)
-    pa.default_memory_pool().release_unused()
+    pool = pa.default_memory_pool()
+    if pool.backend_name != "system":  # the system pool's release is that same trim
+        pool.release_unused()
     ms = (time.perf_counter() - t0) * 1e3
     releases.calls += 1
     releases.max_ms = max(releases.max_ms, ms)
     releases.total_ms += ms
+    releases.add_rss(resident_mb())

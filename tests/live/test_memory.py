@@ -60,3 +60,17 @@ def test_each_release_is_counted_and_timed():
     assert releases.calls == 2
     assert 0.0 < releases.max_ms <= releases.total_ms
     assert releases.as_dict()["calls"] == 2
+
+
+def test_rss_after_the_releases_is_kept_and_stays_short_over_a_long_run():
+    releases = memory.Releases()
+    memory.release_free_memory(releases)
+    assert len(releases.rss_mb) == 1
+    assert 1.0 < releases.rss_mb[0] < 1e6
+    for _ in range(2 * memory.RSS_KEPT + 6):  # the samples thin out evenly: every 2nd, 4th...
+        releases.calls += 1
+        releases.add_rss(float(releases.calls))
+    assert releases.rss_every == 4
+    assert len(releases.rss_mb) < memory.RSS_KEPT
+    assert releases.rss_mb[1:4] == [5.0, 9.0, 13.0]  # calls 1, 5, 9, 13: every 4th
+    assert releases.as_dict()["rss_every"] == 4

@@ -44,6 +44,7 @@ def test_a_live_run_spilling_its_tables_records_every_order_and_replays_equal(
     assert not (run_dir / recording.SPILL_DIR).exists()
     released = json.loads((run_dir / "manifest.json").read_text())["live"]["memory_released"]
     assert released["calls"] >= 1  # a checkpoint every roll_seconds
+    assert len(released["rss_mb"]) == released["calls"]  # RSS after each (a short run)
     orders = pq.read_table(run_dir / "orders.parquet")
     recorded = pq.read_table(session / "order_requests.parquet").select(orders.column_names)
     assert orders.num_rows == summary["n_orders"]
