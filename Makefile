@@ -7,7 +7,8 @@ STAMP  := $(VENV)/.installed
 .PHONY: demo test lint typecheck bench clean browser crosscheck
 
 # torch is pinned and installed first: a plain `torch` requirement would pull a CUDA build.
-$(STAMP): pyproject.toml setup.py simulator/features/_native.c simulator/models/_step.c
+$(STAMP): pyproject.toml setup.py simulator/features/_native.c simulator/models/_step.c \
+		simulator/importers/_book.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0

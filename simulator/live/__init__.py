@@ -8,6 +8,7 @@ Modules, in import order (each imports only those before it):
   venues/      one module per venue (binance, coinbase): profile, subscriptions, normaliser
   parts        crash-safe rotating Parquet parts; session consolidation and recovery
   keepalive    connection settings, reconnect backoff, connect limiter, counters
+  receiver     the websocket client connection: frames split and handed on as they are read
   loop_base / rollover / connection
                the websocket connection manager (timers, make-before-break, REST snapshots)
   network      the connection on its own thread (LiveNetwork)

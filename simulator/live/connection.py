@@ -14,7 +14,7 @@ Keeping the feed alive (LIVE.md §1.2, §4, §6a):
   only our own pings, and Binance counts client pings against its 5 messages/s;
 - idle feed: no data frame for `idle_timeout_s` (alive but silent) -> close, reconnect;
 - receipt: each message is stamped and handed on inside the connection's `data_received`, as
-  soon as its TCP chunk is parsed (`WatchedConnection`), not by a task that awaits `recv()`;
+  soon as its TCP chunk is read and split (receiver.py), not by a task that awaits `recv()`;
 - flow control: after each message, if `backpressure` (the inbox) is full, reading the socket
   pauses at once until it has room (the rest of that chunk waits, unstamped), so TCP slows
   the sender; both timers above stand still meanwhile (the silence is ours). Pings arriving
@@ -55,7 +55,8 @@ from simulator.live.keepalive import (
     ConnectionStats,
     ConnectLimiter,
 )
-from simulator.live.loop_base import Link, WatchedConnection
+from simulator.live.loop_base import Link
+from simulator.live.receiver import WatchedConnection
 from simulator.live.rollover import RETRYABLE, Rollover
 
 

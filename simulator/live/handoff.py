@@ -95,7 +95,7 @@ class Handoff:
             if inbox.empty():
                 frames = [frame]
             else:  # the burst (or a tick) before it waits: all of it, in order
-                inbox.put(frame)
+                inbox.put(frame, wake=False)  # drained right here: nobody else to wake
                 frames = inbox.drain(0.0)
         try:
             self._process(frames)

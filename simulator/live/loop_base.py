@@ -13,142 +13,16 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections import deque
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Final
-
-from websockets.asyncio.client import ClientConnection
-from websockets.frames import DATA_OPCODES
-from websockets.frames import Frame as WsFrame
-from websockets.protocol import Event
+from typing import Any
 
 from simulator.errors import FeedError
 from simulator.live.adapter import VenueProfile
 from simulator.live.frames import SNAPSHOT_SUFFIX, Direction, Frame, Stamper
 from simulator.live.keepalive import ConnectionConfig, ConnectionStats
-
-READ_BUFFER: Final = 256 * 1024
-"""Bytes a connection reads at most at once (asyncio's own read size)."""
-
-
-class WatchedConnection(ClientConnection, asyncio.BufferedProtocol):
-    """A client connection that hands each message on from `data_received`, and notes when
-    bytes last arrived (pings and pongs included) for the dead-peer watchdog.
-
-    websockets' own receive path queues every message in an Assembler and wakes a reader task,
-    which `await recv()`s it: a queue put and get, a future and a task step per message, more
-    than the pipeline costs on a quote. Once `hand_on_to(callback)` is called, every complete
-    message goes to `callback` as soon as its TCP chunk is parsed, on the loop, in order; the
-    messages of a chunk not yet handed on wait in `unhanded` (`pending()`: the burst). The
-    callback returns False to stop (the inbox is full): reading the socket pauses at once,
-    what the chunk still holds waits, `wait_paused()` says so to the reader task, which resumes
-    with `resume()` once there is room. Control frames stay websockets' (pings are answered,
-    pongs acknowledged, the closing handshake), and so does everything before `hand_on_to`:
-    the messages the Assembler got meanwhile are handed on first.
-
-    Reads go into one buffer per connection (asyncio's BufferedProtocol): the transport's
-    plain `recv(256 KiB)` allocates, maps and unmaps a 256 KiB block per read (~12 us)."""
-
-    last_rx: float = 0.0  # time.monotonic(); the handshake response sets it
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        self.unhanded: deque[bytes] = deque()  # parsed, not yet handed on, in order
-        self.delivery_paused = False
-        self.hand_on_error: Exception | None = None  # what the callback raised: no more
-        self._hand_on: Callable[[bytes], bool] | None = None
-        self._fragments: list[bytes] = []
-        self._waiter: asyncio.Future[None] | None = None
-        self._read_buffer = memoryview(bytearray(READ_BUFFER))
-
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return self._read_buffer
-
-    def buffer_updated(self, nbytes: int) -> None:
-        self.data_received(bytes(self._read_buffer[:nbytes]))
-
-    def hand_on_to(self, callback: Callable[[bytes], bool]) -> None:
-        """From now on hand every message to `callback` (see the class docstring), starting
-        with those websockets queued since the handshake. Once only, on the loop."""
-        assembler = self.recv_messages
-        for frame in assembler.frames.queue:
-            self._add(frame)
-        assembler.frames.queue.clear()
-        if assembler.paused:  # it had filled up: reading is ours to pause and resume now
-            assembler.paused = False
-            self.transport.resume_reading()
-        self._hand_on = callback
-        self._deliver()
-
-    def process_event(self, event: Event) -> None:
-        if self._hand_on is not None and type(event) is WsFrame and event.opcode in DATA_OPCODES:
-            self._add(event)
-            return
-        super().process_event(event)  # the handshake, control frames; data before hand_on_to
-
-    def _add(self, frame: WsFrame) -> None:
-        if frame.fin and not self._fragments:
-            self.unhanded.append(bytes(frame.data))  # bytes already: no copy
-            return
-        self._fragments.append(bytes(frame.data))
-        if frame.fin:  # the protocol bounds the message's size (max_size)
-            self.unhanded.append(b"".join(self._fragments))
-            self._fragments.clear()
-
-    def data_received(self, data: bytes) -> None:
-        self.last_rx = time.monotonic()
-        super().data_received(data)  # parses the chunk: its messages into `unhanded`
-        if self.unhanded and not self.delivery_paused and self._hand_on is not None:
-            self._deliver()
-
-    def _deliver(self) -> None:
-        unhanded, hand_on = self.unhanded, self._hand_on
-        if hand_on is None:
-            return
-        try:
-            while unhanded:
-                if not hand_on(unhanded.popleft()):
-                    self.delivery_paused = True
-                    self.transport.pause_reading()  # TCP slows the sender
-                    self._wake()
-                    return
-        except Exception as e:  # the reader task raises it (`wait_paused`)
-            self.hand_on_error = e
-            self._hand_on = None
-            self._wake()
-
-    async def wait_paused(self) -> bool:
-        """Wait until delivery pauses (True) or the connection has closed with every message
-        handed on (False); raises what the callback raised. The reader task's loop."""
-        while True:
-            if self.hand_on_error is not None:
-                raise self.hand_on_error
-            if self.delivery_paused:
-                return True
-            if self.connection_lost_waiter.done() and not self.unhanded:
-                return False
-            self._waiter = self.loop.create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-
-    def resume(self) -> None:
-        """Hand on what waits (it may pause again), then read the socket again."""
-        self.delivery_paused = False
-        self._deliver()
-        if not self.delivery_paused:
-            self.transport.resume_reading()  # a no-op once the transport is closing
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        super().connection_lost(exc)
-        self._wake()
-
-    def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+from simulator.live.receiver import WatchedConnection
 
 
 @dataclass(slots=True, eq=False)
@@ -324,4 +198,4 @@ def _retry_after(value: str | None) -> float | None:
         return None  # the HTTP-date form: fall back to our backoff
 
 
-__all__ = ["Link", "LoopBase", "WatchedConnection"]
+__all__ = ["Link", "LoopBase"]

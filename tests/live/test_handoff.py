@@ -157,10 +157,12 @@ def test_a_burst_leaves_the_consumer_thread_asleep_and_a_tick_wakes_it():
     handoff.offer(_frame(stamper))  # queued inside the burst: the reader runs it at the end
     pending.n = 1
     handoff.offer(_frame(stamper))
+    pending.n = 0
+    handoff.offer(_frame(stamper))  # the burst's last: this thread runs all three
     consumer.join(0.3)
-    assert consumer.is_alive()  # no wake-up (and GIL fight) per frame
+    assert consumer.is_alive()  # no wake-up (and GIL fight) per frame, nor per burst
     assert woke == []
+    assert pipeline.ran == _me(0, 1, 2)
     handoff.tick(lambda: stamper.stamp(0, Direction.TIMER, "", b""))  # nobody else runs it
     consumer.join(1.0)
     assert woke == [True]
-    assert pipeline.ran == []

@@ -5,13 +5,14 @@ handshake, pausing the socket when the callback says stop, the close seen at the
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Awaitable, Callable
 
 import pytest
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 
-from simulator.live.loop_base import WatchedConnection
+from simulator.live.receiver import WatchedConnection
 
 N = 100
 
@@ -54,8 +55,8 @@ def test_messages_queued_before_hand_on_come_first_whole_and_in_order():
     unhanded: list[int] = []
 
     async def body(ws: WatchedConnection) -> None:
-        await asyncio.sleep(0.2)  # websockets' own queue fills (16 > max_queue) and pauses
-        assert len(ws.recv_messages.frames) > 0
+        await asyncio.sleep(0.2)
+        assert len(ws.unhanded) == N  # received, waiting for the hand-on
 
         def hand_on(payload: bytes) -> bool:
             got.append(payload)
@@ -156,3 +157,87 @@ def test_the_reader_learns_of_the_close_after_every_message():
 
     _scenario(body)
     assert len(got) == N
+
+
+def test_any_split_of_the_byte_stream_hands_on_the_same_messages():
+    """Plain frames, a ping, a fragmented message, a 70 KB message (64-bit length) and a
+    close, written in slices of 1 to 97 bytes (headers and payloads cut anywhere): the frames
+    websockets must see (ping, fragments, close) reach it whole, the rest is split here."""
+    big = b'{"stream":"x@depth","data":"' + b"x" * 70_000 + b'"}'
+    expected = [_message(0), _message(1) + _message(2), big, _message(3), _message(4)]
+    pong: list[bool] = []
+
+    async def sliced(ws: ServerConnection) -> None:
+        waiter = await ws.ping(b"before")  # answered while the slices follow
+        proto = ws.protocol
+        proto.send_text(_message(0))
+        proto.send_ping(b"inside")
+        proto.send_text(_message(1), fin=False)
+        proto.send_continuation(_message(2), fin=True)
+        proto.send_binary(big)
+        proto.send_text(_message(3))
+        proto.send_text(_message(4))
+        stream = b"".join(proto.data_to_send())
+        rng = random.Random(7)
+        pos = 0
+        while pos < len(stream):
+            step = 1 if pos < 40 else rng.randint(1, 97) if pos < 400 else rng.randint(1, 9000)
+            ws.transport.write(stream[pos : pos + step])
+            pos += step
+            await asyncio.sleep(0.003 if pos < 400 else 0.0005)  # read apart, mostly
+        await asyncio.wait_for(waiter, 5)
+        pong.append(True)
+        await ws.close(1001, "going away")
+
+    got: list[bytes] = []
+
+    async def main() -> None:
+        async with serve(sliced, "127.0.0.1", 0, compression=None) as server:
+            port = server.sockets[0].getsockname()[1]
+            ws = await connect(
+                f"ws://127.0.0.1:{port}", compression=None, create_connection=WatchedConnection
+            )
+            assert isinstance(ws, WatchedConnection)
+
+            def hand_on(payload: bytes) -> bool:
+                got.append(payload)
+                return True
+
+            ws.hand_on_to(hand_on)
+            assert not await asyncio.wait_for(ws.wait_paused(), 10)
+            assert ws.close_exc.rcvd is not None
+            assert (ws.close_exc.rcvd.code, ws.close_exc.rcvd.reason) == (1001, "going away")
+
+    asyncio.run(asyncio.wait_for(main(), 20))
+    assert got == expected
+    assert pong == [True]
+
+
+def test_a_frame_websockets_refuses_still_fails_the_connection():
+    """A masked frame from the server is a protocol error: websockets closes with 1002."""
+
+    async def masked(ws: ServerConnection) -> None:
+        ws.transport.write(bytes([0x81, 0x80 | 3, 1, 2, 3, 4]) + b"abc")
+        await ws.wait_closed()
+
+    got: list[bytes] = []
+
+    async def main() -> None:
+        async with serve(masked, "127.0.0.1", 0, compression=None) as server:
+            port = server.sockets[0].getsockname()[1]
+            ws = await connect(
+                f"ws://127.0.0.1:{port}", compression=None, create_connection=WatchedConnection
+            )
+            assert isinstance(ws, WatchedConnection)
+
+            def hand_on(payload: bytes) -> bool:
+                got.append(payload)
+                return True
+
+            ws.hand_on_to(hand_on)
+            assert not await asyncio.wait_for(ws.wait_paused(), 10)
+            assert ws.close_exc.sent is not None
+            assert ws.close_exc.sent.code == 1002
+
+    asyncio.run(asyncio.wait_for(main(), 20))
+    assert got == []
