@@ -2,12 +2,16 @@
 must stay flat, the inbox bounded, and nothing dropped (a full inbox pauses reading the socket,
 so the feed server waits on its socket drain). Prints one JSON line per RSS sample, then the
 run's summary: frames/s and events/s, paused time, overflow counts, RSS first/last/max and its
-drift after the first minute (MB/min), the run's orders/fills/rejections.
+drift (least-squares slope, MB/min) after the 1st, 2nd and 3rd minute, RSS right after each
+checkpoint's memory release (`rss_floor_mb`, the live process's own samples) and its drift,
+the run's orders/fills/rejections.
 
 Each sample also has what the live process saw at about that time (a sampler thread inside
-it, `--inside`): anonymous RSS, glibc's arenas (`malloc_mb`: in use / free, mallinfo2), Arrow's
-allocated bytes, Python's allocated blocks and the rare-table rows held in memory (the rest are
-spilled to disk).
+it, `--inside`, see `_Inside`): anonymous RSS and AnonHugePages, resident MB by kind of
+mapping (`maps_mb`) and of each glibc thread heap by the threads using it (`heaps_mb`),
+glibc's arenas (`malloc_mb`: in use / free, mallinfo2; `mmapped_mb`: blocks / MB in their own
+mappings), Arrow's allocated bytes and mimalloc's, Python's allocated blocks, the part
+writers' buffered MB and rows, and the rare-table rows held in memory (the rest are spilled).
 
     python benchmarks/live_soak.py --minutes 10 --every 30
     python benchmarks/live_soak.py --minutes 1 --speed 10   # paced: 6,000 frames/s to obi_mlp
