@@ -2,12 +2,16 @@
 must stay flat, the inbox bounded, and nothing dropped (a full inbox pauses reading the socket,
 so the feed server waits on its socket drain). Prints one JSON line per RSS sample, then the
 run's summary: frames/s and events/s, paused time, overflow counts, RSS first/last/max and its
-drift after the first minute (MB/min), the run's orders/fills/rejections.
+drift (least-squares slope, MB/min) after the 1st, 2nd and 3rd minute, RSS right after each
+checkpoint's memory release (`rss_floor_mb`, the live process's own samples) and its drift,
+the run's orders/fills/rejections.
 
 Each sample also has what the live process saw at about that time (a sampler thread inside
-it, `--inside`): anonymous RSS, glibc's arenas (`malloc_mb`: in use / free, mallinfo2), Arrow's
-allocated bytes, Python's allocated blocks and the rare-table rows held in memory (the rest are
-spilled to disk).
+it, `--inside`, see `_Inside`): anonymous RSS and AnonHugePages, resident MB by kind of
+mapping (`maps_mb`) and of each glibc thread heap by the threads using it (`heaps_mb`),
+glibc's arenas (`malloc_mb`: in use / free, mallinfo2; `mmapped_mb`: blocks / MB in their own
+mappings), Arrow's allocated bytes and mimalloc's, Python's allocated blocks, the part
+writers' buffered MB and rows, and the rare-table rows held in memory (the rest are spilled).
 
     python benchmarks/live_soak.py --minutes 10 --every 30
     python benchmarks/live_soak.py --minutes 1 --speed 10   # paced: 6,000 frames/s to obi_mlp
@@ -109,9 +113,33 @@ def rollup() -> dict[str, int]:
         fields[key] = int(value.split()[0])
     return {
         k: round(fields[k] / 1024)
-        for k in ("Rss", "Anonymous", "Shared_Clean", "Private_Clean", "Private_Dirty")
+        for k in (
+            "Rss",
+            "Anonymous",
+            "AnonHugePages",
+            "Shared_Clean",
+            "Private_Clean",
+            "Private_Dirty",
+        )
         if k in fields
     }
+
+
+def pymalloc_arenas() -> int:
+    """pymalloc's arenas allocated now (sys._debugmallocstats, which prints to fd 2)."""
+    with tempfile.TemporaryFile("w+") as sink:
+        saved = os.dup(2)
+        os.dup2(sink.fileno(), 2)
+        try:
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        sink.seek(0)
+        for line in sink:
+            if line.startswith("# arenas allocated current"):
+                return int(line.split("=")[1].replace(",", ""))
+    return -1
 
 
 def _kept(cls: Any, into: list[Any]) -> None:  # noqa: ANN401
@@ -141,7 +169,8 @@ class _Inside:
 
     Environment switches for finding a leak: SOAK_SMAPS=DIR dumps /proc/self/smaps at each
     sample; SOAK_TRIM=1 trims once more after sampling and reports the anonymous RSS left;
-    SOAK_TRACEMALLOC=1 traces Python's allocations and reports the lines that grew most."""
+    SOAK_TRACEMALLOC=1 traces Python's allocations and reports the lines that grew most;
+    SOAK_PYMALLOC=1 counts pymalloc's arenas (1 MiB each) in use."""
 
     def __init__(self, every: float, out: Path) -> None:
         import simulator.live.parts as parts
@@ -159,6 +188,7 @@ class _Inside:
         self.trim = os.environ.get("SOAK_TRIM") == "1"
         self.dump = Path(os.environ["SOAK_SMAPS"]) if os.environ.get("SOAK_SMAPS") else None
         self.traced = os.environ.get("SOAK_TRACEMALLOC") == "1"
+        self.pymalloc = os.environ.get("SOAK_PYMALLOC") == "1"
         if self.traced:  # what Python (and numpy) allocated, by line: slow
             tracemalloc.start(4)
         self.base: list[tracemalloc.Snapshot] = []
@@ -232,6 +262,8 @@ class _Inside:
                 if self.trim and self.libc is not None:  # what one more trim gives back
                     self.libc.malloc_trim(0)
                     row["anon_after_trim_mb"] = round(_status_kb("RssAnon") / 1024)
+                if self.pymalloc:
+                    row["py_arenas"] = pymalloc_arenas()
                 if self.traced and n >= 1:
                     row["grown"] = self.grown()
                 handle.write(json.dumps(row) + "\n")
