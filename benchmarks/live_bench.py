@@ -8,6 +8,8 @@ The issue #11 targets, in one command (1x obi_mlp on the first 3,000 tape messag
     python benchmarks/live_bench.py
     python benchmarks/live_bench.py --repeat 3          # each case 3 times, interleaved
     python benchmarks/live_bench.py --variants=--keep-warm,--no-keep-warm   # A/B, interleaved
+    python benchmarks/live_bench.py --busy-poll         # every live run with --busy-poll
+    python benchmarks/live_bench.py --cases obi_mlp@1:3000 --repeat 4 --variants=,--busy-poll
 
 Other cases: STRATEGY@SPEED[:LIMIT] (LIMIT: tape messages served), e.g.
 
@@ -18,9 +20,10 @@ recv_to_done_ms is [p50, p99, p99.9] over the quotes and books (the decisions' e
 session first, `--no-warm` to start cold);
 `conflated` counts quotes replaced while the pipeline was behind (the issue's target at 20x:
 0); `inline`/`handed_off` say how many frames the network thread ran itself and how many the
-consumer thread ran. To compare two checkouts, run this file with each one's python (or
-PYTHONPATH) alternately and compare medians: the latencies are sensitive to the host's load,
-printed as `load`.
+consumer thread ran; `net_cpu_share` is the network thread's CPU time over its wall time
+(~1 with --busy-poll), `checkpoints` the recording's checkpoints (every 30 s). To compare two
+checkouts, run this file with each one's python (or PYTHONPATH) alternately and compare
+medians: the latencies are sensitive to the host's load, printed as `load`.
 """
 
 from __future__ import annotations
@@ -46,7 +49,13 @@ runs (the latency would leave out inference)."""
 
 
 def point(
-    strategy: str, speed: str, limit: int | None, inbox: int, variant: str = "", warm: bool = True
+    strategy: str,
+    speed: str,
+    limit: int | None,
+    inbox: int,
+    variant: str = "",
+    warm: bool = True,
+    extra: tuple[str, ...] = (),
 ) -> dict[str, object]:
     serve = [str(BIN / "ticktape"), "feed", "serve", "--speed", speed]
     if limit:
@@ -80,6 +89,7 @@ def point(
                     "--out",
                     f"{tmp}/reports",
                     *(["--warm-from", str(SERVED)] if warm else []),
+                    *extra,
                     *shlex.split(variant),
                 ],
                 check=True,
@@ -94,7 +104,7 @@ def point(
     frames = box.get("frames", box["received"])
     return {
         "case": f"{strategy}@{speed}" + (f":{limit}" if limit else ""),
-        **({"variant": variant} if variant else {}),
+        **({"variant": " ".join([*extra, variant]).strip()} if variant or extra else {}),
         "events": manifest["summary"]["n_events"],
         "model_runs": int(manifest["latency_us"]["inference"]["count"]),
         "msgs_per_s": round(frames / timings["run_s"]),
@@ -106,6 +116,8 @@ def point(
         "warm_passes": box.get("warm_passes"),
         "inbox_high_water": box["high_water"],
         "gaps": live["normalizer"].get("gaps"),
+        "net_cpu_share": live.get("network_thread", {}).get("cpu_share"),
+        "checkpoints": live.get("memory_released", {}).get("calls"),
         "peak_rss_mb": round(live["peak_rss_mb"]),
         "load": round(os.getloadavg()[0], 2),
     }
@@ -141,6 +153,11 @@ def main() -> None:
         help="warm the features from the served session first (--warm-from), so the model "
         "runs from the first event",
     )
+    parser.add_argument(
+        "--busy-poll",
+        action="store_true",
+        help="every live run with --busy-poll (the network thread never sleeps: one core)",
+    )
     parser.add_argument("--strategy", help="old form: with --speeds, one case per speed")
     parser.add_argument("--speeds", help="old form, e.g. 10,20,max (with --strategy)")
     parser.add_argument("--limit", type=int, default=None, help="old form: tape messages served")
@@ -151,11 +168,14 @@ def main() -> None:
     else:
         cases = [_case(text) for text in args.cases.split(",")]
     variants = args.variants.split(",") if args.variants else [""]
+    extra = ("--busy-poll",) if args.busy_poll else ()
     for _ in range(args.repeat):
         for strategy, speed, limit in cases:
             for variant in variants:
                 print(
-                    json.dumps(point(strategy, speed, limit, args.inbox, variant, args.warm)),
+                    json.dumps(
+                        point(strategy, speed, limit, args.inbox, variant, args.warm, extra)
+                    ),
                     flush=True,
                 )
 

@@ -88,6 +88,7 @@ class LiveOptions:
     wrap_model: Callable[[ModelRunner], ModelRunner] | None = None  # tests: a slow model
     warm_from: str | None = None  # a SESSION, or "auto": the symbol's newest recorded session
     keep_warm: bool = True  # dry passes over the model while the feed is idle (handoff.py)
+    busy_poll: bool = False  # the network thread never sleeps: one core at 100% (network.py)
 
 
 @dataclass(slots=True)
@@ -352,6 +353,7 @@ def _run(
         backpressure=inbox,
         on_idle=handoff.keep_warm if options.keep_warm else None,
         idle_every_s=KEEP_WARM_S,
+        busy_poll=options.busy_poll,
     )  # fmt: skip
     handoff.pending = network.connection.pending  # per frame: one call, not two
     timer_stop = threading.Event()
@@ -488,6 +490,7 @@ def _finish(
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "memory_released": releases.as_dict(),
             "network": _as_dict(network.stats),
+            "network_thread": network.times.as_dict(),
             "instrument": run.instrument,
         }
         run.parts.close({"live": live_facts, "digest": digest})
