@@ -842,6 +842,9 @@ def live(
     replay, stress and report; `ticktape replay SESSION --strategy NAME --latency recorded`
     reproduces the digest printed at the end.
     """
+    # before Arrow's first allocation, when mimalloc reads its options: freed pages go back
+    # at once, not after 1 s (RSS stays flat at max speed; simulator/live/memory.py)
+    os.environ.setdefault("MIMALLOC_PURGE_DELAY", "0")
     import signal
     import threading
 

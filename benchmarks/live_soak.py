@@ -275,6 +275,9 @@ class _Inside:
 def inside(every: float, out: Path, argv: list[str]) -> None:
     """Run `ticktape live` in this process with a thread writing a JSON line to `out` every
     `every` seconds: what RSS is made of, seen from inside (see `_Inside`)."""
+    # what `ticktape live` sets first thing, before Arrow's first allocation: the sampler
+    # imports Arrow before the command runs (simulator/live/memory.py)
+    os.environ.setdefault("MIMALLOC_PURGE_DELAY", "0")
     import cli
 
     sampler = _Inside(every, out)

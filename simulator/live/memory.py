@@ -6,17 +6,23 @@ with the rare tables already spilled; the Python heap and Arrow's allocated byte
 glibc's arenas, by their free part, and what the allocators held beyond that. glibc's mmap
 threshold is dynamic: after the first large block is freed it rises (up to 32 MiB), so the
 decision chunks' column copies (512 KiB each), numpy temporaries and frame buffers come from
-the arenas, where freed space fragments and stays resident. Two settings, measured together:
+the arenas, where freed space fragments and stays resident. The settings:
 - `fix_mmap_threshold`: a fixed 128 KiB threshold (glibc's initial value, now kept) gives the
   large blocks their own mappings, returned on free;
 - `release_free_memory`, called at every recording checkpoint (30 s): `malloc_trim(0)` returns
-  the free pages inside the arenas, and Arrow's pool (mimalloc) returns what it holds unused.
+  the free pages inside the arenas, and Arrow's pool (mimalloc) returns what it holds unused;
+- `disable_huge_pages`: mimalloc madvises its 1 GiB arena for transparent huge pages, and the
+  kernel's khugepaged then fills whole 2 MiB pages around what is in use (up to 90 MB of
+  AnonHugePages; RSS rose toward that ceiling and stayed there);
+- `ticktape live` sets MIMALLOC_PURGE_DELAY=0 before Arrow's first allocation (mimalloc reads
+  its options once, when it starts): pages mimalloc freed go back at once, not after 1 s.
+  mimalloc's arena held 150-190 MB resident for ~30 MB allocated; with the last two settings
+  60-72 MB (measured together; each alone made no clear difference).
 10-minute soaks on a shared 2-core host, RSS sampled every 30 s after the first minute:
-without them 407-487 MB (one run, 26.1k frames/s), with them 378-427 and 396-438 MB (two runs,
-20.4k and 27.3k frames/s; a release takes ~18 ms on average, 56 ms at most). The samples swing
-by ~40 MB between checkpoints, so a 10-minute run's slope is only good to ~2 MB/min (after the
-third minute: +2.5 without, +0.3 and +2.2 with).
-A platform without glibc (macOS, musl) keeps its allocator as it is: both are no-ops there.
+without the first two 407-487 MB (one run, 26.1k frames/s), with them 378-427 and 396-438 MB
+(two runs, 20.4k and 27.3k frames/s; a release takes ~18 ms on average, 56 ms at most), and
+drifting up by +1 to +3 MB/min after the second minute. With all four: see CHANGELOG.md.
+A platform without glibc (macOS, musl) keeps its allocator as it is: these are no-ops there.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import pyarrow as pa
 
 M_MMAP_THRESHOLD: Final = -3  # mallopt's parameter number (malloc.h)
 MMAP_THRESHOLD: Final = 128 * 1024
+PR_SET_THP_DISABLE: Final = 41  # prctl's option number (linux/prctl.h)
 RSS_KEPT: Final = 128
 """At most this many RSS samples in `Releases.rss_mb` (an hour of 30 s checkpoints)."""
 
@@ -48,6 +55,16 @@ def _glibc() -> ctypes.CDLL | None:
 
 
 _LIBC: Final = _glibc()
+
+
+def disable_huge_pages() -> bool:
+    """No transparent huge pages for this process from now on (Linux's PR_SET_THP_DISABLE; its
+    children inherit it); False where that could not be set."""
+    return (
+        _LIBC is not None
+        and hasattr(_LIBC, "prctl")
+        and _LIBC.prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0) == 0
+    )
 
 
 def fix_mmap_threshold() -> bool:

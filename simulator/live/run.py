@@ -35,7 +35,12 @@ from simulator.live.handoff import Handoff
 from simulator.live.inbox import Inbox, Overflow
 from simulator.live.keepalive import ConnectionConfig
 from simulator.live.loop_base import _http_get
-from simulator.live.memory import Releases, fix_mmap_threshold, release_free_memory
+from simulator.live.memory import (
+    Releases,
+    disable_huge_pages,
+    fix_mmap_threshold,
+    release_free_memory,
+)
 from simulator.live.network import LiveNetwork
 from simulator.live.parts import PARTS_DIR, Checkpoint, consolidate
 from simulator.live.session import SymbolRun, session_key
@@ -363,6 +368,7 @@ def _run(
     # collector's sight, a full collection no longer walks it (pauses of ~10 ms otherwise)
     gc.freeze()
     fix_mmap_threshold()  # large blocks in their own mappings (live/memory.py)
+    disable_huge_pages()  # and no huge pages that fill in what the allocators freed
     switch_interval = sys.getswitchinterval()
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     spool.start()

@@ -5,8 +5,10 @@ release is counted and timed."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -74,3 +76,43 @@ def test_rss_after_the_releases_is_kept_and_stays_short_over_a_long_run():
     assert len(releases.rss_mb) < memory.RSS_KEPT
     assert releases.rss_mb[1:4] == [5.0, 9.0, 13.0]  # calls 1, 5, 9, 13: every 4th
     assert releases.as_dict()["rss_every"] == 4
+
+
+_THP_SCRIPT = """
+import sys
+from pathlib import Path
+from simulator.live import memory
+
+def enabled():
+    status = Path("/proc/self/status").read_text()
+    return status.split("THP_enabled:")[1].split()[0] if "THP_enabled:" in status else "?"
+
+before = enabled()
+done = memory.disable_huge_pages()
+print(before, done, enabled())
+"""
+
+
+def test_huge_pages_are_disabled_for_the_process():
+    done = subprocess.run([sys.executable, "-c", _THP_SCRIPT], capture_output=True, text=True,
+                          check=True, timeout=60)  # fmt: skip
+    before, disabled, after = done.stdout.split()
+    if before == "?":
+        pytest.skip("this kernel does not report THP_enabled")
+    assert (disabled, after) == ("True", "0")  # before: "1", unless a parent disabled them
+
+
+def test_ticktape_live_has_mimalloc_give_freed_pages_back_at_once(tmp_path):
+    """The live command sets MIMALLOC_PURGE_DELAY before Arrow's first allocation: mimalloc
+    (verbose) reports the option as it read it when it started."""
+    ticktape = Path(sys.executable).parent / "ticktape"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MIMALLOC_")}
+    done = subprocess.run(
+        [str(ticktape), "live", "--symbol", "btcusdt", "--strategy", "obi_mlp",
+         "--url", "ws://127.0.0.1:9", "--rest-url", "http://127.0.0.1:9", "--duration", "0.5",
+         "--no-dashboard", "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=120, env={**env, "MIMALLOC_VERBOSE": "1"},
+    )  # fmt: skip
+    if "mimalloc: process init" not in done.stderr:
+        pytest.skip("pyarrow without mimalloc")
+    assert "option 'purge_delay': 0" in done.stderr
