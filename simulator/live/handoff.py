@@ -20,9 +20,9 @@ waiting quotes started to conflate while the pipeline was idle). So:
 Keeping warm: at 1x a frame comes every ~30 ms, and in between other work evicts the
 pipeline's code and data from the caches (a frame then costs ~6x what it costs back to back).
 While no market data has come for `warm_after_s`, `keep_warm` (the network thread, every
-millisecond) runs a side-effect-free dry pass over the hot code (`SymbolRun.dry_pass`), only
-while nothing waits and nobody runs the pipeline; a frame that comes meanwhile waits for the
-pass (tens of µs) like for any frame before it.
+millisecond; every 0.25 ms under `--busy-poll`) runs a side-effect-free dry pass over the hot
+code (`SymbolRun.dry_pass`), only while nothing waits and nobody runs the pipeline; a frame
+that comes meanwhile waits for the pass (tens of µs) like for any frame before it.
 
 Order: frames are consumed in `seq` order. The pipeline lock makes the two consumers take
 turns, and whoever holds it takes everything waiting. A second producer (the timer thread)
