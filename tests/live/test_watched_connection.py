@@ -31,10 +31,17 @@ async def _burst(ws: ServerConnection) -> None:
     await ws.wait_closed()
 
 
-def _scenario(body: Callable[[WatchedConnection], Awaitable[None]], max_queue: int = 256) -> None:
+def _scenario(
+    body: Callable[[WatchedConnection], Awaitable[None]],
+    max_queue: int = 256,
+    server: Callable[[ServerConnection], Awaitable[None]] = _burst,
+    timeout: float = 10,
+) -> None:
+    """`body` on a WatchedConnection to a real server running `server` on 127.0.0.1."""
+
     async def main() -> None:
-        async with serve(_burst, "127.0.0.1", 0, compression=None) as server:
-            port = server.sockets[0].getsockname()[1]
+        async with serve(server, "127.0.0.1", 0, compression=None) as server_:
+            port = server_.sockets[0].getsockname()[1]
             ws = await connect(
                 f"ws://127.0.0.1:{port}",
                 compression=None,
@@ -47,7 +54,17 @@ def _scenario(body: Callable[[WatchedConnection], Awaitable[None]], max_queue: i
             finally:
                 ws.transport.abort()
 
-    asyncio.run(asyncio.wait_for(main(), 10))
+    asyncio.run(asyncio.wait_for(main(), timeout))
+
+
+def _collect(got: list[bytes]) -> Callable[[bytes], bool]:
+    """A hand-on callback that keeps every message and never asks to stop."""
+
+    def hand_on(payload: bytes) -> bool:
+        got.append(payload)
+        return True
+
+    return hand_on
 
 
 def test_messages_queued_before_hand_on_come_first_whole_and_in_order():
@@ -141,11 +158,7 @@ def test_the_reader_learns_of_the_close_after_every_message():
     got: list[bytes] = []
 
     async def body(ws: WatchedConnection) -> None:
-        def hand_on(payload: bytes) -> bool:
-            got.append(payload)
-            return True
-
-        ws.hand_on_to(hand_on)
+        ws.hand_on_to(_collect(got))
         for _ in range(100):
             if len(got) == N:
                 break
@@ -191,24 +204,13 @@ def test_any_split_of_the_byte_stream_hands_on_the_same_messages():
 
     got: list[bytes] = []
 
-    async def main() -> None:
-        async with serve(sliced, "127.0.0.1", 0, compression=None) as server:
-            port = server.sockets[0].getsockname()[1]
-            ws = await connect(
-                f"ws://127.0.0.1:{port}", compression=None, create_connection=WatchedConnection
-            )
-            assert isinstance(ws, WatchedConnection)
+    async def body(ws: WatchedConnection) -> None:
+        ws.hand_on_to(_collect(got))
+        assert not await asyncio.wait_for(ws.wait_paused(), 10)
+        assert ws.close_exc.rcvd is not None
+        assert (ws.close_exc.rcvd.code, ws.close_exc.rcvd.reason) == (1001, "going away")
 
-            def hand_on(payload: bytes) -> bool:
-                got.append(payload)
-                return True
-
-            ws.hand_on_to(hand_on)
-            assert not await asyncio.wait_for(ws.wait_paused(), 10)
-            assert ws.close_exc.rcvd is not None
-            assert (ws.close_exc.rcvd.code, ws.close_exc.rcvd.reason) == (1001, "going away")
-
-    asyncio.run(asyncio.wait_for(main(), 20))
+    _scenario(body, server=sliced, timeout=20)
     assert got == expected
     assert pong == [True]
 
@@ -222,22 +224,11 @@ def test_a_frame_websockets_refuses_still_fails_the_connection():
 
     got: list[bytes] = []
 
-    async def main() -> None:
-        async with serve(masked, "127.0.0.1", 0, compression=None) as server:
-            port = server.sockets[0].getsockname()[1]
-            ws = await connect(
-                f"ws://127.0.0.1:{port}", compression=None, create_connection=WatchedConnection
-            )
-            assert isinstance(ws, WatchedConnection)
+    async def body(ws: WatchedConnection) -> None:
+        ws.hand_on_to(_collect(got))
+        assert not await asyncio.wait_for(ws.wait_paused(), 10)
+        assert ws.close_exc.sent is not None
+        assert ws.close_exc.sent.code == 1002
 
-            def hand_on(payload: bytes) -> bool:
-                got.append(payload)
-                return True
-
-            ws.hand_on_to(hand_on)
-            assert not await asyncio.wait_for(ws.wait_paused(), 10)
-            assert ws.close_exc.sent is not None
-            assert ws.close_exc.sent.code == 1002
-
-    asyncio.run(asyncio.wait_for(main(), 20))
+    _scenario(body, server=masked, timeout=20)
     assert got == []
