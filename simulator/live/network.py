@@ -47,13 +47,10 @@ class BusyPollSelector(selectors.EpollSelector):
     on time, not rounded up to the next millisecond."""
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
-        ready = super().select(0)
-        if ready or (timeout is not None and timeout <= 0):
-            return ready
-        deadline = None if timeout is None else time.monotonic() + timeout
         poll = super().select
-        while not ready and (deadline is None or time.monotonic() < deadline):
-            ready = poll(0)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not (ready := poll(0)) and (deadline is None or time.monotonic() < deadline):
+            pass
         return ready
 
 
