@@ -8,8 +8,9 @@ sends dozens of quotes microseconds apart) the network thread keeps the GIL whil
 whole burst, so the consumer could not take any of it before all of it waited (at 20x, 64
 waiting quotes started to conflate while the pipeline was idle). So:
 
-- every frame goes through the inbox's rules (LIVE.md 6a: conflation once `backlog` frames wait,
-  declared gaps on overflow) unless it can run at once: the pipeline idle, nothing waiting;
+- every frame goes through the inbox's rules (LIVE.md 6a: conflation once the frames waiting
+  have waited past a budget, declared gaps on overflow) unless it can run at once: the pipeline
+  idle, nothing waiting;
 - once the reader has handed on the last message of the TCP chunk it read (no burst left to
   stamp) and the pipeline is idle, the network thread runs what waits itself, the burst and
   this frame, and then reads on. Under the GIL a consumer thread running them would hold the reader

@@ -12,10 +12,17 @@ wait (`paused_s` says how much of the run it was; `recv - exchange time` does in
 The last quarter of the capacity is room for frames that cannot wait: timer ticks, REST
 snapshots, connection events.
 
-Overflow policy by kind (LIVE.md 6a): once `backlog` frames wait (the pipeline is behind), a
-quote replaces the quote of the same stream still waiting (the old one is conflated away,
-counted); below that every quote is kept, so a burst the pipeline absorbs loses none (bookTicker
-comes in bursts microseconds apart). Trades, depth and everything else are never dropped
+Overflow policy by kind (LIVE.md 6a): quotes conflate while the pipeline is behind, and only
+then: a quote replaces the quote of the same stream still waiting (the old one is conflated
+away, counted) once the frames waiting have waited longer than `conflate_after_ns` (the oldest
+one's stamp against this quote's stamp: how long the pipeline has taken nothing), or once
+`backlog` frames wait (a bound on the count, at most half the inbox). A burst the pipeline
+absorbs within that time loses no quote: bookTicker comes in bursts microseconds apart, at 20x
+over a hundred quotes in one socket read, which the pipeline runs in about a millisecond; a
+fixed count of 64 frames conflated them although the pipeline was idle between bursts. The
+rule reads only the frames' stamps (no clock of its own), and the recording holds what the
+pipeline consumed, so a replay is the same whatever it decides. Trades, depth and everything
+else are never dropped
 silently: when the inbox is full (`overflow="drop"`, or frames beyond the room above), the
 frame is dropped and a *gap marker* takes its place in the order (one per stream until
 drained, carrying the count), so the normalizer declares a GAP and resyncs the book exactly
@@ -38,6 +45,8 @@ from simulator.live.frames import Frame
 
 GAP_DIRECTION: Final = "gap"
 """Direction of a gap marker frame: `payload` holds the number of frames dropped, in ASCII."""
+
+_NEVER: Final = 1 << 62  # ns: no age rule (a difference of two stamps never exceeds it)
 
 Overflow = Literal["pause", "drop"]
 OVERFLOW_POLICIES: Final[tuple[Overflow, ...]] = ("pause", "drop")
@@ -68,6 +77,7 @@ class Inbox:
         *,
         conflatable: Callable[[str], bool],
         backlog: int = 0,
+        conflate_after_ns: int | None = None,
         overflow: Overflow = "pause",
     ) -> None:
         if capacity < 1:
@@ -81,6 +91,8 @@ class Inbox:
         # frames waiting before quotes conflate; at most half the inbox, so quotes never fill
         # it and crowd out trades, depth and connection frames
         self.backlog = min(max(backlog, 0), capacity // 2)
+        # or once the oldest waiting frame is this much older than the quote (None: never)
+        self.conflate_after_ns: Final = _NEVER if conflate_after_ns is None else conflate_after_ns
         # the reader pauses here; the rest is room for frames that cannot wait
         self.pause_at = max(1, capacity - capacity // 4) if overflow == "pause" else capacity + 1
         self.full = False  # the reader should pause: read without the lock, once per frame
@@ -104,7 +116,10 @@ class Inbox:
             stream = frame.stream
             if self._conflatable(stream):
                 old = self._latest_quote.get(stream)
-                if old is not None and self._live >= self.backlog:
+                if old is not None and (
+                    self._live >= self.backlog
+                    or frame.ts_recv - self._frames[0].ts_recv > self.conflate_after_ns
+                ):  # behind: `old` waits, so the first frame since the last drain does too
                     old.dead = True
                     self._live -= 1
                     stats.conflated += 1

@@ -13,6 +13,7 @@ flushes every recorder, consolidates each session and writes each run's manifest
 from __future__ import annotations
 
 import gc
+import math
 import resource
 import sys
 import threading
@@ -80,7 +81,10 @@ class LiveOptions:
     until_idle_s: float | None = None  # stop once no market data has come for this long
     inbox_capacity: int = 10_000
     inbox_overflow: Overflow = "pause"  # full inbox: pause reading (TCP flow control) or drop
-    conflate_backlog: int = 64  # frames waiting before a newer quote replaces a waiting one
+    # quotes conflate (a newer one replaces the waiting one) once frames have waited this long
+    # for the pipeline, or once this many wait (at most half the inbox): inbox.py
+    conflate_after_ms: float | None = 2.0
+    conflate_backlog: int = 5_000
     levels: int = 20
     seed: int = 0
     roll_seconds: float = 30.0
@@ -327,6 +331,7 @@ def _run(
         options.inbox_capacity,
         conflatable=venue.conflatable,
         backlog=options.conflate_backlog,
+        conflate_after_ns=_ns(options.conflate_after_ms),
         overflow=options.inbox_overflow,
     )
     spool = _RawSpool(runs, checkpoint_s=options.roll_seconds)
@@ -522,6 +527,11 @@ def _finish(
         result.summaries[name] = summary
         result.live_facts[name] = live_facts
     return result
+
+
+def _ns(ms: float | None) -> int | None:
+    """Milliseconds as integer nanoseconds (None, and infinity, stay None: no limit)."""
+    return None if ms is None or math.isinf(ms) else round(ms * 1e6)
 
 
 def _as_dict(stats: object) -> dict[str, object]:

@@ -86,6 +86,39 @@ def test_the_drop_policy_never_pauses_and_a_bad_policy_is_refused():
         Inbox(4, conflatable=lambda s: False, overflow="block")  # type: ignore[arg-type]
 
 
+def test_quotes_conflate_only_once_the_frames_waiting_are_older_than_the_budget():
+    """A burst of 200 quotes stamped within 0.6 ms (more than any fixed count such as 64)
+    keeps every quote; once the first waiting frame is more than 1 ms older than a quote, the
+    pipeline is behind: each newer quote replaces the waiting one, trades stay. A drain starts
+    the wait afresh."""
+    now = [1_000]
+    stamper = Stamper(lambda: now[0])
+    inbox = Inbox(1_000, conflatable=lambda s: s.endswith("@bookTicker"), backlog=500,
+                  conflate_after_ns=1_000_000)  # fmt: skip
+
+    def quote() -> None:
+        inbox.put(stamper.stamp(1, Direction.IN, "x@bookTicker", b"q"))
+
+    for _ in range(200):
+        quote()
+        now[0] += 3_000
+    assert (inbox.stats.conflated, len(inbox)) == (0, 200)
+    now[0] = 1_001_000  # the first one waited exactly 1 ms: not yet
+    quote()
+    assert inbox.stats.conflated == 0
+    now[0] += 1
+    quote()  # replaces seq 200
+    _trades(inbox, 1, stamper)  # never conflated
+    quote()  # replaces seq 201
+    assert [f.seq for f in inbox.drain(0.0)][-4:] == [198, 199, 202, 203]
+    assert inbox.stats.conflated == 2
+    now[0] += 10_000_000  # caught up: the next burst waits afresh
+    for _ in range(100):
+        quote()
+        now[0] += 3_000
+    assert (inbox.stats.conflated, len(inbox)) == (2, 100)
+
+
 def test_a_paused_reader_loses_nothing_and_its_silence_is_no_dead_peer():
     """A consumer that drains every 20 ms and once stalls for 0.8 s, longer than the dead-peer
     (0.3 s) and idle (0.4 s) timeouts, behind a 40-frame inbox: the reader pauses, nothing
