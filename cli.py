@@ -862,7 +862,10 @@ def live(
 
     from rich.live import Live
 
+    from simulator.live.memory import fix_mmap_threshold
     from simulator.live.run import LiveOptions, LiveView, run_live
+
+    fix_mmap_threshold()  # this process is the run: large blocks in their own mappings
 
     config = _load_config(strategy, config_file, sets)
     options = LiveOptions(

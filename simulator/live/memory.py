@@ -7,13 +7,15 @@ glibc's arenas, by their free part, and what the allocators held beyond that. gl
 threshold is dynamic: after the first large block is freed it rises (up to 32 MiB), so the
 decision chunks' column copies (512 KiB each), numpy temporaries and frame buffers come from
 the arenas, where freed space fragments and stays resident. The settings:
-- `fix_mmap_threshold`: a fixed 128 KiB threshold (glibc's initial value, now kept) gives the
-  large blocks their own mappings, returned on free;
+- `fix_mmap_threshold` (`ticktape live`, for the whole process): a fixed 128 KiB threshold
+  (glibc's initial value, now kept) gives the large blocks their own mappings, returned on
+  free;
 - `release_free_memory`, called at every recording checkpoint (30 s): `malloc_trim(0)` returns
   the free pages inside the arenas, and Arrow's pool (mimalloc) returns what it holds unused;
-- `disable_huge_pages`: mimalloc madvises its 1 GiB arena for transparent huge pages, and the
-  kernel's khugepaged then fills whole 2 MiB pages around what is in use (up to 90 MB of
-  AnonHugePages; RSS rose toward that ceiling and stayed there);
+- `huge_pages_off` (run_live, for the run; the setting is restored after): mimalloc madvises
+  its 1 GiB arena for transparent huge pages, and the kernel's khugepaged then fills whole
+  2 MiB pages around what is in use (up to 90 MB of AnonHugePages; RSS rose toward that
+  ceiling and stayed there);
 - `ticktape live` sets MIMALLOC_PURGE_DELAY=0 before Arrow's first allocation (mimalloc reads
   its options once, when it starts): pages mimalloc freed go back at once, not after 1 s.
   mimalloc's arena held 150-190 MB resident for ~30 MB allocated; with the last two settings
@@ -27,9 +29,11 @@ A platform without glibc (macOS, musl) keeps its allocator as it is: these are n
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -37,7 +41,8 @@ import pyarrow as pa
 
 M_MMAP_THRESHOLD: Final = -3  # mallopt's parameter number (malloc.h)
 MMAP_THRESHOLD: Final = 128 * 1024
-PR_SET_THP_DISABLE: Final = 41  # prctl's option number (linux/prctl.h)
+PR_SET_THP_DISABLE: Final = 41  # prctl's option numbers (linux/prctl.h)
+PR_GET_THP_DISABLE: Final = 42
 RSS_KEPT: Final = 128
 """At most this many RSS samples in `Releases.rss_mb` (an hour of 30 s checkpoints)."""
 
@@ -57,19 +62,47 @@ def _glibc() -> ctypes.CDLL | None:
 _LIBC: Final = _glibc()
 
 
-def disable_huge_pages() -> bool:
+def huge_pages_disabled() -> bool | None:
+    """Whether transparent huge pages are disabled for this process (PR_GET_THP_DISABLE);
+    None where that cannot be told."""
+    if _LIBC is None or not hasattr(_LIBC, "prctl"):
+        return None
+    found = _LIBC.prctl(PR_GET_THP_DISABLE, 0, 0, 0, 0)
+    return None if found < 0 else bool(found)
+
+
+def disable_huge_pages(disabled: bool = True) -> bool:
     """No transparent huge pages for this process from now on (Linux's PR_SET_THP_DISABLE; its
-    children inherit it); False where that could not be set."""
+    children inherit it), or (`disabled` False) the system's setting again; False where that
+    could not be set."""
     return (
         _LIBC is not None
         and hasattr(_LIBC, "prctl")
-        and _LIBC.prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0) == 0
+        and _LIBC.prctl(PR_SET_THP_DISABLE, int(disabled), 0, 0, 0) == 0
     )
+
+
+@contextlib.contextmanager
+def huge_pages_off() -> Iterator[None]:
+    """No transparent huge pages while the block runs; the process's setting as it was after
+    (a library caller's later work gets its huge pages back)."""
+    before = huge_pages_disabled()
+    disable_huge_pages()
+    try:
+        yield
+    finally:
+        if before is not None:
+            disable_huge_pages(before)
 
 
 def fix_mmap_threshold() -> bool:
     """Blocks of 128 KiB and more get their own mappings for the rest of the process (glibc);
-    False where that could not be set."""
+    False where that could not be set.
+
+    For good: glibc can neither tell the threshold it had nor go back to moving it (its
+    dynamic mode), so only a process that is the live run calls this (`ticktape live`); a
+    library calling run_live decides for its own process.
+    """
     return _LIBC is not None and _LIBC.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
 
 

@@ -38,8 +38,7 @@ from simulator.live.keepalive import ConnectionConfig
 from simulator.live.loop_base import _http_get
 from simulator.live.memory import (
     Releases,
-    disable_huge_pages,
-    fix_mmap_threshold,
+    huge_pages_off,
     release_free_memory,
 )
 from simulator.live.network import LiveNetwork
@@ -272,7 +271,10 @@ def run_live(
         raise ConfigError("give at least one --symbol (e.g. --symbol btcusdt)")
     runs: list[SymbolRun] = []
     try:
-        return _run(config, options, runs, stop, on_view)
+        # no huge pages that fill in what the allocators freed (live/memory.py); the
+        # process's setting is back once the run is over
+        with huge_pages_off():
+            return _run(config, options, runs, stop, on_view)
     except BaseException as e:  # failed or interrupted: no thread outlives the run, and what
         reason = f"{type(e).__name__}: {e}"  # was recorded stays on disk for `data recover`
         for run in runs:
@@ -372,8 +374,6 @@ def _run(
     # everything built so far (modules, model, pipeline) lives for the whole run: out of the
     # collector's sight, a full collection no longer walks it (pauses of ~10 ms otherwise)
     gc.freeze()
-    fix_mmap_threshold()  # large blocks in their own mappings (live/memory.py)
-    disable_huge_pages()  # and no huge pages that fill in what the allocators freed
     switch_interval = sys.getswitchinterval()
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     spool.start()

@@ -1,6 +1,7 @@
 """Live hands the memory its allocators keep back to the OS (simulator/live/memory.py): large
 blocks get their own mappings even after glibc's dynamic threshold rose, and the periodic
-release is counted and timed."""
+release is counted and timed; what a live run sets for the process is undone after it, or
+(the threshold, which glibc cannot undo) set only by the command whose process is the run."""
 
 from __future__ import annotations
 
@@ -8,11 +9,17 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
+from simulator.config import apply_overrides, load_strategy
+from simulator.feedsim.server import serving
 from simulator.live import memory
+from simulator.live.run import LiveOptions, LiveView, run_live
+from tests.conftest import REPO
+from tests.live.test_keep_warm import CRYPTO
 
 pytestmark = pytest.mark.skipif(memory._LIBC is None, reason="glibc's allocator only")
 
@@ -116,3 +123,87 @@ def test_ticktape_live_has_mimalloc_give_freed_pages_back_at_once(tmp_path):
     if "mimalloc: process init" not in done.stderr:
         pytest.skip("pyarrow without mimalloc")
     assert "option 'purge_delay': 0" in done.stderr
+
+
+_THRESHOLD_SCRIPT = """
+import ctypes, json, sys, threading
+from pathlib import Path
+import numpy as np
+
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd",
+                "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+tmp = Path(sys.argv[2])
+if sys.argv[1] == "library":
+    from simulator.config import apply_overrides, load_strategy
+    from simulator.feedsim.tape import load_tape
+    from simulator.feedsim.server import serving
+    from simulator.live.run import LiveOptions, run_live
+
+    tape = load_tape(["binance/BTCUSDT/2024-08-08"], Path(sys.argv[3])).slice(0, 1_000)
+    config = apply_overrides(load_strategy("obi_rule"), sets=json.loads(sys.argv[4]))
+    with serving(tape, speed=None) as server:
+        options = LiveOptions(symbols=("btcusdt",), data_dir=tmp / "data",
+                              out_root=tmp / "reports", url=server.ws_url,
+                              rest_url=server.rest_url, until_idle_s=0.3)
+        run_live(config, options, stop=threading.Event())
+else:  # the command, against a feed that is not there
+    import cli
+    sys.argv = ["ticktape", "live", "--symbol", "btcusdt", "--strategy", "obi_mlp", "--url",
+                "ws://127.0.0.1:9", "--rest-url", "http://127.0.0.1:9", "--duration", "0.2",
+                "--no-dashboard", "--data-dir", str(tmp / "data"), "--out", str(tmp / "out")]
+    try:
+        cli.main()
+    except SystemExit:
+        pass
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = MallInfo2
+big = np.ones(16 << 20, dtype=np.uint8)  # freed: a dynamic threshold rises to 16 MiB
+del big
+before = libc.mallinfo2().hblkhd
+block = np.ones(4 << 20, dtype=np.uint8)
+print(json.dumps({"mapped": libc.mallinfo2().hblkhd - before}))
+"""
+
+
+@pytest.mark.parametrize(("caller", "fixed"), [("library", False), ("command", True)])
+def test_only_the_live_command_fixes_the_mmap_threshold_for_good(tmp_path, caller, fixed):
+    """glibc cannot go back to moving its threshold once it was set: run_live, called from a
+    library, leaves it moving; `ticktape live`, whose process is the run, fixes it."""
+
+    done = subprocess.run(
+        [sys.executable, "-c", _THRESHOLD_SCRIPT, caller, str(tmp_path), str(REPO / "data"),
+         json.dumps(CRYPTO)],
+        capture_output=True, text=True, timeout=120, cwd=REPO,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    mapped = json.loads(done.stdout.splitlines()[-1])["mapped"]
+    assert (mapped >= 4 << 20) is fixed  # its own mapping only under a fixed 128 KiB threshold
+
+
+def test_a_live_run_disables_huge_pages_while_it_runs_and_restores_the_setting_after(
+    tmp_path, tape
+):
+    before = memory.huge_pages_disabled()
+    if before is None:
+        pytest.skip("this kernel does not report PR_GET_THP_DISABLE")
+
+    seen: list[bool | None] = []
+
+    def on_view(view: LiveView) -> None:
+        seen.append(memory.huge_pages_disabled())
+
+    config = apply_overrides(load_strategy("obi_rule"), sets=CRYPTO)
+    for setting in (False, True):  # either setting the caller had comes back
+        assert memory.disable_huge_pages(setting)
+        seen.clear()
+        with serving(tape.slice(0, 1_000), speed=20.0) as server:
+            options = LiveOptions(symbols=("btcusdt",), data_dir=tmp_path / f"data{setting}",
+                                  out_root=tmp_path / "reports", url=server.ws_url,
+                                  rest_url=server.rest_url, until_idle_s=0.3)  # fmt: skip
+            run_live(config, options, stop=threading.Event(), on_view=on_view)
+        assert seen
+        assert set(seen) == {True}
+        assert memory.huge_pages_disabled() is setting
+    memory.disable_huge_pages(before)

@@ -7,6 +7,7 @@ size whose digest columns lie back to back (64) and one where they do not (7).
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -20,6 +21,8 @@ from simulator.recording import (
     DECISION_COLUMNS,
     EQUITY_COLUMNS,
     POOL,
+    ROLL_CHUNKS,
+    SPILL_DIR,
     STAGES,
     TIMING_COLUMNS,
     Rejection,
@@ -56,10 +59,13 @@ def _rows(total: int) -> dict[str, np.ndarray]:
     return columns
 
 
-def _record(out: Path, chunk_rows: int, total: int) -> tuple[RunRecorder, str]:
+def _record(
+    out: Path, chunk_rows: int, total: int, roll_chunks: int = ROLL_CHUNKS, *, close: bool = True
+) -> tuple[RunRecorder, str]:
     """Fill and flush the recorder chunk by chunk as the engine does (the columns it
     writes on every row; the sparse ones only where something happened)."""
-    recorder, data = RunRecorder(out, chunk_rows=chunk_rows), _rows(total)
+    recorder = RunRecorder(out, chunk_rows=chunk_rows, roll_chunks=roll_chunks)
+    data = _rows(total)
     for start in range(0, total, chunk_rows):
         n = min(chunk_rows, total - start)
         for name, _ in (*DECISION_COLUMNS, *((t, None) for t in TIMING_COLUMNS)):
@@ -72,7 +78,7 @@ def _record(out: Path, chunk_rows: int, total: int) -> tuple[RunRecorder, str]:
             else:
                 recorder.arrays[name][:n] = values
         recorder.flush(n)
-    return recorder, recorder.close()
+    return recorder, recorder.close() if close else ""
 
 
 @pytest.mark.parametrize("chunk_rows", [64, 7])
@@ -114,8 +120,42 @@ def test_a_write_error_reaches_the_engine_thread_and_no_flush_waits_forever(tmp_
             recorder.flush(8)
         recorder.close()
 
-    with pytest.raises(OSError, match=r"decisions\.parquet"):
+    with pytest.raises(OSError, match=SPILL_DIR):  # where the decisions' first part goes
         flush_then_close()
+
+
+@pytest.mark.parametrize("roll_chunks", [1, 3])
+def test_decisions_and_equity_rolled_into_parts_are_the_files_one_writer_wrote(
+    tmp_path, roll_chunks
+):
+    """The parts (a new one every `roll_chunks` chunks, so no writer keeps a long run's row
+    group metadata) make the same files, byte for byte, and the same digest."""
+    total = 64 * 10 + 17  # 11 chunks, the last a part chunk
+    _, one = _record(tmp_path / "one", 64, total, roll_chunks=100)
+    _, rolled = _record(tmp_path / "rolled", 64, total, roll_chunks=roll_chunks)
+    assert rolled == one
+    for name in ("decisions", "equity"):
+        written = (tmp_path / "one" / f"{name}.parquet").read_bytes()
+        assert (tmp_path / "rolled" / f"{name}.parquet").read_bytes() == written, name
+        assert pq.ParquetFile(tmp_path / "rolled" / f"{name}.parquet").num_row_groups == 11
+    assert not (tmp_path / "rolled" / SPILL_DIR).exists()
+
+
+def test_parts_are_finished_as_the_run_goes_and_an_aborted_run_keeps_its_decisions(tmp_path):
+    out = tmp_path / "run"
+    recorder, _ = _record(out, 64, 64 * 5, roll_chunks=2, close=False)
+    deadline = time.monotonic() + 30
+    while not (out / SPILL_DIR / "decisions-000003.parquet").exists():  # the 5th chunk's part
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    finished = sorted(p.name for p in (out / SPILL_DIR).glob("decisions-*.parquet"))
+    assert finished == [f"decisions-00000{k}.parquet" for k in (1, 2, 3)]
+    for path in sorted((out / SPILL_DIR).glob("*-00000[12].parquet")):
+        assert pq.ParquetFile(path).num_row_groups == 2  # closed: readable, footer and all
+    recorder.abort()
+    decisions = pq.read_table(out / "decisions.parquet")
+    np.testing.assert_array_equal(decisions.column("event_index").to_numpy(), np.arange(320))
+    assert not (out / SPILL_DIR).exists()
 
 
 @pytest.mark.parametrize("n", [0, 1, 5])
