@@ -776,9 +776,10 @@ def _print_sessions(rows: Sequence[dict[str, Any]], totals: dict[str, Any]) -> N
 @click.option("--conflate-after", "conflate_after_ms", default=2.0, show_default=True,
               type=click.FloatRange(min=0.0), metavar="MS",
               help="Quotes conflate (a newer one replaces the one still waiting) only once "
-                   "frames have waited this long for the pipeline (inf: never by age), or "
-                   "once --conflate-backlog frames wait: a burst the pipeline absorbs "
-                   "within it loses no quote.")  # fmt: skip
+                   "the frames waiting would take the pipeline longer than this to run (their "
+                   "number times its recent time per frame; inf: never), or once "
+                   "--conflate-backlog frames wait: a burst it runs within this loses no "
+                   "quote.")  # fmt: skip
 @click.option("--conflate-backlog", default=5_000, show_default=True,
               type=click.IntRange(min=0), metavar="FRAMES",
               help="Quotes conflate once this many frames wait, however briefly (at most "

@@ -13,7 +13,6 @@ flushes every recorder, consolidates each session and writes each run's manifest
 from __future__ import annotations
 
 import gc
-import math
 import resource
 import sys
 import threading
@@ -80,8 +79,8 @@ class LiveOptions:
     until_idle_s: float | None = None  # stop once no market data has come for this long
     inbox_capacity: int = 10_000
     inbox_overflow: Overflow = "pause"  # full inbox: pause reading (TCP flow control) or drop
-    # quotes conflate (a newer one replaces the waiting one) once frames have waited this long
-    # for the pipeline, or once this many wait (at most half the inbox): inbox.py
+    # quotes conflate (a newer one replaces the waiting one) once the frames waiting would
+    # take the pipeline this long to run, or once this many wait (at most half the inbox)
     conflate_after_ms: float | None = 2.0
     conflate_backlog: int = 5_000
     levels: int = 20
@@ -493,6 +492,7 @@ def _finish(
             "inbox": {
                 **_as_dict(inbox.stats),
                 "capacity": inbox.capacity,
+                "cost_us": round(inbox.cost_ns / 1e3, 3),  # per frame, for conflation
                 "overflow": inbox.overflow,
                 **_as_dict(handoff.stats),
             },
@@ -529,9 +529,9 @@ def _finish(
     return result
 
 
-def _ns(ms: float | None) -> int | None:
-    """Milliseconds as integer nanoseconds (None, and infinity, stay None: no limit)."""
-    return None if ms is None or math.isinf(ms) else round(ms * 1e6)
+def _ns(ms: float | None) -> float | None:
+    """Milliseconds as nanoseconds; None (like infinity): no limit."""
+    return None if ms is None else ms * 1e6
 
 
 def _as_dict(stats: object) -> dict[str, object]:
