@@ -317,6 +317,9 @@ class PartWriter:
                     self._cond.notify_all()
                 return
             rows = sum(b.num_rows for b in batches)
+            # the part's rows go now: kept by this name, they lived on while the thread waited
+            # for the next part (up to roll_seconds; RSS swung by up to a part per table)
+            del batches
             with self._cond:
                 self._rows += rows
                 self._parts += 1

@@ -132,6 +132,7 @@ class SymbolRun:
         policy = staged.pipeline.policy
         copy_safe = vars(type(policy)).get("copy_safe") is True  # declared, not inherited
         self._dry_policy = copy.copy(policy) if copy_safe else None
+        self.engine.prepare_dry(self._dry_runner, self._dry_policy)
         self._features = staged.pipeline.features
         self._scratch = np.empty_like(self._features.vector)
         self._last_frame: Frame | None = None  # the last frame processed
@@ -175,14 +176,18 @@ class SymbolRun:
         in cache misses). It parses the last frame of each market-data stream again (the
         normaliser's `dry_parse`, else the JSON alone), applies the book's last diff again
         (`dry_book`: absolute sizes, the book stays as it is), checks the last book row again
-        and writes it into the engine's row it is already in, runs a stateless model on a
-        scratch copy of the feature vector and a policy whose class declares `copy_safe` on
-        a shallow copy of itself. Nothing that decides or is recorded changes: no state is
-        written but the model's output vector (which the engine reads only right after its
-        own predict), no event or call is counted (the circuit breaker is bypassed), a
-        stateful model is never run. With the policy, the order path up to the venue runs too
-        (`LiveEngine.dry_act`: the request and the pure risk checks) on what the copy asked
-        for, else on a probe order. False before the first frame."""
+        and writes it into the engine's row it is already in, and walks the engine over that
+        row again on a scratch twin (`LiveEngine.dry_step`: scratch state, market, portfolio
+        and record row; an idle venue; no event reaches the feature stage). With a stateless
+        model and a policy whose class declares `copy_safe`, that walk decides too: the
+        model on a copy of the feature vector, the policy as a shallow copy of itself, and
+        the order path up to the venue (`LiveEngine.dry_act`: the request and the pure risk
+        checks) on what the copy asked for, and on a probe order (most often the policy
+        holds). With a stateless model alone, the model runs on a scratch copy. Nothing that
+        decides or is recorded changes: no state is written but the model's output vector
+        (which the engine reads only right after its own predict), no event or call is
+        counted (the circuit breaker is bypassed), a stateful model is never run. False
+        before the first frame."""
         if self._last_frame is None:
             return False
         for frame in self._last_data.values():
@@ -194,15 +199,13 @@ class SymbolRun:
         if self._dry_book is not None:
             self._dry_book(self.levels)
         self.stepper.dry_check()
-        runner = self._dry_runner
-        if runner is not None and self._features.ready:
+        part = self.stepper.dry_part
+        if part is not None and self.engine.dry_step(part):
+            self.engine.dry_act(_PROBE)  # the order path even while the policy holds
+        elif self._dry_runner is not None and self._dry_policy is None and self._features.ready:
             scratch = self._scratch
             scratch[...] = self._features.vector
-            out = runner.predict(scratch, self.engine.state.n_events)
-            if self._dry_policy is not None:
-                intents = self._dry_policy.decide(out, self.engine.view)
-                # the order path too, most often while the policy holds: with a probe order
-                self.engine.dry_act(intents or _PROBE)
+            self._dry_runner.predict(scratch, self.engine.state.n_events)
         return True
 
     def record_outputs(self) -> None:

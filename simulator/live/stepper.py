@@ -335,6 +335,14 @@ class EventStepper:
         book_px[:] = values
         bid_depth[0], ask_depth[0] = _depths(values, levels)
 
+    @property
+    def dry_part(self) -> list[tuple[Any, ...]] | None:
+        """The engine's columns of the last book row (else quote) stepped, for the keep-warm
+        pass to walk again (`LiveEngine.dry_step`); None before any."""
+        if self._last_book is not None:
+            return self._books[self._flip][1]
+        return self._quote_part if self._max_ts["quotes"] >= 0 else None
+
     def record_outputs(self) -> None:
         """Hand the decisions, orders and fills made since the last call to the spool."""
         engine, tables, outputs = self._engine, self._tables, self._spool.outputs

@@ -5,6 +5,7 @@ policy on a copy of itself, and changes nothing that decides or is recorded."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 import threading
@@ -115,6 +116,15 @@ def test_dry_passes_between_frames_change_nothing_the_model_sees_or_answers(tmp_
         return real_predict(features, event_index)
 
     runner.predict = counted  # type: ignore[method-assign]
+    walked = {"decided": 0}
+    dry_step = warm.engine.dry_step
+
+    def counted_step(prepared: Any) -> bool:
+        decided = dry_step(prepared)
+        walked["decided"] += decided
+        return decided
+
+    warm.engine.dry_step = counted_step  # type: ignore[method-assign]
     try:
         assert warm.dry_pass() is False  # nothing processed yet: nothing to run
         for k, frame in enumerate(frames):
@@ -125,8 +135,11 @@ def test_dry_passes_between_frames_change_nothing_the_model_sees_or_answers(tmp_
             if k % 100 == 0:
                 assert _book(warm) == _book(cold)
                 assert _engine_rows(warm) == _engine_rows(cold)
+                assert _engine_facts(warm) == _engine_facts(cold)
         assert _book(warm) == _book(cold)
         assert _engine_rows(warm) == _engine_rows(cold)
+        assert _engine_facts(warm) == _engine_facts(cold)
+        assert walked["decided"] > 100  # the engine's walk ran idle, its decision step too
         assert warm._dry_policy is not None  # obi_mlp's threshold policy decided idle too
         policy_cold, policy_warm = cold.staged.pipeline.policy, warm.staged.pipeline.policy
         assert policy_cold.target == policy_warm.target  # type: ignore[attr-defined]
@@ -167,6 +180,29 @@ def _book(run: SymbolRun) -> tuple[object, ...]:
     book = run.normalizer.book  # type: ignore[attr-defined]
     n_bids, n_asks = book.depth()
     return book.depth(), book.top_row(max(n_bids, n_asks, 1))
+
+
+def _engine_facts(run: SymbolRun) -> tuple[object, ...]:
+    """What the engine's walk writes: its state, the market, the portfolio, the clock, the
+    recorder's rows so far, the feature stage's values and counts (NaN made comparable)."""
+
+    def plain(value: object) -> object:
+        return "nan" if isinstance(value, float) and math.isnan(value) else value
+
+    engine, features = run.engine, run.staged.pipeline.features
+    state = {f.name: plain(getattr(engine.state, f.name)) for f in dataclasses.fields(engine.state)}
+    del state["fills"], state["now"]  # now: the last decision's wall-clock time
+    slots = (run.market, run.portfolio)
+    attrs = [{k: plain(getattr(o, k)) for k in type(o).__slots__} for o in slots]
+    slot = engine._slot
+    rows = {  # the stage timings are the wall's: never equal twice
+        name: np.nan_to_num(a[:slot]).tolist()
+        for name, a in run.recorder.arrays.items()
+        if not name.endswith("_ns")
+    }
+    counts = (features.n_mid_updates, features.n_trades, features.ts_recv)  # type: ignore[attr-defined]
+    vector = np.nan_to_num(features.compute()).tolist()
+    return state, attrs, len(engine.state.fills), run.clock.now(), slot, rows, counts, vector
 
 
 def _engine_rows(run: SymbolRun) -> list[list[float]]:
