@@ -79,7 +79,10 @@ class LiveOptions:
     until_idle_s: float | None = None  # stop once no market data has come for this long
     inbox_capacity: int = 10_000
     inbox_overflow: Overflow = "pause"  # full inbox: pause reading (TCP flow control) or drop
-    conflate_backlog: int = 64  # frames waiting before a newer quote replaces a waiting one
+    # quotes conflate (a newer one replaces the waiting one) once the frames waiting would
+    # take the pipeline this long to run, or once this many wait (at most half the inbox)
+    conflate_after_ms: float | None = 2.0
+    conflate_backlog: int = 5_000
     levels: int = 20
     seed: int = 0
     roll_seconds: float = 30.0
@@ -342,6 +345,7 @@ def _run(
         options.inbox_capacity,
         conflatable=venue.conflatable,
         backlog=options.conflate_backlog,
+        conflate_after_ns=_ns(options.conflate_after_ms),
         overflow=options.inbox_overflow,
     )
     spool = _RawSpool(runs, checkpoint_s=options.roll_seconds)
@@ -501,6 +505,7 @@ def _finish(
             "inbox": {
                 **_as_dict(inbox.stats),
                 "capacity": inbox.capacity,
+                "cost_us": round(inbox.cost_ns / 1e3, 3),  # per frame, for conflation
                 "overflow": inbox.overflow,
                 **_as_dict(handoff.stats),
             },
@@ -535,6 +540,11 @@ def _finish(
         result.summaries[name] = summary
         result.live_facts[name] = live_facts
     return result
+
+
+def _ns(ms: float | None) -> float | None:
+    """Milliseconds as nanoseconds; None (like infinity): no limit."""
+    return None if ms is None else ms * 1e6
 
 
 def _as_dict(stats: object) -> dict[str, object]:
