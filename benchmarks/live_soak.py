@@ -1,10 +1,11 @@
 """A long live run at max speed on the synthetic feed, its RSS sampled at intervals: memory
 must stay flat, the inbox bounded, and nothing dropped (a full inbox pauses reading the socket,
 so the feed server waits on its socket drain). Prints one JSON line per RSS sample, then the
-run's summary: frames/s and events/s, paused time, overflow counts, RSS first/last/max and its
-drift (least-squares slope, MB/min) after the 1st, 2nd and 3rd minute, RSS right after each
-checkpoint's memory release (`rss_floor_mb`, the live process's own samples) and its drift,
-the run's orders/fills/rejections.
+run's summary: frames/s and events/s, paused time, overflow counts, RSS first/last/max, its
+drift (least-squares slope, MB/min) after the 1st, 2nd and 3rd minute and its range (max -
+min) after the 2nd, RSS right after each checkpoint's memory release (`rss_floor_mb`, the
+live process's own samples) and its drift, the run's orders/fills/rejections, and the time
+outside the run (`outside_run_s`: start-up, and the end's wind-down, close and merges).
 
 Each sample also has what the live process saw at about that time (a sampler thread inside
 it, `--inside`, see `_Inside`): anonymous RSS and AnonHugePages, resident MB by kind of
