@@ -201,9 +201,20 @@ class _Inside:
     def _dump_after_release(directory: Path) -> None:
         """/proc/self/smaps right after each checkpoint's release (RSS's floor: the part
         buffers just written, the free pages returned), for diffing what the floor holds."""
+        import simulator.live.parts as parts
         import simulator.live.run as run
 
         release = getattr(run, "release_free_memory")  # noqa: B009 - imported there, patched
+        flush = parts.SessionParts.flush
+
+        def timed(self: Any) -> None:  # noqa: ANN401
+            """How long the checkpoint waits for the part writers (the raw thread is held)."""
+            t0 = time.perf_counter()
+            flush(self)
+            with (directory / "parts_flush_ms").open("a") as waits:
+                waits.write(f"{(time.perf_counter() - t0) * 1e3:.1f}\n")
+
+        parts.SessionParts.flush = timed  # type: ignore[method-assign]
 
         libc: Any = ctypes.CDLL("libc.so.6")
         libc.fopen.restype = ctypes.c_void_p
@@ -220,6 +231,8 @@ class _Inside:
             if stream:
                 libc.malloc_info(0, stream)
                 libc.fclose(stream)
+            with (directory / "pymalloc_arenas").open("a") as arenas:
+                arenas.write(f"{releases.calls} {pymalloc_arenas()}\n")
 
         setattr(run, "release_free_memory", dumped)  # noqa: B010 - the name run.py calls
 

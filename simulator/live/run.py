@@ -142,6 +142,8 @@ class _RawSpool:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="ticktape-raw", daemon=True)
         self._error: BaseException | None = None
+        # a checkpoint whose rows are being written: (prefix, mark, rows appended per table)
+        self._due: list[tuple[str, Checkpoint, dict[str, int]]] | None = None
         self.releases = Releases()  # memory handed back at the checkpoints (live/memory.py)
 
     def append(self, frame: Frame) -> None:
@@ -158,7 +160,7 @@ class _RawSpool:
             self._error = e
 
     def flush(self) -> None:
-        due = time.monotonic() - self._checkpointed >= self._checkpoint_s
+        due = self._due is None and time.monotonic() - self._checkpointed >= self._checkpoint_s
         marks = {prefix: run.spool.take_mark() for prefix, run in self._runs.items()} if due else {}
         frames: list[Frame] = []
         while self._frames:
@@ -168,17 +170,28 @@ class _RawSpool:
                 self._runs[prefix].parts.append("raw", raw_table(selected))
         for run in self._runs.values():  # the consumed rows and outputs, off the path
             run.spool.flush()
-        if due:
-            self._checkpoint(marks)
+        if due:  # every row up to the marks (taken before the rows were) is appended now
+            self._due = [
+                (prefix, mark, self._runs[prefix].parts.request_flush())
+                for prefix, mark in marks.items()
+                if mark is not None
+            ]
+        if self._due is not None and all(
+            self._runs[prefix].parts.flushed(rows) for prefix, _, rows in self._due
+        ):
+            self._checkpoint(self._due)
+            self._due = None
 
-    def _checkpoint(self, marks: dict[str, Checkpoint | None]) -> None:
-        """Every row up to the marks (taken before the rows were) into finished parts, then
-        the marks into meta.json: where `data recover` cuts a killed session."""
-        for prefix, mark in marks.items():
-            if mark is not None:
-                parts = self._runs[prefix].parts
-                parts.flush()
-                parts.update_meta(checkpoint=mark.as_meta())
+    def _checkpoint(self, due: list[tuple[str, Checkpoint, dict[str, int]]]) -> None:
+        """The rows up to the marks are in finished parts: the marks into meta.json, where
+        `data recover` cuts a killed session.
+
+        The thread goes on taking rows while the writers write them (before, it waited for
+        them: up to a few hundred ms every checkpoint, while the consumer's row tuples piled
+        up in Python's heap, whose arenas then stayed).
+        """
+        for prefix, mark, _ in due:
+            self._runs[prefix].parts.update_meta(checkpoint=mark.as_meta())
         release_free_memory(self.releases)  # RSS stays flat over a long run
         self._checkpointed = time.monotonic()
 
