@@ -773,6 +773,17 @@ def _print_sessions(rows: Sequence[dict[str, Any]], totals: dict[str, Any]) -> N
     show_default=True,
     help="Frames that may wait for the pipeline; past a backlog, quotes conflate.",
 )
+@click.option("--conflate-after", "conflate_after_ms", default=2.0, show_default=True,
+              type=click.FloatRange(min=0.0), metavar="MS",
+              help="Quotes conflate (a newer one replaces the one still waiting) only once "
+                   "the frames waiting would take the pipeline longer than this to run (their "
+                   "number times its recent time per frame; inf: never), or once "
+                   "--conflate-backlog frames wait: a burst it runs within this loses no "
+                   "quote.")  # fmt: skip
+@click.option("--conflate-backlog", default=5_000, show_default=True,
+              type=click.IntRange(min=0), metavar="FRAMES",
+              help="Quotes conflate once this many frames wait, however briefly (at most "
+                   "half the inbox).")  # fmt: skip
 @click.option(
     "--inbox-overflow",
     type=click.Choice(["pause", "drop"]),
@@ -831,6 +842,8 @@ def live(
     duration: float | None,
     until_idle: float | None,
     inbox_capacity: int,
+    conflate_after_ms: float,
+    conflate_backlog: int,
     inbox_overflow: Literal["pause", "drop"],
     checkpoint_s: float,
     warm_from: str | None,
@@ -867,6 +880,7 @@ def live(
         duration_s=duration, until_idle_s=until_idle, inbox_capacity=inbox_capacity, seed=seed,
         roll_seconds=checkpoint_s, warm_from=warm_from, inbox_overflow=inbox_overflow,
         keep_warm=keep_warm, busy_poll=busy_poll, prewake=prewake,
+        conflate_after_ms=conflate_after_ms, conflate_backlog=conflate_backlog,
     )  # fmt: skip
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

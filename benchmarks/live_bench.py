@@ -19,7 +19,8 @@ recv_to_done_ms is [p50, p99, p99.9] over the quotes and books (the decisions' e
 `model_runs` counts the events the model ran on (the features are warmed from the served
 session first, `--no-warm` to start cold);
 `conflated` counts quotes replaced while the pipeline was behind (the issue's target at 20x:
-0); `inline`/`handed_off` say how many frames the network thread ran itself and how many the
+0), `cost_us` the pipeline's time per frame in bursts that the conflation rule goes by;
+`inline`/`handed_off` say how many frames the network thread ran itself and how many the
 consumer thread ran; `net_cpu_share` is the network thread's CPU time over its wall time
 (~1 with --busy-poll), `checkpoints` the recording's checkpoints (every 30 s). To compare two
 checkouts, run this file with each one's python (or PYTHONPATH) alternately and compare
@@ -110,6 +111,7 @@ def point(
         "msgs_per_s": round(frames / timings["run_s"]),
         "recv_to_done_ms": [round(done[k] / 1e3, 3) for k in ("p50_us", "p99_us", "p99.9_us")],
         "conflated": box["conflated"],
+        "cost_us": box.get("cost_us"),
         "overflowed": box["overflowed"],
         "inline": box.get("inline"),
         "handed_off": box.get("handed_off"),

@@ -20,6 +20,7 @@ writers' buffered MB and rows, and the rare-table rows held in memory (the rest 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import json
 import os
@@ -168,9 +169,10 @@ class _Inside:
     """The sampler inside the live process: what RSS is made of, every `every` seconds.
 
     Environment switches for finding a leak: SOAK_SMAPS=DIR dumps /proc/self/smaps at each
-    sample; SOAK_TRIM=1 trims once more after sampling and reports the anonymous RSS left;
-    SOAK_TRACEMALLOC=1 traces Python's allocations and reports the lines that grew most;
-    SOAK_PYMALLOC=1 counts pymalloc's arenas (1 MiB each) in use."""
+    sample, SOAK_FLOOR_SMAPS=DIR dumps it (and glibc's malloc_info) right after each
+    checkpoint's release; SOAK_TRIM=1 trims once more after sampling and reports the
+    anonymous RSS left; SOAK_TRACEMALLOC=1 traces Python's allocations and reports the lines
+    that grew most; SOAK_PYMALLOC=1 counts pymalloc's arenas (1 MiB each) in use."""
 
     def __init__(self, every: float, out: Path) -> None:
         import simulator.live.parts as parts
@@ -192,6 +194,47 @@ class _Inside:
         if self.traced:  # what Python (and numpy) allocated, by line: slow
             tracemalloc.start(4)
         self.base: list[tracemalloc.Snapshot] = []
+        if os.environ.get("SOAK_FLOOR_SMAPS"):
+            self._dump_after_release(Path(os.environ["SOAK_FLOOR_SMAPS"]))
+
+    @staticmethod
+    def _dump_after_release(directory: Path) -> None:
+        """/proc/self/smaps right after each checkpoint's release (RSS's floor: the part
+        buffers just written, the free pages returned), for diffing what the floor holds."""
+        import simulator.live.parts as parts
+        import simulator.live.run as run
+
+        release = getattr(run, "release_free_memory")  # noqa: B009 - imported there, patched
+        flush = parts.SessionParts.flush
+
+        def timed(self: Any) -> None:  # noqa: ANN401
+            """How long the checkpoint waits for the part writers (the raw thread is held)."""
+            t0 = time.perf_counter()
+            flush(self)
+            with (directory / "parts_flush_ms").open("a") as waits:
+                waits.write(f"{(time.perf_counter() - t0) * 1e3:.1f}\n")
+
+        parts.SessionParts.flush = timed  # type: ignore[method-assign]
+
+        libc: Any = ctypes.CDLL("libc.so.6")
+        libc.fopen.restype = ctypes.c_void_p
+        libc.fopen.argtypes = (ctypes.c_char_p, ctypes.c_char_p)
+        libc.malloc_info.argtypes = (ctypes.c_int, ctypes.c_void_p)
+        libc.fclose.argtypes = (ctypes.c_void_p,)
+
+        def dumped(releases: Any) -> None:  # noqa: ANN401
+            release(releases)
+            text = Path("/proc/self/smaps").read_text()
+            (directory / f"floor.{releases.calls:03d}").write_text(text)
+            # glibc's arenas one by one: in use, free (by size), and what each holds
+            stream = libc.fopen(str(directory / f"malloc.{releases.calls:03d}").encode(), b"w")
+            if stream:
+                libc.malloc_info(0, stream)
+                libc.fclose(stream)
+            with (directory / "pymalloc_arenas").open("a") as arenas:
+                arenas.write(f"{releases.calls} {pymalloc_arenas()}\n")
+
+        setattr(run, "release_free_memory", dumped)  # noqa: B010 - the name run.py calls
 
     def _locate_heaps(self) -> None:
         """Each thread started from now on names the glibc heap its arena allocates from."""
@@ -307,9 +350,9 @@ def drift(samples: list[tuple[float, float]], after_s: float) -> float | None:
 
 
 def rss_summary(samples: list[tuple[float, float]]) -> dict[str, float | None] | None:
-    """First, last, min and max RSS while running, and its drift (least-squares slope, MB per
+    """First, last, min and max RSS while running, its drift (least-squares slope, MB per
     minute) after the first, second and third minute (the allocators' warm-up is over by
-    then): flat memory has a drift near 0."""
+    then) and its range (max - min) after the second: flat memory has a drift near 0."""
     if not samples:
         return None
     rss = [r for _, r in samples]
@@ -317,6 +360,8 @@ def rss_summary(samples: list[tuple[float, float]]) -> dict[str, float | None] |
                                         "min": round(min(rss)), "max": round(max(rss))}  # fmt: skip
     for minutes in (1, 2, 3):
         summary[f"drift_after_{minutes}min"] = drift(samples, 60 * minutes)
+    warm = [r for t, r in samples if t >= 120]
+    summary["range_after_2min"] = round(max(warm) - min(warm)) if warm else None
     return summary
 
 
@@ -373,7 +418,8 @@ def main() -> None:
             t0 = time.monotonic()
             samples: list[tuple[float, float]] = []  # (t_s, rss_mb) while the run runs
             while live.poll() is None:
-                time.sleep(args.every)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    live.wait(args.every)  # returns early when the run ends
                 if live.poll() is None:
                     t_s, rss = time.monotonic() - t0, rss_mb(live.pid)
                     finishing = t_s > args.minutes * 60  # consolidating the recording
@@ -384,6 +430,7 @@ def main() -> None:
                     if finishing:
                         sample["finishing"] = True
                     print(json.dumps(sample), flush=True)
+            exited_s = time.monotonic() - t0
             print(live.stdout.read() if live.stdout else "", flush=True)
             manifest = json.loads(next(Path(tmp, "reports").glob("*/manifest.json")).read_text())
     finally:
@@ -392,7 +439,10 @@ def main() -> None:
     facts = manifest["live"]
     inbox, elapsed = facts["inbox"], facts["elapsed_s"]
     print(json.dumps({
-        "elapsed_s": round(elapsed, 1), "frames_per_s": round(facts["network"]["frames"] / elapsed),
+        "elapsed_s": round(elapsed, 1),
+        # start-up (imports, the model) and the end (wind-down, close, consolidation)
+        "outside_run_s": round(exited_s - elapsed, 1),
+        "frames_per_s": round(facts["network"]["frames"] / elapsed),
         "events_per_s": round(manifest["summary"]["n_events"] / elapsed),
         "events": manifest["summary"]["n_events"],
         **{k: manifest["summary"][k] for k in ("n_orders", "n_fills", "n_rejections")},

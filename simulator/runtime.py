@@ -37,7 +37,7 @@ from simulator.plugins import Requirement, build, load_class
 from simulator.policies import ObiRulePolicy, ThresholdPolicy
 from simulator.portfolio import Portfolio
 from simulator.protocols import FeatureStage, ModelRunner, Policy, RiskCheck
-from simulator.recording import STAGES, RunRecorder, write_manifest
+from simulator.recording import LIVE_ROLL_CHUNKS, STAGES, RunRecorder, write_manifest
 from simulator.risk import (
     FeedHealth,
     KillSwitch,
@@ -615,7 +615,8 @@ def build_live(
     with `warm_from`, its features and model are warmed from that recorded session."""
     clock = WallClock()
     staged = build_pipeline(config, levels, clock, wrap_model=wrap_model, instrument=instrument)
-    recorder = RunRecorder(run_dir, spill_at_flush=False)  # spilled by the live loop
+    # spilled by the live loop; its decisions roll into parts often (memory stays flat)
+    recorder = RunRecorder(run_dir, spill_at_flush=False, roll_chunks=LIVE_ROLL_CHUNKS)
     portfolio = Portfolio()
     market = MarketState(levels)
     engine = LiveEngine(

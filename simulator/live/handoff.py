@@ -8,8 +8,10 @@ sends dozens of quotes microseconds apart) the network thread keeps the GIL whil
 whole burst, so the consumer could not take any of it before all of it waited (at 20x, 64
 waiting quotes started to conflate while the pipeline was idle). So:
 
-- every frame goes through the inbox's rules (LIVE.md 6a: conflation once `backlog` frames wait,
-  declared gaps on overflow) unless it can run at once: the pipeline idle, nothing waiting;
+- every frame goes through the inbox's rules (LIVE.md 6a: conflation once the frames waiting
+  would take the pipeline past a budget to run, declared gaps on overflow) unless it can run
+  at once: the pipeline idle, nothing waiting; whoever runs frames times the run for that
+  budget (`Inbox.ran`);
 - once the reader has handed on the last message of the TCP chunk it read (no burst left to
   stamp) and the pipeline is idle, the network thread runs what waits itself, the burst and
   this frame, and then reads on. Under the GIL a consumer thread running them would hold the reader
@@ -105,7 +107,9 @@ class Handoff:
                 inbox.put(frame, wake=False)  # drained right here: nobody else to wake
                 frames = inbox.drain(0.0)
         try:
+            t0 = time.perf_counter_ns()
             self._process(frames)
+            inbox.ran(len(frames), time.perf_counter_ns() - t0)
             stats.inline += len(frames)
         except BaseException as e:  # the consumer thread raises it (`check`)
             self.error = e
@@ -130,10 +134,12 @@ class Handoff:
             frames = self.inbox.drain(0.0)
             if frames:
                 try:
+                    t0 = time.perf_counter_ns()
                     self._process(frames)
                 except BaseException as e:  # the reader runs nothing more inline either
                     self.error = e
                     raise
+                self.inbox.ran(len(frames), time.perf_counter_ns() - t0)
                 self.stats.handed_off += len(frames)
         return bool(frames)
 

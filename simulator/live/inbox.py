@@ -12,10 +12,20 @@ wait (`paused_s` says how much of the run it was; `recv - exchange time` does in
 The last quarter of the capacity is room for frames that cannot wait: timer ticks, REST
 snapshots, connection events.
 
-Overflow policy by kind (LIVE.md 6a): once `backlog` frames wait (the pipeline is behind), a
-quote replaces the quote of the same stream still waiting (the old one is conflated away,
-counted); below that every quote is kept, so a burst the pipeline absorbs loses none (bookTicker
-comes in bursts microseconds apart). Trades, depth and everything else are never dropped
+Overflow policy by kind (LIVE.md 6a): quotes conflate while the pipeline is behind, and only
+then: a quote replaces the quote of the same stream still waiting (the old one is conflated
+away, counted) once the frames waiting would take the pipeline longer than `conflate_after_ns`
+to run (their number times its recent time per frame, `ran`), or once `backlog` frames wait
+(a bound on the count, at most half the inbox). A burst the pipeline runs within that time
+loses no quote: bookTicker comes in bursts microseconds apart, at 20x up to ~140 quotes in one
+socket read, which the obi_rule pipeline runs in under a millisecond (a fixed count of 64
+frames conflated them although the pipeline was idle between bursts); a pipeline 3 ms a frame
+conflates as soon as a second frame waits. It is the work waiting that is measured, not how
+long the first frame has waited: that includes time the reader itself was not running (the OS
+ran something else), which no conflation can win back; and the reader, running the pipeline
+itself, stamps the next frames only after it, so a slow pipeline's frames never look old. The
+recording holds what the pipeline consumed, so a replay is the same whatever it decides.
+Trades, depth and everything else are never dropped
 silently: when the inbox is full (`overflow="drop"`, or frames beyond the room above), the
 frame is dropped and a *gap marker* takes its place in the order (one per stream until
 drained, carrying the count), so the normalizer declares a GAP and resyncs the book exactly
@@ -38,6 +48,12 @@ from simulator.live.frames import Frame
 
 GAP_DIRECTION: Final = "gap"
 """Direction of a gap marker frame: `payload` holds the number of frames dropped, in ASCII."""
+
+_NEVER: Final = float("inf")  # no conflation by the time the frames waiting take to run
+BURST: Final = 16
+"""Runs of at least this many frames time the pipeline's cost per frame (Inbox.ran)."""
+SAMPLES: Final = 9
+"""The cost per frame is the median of this many runs."""
 
 Overflow = Literal["pause", "drop"]
 OVERFLOW_POLICIES: Final[tuple[Overflow, ...]] = ("pause", "drop")
@@ -68,6 +84,7 @@ class Inbox:
         *,
         conflatable: Callable[[str], bool],
         backlog: int = 0,
+        conflate_after_ns: float | None = None,
         overflow: Overflow = "pause",
     ) -> None:
         if capacity < 1:
@@ -81,6 +98,11 @@ class Inbox:
         # frames waiting before quotes conflate; at most half the inbox, so quotes never fill
         # it and crowd out trades, depth and connection frames
         self.backlog = min(max(backlog, 0), capacity // 2)
+        # or once the frames waiting would take the pipeline this long to run (None: never)
+        self.conflate_after_ns: Final = _NEVER if conflate_after_ns is None else conflate_after_ns
+        self.cost_ns = 0.0  # the pipeline's time per frame in its recent bursts (`ran`)
+        self._samples: deque[float] = deque(maxlen=SAMPLES)
+        self._bursts = False  # a run of BURST frames or more has been timed
         # the reader pauses here; the rest is room for frames that cannot wait
         self.pause_at = max(1, capacity - capacity // 4) if overflow == "pause" else capacity + 1
         self.full = False  # the reader should pause: read without the lock, once per frame
@@ -104,7 +126,9 @@ class Inbox:
             stream = frame.stream
             if self._conflatable(stream):
                 old = self._latest_quote.get(stream)
-                if old is not None and self._live >= self.backlog:
+                if old is not None and (
+                    self._live >= self.backlog or self._live * self.cost_ns > self.conflate_after_ns
+                ):
                     old.dead = True
                     self._live -= 1
                     stats.conflated += 1
@@ -124,6 +148,28 @@ class Inbox:
                 wake = True
             if wake:
                 self._cond.notify()
+
+    def ran(self, frames: int, elapsed_ns: int) -> None:
+        """The pipeline ran `frames` in `elapsed_ns` (by whoever ran them, holding the
+        pipeline). `cost_ns` is the median time per frame of the last SAMPLES runs of BURST
+        frames or more, the runs that decide whether a backlog is absorbed (a lone frame costs
+        ~4x a frame in a burst: the run's fixed costs, cold caches). Until a burst has been
+        timed, every run counts, so a pipeline slow from the start conflates from the start.
+        The median leaves out a run the OS or a collection interrupted, and the first cold
+        runs."""
+        burst = frames >= BURST
+        if frames <= 0 or (self._bursts and not burst):
+            return
+        samples = self._samples
+        if burst and not self._bursts:  # from now on bursts only
+            self._bursts = True
+            samples.clear()
+        per = elapsed_ns / frames
+        samples.append(per)
+        if len(samples) >= 3:
+            self.cost_ns = sorted(samples)[len(samples) // 2]
+        elif self.cost_ns <= 0.0 or per < self.cost_ns:
+            self.cost_ns = per
 
     async def wait_for_room(self) -> None:
         """On the reader's loop: wait until the pipeline has drained the inbox (at once if it
@@ -216,4 +262,12 @@ def _wake(waiter: asyncio.Future[None]) -> None:
         waiter.set_result(None)
 
 
-__all__ = ["GAP_DIRECTION", "OVERFLOW_POLICIES", "Inbox", "InboxStats", "Overflow"]
+__all__ = [
+    "BURST",
+    "GAP_DIRECTION",
+    "OVERFLOW_POLICIES",
+    "SAMPLES",
+    "Inbox",
+    "InboxStats",
+    "Overflow",
+]

@@ -236,6 +236,23 @@ class PartWriter:
             if self._error is not None:
                 raise self._error
 
+    def request_flush(self) -> int:
+        """Have the thread write every row appended so far, without waiting for it; returns
+        their count, for `written`."""
+        with self._cond:
+            self._raise_if_unusable()
+            self._flush_wanted = True
+            self._cond.notify_all()
+            return self._rows + self._pending
+
+    def written(self, rows: int) -> bool:
+        """Whether the first `rows` rows appended are in finished parts (a failed write's
+        DataError is raised)."""
+        with self._cond:
+            if self._error is not None:
+                raise self._error
+            return self._rows >= rows
+
     def close(self, *, keep_schema: bool = False) -> PartStats:
         """Write what is buffered and stop the thread. Idempotent.
 
@@ -317,6 +334,9 @@ class PartWriter:
                     self._cond.notify_all()
                 return
             rows = sum(b.num_rows for b in batches)
+            # the part's rows go now: kept by this name, they lived on while the thread waited
+            # for the next part (up to roll_seconds; RSS swung by up to a part per table)
+            del batches
             with self._cond:
                 self._rows += rows
                 self._parts += 1
@@ -420,6 +440,15 @@ class SessionParts:
         """Wait until every row appended so far is in a finished part."""
         for writer in list(self._writers.values()):
             writer.flush()
+
+    def request_flush(self) -> dict[str, int]:
+        """Have every writer write the rows appended so far, without waiting; returns their
+        count per table: `flushed` tells when they are all in finished parts."""
+        return {name: writer.request_flush() for name, writer in list(self._writers.items())}
+
+    def flushed(self, appended: Mapping[str, int]) -> bool:
+        """Whether the rows counted by `request_flush` are all in finished parts."""
+        return all(self._writers[name].written(rows) for name, rows in appended.items())
 
     def stats(self) -> dict[str, PartStats]:
         return {name: writer.stats() for name, writer in list(self._writers.items())}

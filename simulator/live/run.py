@@ -79,7 +79,10 @@ class LiveOptions:
     until_idle_s: float | None = None  # stop once no market data has come for this long
     inbox_capacity: int = 10_000
     inbox_overflow: Overflow = "pause"  # full inbox: pause reading (TCP flow control) or drop
-    conflate_backlog: int = 64  # frames waiting before a newer quote replaces a waiting one
+    # quotes conflate (a newer one replaces the waiting one) once the frames waiting would
+    # take the pipeline this long to run, or once this many wait (at most half the inbox)
+    conflate_after_ms: float | None = 2.0
+    conflate_backlog: int = 5_000
     levels: int = 20
     seed: int = 0
     roll_seconds: float = 30.0
@@ -140,6 +143,8 @@ class _RawSpool:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="ticktape-raw", daemon=True)
         self._error: BaseException | None = None
+        # a checkpoint whose rows are being written: (prefix, mark, rows appended per table)
+        self._due: list[tuple[str, Checkpoint, dict[str, int]]] | None = None
         self.releases = Releases()  # memory handed back at the checkpoints (live/memory.py)
 
     def append(self, frame: Frame) -> None:
@@ -156,7 +161,7 @@ class _RawSpool:
             self._error = e
 
     def flush(self) -> None:
-        due = time.monotonic() - self._checkpointed >= self._checkpoint_s
+        due = self._due is None and time.monotonic() - self._checkpointed >= self._checkpoint_s
         marks = {prefix: run.spool.take_mark() for prefix, run in self._runs.items()} if due else {}
         frames: list[Frame] = []
         while self._frames:
@@ -166,17 +171,28 @@ class _RawSpool:
                 self._runs[prefix].parts.append("raw", raw_table(selected))
         for run in self._runs.values():  # the consumed rows and outputs, off the path
             run.spool.flush()
-        if due:
-            self._checkpoint(marks)
+        if due:  # every row up to the marks (taken before the rows were) is appended now
+            self._due = [
+                (prefix, mark, self._runs[prefix].parts.request_flush())
+                for prefix, mark in marks.items()
+                if mark is not None
+            ]
+        if self._due is not None and all(
+            self._runs[prefix].parts.flushed(rows) for prefix, _, rows in self._due
+        ):
+            self._checkpoint(self._due)
+            self._due = None
 
-    def _checkpoint(self, marks: dict[str, Checkpoint | None]) -> None:
-        """Every row up to the marks (taken before the rows were) into finished parts, then
-        the marks into meta.json: where `data recover` cuts a killed session."""
-        for prefix, mark in marks.items():
-            if mark is not None:
-                parts = self._runs[prefix].parts
-                parts.flush()
-                parts.update_meta(checkpoint=mark.as_meta())
+    def _checkpoint(self, due: list[tuple[str, Checkpoint, dict[str, int]]]) -> None:
+        """The rows up to the marks are in finished parts: the marks into meta.json, where
+        `data recover` cuts a killed session.
+
+        The thread goes on taking rows while the writers write them (before, it waited for
+        them: up to a few hundred ms every checkpoint, while the consumer's row tuples piled
+        up in Python's heap, whose arenas then stayed).
+        """
+        for prefix, mark, _ in due:
+            self._runs[prefix].parts.update_meta(checkpoint=mark.as_meta())
         release_free_memory(self.releases)  # RSS stays flat over a long run
         self._checkpointed = time.monotonic()
 
@@ -330,6 +346,7 @@ def _run(
         options.inbox_capacity,
         conflatable=venue.conflatable,
         backlog=options.conflate_backlog,
+        conflate_after_ns=_ns(options.conflate_after_ms),
         overflow=options.inbox_overflow,
     )
     spool = _RawSpool(runs, checkpoint_s=options.roll_seconds)
@@ -490,6 +507,7 @@ def _finish(
             "inbox": {
                 **_as_dict(inbox.stats),
                 "capacity": inbox.capacity,
+                "cost_us": round(inbox.cost_ns / 1e3, 3),  # per frame, for conflation
                 "overflow": inbox.overflow,
                 **_as_dict(handoff.stats),
             },
@@ -525,6 +543,11 @@ def _finish(
         result.summaries[name] = summary
         result.live_facts[name] = live_facts
     return result
+
+
+def _ns(ms: float | None) -> float | None:
+    """Milliseconds as nanoseconds; None (like infinity): no limit."""
+    return None if ms is None else ms * 1e6
 
 
 def _as_dict(stats: object) -> dict[str, object]:

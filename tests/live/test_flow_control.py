@@ -86,6 +86,50 @@ def test_the_drop_policy_never_pauses_and_a_bad_policy_is_refused():
         Inbox(4, conflatable=lambda s: False, overflow="block")  # type: ignore[arg-type]
 
 
+def _quotes(inbox: Inbox, n: int, stamper: Stamper) -> None:
+    for _ in range(n):
+        inbox.put(stamper.stamp(1, Direction.IN, "x@bookTicker", b"q"))
+
+
+def test_quotes_conflate_only_once_the_frames_waiting_would_take_past_the_budget():
+    """The pipeline runs a frame in 6 us in its bursts: 166 waiting frames are under 1 ms of
+    its work and every quote is kept (more than any fixed count such as 64); past that each
+    newer quote replaces the waiting one, trades stay."""
+    stamper = Stamper(iter(range(1, 10_000)).__next__)
+    inbox = Inbox(1_000, conflatable=lambda s: s.endswith("@bookTicker"), backlog=500,
+                  conflate_after_ns=1e6)  # fmt: skip
+    _quotes(inbox, 200, stamper)  # nothing timed yet: nothing to go by
+    assert inbox.stats.conflated == 0
+    inbox.drain(0.0)
+    inbox.ran(200, 1_200_000)
+    assert inbox.cost_ns == 6_000
+    _quotes(inbox, 167, stamper)  # 166 waiting x 6 us = 0.996 ms when the last one came
+    assert (inbox.stats.conflated, len(inbox)) == (0, 167)
+    _quotes(inbox, 1, stamper)  # 167 x 6 us: past 1 ms, it replaces seq 366
+    _trades(inbox, 1, stamper)
+    _quotes(inbox, 1, stamper)  # replaces seq 367
+    assert [f.seq for f in inbox.drain(0.0)][-4:] == [364, 365, 368, 369]
+    assert inbox.stats.conflated == 2
+
+
+def test_the_cost_per_frame_is_a_median_of_bursts_once_a_burst_has_run():
+    stamper = Stamper(iter(range(1, 10_000)).__next__)
+    inbox = Inbox(100, conflatable=lambda s: s.endswith("@bookTicker"), backlog=50,
+                  conflate_after_ns=1e6)  # fmt: skip
+    for elapsed in (5_000, 3_000_000, 3_000_000):  # a connect, then a model 3 ms a frame
+        inbox.ran(1, elapsed)
+    assert inbox.cost_ns == 3_000_000  # slow from the start: lone runs are all there is
+    _quotes(inbox, 2, stamper)  # one waiting frame is 3 ms of work: the second replaces it
+    assert inbox.stats.conflated == 1
+    inbox.ran(100, 600_000)  # the first burst: 6 us a frame, lone runs no longer count
+    assert inbox.cost_ns == 6_000
+    inbox.ran(1, 5_000_000)
+    assert inbox.cost_ns == 6_000
+    for frames, elapsed in ((20, 100_000), (16, 50_000_000), (50, 300_000)):
+        inbox.ran(frames, elapsed)  # one burst the OS interrupted for 50 ms: the median
+    assert inbox.cost_ns == 6_000  # of 6, 5, 3,125 and 6 us
+
+
 def test_a_paused_reader_loses_nothing_and_its_silence_is_no_dead_peer():
     """A consumer that drains every 20 ms and once stalls for 0.8 s, longer than the dead-peer
     (0.3 s) and idle (0.4 s) timeouts, behind a 40-frame inbox: the reader pauses, nothing
@@ -191,6 +235,7 @@ def test_ticktape_live_at_max_speed_against_feed_serve_drops_nothing(tmp_path):
                 [str(bin_dir / "ticktape"), "live", "--symbol", "btcusdt", "--strategy",
                  "obi_mlp", *(f"--set={s}" for s in _crypto()), "--url", url, "--rest-url",
                  rest, "--duration", "4", "--dashboard", "--inbox", "2000",
+                 "--conflate-after", "2", "--conflate-backlog", "1000",
                  "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "reports")],
                 capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "240"},
             )  # fmt: skip
@@ -205,6 +250,7 @@ def test_ticktape_live_at_max_speed_against_feed_serve_drops_nothing(tmp_path):
     assert inbox["overflowed"] == 0
     assert inbox["overflow"] == "pause"
     assert inbox["high_water"] <= 1_500 + 1  # the pause mark (+ a CLOSE)
+    assert inbox["cost_us"] > 0  # the pipeline's runs were timed for the conflation rule
     assert manifest["live"]["network"]["frames"] > 5_000
     assert manifest["live"]["normalizer"]["gaps"] == 0
 

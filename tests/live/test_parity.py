@@ -165,16 +165,19 @@ class _SlowModel:
         return self._inner.predict(features, event_index)
 
 
-def test_a_slow_model_at_max_speed_conflates_quotes_and_stays_replayable(tmp_path, tape):
+@pytest.mark.parametrize("capacity", [64, 10_000], ids=["count", "age"])
+def test_a_slow_model_at_max_speed_conflates_quotes_and_stays_replayable(tmp_path, tape, capacity):
+    """A pipeline really behind conflates: in a 64-frame inbox once half of it waits (the
+    count bound); in the default one (5,000 may wait) once the frames waiting are over 2 ms of
+    its work (3 ms a quote: as soon as a quote waits), long before that count."""
     config = apply_overrides(load_strategy("obi_rule"), sets=("policy.size=0.01",
                              "risk.max_notional=1e9", "risk.max_position=1"))  # fmt: skip
-    capacity = 64
     with serving(tape.slice(0, 6_000), speed=None) as server:
         result = _live(tmp_path, server, config, inbox_capacity=capacity, wrap_model=_SlowModel)
     ((name, digest),) = result.digests.items()
     inbox: dict[str, Any] = result.live_facts[name]["inbox"]  # type: ignore[assignment]
     assert inbox["conflated"] > 1_000  # most quotes were replaced by a newer one
-    assert inbox["high_water"] <= capacity  # bounded: what waits never exceeds the inbox
+    assert inbox["high_water"] <= min(capacity, 1_000)  # bounded, far below 5,000 by work
     assert inbox["overflowed"] == 0  # quotes only: nothing but quotes could have been dropped
     assert int(result.summaries[name]["n_events"]) + inbox["conflated"] >= 4_000  # type: ignore[call-overload]
     assert _replay_digest(tmp_path, result.sessions[name], config) == digest

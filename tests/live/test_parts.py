@@ -131,6 +131,35 @@ def test_part_is_cut_roll_seconds_after_its_first_row(tmp_path):
     assert _part_rows(directory) == [5, 3]
 
 
+def test_a_written_part_lets_go_of_its_rows_while_the_writer_waits_for_the_next(tmp_path):
+    """A part's rows are freed once it is written, not when the next part is due (for a table
+    that rolls every 30 s, they lived that long again)."""
+    pool = pa.default_memory_pool()
+    writer = PartWriter(tmp_path / PARTS_DIR / "timer", SCHEMA, roll_seconds=60.0)
+    before = pool.bytes_allocated()
+    writer.append(_rows(0, 500_000))  # 8 MB of Arrow buffers, referenced by the writer alone
+    writer.flush()
+    assert writer.stats().parts_written == 1
+    assert pool.bytes_allocated() - before < 1 << 20
+    writer.close()
+
+
+def test_a_requested_flush_does_not_wait_and_tells_when_its_rows_are_written(tmp_path):
+    """The checkpoint asks for the rows appended so far and goes on appending: rows that
+    come after the request are not waited for."""
+    directory = session_dir(tmp_path, KEY)
+    parts = SessionParts(directory, {"venue": KEY.venue}, {"timer": SCHEMA}, roll_rows=1_000)
+    parts.append("timer", _rows(0, 10))
+    appended = parts.request_flush()
+    assert appended == {"timer": 10}
+    parts.append("timer", _rows(10, 15))  # buffered after the request
+    _eventually(lambda: parts.flushed(appended))
+    assert _part_rows(directory / PARTS_DIR / "timer")[0] >= 10
+    assert not parts.flushed({"timer": 16})  # more than were appended: never
+    parts.close()
+    assert _table(directory, "timer").column("seq").to_pylist() == list(range(15))
+
+
 def test_close_leaves_only_finished_parts_and_readers_ignore_tmp_files(tmp_path):
     directory = tmp_path / PARTS_DIR / "timer"
     writer = PartWriter(directory, SCHEMA, roll_rows=3, roll_seconds=60.0)
