@@ -802,9 +802,10 @@ def _print_sessions(rows: Sequence[dict[str, Any]], totals: dict[str, Any]) -> N
                    "recorded session.")  # fmt: skip
 @click.option("--keep-warm/--no-keep-warm", "keep_warm", default=True, show_default=True,
               help="While the feed is idle (1 ms and more), run the hot path dry every ms "
-                   "(last frame parsed again, last book re-checked, a stateless model on a "
-                   "copy of the features; answers discarded, nothing decided or recorded "
-                   "changes) so the next frame finds it in the caches.",
+                   "(last frame parsed again, last book re-checked, the engine walked over it "
+                   "on a scratch copy, a stateless model on a copy of the features; answers "
+                   "discarded, nothing decided or recorded changes) so the next frame finds "
+                   "it in the caches.",
               )  # fmt: skip
 @click.option("--busy-poll", "busy_poll", is_flag=True, default=False,
               help="The network thread polls the sockets without ever sleeping (one core at "
