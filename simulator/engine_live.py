@@ -175,7 +175,8 @@ class _IdleVenue:
     def process_due(self, ts: int, market: object, fills: object) -> None:
         raise InvariantViolation("the dry walk reached the venue (nothing is in flight there)")
 
-    on_market = process_due  # nothing rests there either
+    def on_market(self, market: object, fills: object) -> None:
+        raise InvariantViolation("the dry walk reached the venue (nothing rests there)")
 
 
 class _ScratchClock:

@@ -24,7 +24,9 @@ pipeline's code and data from the caches (a frame then costs ~6x what it costs b
 While no market data has come for `warm_after_s`, `keep_warm` (the network thread, every
 millisecond; every 0.25 ms under `--busy-poll`) runs a side-effect-free dry pass over the hot
 code (`SymbolRun.dry_pass`), only while nothing waits and nobody runs the pipeline; a frame
-that comes meanwhile waits for the pass (tens of µs) like for any frame before it.
+that comes meanwhile waits for the pass (tens of µs) like for any frame before it. Each
+market-data frame's arrival is noted (`arrivals`, once the frame has run) for the network
+loop's pre-wake: it polls around a periodic stream's next frame (prewake.py).
 
 Order: frames are consumed in `seq` order. The pipeline lock makes the two consumers take
 turns, and whoever holds it takes everything waiting. A second producer (the timer thread)
@@ -42,6 +44,7 @@ from dataclasses import dataclass
 
 from simulator.live.frames import Direction, Frame
 from simulator.live.inbox import Inbox
+from simulator.live.prewake import Arrivals
 
 
 @dataclass(slots=True)
@@ -78,13 +81,15 @@ class Handoff:
         self.error: BaseException | None = None  # what the inline path raised; see `check`
         self._dry_pass = dry_pass  # True if it ran something (see keep_warm)
         self.warm_after_s = warm_after_s
+        self.arrivals = Arrivals()  # when a periodic stream's next frame is due (prewake.py)
 
     def offer(self, frame: Frame) -> None:
         """The network thread's sink: run `frame` and what waits now if the burst is read and
         the pipeline idle, else queue it. Never waits for the pipeline."""
         stats = self.stats
         stats.frames += 1
-        if frame.direction == Direction.IN:
+        data = frame.direction == Direction.IN
+        if data:
             self.last_data = time.monotonic()
         with self._order:
             inbox = self.inbox
@@ -93,6 +98,8 @@ class Handoff:
                 # in a burst this thread runs it at the burst's end: waking the consumer
                 # thread would only make it fight for the GIL (a wake-up per frame)
                 inbox.put(frame, wake=not burst)
+                if data:
+                    self.arrivals.note(frame.stream, self.last_data)
                 return
             if inbox.empty():
                 frames = [frame]
@@ -108,6 +115,8 @@ class Handoff:
             self.error = e
         finally:
             self.pipeline.release()
+        if data:  # after the frame ran: not on its path
+            self.arrivals.note(frame.stream, self.last_data)
 
     def tick(self, stamp: Callable[[], Frame]) -> None:
         """Stamp a frame and queue it (the timer thread): atomic with the inline decision."""

@@ -26,12 +26,17 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from simulator.errors import FeedError, InvariantViolation
 from simulator.live.adapter import VenueProfile
 from simulator.live.connection import FeedConnection
 from simulator.live.frames import Frame, Stamper
 from simulator.live.keepalive import Backpressure, ConnectionConfig, ConnectionStats
+from simulator.live.prewake import PrewakeSelector
+
+BUSY_EVERY_S: Final = 0.00025
+"""How often `on_idle` is called while the loop polls without sleeping in a prewake window."""
 
 
 class BusyPollSelector(selectors.EpollSelector):
@@ -74,7 +79,9 @@ class LiveNetwork:
     ended the loop with an error is raised again by `check()` / `stop()` in the caller's thread.
     `on_idle`, if given, is called on that loop about every `idle_every_s` (it decides itself
     whether the feed is idle: see Handoff.keep_warm); it must not block. With `busy_poll` the
-    loop never sleeps in the kernel (BusyPollSelector): one core spent on the lowest latency."""
+    loop never sleeps in the kernel (BusyPollSelector): one core spent on the lowest latency;
+    else, with `prewake` (a periodic stream's next frame, prewake.Arrivals.due), it polls
+    without sleeping only around that time (PrewakeSelector)."""
 
     def __init__(
         self,
@@ -89,6 +96,7 @@ class LiveNetwork:
         on_idle: Callable[[], None] | None = None,
         idle_every_s: float = 0.001,
         busy_poll: bool = False,
+        prewake: Callable[[], float] | None = None,
     ) -> None:
         self.connection = FeedConnection(
             profile, config, stamper, sink, wall, conn_ids=conn_ids, backpressure=backpressure
@@ -98,6 +106,7 @@ class LiveNetwork:
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
         self.times = ThreadTimes(busy_poll=busy_poll)  # filled when the thread ends
+        self.prewake = None if prewake is None or busy_poll else PrewakeSelector(prewake)
 
     @property
     def stats(self) -> ConnectionStats:
@@ -142,8 +151,9 @@ class LiveNetwork:
     def _main(self) -> None:
         cpu, wall = time.thread_time(), time.monotonic()
         try:
-            if self.times.busy_poll:
-                with asyncio.Runner(loop_factory=_busy_poll_loop) as runner:
+            if self.times.busy_poll or self.prewake is not None:
+                factory = _busy_poll_loop if self.prewake is None else self._prewake_loop
+                with asyncio.Runner(loop_factory=factory) as runner:
                     runner.run(self._run())
             else:
                 asyncio.run(self._run())
@@ -165,10 +175,13 @@ class LiveNetwork:
                     await idle
 
     async def _idle_calls(self, on_idle: Callable[[], None]) -> None:
-        every = self._idle_every_s
-        while True:
-            await asyncio.sleep(every)
+        every, prewake = self._idle_every_s, self.prewake
+        while True:  # polling anyway in a prewake window: calls as often as busy polling
+            await asyncio.sleep(every if prewake is None or not prewake.polling() else BUSY_EVERY_S)
             on_idle()
+
+    def _prewake_loop(self) -> asyncio.AbstractEventLoop:
+        return asyncio.SelectorEventLoop(self.prewake)
 
 
 def _busy_poll_loop() -> asyncio.AbstractEventLoop:

@@ -94,6 +94,7 @@ class LiveOptions:
     warm_from: str | None = None  # a SESSION, or "auto": the symbol's newest recorded session
     keep_warm: bool = True  # dry passes over the model while the feed is idle (handoff.py)
     busy_poll: bool = False  # the network thread never sleeps: one core at 100% (network.py)
+    prewake: bool = True  # awake around a periodic stream's next frame (live/prewake.py)
 
 
 @dataclass(slots=True)
@@ -377,6 +378,7 @@ def _run(
         on_idle=handoff.keep_warm if options.keep_warm else None,
         idle_every_s=warm_every_s,
         busy_poll=options.busy_poll,
+        prewake=(lambda: handoff.arrivals.due) if options.prewake else None,
     )  # fmt: skip
     handoff.pending = network.connection.pending  # per frame: one call, not two
     timer_stop = threading.Event()
@@ -513,6 +515,7 @@ def _finish(
             "memory_released": releases.as_dict(),
             "network": _as_dict(network.stats),
             "network_thread": network.times.as_dict(),
+            **({} if network.prewake is None else {"prewake": network.prewake.stats.as_dict()}),
             "instrument": run.instrument,
         }
         run.parts.close({"live": live_facts, "digest": digest})

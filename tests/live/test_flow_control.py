@@ -235,6 +235,7 @@ def test_ticktape_live_at_max_speed_against_feed_serve_drops_nothing(tmp_path):
                 [str(bin_dir / "ticktape"), "live", "--symbol", "btcusdt", "--strategy",
                  "obi_mlp", *(f"--set={s}" for s in _crypto()), "--url", url, "--rest-url",
                  rest, "--duration", "4", "--dashboard", "--inbox", "2000",
+                 "--conflate-after", "2", "--conflate-backlog", "1000",
                  "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "reports")],
                 capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "240"},
             )  # fmt: skip
@@ -249,6 +250,7 @@ def test_ticktape_live_at_max_speed_against_feed_serve_drops_nothing(tmp_path):
     assert inbox["overflowed"] == 0
     assert inbox["overflow"] == "pause"
     assert inbox["high_water"] <= 1_500 + 1  # the pause mark (+ a CLOSE)
+    assert inbox["cost_us"] > 0  # the pipeline's runs were timed for the conflation rule
     assert manifest["live"]["network"]["frames"] > 5_000
     assert manifest["live"]["normalizer"]["gaps"] == 0
 

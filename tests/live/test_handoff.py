@@ -166,3 +166,31 @@ def test_a_burst_leaves_the_consumer_thread_asleep_and_a_tick_wakes_it():
     handoff.tick(lambda: stamper.stamp(0, Direction.TIMER, "", b""))  # nobody else runs it
     consumer.join(1.0)
     assert woke == [True]
+
+
+class _SlowPipeline(_Pipeline):
+    def __call__(self, frames: list[Frame]) -> None:
+        time.sleep(0.002 * len(frames))
+        super().__call__(frames)
+
+
+@pytest.mark.parametrize("runner", ["reader", "consumer"])
+def test_whoever_runs_frames_times_the_run_for_the_conflation_rule(runner):
+    """A pipeline 2 ms a frame with a 1 ms budget: once its runs are timed (by the reader's
+    inline runs or the consumer thread's), a quote waiting is more work than the budget, and
+    the next one replaces it."""
+    pending = _Pending()
+    inbox = Inbox(100, conflatable=lambda stream: stream.endswith("@bookTicker"), backlog=50,
+                  conflate_after_ns=1e6)  # fmt: skip
+    handoff = Handoff(inbox, _SlowPipeline(), pending=pending)
+    stamper = Stamper(itertools.count(1).__next__)
+    pending.n = 0 if runner == "reader" else 5  # in a burst the reader leaves them queued
+    for _ in range(2):
+        handoff.offer(_frame(stamper))
+    if runner == "consumer":
+        assert handoff.consume(0.0)
+    assert inbox.cost_ns >= 2e6
+    pending.n = 5
+    for _ in range(3):
+        handoff.offer(_frame(stamper, "x@bookTicker"))
+    assert inbox.stats.conflated == 2
