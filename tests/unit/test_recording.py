@@ -122,6 +122,8 @@ def test_a_write_error_reaches_the_engine_thread_and_no_flush_waits_forever(tmp_
 
     with pytest.raises(OSError, match=SPILL_DIR):  # where the decisions' first part goes
         flush_then_close()
+    recorder.abort()  # as a failed run does: its writer thread ends (no thread outlives it)
+    assert not recorder._writer._thread.is_alive()
 
 
 @pytest.mark.parametrize("roll_chunks", [1, 3])
