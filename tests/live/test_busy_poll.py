@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import json
 import selectors
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -20,6 +17,7 @@ import pytest
 from simulator.config import load_strategy
 from simulator.live.network import BusyPollSelector
 from tests.conftest import BUNDLED_DATA
+from tests.live.processes import live_against_feed
 from tests.live.test_parity import _replay_digest
 
 BTC = "binance/BTCUSDT/2024-08-08"
@@ -59,25 +57,13 @@ def test_the_selector_spins_until_the_timeout_and_returns_what_is_ready():
 def _live_cli(tmp_path: Path, name: str, *extra: str) -> dict[str, Any]:
     """`ticktape feed serve` (5x, the first 1,500 messages: a frame every few ms, the feed idle
     in between) and `ticktape live` as real processes; the run's manifest."""
-    ticktape = Path(sys.executable).parent / "ticktape"
-    feed = subprocess.Popen(
-        [str(ticktape), "feed", "serve", BTC, "--speed", "5", "--limit", "1500",
-         "--data-dir", str(BUNDLED_DATA)],
-        stdout=subprocess.PIPE, text=True,
+    live = live_against_feed(
+        [BTC, "--speed", "5", "--limit", "1500", "--data-dir", str(BUNDLED_DATA)],
+        lambda ws, rest: [
+            "--symbol", "btcusdt", "--strategy", "obi_mlp", "--url", ws.removesuffix("/stream"),
+            "--rest-url", rest, "--until-idle", "1", "--no-dashboard",
+            "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / name), *extra],
     )  # fmt: skip
-    try:
-        assert feed.stdout is not None
-        words = feed.stdout.readline().split()  # feed: <ws url>/stream  rest: <rest url>
-        live = subprocess.run(
-            [str(ticktape), "live", "--symbol", "btcusdt", "--strategy", "obi_mlp",
-             "--url", words[1].removesuffix("/stream"), "--rest-url", words[3],
-             "--until-idle", "1", "--no-dashboard", "--data-dir", str(tmp_path / "data"),
-             "--out", str(tmp_path / name), *extra],
-            capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
-    finally:
-        feed.send_signal(signal.SIGINT)
-        feed.communicate(timeout=20)
     assert live.returncode == 0, live.stderr
     (manifest,) = (tmp_path / name).glob("*/manifest.json")
     return dict(json.loads(manifest.read_text()))

@@ -4,11 +4,7 @@ recording replays with the same digest."""
 
 from __future__ import annotations
 
-import signal
-import subprocess
-import sys
 import threading
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -24,6 +20,7 @@ from simulator.live.run import LiveOptions, _instrument, run_live
 from simulator.live.venues import adapter
 from simulator.types import Side
 from tests.conftest import BUNDLED_DATA
+from tests.live.processes import live_against_feed
 from tests.live.test_parity import COINBASE_RECORDING, _live, _replay_digest
 
 PACED = 100.0
@@ -136,24 +133,12 @@ def test_default_obi_rule_runs_coinbase_live_with_the_venues_product_and_parity(
 def test_the_readme_coinbase_command_reads_the_product_and_says_so(tmp_path):
     """`ticktape feed serve --venue coinbase` and `ticktape live --feed coinbase ... obi_rule`
     as real processes: no --set, and the run says where its tick, lot and minimum came from."""
-    ticktape = Path(sys.executable).parent / "ticktape"
-    feed = subprocess.Popen(
-        [str(ticktape), "feed", "serve", "--venue", "coinbase", "--speed", "max",
-         "--data-dir", str(BUNDLED_DATA)],
-        stdout=subprocess.PIPE, text=True,
+    live = live_against_feed(
+        ["--venue", "coinbase", "--speed", "max", "--data-dir", str(BUNDLED_DATA)],
+        lambda ws, rest: [
+            "--feed", "coinbase", "--symbol", "BTC-USD", "--strategy", "obi_rule", "--url", ws,
+            "--rest-url", rest, "--until-idle", "2", "--no-dashboard",
+            "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "reports")],
     )  # fmt: skip
-    try:
-        assert feed.stdout is not None
-        words = feed.stdout.readline().split()  # feed: <ws url>/stream  rest: <rest url>
-        live = subprocess.run(
-            [str(ticktape), "live", "--feed", "coinbase", "--symbol", "BTC-USD", "--strategy",
-             "obi_rule", "--url", words[1], "--rest-url", words[3], "--until-idle", "2",
-             "--no-dashboard", "--data-dir", str(tmp_path / "data"), "--out",
-             str(tmp_path / "reports")],
-            capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
-    finally:
-        feed.send_signal(signal.SIGINT)
-        feed.communicate(timeout=20)
     assert live.returncode == 0, live.stderr
     assert "instrument: tick 0.01, lot 1e-08, minimum notional 1 from products" in live.stdout

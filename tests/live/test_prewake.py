@@ -8,10 +8,7 @@ import json
 import math
 import random
 import selectors
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -20,6 +17,7 @@ from typing import Any
 from simulator.config import load_strategy
 from simulator.live.prewake import GRACE_S, LEAD_S, Arrivals, PrewakeSelector
 from tests.conftest import BUNDLED_DATA
+from tests.live.processes import live_against_feed
 from tests.live.test_parity import _replay_digest
 
 
@@ -120,25 +118,14 @@ def test_a_frame_inside_the_window_is_returned_at_once():
 def _live_1x(tmp_path: Path, *extra: str) -> dict[str, Any]:
     """`ticktape feed serve` at 1x (the first 500 messages: ~5 s, a depth diff every 100 ms)
     and `ticktape live` as real processes; the run's manifest."""
-    ticktape = Path(sys.executable).parent / "ticktape"
-    feed = subprocess.Popen(
-        [str(ticktape), "feed", "serve", "binance/BTCUSDT/2024-08-08", "--speed", "1",
-         "--limit", "500", "--data-dir", str(BUNDLED_DATA)],
-        stdout=subprocess.PIPE, text=True,
+    live = live_against_feed(
+        ["binance/BTCUSDT/2024-08-08", "--speed", "1", "--limit", "500",
+         "--data-dir", str(BUNDLED_DATA)],
+        lambda ws, rest: [
+            "--symbol", "btcusdt", "--strategy", "obi_mlp", "--url", ws.removesuffix("/stream"),
+            "--rest-url", rest, "--until-idle", "1", "--no-dashboard",
+            "--data-dir", str(tmp_path / "data"), "--out", str(tmp_path / "reports"), *extra],
     )  # fmt: skip
-    try:
-        assert feed.stdout is not None
-        words = feed.stdout.readline().split()  # feed: <ws url>/stream  rest: <rest url>
-        live = subprocess.run(
-            [str(ticktape), "live", "--symbol", "btcusdt", "--strategy", "obi_mlp",
-             "--url", words[1].removesuffix("/stream"), "--rest-url", words[3],
-             "--until-idle", "1", "--no-dashboard", "--data-dir", str(tmp_path / "data"),
-             "--out", str(tmp_path / "reports"), *extra],
-            capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
-    finally:
-        feed.send_signal(signal.SIGINT)
-        feed.communicate(timeout=20)
     assert live.returncode == 0, live.stderr
     (manifest,) = (tmp_path / "reports").glob("*/manifest.json")
     return dict(json.loads(manifest.read_text()))
