@@ -30,12 +30,14 @@ medians: the latencies are sensitive to the host's load, printed as `load`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 CRYPTO = ["--set", "policy.lot=0.01", "--set", "policy.max_position=0.1", "--set",
@@ -49,6 +51,22 @@ else obi_mlp's features are not ready within the 1x case's 3,000 messages and th
 runs (the latency would leave out inference)."""
 
 
+@contextlib.contextmanager
+def served(args: list[str]) -> Iterator[tuple[str, str]]:
+    """`ticktape feed serve ARGS` running (stopped after): its websocket base URL and REST URL,
+    from the line it prints first."""
+    feed = subprocess.Popen(
+        [str(BIN / "ticktape"), "feed", "serve", *args], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert feed.stdout is not None
+        first = feed.stdout.readline().split()  # feed: <ws url>/stream  rest: <rest url>
+        yield first[1].removesuffix("/stream"), first[3]
+    finally:
+        feed.terminate()
+        feed.wait()
+
+
 def point(
     strategy: str,
     speed: str,
@@ -58,48 +76,40 @@ def point(
     warm: bool = True,
     extra: tuple[str, ...] = (),
 ) -> dict[str, object]:
-    serve = [str(BIN / "ticktape"), "feed", "serve", "--speed", speed]
+    serve = ["--speed", speed]
     if limit:
         serve += ["--limit", str(limit)]
-    feed = subprocess.Popen(serve, stdout=subprocess.PIPE, text=True)
-    try:
-        assert feed.stdout is not None
-        first = feed.stdout.readline().split()
-        url, rest = first[1].removesuffix("/stream"), first[3]
-        with tempfile.TemporaryDirectory() as tmp:
-            subprocess.run(
-                [
-                    str(BIN / "ticktape"),
-                    "live",
-                    "--symbol",
-                    "btcusdt",
-                    "--strategy",
-                    strategy,
-                    *CRYPTO,
-                    "--url",
-                    url,
-                    "--rest-url",
-                    rest,
-                    "--until-idle",
-                    "3",
-                    "--no-dashboard",
-                    "--inbox",
-                    str(inbox),
-                    "--data-dir",
-                    f"{tmp}/data",
-                    "--out",
-                    f"{tmp}/reports",
-                    *(["--warm-from", str(SERVED)] if warm else []),
-                    *extra,
-                    *shlex.split(variant),
-                ],
-                check=True,
-                capture_output=True,
-            )
-            manifest = json.loads(next(Path(tmp, "reports").glob("*/manifest.json")).read_text())
-    finally:
-        feed.terminate()
-        feed.wait()
+    with served(serve) as (url, rest), tempfile.TemporaryDirectory() as tmp:
+        subprocess.run(
+            [
+                str(BIN / "ticktape"),
+                "live",
+                "--symbol",
+                "btcusdt",
+                "--strategy",
+                strategy,
+                *CRYPTO,
+                "--url",
+                url,
+                "--rest-url",
+                rest,
+                "--until-idle",
+                "3",
+                "--no-dashboard",
+                "--inbox",
+                str(inbox),
+                "--data-dir",
+                f"{tmp}/data",
+                "--out",
+                f"{tmp}/reports",
+                *(["--warm-from", str(SERVED)] if warm else []),
+                *extra,
+                *shlex.split(variant),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        manifest = json.loads(next(Path(tmp, "reports").glob("*/manifest.json")).read_text())
     live, timings = manifest["live"], manifest["timings"]
     done, box = live["recv_to_done_us"], live["inbox"]
     frames = box.get("frames", box["received"])

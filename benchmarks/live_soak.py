@@ -34,10 +34,7 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
-CRYPTO = ["--set", "policy.lot=0.01", "--set", "policy.max_position=0.1", "--set",
-          "risk.max_position=1", "--set", "risk.max_order_size=1", "--set",
-          "risk.max_notional=1e9", "--set", "policy.size=0.01"]  # fmt: skip
-BIN = Path(sys.executable).parent
+from live_bench import CRYPTO, served
 
 
 def rss_mb(pid: int) -> float:
@@ -398,45 +395,36 @@ def main() -> None:
     if args.inside is not None:  # the live process itself (see `inside`)
         inside(args.every, Path(os.environ["SOAK_SAMPLES"]), args.inside)
         return
-    serve = [str(BIN / "ticktape"), "feed", "serve", "--synthetic", str(args.messages),
-             "--speed", args.speed]  # fmt: skip
-    feed = subprocess.Popen(serve, stdout=subprocess.PIPE, text=True)
-    try:
-        assert feed.stdout is not None
-        first = feed.stdout.readline().split()
-        url, rest = first[1].removesuffix("/stream"), first[3]
-        with tempfile.TemporaryDirectory() as tmp:
-            inner = Path(tmp, "inside.jsonl")
-            live = subprocess.Popen(
-                [sys.executable, __file__, "--every", str(args.every), "--inside",
-                 "live", "--symbol", "btcusdt", "--strategy",
-                 args.strategy, *CRYPTO, "--url", url, "--rest-url", rest, "--duration",
-                 str(args.minutes * 60), "--no-dashboard", "--data-dir", f"{tmp}/data",
-                 "--out", f"{tmp}/reports"],
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                env={**os.environ, "SOAK_SAMPLES": str(inner)},
-            )  # fmt: skip
-            t0 = time.monotonic()
-            samples: list[tuple[float, float]] = []  # (t_s, rss_mb) while the run runs
-            while live.poll() is None:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    live.wait(args.every)  # returns early when the run ends
-                if live.poll() is None:
-                    t_s, rss = time.monotonic() - t0, rss_mb(live.pid)
-                    finishing = t_s > args.minutes * 60  # consolidating the recording
-                    if not finishing:
-                        samples.append((t_s, rss))
-                    sample: dict[str, object] = {"t_s": round(t_s), "rss_mb": round(rss),
-                                                 **last_line(inner)}  # fmt: skip
-                    if finishing:
-                        sample["finishing"] = True
-                    print(json.dumps(sample), flush=True)
-            exited_s = time.monotonic() - t0
-            print(live.stdout.read() if live.stdout else "", flush=True)
-            manifest = json.loads(next(Path(tmp, "reports").glob("*/manifest.json")).read_text())
-    finally:
-        feed.terminate()
-        feed.wait()
+    serve = ["--synthetic", str(args.messages), "--speed", args.speed]
+    with served(serve) as (url, rest), tempfile.TemporaryDirectory() as tmp:
+        inner = Path(tmp, "inside.jsonl")
+        live = subprocess.Popen(
+            [sys.executable, __file__, "--every", str(args.every), "--inside",
+             "live", "--symbol", "btcusdt", "--strategy",
+             args.strategy, *CRYPTO, "--url", url, "--rest-url", rest, "--duration",
+             str(args.minutes * 60), "--no-dashboard", "--data-dir", f"{tmp}/data",
+             "--out", f"{tmp}/reports"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env={**os.environ, "SOAK_SAMPLES": str(inner)},
+        )  # fmt: skip
+        t0 = time.monotonic()
+        samples: list[tuple[float, float]] = []  # (t_s, rss_mb) while the run runs
+        while live.poll() is None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                live.wait(args.every)  # returns early when the run ends
+            if live.poll() is None:
+                t_s, rss = time.monotonic() - t0, rss_mb(live.pid)
+                finishing = t_s > args.minutes * 60  # consolidating the recording
+                if not finishing:
+                    samples.append((t_s, rss))
+                sample: dict[str, object] = {"t_s": round(t_s), "rss_mb": round(rss),
+                                             **last_line(inner)}  # fmt: skip
+                if finishing:
+                    sample["finishing"] = True
+                print(json.dumps(sample), flush=True)
+        exited_s = time.monotonic() - t0
+        print(live.stdout.read() if live.stdout else "", flush=True)
+        manifest = json.loads(next(Path(tmp, "reports").glob("*/manifest.json")).read_text())
     facts = manifest["live"]
     inbox, elapsed = facts["inbox"], facts["elapsed_s"]
     print(json.dumps({

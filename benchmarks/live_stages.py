@@ -31,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from live_bench import BIN, CRYPTO, SERVED
+from live_bench import CRYPTO, SERVED, served
 
 _STAGES = ("on_frame", "offer", "process", "stepper", "step", "step_end")
 """Stamps of a frame, in path order: FeedConnection._on_frame, Handoff.offer,
@@ -174,28 +174,20 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=3000, help="tape messages (0: all)")
     parser.add_argument("live_args", nargs="*", help="extra `ticktape live` arguments")
     args = parser.parse_args()
-    serve = [str(BIN / "ticktape"), "feed", "serve", "--speed", args.speed]
+    serve = ["--speed", args.speed]
     if args.limit:
         serve += ["--limit", str(args.limit)]
-    feed = subprocess.Popen(serve, stdout=subprocess.PIPE, text=True)
-    try:
-        assert feed.stdout is not None
-        first = feed.stdout.readline().split()
-        url, rest = first[1].removesuffix("/stream"), first[3]
-        with tempfile.TemporaryDirectory() as tmp:
-            out = Path(tmp, "stages.json")
-            subprocess.run(
-                [sys.executable, __file__, "--child", str(out), "live", "--symbol", "btcusdt",
-                 "--strategy", args.strategy, *CRYPTO, "--url", url, "--rest-url", rest,
-                 "--until-idle", "3", "--no-dashboard", "--data-dir", f"{tmp}/data",
-                 "--out", f"{tmp}/reports", "--warm-from", str(SERVED), *args.live_args],
-                check=True,
-                capture_output=True,
-            )  # fmt: skip
-            print(json.dumps({**report(out), "load": round(os.getloadavg()[0], 2)}, indent=1))
-    finally:
-        feed.terminate()
-        feed.wait()
+    with served(serve) as (url, rest), tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp, "stages.json")
+        subprocess.run(
+            [sys.executable, __file__, "--child", str(out), "live", "--symbol", "btcusdt",
+             "--strategy", args.strategy, *CRYPTO, "--url", url, "--rest-url", rest,
+             "--until-idle", "3", "--no-dashboard", "--data-dir", f"{tmp}/data",
+             "--out", f"{tmp}/reports", "--warm-from", str(SERVED), *args.live_args],
+            check=True,
+            capture_output=True,
+        )  # fmt: skip
+        print(json.dumps({**report(out), "load": round(os.getloadavg()[0], 2)}, indent=1))
 
 
 if __name__ == "__main__":
