@@ -391,6 +391,25 @@ def test_consolidating_a_closed_session_with_a_missing_part_fails(data_dir):
         consolidate(directory)
 
 
+def test_a_table_that_fails_to_merge_fails_consolidation_and_keeps_the_parts(data_dir):
+    """The tables merge side by side: the others finish, the error names the bad part, and
+    the session stays unconsolidated with its parts, so a rerun after the repair works."""
+    directory = _market_session(data_dir)
+    bad = part_files(directory / PARTS_DIR / "trades")[1]
+    saved = bad.read_bytes()
+    rows = pq.ParquetFile(bad).metadata.num_rows
+    other = pa.Table.from_batches([_rows(0, rows)])  # the rows meta.json expects, but timer's
+    pq.write_table(other, bad)
+    with pytest.raises(DataError, match=rf"{bad.name}: schema differs from"):
+        consolidate(directory)
+    assert "consolidated" not in _meta(directory)
+    assert pq.read_table(directory / "quotes.parquet").num_rows == 10  # merged beside it
+    assert not (directory / "trades.parquet").exists()
+    bad.write_bytes(saved)
+    assert consolidate(directory)["trades"] == 10
+    assert not list(directory.glob("*.tmp"))
+
+
 def test_data_recover_command_consolidates_and_prints_rows_per_table(data_dir):
     directory = _market_session(data_dir)
     meta = _meta(directory)
