@@ -865,15 +865,18 @@ def live(
     # before Arrow's first allocation, when mimalloc reads its options: freed pages go back
     # at once, not after 1 s (RSS stays flat at max speed; simulator/live/memory.py)
     os.environ.setdefault("MIMALLOC_PURGE_DELAY", "0")
+    # and, read when pyarrow loads: jemalloc, Arrow's pool in live, frees pages at once too
+    os.environ.setdefault("JE_ARROW_MALLOC_CONF", "dirty_decay_ms:0,muzzy_decay_ms:0")
     import signal
     import threading
 
     from rich.live import Live
 
-    from simulator.live.memory import fix_mmap_threshold
+    from simulator.live.memory import fix_mmap_threshold, prompt_arrow_pool
     from simulator.live.run import LiveOptions, LiveView, run_live
 
     fix_mmap_threshold()  # this process is the run: large blocks in their own mappings
+    prompt_arrow_pool()  # and Arrow's freed pages go back at once
 
     config = _load_config(strategy, config_file, sets)
     options = LiveOptions(

@@ -319,6 +319,7 @@ def inside(every: float, out: Path, argv: list[str]) -> None:
     # what `ticktape live` sets first thing, before Arrow's first allocation: the sampler
     # imports Arrow before the command runs (simulator/live/memory.py)
     os.environ.setdefault("MIMALLOC_PURGE_DELAY", "0")
+    os.environ.setdefault("JE_ARROW_MALLOC_CONF", "dirty_decay_ms:0,muzzy_decay_ms:0")
     import cli
 
     sampler = _Inside(every, out)

@@ -19,11 +19,16 @@ the arenas, where freed space fragments and stays resident. The settings:
 - `ticktape live` sets MIMALLOC_PURGE_DELAY=0 before Arrow's first allocation (mimalloc reads
   its options once, when it starts): pages mimalloc freed go back at once, not after 1 s.
   mimalloc's arena held 150-190 MB resident for ~30 MB allocated; with the last two settings
-  60-72 MB (measured together; each alone made no clear difference).
+  60-72 MB (measured together; each alone made no clear difference);
+- `prompt_arrow_pool` (`ticktape live`, for the whole process): Arrow allocates from jemalloc
+  with no decay (JE_ARROW_MALLOC_CONF, set by the command before pyarrow loads) instead of
+  mimalloc, whose arena still held 25-50 MB resident for the 6-23 MB Arrow had allocated, up
+  and down with the part buffers: most of the noise in RSS, and a drift of about +1 MB/min
+  over a 10-minute soak. With jemalloc RSS follows what the recording holds.
 10-minute soaks on a shared 2-core host, RSS sampled every 30 s after the first minute:
 without the first two 407-487 MB (one run, 26.1k frames/s), with them 378-427 and 396-438 MB
 (two runs, 20.4k and 27.3k frames/s; a release takes ~18 ms on average, 56 ms at most), and
-drifting up by +1 to +3 MB/min after the second minute. With all four: see CHANGELOG.md.
+drifting up by +1 to +3 MB/min after the second minute. With the rest: see CHANGELOG.md.
 A platform without glibc (macOS, musl) keeps its allocator as it is: these are no-ops there.
 """
 
@@ -106,6 +111,20 @@ def fix_mmap_threshold() -> bool:
     return _LIBC is not None and _LIBC.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
 
 
+def prompt_arrow_pool() -> str:
+    """Arrow allocates from jemalloc from now on, where this pyarrow has it; returns the
+    backend Arrow's pool now uses.
+
+    For the whole process, like `fix_mmap_threshold` (`ticktape live` calls it). With
+    JE_ARROW_MALLOC_CONF set before pyarrow's import (`ticktape live` sets no decay), jemalloc
+    hands the pages Arrow frees back at once: RSS follows what the recording holds. Buffers
+    already allocated stay with the pool they came from.
+    """
+    if "jemalloc" in pa.supported_memory_backends():
+        pa.set_memory_pool(pa.jemalloc_memory_pool())
+    return str(pa.default_memory_pool().backend_name)
+
+
 _PAGE: Final = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
@@ -143,7 +162,8 @@ class Releases:
         return {"calls": self.calls, "max_ms": round(self.max_ms, 3),
                 "total_ms": round(self.total_ms, 3),
                 "rss_mb": [round(mb, 1) for mb in self.rss_mb],
-                "rss_every": self.rss_every}  # fmt: skip
+                "rss_every": self.rss_every,
+                "arrow_pool": pa.default_memory_pool().backend_name}  # fmt: skip
 
 
 def release_free_memory(releases: Releases) -> None:

@@ -12,6 +12,7 @@ import sys
 import threading
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from simulator.config import apply_overrides, load_strategy
@@ -163,23 +164,52 @@ big = np.ones(16 << 20, dtype=np.uint8)  # freed: a dynamic threshold rises to 1
 del big
 before = libc.mallinfo2().hblkhd
 block = np.ones(4 << 20, dtype=np.uint8)
-print(json.dumps({"mapped": libc.mallinfo2().hblkhd - before}))
+found = {"mapped": libc.mallinfo2().hblkhd - before}
+import pyarrow as pa  # after the run: the command set jemalloc's options before its import
+import pyarrow.compute as pc
+
+def anon_mb():
+    return int(Path("/proc/self/status").read_text().split("RssAnon:")[1].split()[0]) / 1024
+
+def recording():  # a thread allocating from Arrow's pool, as the recording's do
+    ones = pa.array(np.ones(4096, dtype=np.int64))
+    before = anon_mb()
+    held = [pc.add(ones, i) for i in range(2000)]  # 2,000 buffers of 32 KiB
+    found["allocated"] = anon_mb() - before
+    del held
+    found["kept"] = anon_mb() - before
+
+thread = threading.Thread(target=recording)
+thread.start()
+thread.join()
+found["pool"] = pa.default_memory_pool().backend_name
+print(json.dumps(found))
 """
 
 
 @pytest.mark.parametrize(("caller", "fixed"), [("library", False), ("command", True)])
-def test_only_the_live_command_fixes_the_mmap_threshold_for_good(tmp_path, caller, fixed):
+def test_only_the_live_command_fixes_the_mmap_threshold_and_arrows_pool_for_good(
+    tmp_path, caller, fixed
+):
     """glibc cannot go back to moving its threshold once it was set: run_live, called from a
-    library, leaves it moving; `ticktape live`, whose process is the run, fixes it."""
+    library, leaves it moving and Arrow's pool as it was; `ticktape live`, whose process is
+    the run, fixes the threshold and has Arrow allocate from jemalloc (where it is built in)."""
 
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JE_ARROW_")}
     done = subprocess.run(
         [sys.executable, "-c", _THRESHOLD_SCRIPT, caller, str(tmp_path), str(REPO / "data"),
          json.dumps(CRYPTO)],
-        capture_output=True, text=True, timeout=120, cwd=REPO,
+        capture_output=True, text=True, timeout=120, cwd=REPO, env=env,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    mapped = json.loads(done.stdout.splitlines()[-1])["mapped"]
-    assert (mapped >= 4 << 20) is fixed  # its own mapping only under a fixed 128 KiB threshold
+    found = json.loads(done.stdout.splitlines()[-1])
+    assert (found["mapped"] >= 4 << 20) is fixed  # own mapping only under a fixed threshold
+    default = pa.default_memory_pool().backend_name  # this process's: nobody switched it
+    jemalloc = "jemalloc" in pa.supported_memory_backends()
+    assert found["pool"] == ("jemalloc" if fixed and jemalloc else default)
+    assert found["allocated"] > 50  # 64 MB touched
+    if found["pool"] == "jemalloc":  # freed pages back at once, not after its decay (1 s)
+        assert found["kept"] < 0.2 * found["allocated"]
 
 
 def test_a_live_run_disables_huge_pages_while_it_runs_and_restores_the_setting_after(
