@@ -23,8 +23,10 @@ the arenas, where freed space fragments and stays resident. The settings:
 - `prompt_arrow_pool` (`ticktape live`, for the whole process): Arrow allocates from jemalloc
   with no decay (JE_ARROW_MALLOC_CONF, set by the command before pyarrow loads) instead of
   mimalloc, whose arena still held 25-50 MB resident for the 6-23 MB Arrow had allocated, up
-  and down with the part buffers: most of the noise in RSS, and a drift of about +1 MB/min
-  over a 10-minute soak. With jemalloc RSS follows what the recording holds.
+  and down with the part buffers: most of the noise in RSS over a 10-minute soak (range
+  17-22 MB and +0.9 to +1.2 MB/min after the second minute in 3 runs; with jemalloc 14-22
+  MB, and flat in 2 of 3 runs). Over 30 minutes both pools end alike, flat: the early drift
+  is warm-up (glibc's heaps and pymalloc's arenas settling), not a leak.
 10-minute soaks on a shared 2-core host, RSS sampled every 30 s after the first minute:
 without the first two 407-487 MB (one run, 26.1k frames/s), with them 378-427 and 396-438 MB
 (two runs, 20.4k and 27.3k frames/s; a release takes ~18 ms on average, 56 ms at most), and
