@@ -862,17 +862,16 @@ def live(
     replay, stress and report; `ticktape replay SESSION --strategy NAME --latency recorded`
     reproduces the digest printed at the end.
     """
-    # before Arrow's first allocation, when mimalloc reads its options: freed pages go back
-    # at once, not after 1 s (RSS stays flat at max speed; simulator/live/memory.py)
-    os.environ.setdefault("MIMALLOC_PURGE_DELAY", "0")
-    # and, read when pyarrow loads: jemalloc, Arrow's pool in live, frees pages at once too
-    os.environ.setdefault("JE_ARROW_MALLOC_CONF", "dirty_decay_ms:0,muzzy_decay_ms:0")
+    # first, before pyarrow loads: Arrow's allocators hand freed pages back at once (RSS
+    # stays flat at max speed; simulator/live/memory.py)
+    from simulator.live.memory import fix_mmap_threshold, prompt_arrow_pool, set_allocator_options
+
+    set_allocator_options()
     import signal
     import threading
 
     from rich.live import Live
 
-    from simulator.live.memory import fix_mmap_threshold, prompt_arrow_pool
     from simulator.live.run import LiveOptions, LiveView, run_live
 
     fix_mmap_threshold()  # this process is the run: large blocks in their own mappings

@@ -316,10 +316,11 @@ class _Inside:
 def inside(every: float, out: Path, argv: list[str]) -> None:
     """Run `ticktape live` in this process with a thread writing a JSON line to `out` every
     `every` seconds: what RSS is made of, seen from inside (see `_Inside`)."""
-    # what `ticktape live` sets first thing, before Arrow's first allocation: the sampler
-    # imports Arrow before the command runs (simulator/live/memory.py)
-    os.environ.setdefault("MIMALLOC_PURGE_DELAY", "0")
-    os.environ.setdefault("JE_ARROW_MALLOC_CONF", "dirty_decay_ms:0,muzzy_decay_ms:0")
+    # what `ticktape live` sets first thing, before pyarrow loads: the sampler imports it
+    # before the command runs (simulator/live/memory.py)
+    from simulator.live.memory import set_allocator_options
+
+    set_allocator_options()
     import cli
 
     sampler = _Inside(every, out)

@@ -44,8 +44,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Final
 
-import pyarrow as pa
-
 M_MMAP_THRESHOLD: Final = -3  # mallopt's parameter number (malloc.h)
 MMAP_THRESHOLD: Final = 128 * 1024
 PR_SET_THP_DISABLE: Final = 41  # prctl's option numbers (linux/prctl.h)
@@ -113,18 +111,33 @@ def fix_mmap_threshold() -> bool:
     return _LIBC is not None and _LIBC.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1
 
 
-def prompt_arrow_pool() -> str:
-    """Arrow allocates from jemalloc from now on, where this pyarrow has it; returns the
-    backend Arrow's pool now uses.
+ALLOCATOR_OPTIONS: Final = {
+    "MIMALLOC_PURGE_DELAY": "0",  # mimalloc: freed pages go back at once, not after 1 s
+    "JE_ARROW_MALLOC_CONF": "dirty_decay_ms:0,muzzy_decay_ms:0",  # jemalloc: no decay
+}
 
-    For the whole process, like `fix_mmap_threshold` (`ticktape live` calls it). With
-    JE_ARROW_MALLOC_CONF set before pyarrow's import (`ticktape live` sets no decay), jemalloc
-    hands the pages Arrow frees back at once: RSS follows what the recording holds. Buffers
-    already allocated stay with the pool they came from.
+
+def set_allocator_options() -> None:
+    """Set ALLOCATOR_OPTIONS in the environment, where not set already: Arrow's allocators
+    read them once, when they start (jemalloc when pyarrow loads, mimalloc at its first
+    allocation), so a process that is the live run calls this before pyarrow's import. This
+    module imports pyarrow inside its functions for that reason."""
+    for name, value in ALLOCATOR_OPTIONS.items():
+        os.environ.setdefault(name, value)
+
+
+def prompt_arrow_pool() -> None:
+    """Arrow allocates from jemalloc from now on, where this pyarrow has it.
+
+    For the whole process, like `fix_mmap_threshold` (`ticktape live` calls it). After
+    `set_allocator_options` before pyarrow's import, jemalloc hands the pages Arrow frees back
+    at once: RSS follows what the recording holds. Buffers already allocated stay with the
+    pool they came from.
     """
+    import pyarrow as pa
+
     if "jemalloc" in pa.supported_memory_backends():
         pa.set_memory_pool(pa.jemalloc_memory_pool())
-    return str(pa.default_memory_pool().backend_name)
 
 
 _PAGE: Final = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -161,6 +174,8 @@ class Releases:
             self.rss_every *= 2
 
     def as_dict(self) -> dict[str, object]:
+        import pyarrow as pa
+
         return {"calls": self.calls, "max_ms": round(self.max_ms, 3),
                 "total_ms": round(self.total_ms, 3),
                 "rss_mb": [round(mb, 1) for mb in self.rss_mb],
@@ -171,6 +186,8 @@ class Releases:
 def release_free_memory(releases: Releases) -> None:
     """Free pages of glibc's arenas and Arrow's pool back to the OS (a few ms: off the hot
     path, in the recording thread)."""
+    import pyarrow as pa
+
     t0 = time.perf_counter()
     if _LIBC is not None:
         _LIBC.malloc_trim(0)
